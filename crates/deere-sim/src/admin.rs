@@ -20,7 +20,10 @@ pub(crate) fn routes() -> Router<Sim> {
         .route("/__admin/world", get(world))
         .route("/__admin/settings", get(get_settings).patch(patch_settings))
         .route("/__admin/apps", post(create_app))
-        .route("/__admin/apps/{client_key}", axum::routing::patch(patch_app))
+        .route(
+            "/__admin/apps/{client_key}",
+            axum::routing::patch(patch_app),
+        )
         .route("/__admin/growers", post(create_grower))
         .route("/__admin/growers/{user}/scopes", put(cap_scopes))
         .route("/__admin/tokens", post(tokens))
@@ -28,12 +31,21 @@ pub(crate) fn routes() -> Router<Sim> {
         .route("/__admin/orgs/{org}/connections/{client_key}", put(connect))
         .route("/__admin/orgs/{org}/fields", post(add_field))
         .route("/__admin/orgs/{org}/files", post(add_file))
-        .route("/__admin/fields/{id}", axum::routing::patch(edit_field).delete(delete_field))
+        .route(
+            "/__admin/fields/{id}",
+            axum::routing::patch(edit_field).delete(delete_field),
+        )
         .route("/__admin/fields/{id}/boundary", put(replace_boundary))
         .route("/__admin/fields/{id}/operations", post(add_operation))
-        .route("/__admin/operations/{id}", axum::routing::patch(edit_operation).delete(delete_operation))
+        .route(
+            "/__admin/operations/{id}",
+            axum::routing::patch(edit_operation).delete(delete_operation),
+        )
         .route("/__admin/files/{id}", delete(delete_file))
-        .route("/__admin/faults", get(list_faults).post(add_fault).delete(clear_faults))
+        .route(
+            "/__admin/faults",
+            get(list_faults).post(add_fault).delete(clear_faults),
+        )
         .route("/__admin/faults/{id}", delete(remove_fault))
         .route("/__admin/requests", get(requests).delete(clear_requests))
         .route("/__admin/deliveries", get(deliveries))
@@ -42,11 +54,19 @@ pub(crate) fn routes() -> Router<Sim> {
 type AdminResult = Result<Response, Response>;
 
 fn bad(message: impl Into<String>) -> Response {
-    (StatusCode::BAD_REQUEST, Json(json!({"error": message.into()}))).into_response()
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({"error": message.into()})),
+    )
+        .into_response()
 }
 
 fn missing(what: &str) -> Response {
-    (StatusCode::NOT_FOUND, Json(json!({"error": format!("{what} not found")}))).into_response()
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"error": format!("{what} not found")})),
+    )
+        .into_response()
 }
 
 fn ok(value: Value) -> AdminResult {
@@ -126,7 +146,11 @@ async fn create_app(State(sim): State<Sim>, Json(body): Json<NewApp>) -> AdminRe
     let mut app = App::new(body.client_secret);
     app.webhook_access = body.webhook_access;
     sim.state().apps.insert(body.client_key.clone(), app);
-    Ok((StatusCode::CREATED, Json(json!({"clientKey": body.client_key}))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"clientKey": body.client_key})),
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]
@@ -136,7 +160,11 @@ struct AppPatch {
     webhook_access: Option<bool>,
 }
 
-async fn patch_app(State(sim): State<Sim>, Path(key): Path<String>, Json(body): Json<AppPatch>) -> AdminResult {
+async fn patch_app(
+    State(sim): State<Sim>,
+    Path(key): Path<String>,
+    Json(body): Json<AppPatch>,
+) -> AdminResult {
     let mut state = sim.state();
     let app = state.apps.get_mut(&key).ok_or_else(|| missing("app"))?;
     if let Some(secret) = body.client_secret {
@@ -172,7 +200,11 @@ async fn create_grower(State(sim): State<Sim>, Json(body): Json<NewGrower>) -> A
         }
     }
     let org_ids = state.world.add_user(&user, &body.organizations);
-    Ok((StatusCode::CREATED, Json(json!({"userName": user, "organizationIds": org_ids}))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"userName": user, "organizationIds": org_ids})),
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]
@@ -180,9 +212,17 @@ struct ScopeCap {
     scopes: Option<Vec<String>>,
 }
 
-async fn cap_scopes(State(sim): State<Sim>, Path(user): Path<String>, Json(body): Json<ScopeCap>) -> AdminResult {
+async fn cap_scopes(
+    State(sim): State<Sim>,
+    Path(user): Path<String>,
+    Json(body): Json<ScopeCap>,
+) -> AdminResult {
     let mut state = sim.state();
-    let u = state.world.users.get_mut(&user).ok_or_else(|| missing("user"))?;
+    let u = state
+        .world
+        .users
+        .get_mut(&user)
+        .ok_or_else(|| missing("user"))?;
     u.scope_cap = body.scopes;
     ok(json!({"userName": user, "scopeCap": u.scope_cap}))
 }
@@ -251,7 +291,11 @@ struct NewField {
     operations: u32,
 }
 
-async fn add_field(State(sim): State<Sim>, Path(org): Path<String>, body: Option<Json<NewField>>) -> AdminResult {
+async fn add_field(
+    State(sim): State<Sim>,
+    Path(org): Path<String>,
+    body: Option<Json<NewField>>,
+) -> AdminResult {
     let body = body.map(|b| b.0).unwrap_or_default();
     let id = {
         let mut state = sim.state();
@@ -260,12 +304,15 @@ async fn add_field(State(sim): State<Sim>, Path(org): Path<String>, body: Option
         }
         state.world.new_field_in(&org, body.name, body.operations)
     };
-    emit(&sim, Change {
-        event_type: "field",
-        org_id: org.clone(),
-        target_resource: sim.links().field_uri(&org, &id),
-        attributes: vec![("fieldId", id.clone())],
-    });
+    emit(
+        &sim,
+        Change {
+            event_type: "field",
+            org_id: org.clone(),
+            target_resource: sim.links().field_uri(&org, &id),
+            attributes: vec![("fieldId", id.clone())],
+        },
+    );
     Ok((StatusCode::CREATED, Json(json!({"id": id}))).into_response())
 }
 
@@ -284,7 +331,11 @@ struct FieldEdit {
     archived: Option<bool>,
 }
 
-async fn edit_field(State(sim): State<Sim>, Path(id): Path<String>, Json(body): Json<FieldEdit>) -> AdminResult {
+async fn edit_field(
+    State(sim): State<Sim>,
+    Path(id): Path<String>,
+    Json(body): Json<FieldEdit>,
+) -> AdminResult {
     let loc = locate_field(&sim, &id)?;
     {
         let mut state = sim.state();
@@ -299,12 +350,15 @@ async fn edit_field(State(sim): State<Sim>, Path(id): Path<String>, Json(body): 
         field.modified = Utc::now();
         field.stamp.modified_seq = seq;
     }
-    emit(&sim, Change {
-        event_type: "field",
-        org_id: loc.org.clone(),
-        target_resource: sim.links().field_uri(&loc.org, &id),
-        attributes: vec![("fieldId", id.clone())],
-    });
+    emit(
+        &sim,
+        Change {
+            event_type: "field",
+            org_id: loc.org.clone(),
+            target_resource: sim.links().field_uri(&loc.org, &id),
+            attributes: vec![("fieldId", id.clone())],
+        },
+    );
     ok(json!({"id": id}))
 }
 
@@ -322,12 +376,15 @@ async fn delete_field(State(sim): State<Sim>, Path(id): Path<String>) -> AdminRe
             o.stamp.deleted_seq.get_or_insert(seq);
         }
     }
-    emit(&sim, Change {
-        event_type: "field",
-        org_id: loc.org.clone(),
-        target_resource: sim.links().field_uri(&loc.org, &id),
-        attributes: vec![("fieldId", id.clone())],
-    });
+    emit(
+        &sim,
+        Change {
+            event_type: "field",
+            org_id: loc.org.clone(),
+            target_resource: sim.links().field_uri(&loc.org, &id),
+            attributes: vec![("fieldId", id.clone())],
+        },
+    );
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -362,12 +419,18 @@ async fn replace_boundary(State(sim): State<Sim>, Path(id): Path<String>) -> Adm
         boundary_id
     };
     let links = sim.links();
-    emit(&sim, Change {
-        event_type: "boundary",
-        org_id: loc.org.clone(),
-        target_resource: format!("{}/boundaries/{boundary_id}", links.field_uri(&loc.org, &id)),
-        attributes: vec![("fieldId", id.clone())],
-    });
+    emit(
+        &sim,
+        Change {
+            event_type: "boundary",
+            org_id: loc.org.clone(),
+            target_resource: format!(
+                "{}/boundaries/{boundary_id}",
+                links.field_uri(&loc.org, &id)
+            ),
+            attributes: vec![("fieldId", id.clone())],
+        },
+    );
     ok(json!({"id": boundary_id}))
 }
 
@@ -380,7 +443,11 @@ struct NewOperation {
     crop_season: Option<i32>,
 }
 
-async fn add_operation(State(sim): State<Sim>, Path(id): Path<String>, body: Option<Json<NewOperation>>) -> AdminResult {
+async fn add_operation(
+    State(sim): State<Sim>,
+    Path(id): Path<String>,
+    body: Option<Json<NewOperation>>,
+) -> AdminResult {
     let body = body.map(|b| b.0).unwrap_or_default();
     let kind = body.operation_type.unwrap_or_else(|| "harvest".into());
     if !OPERATION_TYPES.contains(&kind.to_ascii_lowercase().as_str()) {
@@ -390,7 +457,9 @@ async fn add_operation(State(sim): State<Sim>, Path(id): Path<String>, body: Opt
     let (op_id, season) = {
         let mut state = sim.state();
         let seq = state.world.bump();
-        let mut op = state.world.new_operation(&kind.to_ascii_lowercase(), body.crop_season.unwrap_or(2024));
+        let mut op = state
+            .world
+            .new_operation(&kind.to_ascii_lowercase(), body.crop_season.unwrap_or(2024));
         op.operation_type = kind.clone();
         op.modified = Utc::now();
         op.stamp.modified_seq = seq;
@@ -404,16 +473,19 @@ async fn add_operation(State(sim): State<Sim>, Path(id): Path<String>, body: Opt
 }
 
 fn announce_operation(sim: &Sim, org: &str, field_id: &str, op_id: &str, kind: &str, season: &str) {
-    emit(sim, Change {
-        event_type: "fieldOperation",
-        org_id: org.to_string(),
-        target_resource: sim.links().operation_uri(op_id),
-        attributes: vec![
-            ("fieldId", field_id.to_string()),
-            ("fieldOperationType", kind.to_ascii_lowercase()),
-            ("cropSeason", season.to_string()),
-        ],
-    });
+    emit(
+        sim,
+        Change {
+            event_type: "fieldOperation",
+            org_id: org.to_string(),
+            target_resource: sim.links().operation_uri(op_id),
+            attributes: vec![
+                ("fieldId", field_id.to_string()),
+                ("fieldOperationType", kind.to_ascii_lowercase()),
+                ("cropSeason", season.to_string()),
+            ],
+        },
+    );
 }
 
 #[derive(Deserialize)]
@@ -424,10 +496,17 @@ struct OperationEdit {
     extend_minutes: Option<i64>,
 }
 
-async fn edit_operation(State(sim): State<Sim>, Path(id): Path<String>, Json(body): Json<OperationEdit>) -> AdminResult {
+async fn edit_operation(
+    State(sim): State<Sim>,
+    Path(id): Path<String>,
+    Json(body): Json<OperationEdit>,
+) -> AdminResult {
     let (field_id, org, kind, season) = {
         let mut state = sim.state();
-        let (loc, index) = state.world.find_operation(&id).ok_or_else(|| missing("operation"))?;
+        let (loc, index) = state
+            .world
+            .find_operation(&id)
+            .ok_or_else(|| missing("operation"))?;
         let seq = state.world.bump();
         let field = state.world.field_mut(&loc);
         let field_id = field.id.clone();
@@ -452,7 +531,10 @@ async fn edit_operation(State(sim): State<Sim>, Path(id): Path<String>, Json(bod
 async fn delete_operation(State(sim): State<Sim>, Path(id): Path<String>) -> AdminResult {
     let (field_id, org, kind, season) = {
         let mut state = sim.state();
-        let (loc, index) = state.world.find_operation(&id).ok_or_else(|| missing("operation"))?;
+        let (loc, index) = state
+            .world
+            .find_operation(&id)
+            .ok_or_else(|| missing("operation"))?;
         let seq = state.world.bump();
         let field = state.world.field_mut(&loc);
         let field_id = field.id.clone();
@@ -471,7 +553,11 @@ struct NewFile {
     size: Option<u32>,
 }
 
-async fn add_file(State(sim): State<Sim>, Path(org): Path<String>, body: Option<Json<NewFile>>) -> AdminResult {
+async fn add_file(
+    State(sim): State<Sim>,
+    Path(org): Path<String>,
+    body: Option<Json<NewFile>>,
+) -> AdminResult {
     let body = body.map(|b| b.0).unwrap_or_default();
     let id = {
         let mut state = sim.state();
@@ -482,15 +568,24 @@ async fn add_file(State(sim): State<Sim>, Path(org): Path<String>, body: Option<
         let mut file = state.world.new_file(body.size.unwrap_or(4096), body.name);
         file.stamp.modified_seq = seq;
         let id = file.id.clone();
-        state.world.orgs.get_mut(&org).expect("checked").files.push(file);
+        state
+            .world
+            .orgs
+            .get_mut(&org)
+            .expect("checked")
+            .files
+            .push(file);
         id
     };
-    emit(&sim, Change {
-        event_type: "file",
-        org_id: org,
-        target_resource: sim.links().file_uri(&id),
-        attributes: vec![],
-    });
+    emit(
+        &sim,
+        Change {
+            event_type: "file",
+            org_id: org,
+            target_resource: sim.links().file_uri(&id),
+            attributes: vec![],
+        },
+    );
     Ok((StatusCode::CREATED, Json(json!({"id": id}))).into_response())
 }
 
@@ -503,12 +598,15 @@ async fn delete_file(State(sim): State<Sim>, Path(id): Path<String>) -> AdminRes
         file.stamp.deleted_seq.get_or_insert(seq);
         org
     };
-    emit(&sim, Change {
-        event_type: "file",
-        org_id: org,
-        target_resource: sim.links().file_uri(&id),
-        attributes: vec![],
-    });
+    emit(
+        &sim,
+        Change {
+            event_type: "file",
+            org_id: org,
+            target_resource: sim.links().file_uri(&id),
+            attributes: vec![],
+        },
+    );
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

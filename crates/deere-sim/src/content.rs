@@ -16,7 +16,9 @@ fn zip_of(entries: &[(&str, &[u8])]) -> Bytes {
     let options = SimpleFileOptions::default().compression_method(CompressionMethod::Stored);
     for (name, data) in entries {
         // Writing to memory cannot fail short of allocation failure.
-        writer.start_file(*name, options).expect("in-memory zip entry");
+        writer
+            .start_file(*name, options)
+            .expect("in-memory zip entry");
         writer.write_all(data).expect("in-memory zip write");
     }
     Bytes::from(writer.finish().expect("in-memory zip").into_inner())
@@ -65,8 +67,16 @@ pub(crate) fn ranged(
         .or_else(|| {
             let offset: u64 = query.get("offset")?.parse().ok()?;
             let size: i64 = query.get("size").and_then(|s| s.parse().ok()).unwrap_or(-1);
-            let end = if size < 0 { len.saturating_sub(1) } else { (offset + size as u64).min(len).saturating_sub(1) };
-            Some(if offset < len { Some((offset, end)) } else { None })
+            let end = if size < 0 {
+                len.saturating_sub(1)
+            } else {
+                (offset + size as u64).min(len).saturating_sub(1)
+            };
+            Some(if offset < len {
+                Some((offset, end))
+            } else {
+                None
+            })
         });
     let disposition = format!("attachment; filename=\"{}\"", name.replace('"', ""));
     match range {
@@ -106,7 +116,10 @@ fn parse_range(value: &str, len: u64) -> Option<(u64, u64)> {
             (len.saturating_sub(n), len.checked_sub(1)?)
         }
         (a, "") => (a.parse().ok()?, len.checked_sub(1)?),
-        (a, b) => (a.parse().ok()?, b.parse::<u64>().ok()?.min(len.checked_sub(1)?)),
+        (a, b) => (
+            a.parse().ok()?,
+            b.parse::<u64>().ok()?.min(len.checked_sub(1)?),
+        ),
     };
     (start <= end && start < len).then_some((start, end))
 }

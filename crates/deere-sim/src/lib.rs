@@ -12,6 +12,10 @@
 //!
 //! Start it in-process with [`start`] on port 0, or run the `deere-sim` binary.
 
+// Handlers return `Result<_, Response>` so that an early `?` can answer with John Deere's exact
+// error shape; a response is larger than clippy likes in an `Err`, which is fine for a simulator.
+#![allow(clippy::result_large_err)]
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -207,7 +211,11 @@ pub struct FaultSpec {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "camelCase")]
+#[serde(
+    tag = "type",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 pub enum FaultKind {
     /// Any status with an Errors body; with `retryAfter` a `Retry-After` header.
     Status {
@@ -340,7 +348,8 @@ impl SimState {
     }
 
     pub(crate) fn revoke_grants(&mut self, ids: &HashSet<u64>) {
-        self.refresh_tokens.retain(|_, g| !ids.contains(&g.grant_id));
+        self.refresh_tokens
+            .retain(|_, g| !ids.contains(&g.grant_id));
         self.access_tokens
             .retain(|_, a| !ids.contains(&a.grant.grant_id));
         self.revoked_grants.extend(ids.iter().copied());

@@ -22,10 +22,16 @@ pub(crate) fn routes() -> Router<Sim> {
             "/oauth2/{server}/.well-known/oauth-authorization-server",
             get(metadata),
         )
-        .route("/oauth2/{server}/v1/authorize", get(authorize_page).post(authorize_decision))
+        .route(
+            "/oauth2/{server}/v1/authorize",
+            get(authorize_page).post(authorize_decision),
+        )
         .route("/oauth2/{server}/v1/token", axum::routing::post(token))
         .route("/oauth2/{server}/v1/revoke", axum::routing::post(revoke))
-        .route("/oauth2/{server}/v1/keys", get(|| async { Json(json!({"keys": []})) }))
+        .route(
+            "/oauth2/{server}/v1/keys",
+            get(|| async { Json(json!({"keys": []})) }),
+        )
 }
 
 /// What a token response carries.
@@ -53,7 +59,11 @@ pub(crate) fn granted_scopes(
     user: &str,
     requested: impl Iterator<Item = String>,
 ) -> Vec<String> {
-    let cap = state.world.users.get(user).and_then(|u| u.scope_cap.clone());
+    let cap = state
+        .world
+        .users
+        .get(user)
+        .and_then(|u| u.scope_cap.clone());
     requested
         .filter(|s| !s.is_empty())
         .filter(|s| cap.as_ref().is_none_or(|c| c.contains(s)))
@@ -79,11 +89,12 @@ pub(crate) fn issue(state: &mut SimState, grant: Grant) -> IssuedTokens {
     if let Some(rt) = &refresh_token {
         state.refresh_tokens.insert(rt.clone(), grant.clone());
     }
-    let id_token = grant
-        .scopes
-        .iter()
-        .any(|s| s == "openid")
-        .then(|| format!("eyJhbGciOiJSUzI1NiJ9.{}.c2ln", URL_SAFE_NO_PAD.encode(json!({"sub": grant.user}).to_string())));
+    let id_token = grant.scopes.iter().any(|s| s == "openid").then(|| {
+        format!(
+            "eyJhbGciOiJSUzI1NiJ9.{}.c2ln",
+            URL_SAFE_NO_PAD.encode(json!({"sub": grant.user}).to_string())
+        )
+    });
     let scope = grant.scopes.join(" ");
     state.access_tokens.insert(
         access_token.clone(),
@@ -106,7 +117,11 @@ fn check_server(sim: &Sim, server: &str) -> Result<(), Response> {
     if server == sim.0.server_id {
         Ok(())
     } else {
-        Err((StatusCode::NOT_FOUND, Json(json!({"errorCode": "E0000007", "errorSummary": "Not found"}))).into_response())
+        Err((
+            StatusCode::NOT_FOUND,
+            Json(json!({"errorCode": "E0000007", "errorSummary": "Not found"})),
+        )
+            .into_response())
     }
 }
 
@@ -157,7 +172,10 @@ fn escape(s: &str) -> String {
 fn bad_request_page(message: &str) -> Response {
     (
         StatusCode::BAD_REQUEST,
-        Html(format!("<!doctype html><title>Error</title><h1>400 Bad Request</h1><p>{}</p>", escape(message))),
+        Html(format!(
+            "<!doctype html><title>Error</title><h1>400 Bad Request</h1><p>{}</p>",
+            escape(message)
+        )),
     )
         .into_response()
 }
@@ -189,12 +207,19 @@ async fn authorize_page(
     let options: String = users
         .iter()
         .map(|u| {
-            let selected = if p.login_hint.as_deref() == Some(u) { " selected" } else { "" };
+            let selected = if p.login_hint.as_deref() == Some(u) {
+                " selected"
+            } else {
+                ""
+            };
             format!("<option value=\"{0}\"{selected}>{0}</option>", escape(u))
         })
         .collect();
     let hidden = |name: &str, value: &str| {
-        format!("<input type=\"hidden\" name=\"{name}\" value=\"{}\">", escape(value))
+        format!(
+            "<input type=\"hidden\" name=\"{name}\" value=\"{}\">",
+            escape(value)
+        )
     };
     let page = format!(
         "<!doctype html><html><head><title>John Deere (simulated) sign in</title></head><body>\
@@ -232,7 +257,8 @@ struct AuthorizeDecision {
 }
 
 fn with_query(uri: &str, pairs: &[(&str, &str)]) -> Result<String, Response> {
-    let mut url = url::Url::parse(uri).map_err(|_| bad_request_page("redirect_uri is not a URL"))?;
+    let mut url =
+        url::Url::parse(uri).map_err(|_| bad_request_page("redirect_uri is not a URL"))?;
     {
         let mut q = url.query_pairs_mut();
         for (k, v) in pairs {
@@ -255,7 +281,10 @@ async fn authorize_decision(
             &d.redirect_uri,
             &[
                 ("error", "access_denied"),
-                ("error_description", "The resource owner or authorization server denied the request."),
+                (
+                    "error_description",
+                    "The resource owner or authorization server denied the request.",
+                ),
                 ("state", &d.state),
             ],
         ) {
@@ -271,7 +300,11 @@ async fn authorize_decision(
         if !state.world.users.contains_key(&d.user) {
             return bad_request_page("unknown user");
         }
-        let scopes = granted_scopes(&state, &d.user, d.scope.split_whitespace().map(str::to_string));
+        let scopes = granted_scopes(
+            &state,
+            &d.user,
+            d.scope.split_whitespace().map(str::to_string),
+        );
         let grant = state.new_grant(&d.client_id, &d.user, scopes);
         let code = random_token("sim-code-");
         state.codes.insert(
@@ -305,33 +338,45 @@ struct TokenForm {
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     (
         status,
-        [(header::CACHE_CONTROL, "no-cache, no-store"), (header::PRAGMA, "no-cache")],
+        [
+            (header::CACHE_CONTROL, "no-cache, no-store"),
+            (header::PRAGMA, "no-cache"),
+        ],
         Json(json!({"error": error, "error_description": description})),
     )
         .into_response()
 }
 
 pub(crate) fn invalid_grant() -> Response {
-    oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "The refresh token is invalid or expired.")
+    oauth_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+        "The refresh token is invalid or expired.",
+    )
 }
 
 pub(crate) fn invalid_client() -> Response {
-    oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Client authentication failed.")
+    oauth_error(
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+        "Client authentication failed.",
+    )
 }
 
 /// Client credentials from HTTP Basic (`client_secret_basic`).
 pub(crate) fn basic_auth(headers: &HeaderMap) -> Option<(String, String)> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let encoded = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic "))?;
+    let encoded = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))?;
     let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
     let (id, secret) = decoded.split_once(':')?;
     Some((id.to_string(), secret.to_string()))
 }
 
 fn authenticate_client(state: &SimState, headers: &HeaderMap, form: &TokenForm) -> Option<String> {
-    let (id, secret) = basic_auth(headers).or_else(|| {
-        Some((form.client_id.clone()?, form.client_secret.clone()?))
-    })?;
+    let (id, secret) = basic_auth(headers)
+        .or_else(|| Some((form.client_id.clone()?, form.client_secret.clone()?)))?;
     let app = state.apps.get(&id)?;
     (app.secret == secret).then_some(id)
 }
@@ -352,27 +397,43 @@ async fn token(
     let issued = match form.grant_type.as_deref() {
         Some("authorization_code") => {
             let Some(code) = form.code.as_deref().and_then(|c| state.codes.remove(c)) else {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "The authorization code is invalid or has expired.");
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "The authorization code is invalid or has expired.",
+                );
             };
             if code.expires_at < Instant::now()
                 || code.grant.client_key != client_key
                 || form.redirect_uri.as_deref() != Some(code.redirect_uri.as_str())
             {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "The authorization code is invalid or has expired.");
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "The authorization code is invalid or has expired.",
+                );
             }
             if let Some(challenge) = &code.code_challenge {
                 let verified = form.code_verifier.as_deref().is_some_and(|v| {
                     URL_SAFE_NO_PAD.encode(Sha256::digest(v.as_bytes())) == *challenge
                 });
                 if !verified {
-                    return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "PKCE verification failed for code challenge.");
+                    return oauth_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_grant",
+                        "PKCE verification failed for code challenge.",
+                    );
                 }
             }
             issue(&mut state, code.grant)
         }
         Some("refresh_token") => {
             let Some(rt) = form.refresh_token.clone() else {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "refresh_token is required.");
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "refresh_token is required.",
+                );
             };
             let Some(grant) = state.refresh_tokens.get(&rt).cloned() else {
                 if state.settings.reuse_detection {
@@ -408,12 +469,25 @@ async fn token(
             issued
         }
         Some(_) => {
-            return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "The authorization grant type is not supported by the authorization server.");
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "The authorization grant type is not supported by the authorization server.",
+            );
         }
-        None => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "grant_type is required."),
+        None => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "grant_type is required.",
+            )
+        }
     };
     (
-        [(header::CACHE_CONTROL, "no-cache, no-store"), (header::PRAGMA, "no-cache")],
+        [
+            (header::CACHE_CONTROL, "no-cache, no-store"),
+            (header::PRAGMA, "no-cache"),
+        ],
         Json(issued),
     )
         .into_response()

@@ -132,11 +132,20 @@ async fn pipeline(State(sim): State<Sim>, request: Request, next: Next) -> Respo
         let mut spent = Vec::new();
         for fault in state.faults.iter_mut() {
             let s = &fault.spec;
-            let matches = s.client_key.as_ref().is_none_or(|k| caller.client_key.as_ref() == Some(k))
-                && s.user.as_ref().is_none_or(|u| caller.user.as_ref() == Some(u))
+            let matches = s
+                .client_key
+                .as_ref()
+                .is_none_or(|k| caller.client_key.as_ref() == Some(k))
+                && s.user
+                    .as_ref()
+                    .is_none_or(|u| caller.user.as_ref() == Some(u))
                 && s.org_id.as_ref().is_none_or(|o| org.as_ref() == Some(o))
-                && s.path_contains.as_ref().is_none_or(|p| full_path.contains(p.as_str()))
-                && s.method.as_ref().is_none_or(|m| m.eq_ignore_ascii_case(&method))
+                && s.path_contains
+                    .as_ref()
+                    .is_none_or(|p| full_path.contains(p.as_str()))
+                && s.method
+                    .as_ref()
+                    .is_none_or(|m| m.eq_ignore_ascii_case(&method))
                 && (!matches!(s.kind, FaultKind::EmptyList) || is_collection);
             if !matches {
                 continue;
@@ -155,9 +164,13 @@ async fn pipeline(State(sim): State<Sim>, request: Request, next: Next) -> Respo
         }
         state.faults.retain(|f| !spent.contains(&f.id));
         if matches!(verdict, Verdict::Pass) {
-            if let (Some(rate), Some(key)) = (state.settings.rate_limit_per_sec, caller.client_key.clone()) {
+            if let (Some(rate), Some(key)) =
+                (state.settings.rate_limit_per_sec, caller.client_key.clone())
+            {
                 if let Err(wait) = take_token(&mut state, &key, rate) {
-                    verdict = Verdict::Answer(rate_limited(Some(wait.as_secs_f64().ceil().max(1.0) as u64)));
+                    verdict = Verdict::Answer(rate_limited(Some(
+                        wait.as_secs_f64().ceil().max(1.0) as u64,
+                    )));
                 }
             }
         }
@@ -172,7 +185,10 @@ async fn pipeline(State(sim): State<Sim>, request: Request, next: Next) -> Respo
     };
     if path.starts_with("/platform") {
         let headers = response.headers_mut();
-        headers.insert("x-deere-handling-server", HeaderValue::from_static("deere-sim"));
+        headers.insert(
+            "x-deere-handling-server",
+            HeaderValue::from_static("deere-sim"),
+        );
         if let Ok(v) = HeaderValue::from_str(&started.elapsed().as_millis().to_string()) {
             headers.insert("x-deere-elapsed-ms", v);
         }
@@ -197,12 +213,15 @@ async fn pipeline(State(sim): State<Sim>, request: Request, next: Next) -> Respo
 }
 
 pub(crate) fn rate_limited(retry_after: Option<u64>) -> Response {
-    let mut response = (StatusCode::TOO_MANY_REQUESTS, platform::deere_json(&json!({
-        "@type": "Errors",
-        "errors": [{"@type": "Error", "guid": uuid::Uuid::new_v4().to_string(),
-                    "message": "Too Many Requests", "code": "429"}],
-        "otherAttributes": {}
-    })))
+    let mut response = (
+        StatusCode::TOO_MANY_REQUESTS,
+        platform::deere_json(&json!({
+            "@type": "Errors",
+            "errors": [{"@type": "Error", "guid": uuid::Uuid::new_v4().to_string(),
+                        "message": "Too Many Requests", "code": "429"}],
+            "otherAttributes": {}
+        })),
+    )
         .into_response();
     if let Some(secs) = retry_after {
         response
@@ -217,9 +236,15 @@ fn fault_response(sim: &Sim, kind: &FaultKind, path: &str) -> Response {
         (status, platform::deere_json(&errors(message))).into_response()
     };
     match kind {
-        FaultKind::Status { status, retry_after } => {
+        FaultKind::Status {
+            status,
+            retry_after,
+        } => {
             let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let mut response = error(status, status.canonical_reason().unwrap_or("Injected fault"));
+            let mut response = error(
+                status,
+                status.canonical_reason().unwrap_or("Injected fault"),
+            );
             if let Some(secs) = retry_after {
                 response
                     .headers_mut()
@@ -231,7 +256,10 @@ fn fault_response(sim: &Sim, kind: &FaultKind, path: &str) -> Response {
         FaultKind::ConnectionReset => {
             let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
                 Ok(Bytes::from_static(b"{\"links\":[],\"values\":[")),
-                Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected reset")),
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "injected reset",
+                )),
             ];
             let mut response = Response::new(Body::from_stream(futures_util::stream::iter(chunks)));
             response.headers_mut().insert(
@@ -246,10 +274,18 @@ fn fault_response(sim: &Sim, kind: &FaultKind, path: &str) -> Response {
                 .and_then(|r| r.split(['/', ';']).next())
                 .unwrap_or("0")
                 .to_string();
-            let mut response = error(StatusCode::FORBIDDEN, "Requested Org is in a restricted state.");
+            let mut response = error(
+                StatusCode::FORBIDDEN,
+                "Requested Org is in a restricted state.",
+            );
             let h = response.headers_mut();
-            h.insert("x-deere-warning", HeaderValue::from_static("Requested Org is in a restricted state."));
-            if let Ok(v) = HeaderValue::from_str(&format!("https://teammanager.deere.com/organizations/{org}/terms")) {
+            h.insert(
+                "x-deere-warning",
+                HeaderValue::from_static("Requested Org is in a restricted state."),
+            );
+            if let Ok(v) = HeaderValue::from_str(&format!(
+                "https://teammanager.deere.com/organizations/{org}/terms"
+            )) {
                 h.insert("x-deere-terms-location", v);
             }
             response

@@ -41,7 +41,10 @@ fn access_denied() -> Response {
 }
 
 fn not_found() -> Response {
-    error(StatusCode::NOT_FOUND, "The specified resource does not exist")
+    error(
+        StatusCode::NOT_FOUND,
+        "The specified resource does not exist",
+    )
 }
 
 fn missing_scope(scope: &str) -> Response {
@@ -63,7 +66,14 @@ pub(crate) fn is_collection_path(path: &str) -> bool {
         .unwrap_or("");
     matches!(
         last,
-        "organizations" | "clients" | "farms" | "fields" | "boundaries" | "fieldOperations" | "files" | "measurementTypes"
+        "organizations"
+            | "clients"
+            | "farms"
+            | "fields"
+            | "boundaries"
+            | "fieldOperations"
+            | "files"
+            | "measurementTypes"
     )
 }
 
@@ -107,7 +117,11 @@ impl Req {
         let clean_path = format!("/platform/{}", segs.join("/"));
         let query = uri
             .query()
-            .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .map(|q| {
+                url::form_urlencoded::parse(q.as_bytes())
+                    .into_owned()
+                    .collect()
+            })
             .unwrap_or_default();
         Self {
             method,
@@ -158,7 +172,11 @@ impl Item {
         Self {
             last_seq: stamp.last_seq(),
             live: stamp.is_live(),
-            value: if stamp.is_live() { value() } else { tombstone() },
+            value: if stamp.is_live() {
+                value()
+            } else {
+                tombstone()
+            },
         }
     }
 }
@@ -182,17 +200,17 @@ pub(crate) async fn dispatch(
         && !req.accepts(DEERE_JSON)
         && (req.accepts("zip") || req.accepts("octet-stream"));
     if !is_download && !req.accepts(DEERE_JSON) && !req.accepts("application/json") {
-        return error(StatusCode::NOT_ACCEPTABLE, "Not Acceptable: send Accept: application/vnd.deere.axiom.v3+json");
+        return error(
+            StatusCode::NOT_ACCEPTABLE,
+            "Not Acceptable: send Accept: application/vnd.deere.axiom.v3+json",
+        );
     }
     let mut state = sim.state();
     let grant = match token.as_deref().and_then(|t| state.access_tokens.get(t)) {
         Some(access) if access.expires_at > Instant::now() => access.grant.clone(),
         _ => return error(StatusCode::UNAUTHORIZED, "Unauthorized"),
     };
-    let ctx = Ctx {
-        sim: &sim,
-        grant,
-    };
+    let ctx = Ctx { sim: &sim, grant };
     ctx.route(&mut state, &req)
 }
 
@@ -212,8 +230,15 @@ impl Ctx<'_> {
                 "links": [link("self", format!("{}/users/{}", self.sim.platform_url(), self.grant.user))]})),
             (["organizations"], true) => self.organizations(state, req),
             (["organizations", org], true) => {
-                match state.world.orgs.get(*org).filter(|_| state.world.user_has_org(&self.grant.user, org)) {
-                    Some(o) => deere_json(&self.sim.links().organization(o, &self.grant.client_key)),
+                match state
+                    .world
+                    .orgs
+                    .get(*org)
+                    .filter(|_| state.world.user_has_org(&self.grant.user, org))
+                {
+                    Some(o) => {
+                        deere_json(&self.sim.links().organization(o, &self.grant.client_key))
+                    }
                     None => error(StatusCode::NOT_FOUND, "Organization not found"),
                 }
             }
@@ -263,12 +288,17 @@ impl Ctx<'_> {
             return Err(error(StatusCode::NOT_FOUND, "Organization not found"));
         };
         if !state.world.user_has_org(&self.grant.user, org) {
-            return Err(error(StatusCode::FORBIDDEN, "Invalid access to organization"));
+            return Err(error(
+                StatusCode::FORBIDDEN,
+                "Invalid access to organization",
+            ));
         }
         if !o.connected_apps.contains(&self.grant.client_key) {
             return Err(match state.settings.unconnected_behaviour {
                 UnconnectedBehaviour::Forbidden => access_denied(),
-                UnconnectedBehaviour::Empty => deere_json(&json!({"links": [], "total": 0, "values": []})),
+                UnconnectedBehaviour::Empty => {
+                    deere_json(&json!({"links": [], "total": 0, "values": []}))
+                }
             });
         }
         if !self.has_scope(scope) {
@@ -290,14 +320,61 @@ impl Ctx<'_> {
         let org = &state.world.orgs[org_id];
         let embeds = req.embeds();
         let items: Vec<Item> = match rest {
-            ["clients"] => org.clients.iter().map(|c| Item::of(&c.stamp, || links.client(org_id, c),
-                || deleted("Client", &c.id, format!("{}/clients/{}", links.org_uri(org_id), c.id)))).collect(),
-            ["farms"] => org.farms.iter().map(|f| Item::of(&f.stamp, || links.farm(org_id, f),
-                || deleted("Farm", &f.id, format!("{}/farms/{}", links.org_uri(org_id), f.id)))).collect(),
-            ["clients", id] => return single(org.clients.iter().find(|c| c.id == *id && c.stamp.is_live()).map(|c| links.client(org_id, c))),
-            ["farms", id] => return single(org.farms.iter().find(|f| f.id == *id && f.stamp.is_live()).map(|f| links.farm(org_id, f))),
+            ["clients"] => org
+                .clients
+                .iter()
+                .map(|c| {
+                    Item::of(
+                        &c.stamp,
+                        || links.client(org_id, c),
+                        || {
+                            deleted(
+                                "Client",
+                                &c.id,
+                                format!("{}/clients/{}", links.org_uri(org_id), c.id),
+                            )
+                        },
+                    )
+                })
+                .collect(),
+            ["farms"] => org
+                .farms
+                .iter()
+                .map(|f| {
+                    Item::of(
+                        &f.stamp,
+                        || links.farm(org_id, f),
+                        || {
+                            deleted(
+                                "Farm",
+                                &f.id,
+                                format!("{}/farms/{}", links.org_uri(org_id), f.id),
+                            )
+                        },
+                    )
+                })
+                .collect(),
+            ["clients", id] => {
+                return single(
+                    org.clients
+                        .iter()
+                        .find(|c| c.id == *id && c.stamp.is_live())
+                        .map(|c| links.client(org_id, c)),
+                )
+            }
+            ["farms", id] => {
+                return single(
+                    org.farms
+                        .iter()
+                        .find(|f| f.id == *id && f.stamp.is_live())
+                        .map(|f| links.farm(org_id, f)),
+                )
+            }
             ["fields"] => {
-                let filter = req.query.get("recordFilter").map(|s| s.to_ascii_uppercase());
+                let filter = req
+                    .query
+                    .get("recordFilter")
+                    .map(|s| s.to_ascii_uppercase());
                 org.fields
                     .iter()
                     .filter(|f| match filter.as_deref() {
@@ -322,38 +399,107 @@ impl Ctx<'_> {
                     }, || deleted("Field", &f.id, links.field_uri(org_id, &f.id))))
                     .collect()
             }
-            ["fields", id] => return single(org.fields.iter().find(|f| f.id == *id && f.stamp.is_live()).map(|f| links.field(org_id, f))),
+            ["fields", id] => {
+                return single(
+                    org.fields
+                        .iter()
+                        .find(|f| f.id == *id && f.stamp.is_live())
+                        .map(|f| links.field(org_id, f)),
+                )
+            }
             ["fields", id, sub @ ..] => {
-                let Some(field) = org.fields.iter().find(|f| f.id == *id && f.stamp.is_live()) else {
+                let Some(field) = org.fields.iter().find(|f| f.id == *id && f.stamp.is_live())
+                else {
                     return error(StatusCode::NOT_FOUND, "Organization or Field not found");
                 };
                 match sub {
-                    ["boundaries"] => field.boundaries.iter().map(|b| Item::of(&b.stamp, || links.boundary(org_id, &field.id, b),
-                        || deleted("Boundary", &b.id, format!("{}/boundaries/{}", links.field_uri(org_id, &field.id), b.id)))).collect(),
-                    ["boundaries", bid] => return single(field.boundaries.iter().find(|b| b.id == *bid && b.stamp.is_live()).map(|b| links.boundary(org_id, &field.id, b))),
+                    ["boundaries"] => field
+                        .boundaries
+                        .iter()
+                        .map(|b| {
+                            Item::of(
+                                &b.stamp,
+                                || links.boundary(org_id, &field.id, b),
+                                || {
+                                    deleted(
+                                        "Boundary",
+                                        &b.id,
+                                        format!(
+                                            "{}/boundaries/{}",
+                                            links.field_uri(org_id, &field.id),
+                                            b.id
+                                        ),
+                                    )
+                                },
+                            )
+                        })
+                        .collect(),
+                    ["boundaries", bid] => {
+                        return single(
+                            field
+                                .boundaries
+                                .iter()
+                                .find(|b| b.id == *bid && b.stamp.is_live())
+                                .map(|b| links.boundary(org_id, &field.id, b)),
+                        )
+                    }
                     ["fieldOperations"] => {
                         let season = req.query.get("cropSeason");
-                        let kind = req.query.get("fieldOperationType").map(|t| t.to_ascii_lowercase());
+                        let kind = req
+                            .query
+                            .get("fieldOperationType")
+                            .map(|t| t.to_ascii_lowercase());
                         let start = req.query.get("startDate").and_then(|d| parse_time(d));
                         let end = req.query.get("endDate").and_then(|d| parse_time(d));
                         let embed_measurements = embeds.iter().any(|e| e == "measurementTypes");
-                        field.operations.iter()
+                        field
+                            .operations
+                            .iter()
                             .filter(|o| season.is_none_or(|s| &o.crop_season == s))
                             .filter(|o| kind.as_ref().is_none_or(|k| &o.kind() == k))
                             .filter(|o| start.is_none_or(|s| o.end >= s))
                             .filter(|o| end.is_none_or(|e| o.start <= e))
-                            .map(|o| Item::of(&o.stamp, || links.operation(org_id, &field.id, o, embed_measurements),
-                                || deleted("FieldOperation", &o.id, links.operation_uri(&o.id))))
+                            .map(|o| {
+                                Item::of(
+                                    &o.stamp,
+                                    || links.operation(org_id, &field.id, o, embed_measurements),
+                                    || deleted("FieldOperation", &o.id, links.operation_uri(&o.id)),
+                                )
+                            })
                             .collect()
                     }
                     _ => return not_found(),
                 }
             }
-            ["boundaries"] => org.fields.iter().flat_map(|f| f.boundaries.iter().map(move |b| (f, b)))
-                .map(|(f, b)| Item::of(&b.stamp, || links.boundary(org_id, &f.id, b),
-                    || deleted("Boundary", &b.id, format!("{}/boundaries/{}", links.field_uri(org_id, &f.id), b.id)))).collect(),
-            ["files"] => org.files.iter().map(|f| Item::of(&f.stamp, || links.file(org_id, f),
-                || deleted("File", &f.id, links.file_uri(&f.id)))).collect(),
+            ["boundaries"] => org
+                .fields
+                .iter()
+                .flat_map(|f| f.boundaries.iter().map(move |b| (f, b)))
+                .map(|(f, b)| {
+                    Item::of(
+                        &b.stamp,
+                        || links.boundary(org_id, &f.id, b),
+                        || {
+                            deleted(
+                                "Boundary",
+                                &b.id,
+                                format!("{}/boundaries/{}", links.field_uri(org_id, &f.id), b.id),
+                            )
+                        },
+                    )
+                })
+                .collect(),
+            ["files"] => org
+                .files
+                .iter()
+                .map(|f| {
+                    Item::of(
+                        &f.stamp,
+                        || links.file(org_id, f),
+                        || deleted("File", &f.id, links.file_uri(&f.id)),
+                    )
+                })
+                .collect(),
             _ => return not_found(),
         };
         self.collection(state, req, items)
@@ -393,15 +539,15 @@ impl Ctx<'_> {
                 }
                 changed
             }
-            None => items.into_iter().filter(|i| i.live).map(|i| i.value).collect(),
+            None => items
+                .into_iter()
+                .filter(|i| i.live)
+                .map(|i| i.value)
+                .collect(),
         };
-        state.signatures.insert(
-            new_signature.clone(),
-            SigRec {
-                key,
-                seq: current,
-            },
-        );
+        state
+            .signatures
+            .insert(new_signature.clone(), SigRec { key, seq: current });
         let total = selected.len();
         let count = req
             .count
@@ -410,8 +556,13 @@ impl Ctx<'_> {
         let start = req.start.unwrap_or(0);
         let page: Vec<Value> = selected.into_iter().skip(start).take(count).collect();
         let root = self.sim.root_url();
-        let query = req.raw_query.as_ref().map(|q| format!("?{q}")).unwrap_or_default();
-        let page_uri = |s: usize| format!("{root}{};start={s};count={count}{query}", req.clean_path);
+        let query = req
+            .raw_query
+            .as_ref()
+            .map(|q| format!("?{q}"))
+            .unwrap_or_default();
+        let page_uri =
+            |s: usize| format!("{root}{};start={s};count={count}{query}", req.clean_path);
         let self_uri = if req.start.is_some() || req.count.is_some() {
             page_uri(start)
         } else {
@@ -422,7 +573,8 @@ impl Ctx<'_> {
             links.push(json!({"rel": "nextPage", "uri": page_uri(start + count)}));
         }
         if start > 0 {
-            links.push(json!({"rel": "previousPage", "uri": page_uri(start.saturating_sub(count))}));
+            links
+                .push(json!({"rel": "previousPage", "uri": page_uri(start.saturating_sub(count))}));
         }
         let mut response = deere_json(&json!({"links": links, "total": total, "values": page}));
         if let Ok(v) = HeaderValue::from_str(&new_signature) {
@@ -445,13 +597,25 @@ impl Ctx<'_> {
         }
         let links = self.sim.links();
         match rest {
-            [] => deere_json(&links.operation(&loc.org, &field.id, op, req.embeds().iter().any(|e| e == "measurementTypes"))),
+            [] => deere_json(&links.operation(
+                &loc.org,
+                &field.id,
+                op,
+                req.embeds().iter().any(|e| e == "measurementTypes"),
+            )),
             ["measurementTypes"] => {
                 let values = links.measurements(op);
                 let self_uri = format!("{}/measurementTypes", links.operation_uri(&op.id));
-                deere_json(&json!({"links": [{"rel": "self", "uri": self_uri}], "total": values.len(), "values": values}))
+                deere_json(
+                    &json!({"links": [{"rel": "self", "uri": self_uri}], "total": values.len(), "values": values}),
+                )
             }
-            ["measurementTypes", name] => single(links.measurements(op).into_iter().find(|m| m["measurementName"] == *name)),
+            ["measurementTypes", name] => single(
+                links
+                    .measurements(op)
+                    .into_iter()
+                    .find(|m| m["measurementName"] == *name),
+            ),
             _ => not_found(),
         }
     }
@@ -466,7 +630,10 @@ impl Ctx<'_> {
         }
         let op = &state.world.orgs[&loc.org].fields[loc.field].operations[index];
         if op.kind() == "tillage" {
-            return error(StatusCode::NOT_ACCEPTABLE, "A shapefile cannot be generated for this operation type.");
+            return error(
+                StatusCode::NOT_ACCEPTABLE,
+                "A shapefile cannot be generated for this operation type.",
+            );
         }
         let needed = state.settings.export_polls;
         let polls = state.export_polls.entry(id.to_string()).or_insert(0);
@@ -482,7 +649,11 @@ impl Ctx<'_> {
                 created: Instant::now(),
             },
         );
-        let location = format!("{}/presigned/{token}?X-Amz-Expires={}", self.sim.root_url(), state.settings.presign_ttl_secs);
+        let location = format!(
+            "{}/presigned/{token}?X-Amz-Expires={}",
+            self.sim.root_url(),
+            state.settings.presign_ttl_secs
+        );
         Redirect::temporary(&location).into_response()
     }
 
@@ -497,7 +668,8 @@ impl Ctx<'_> {
         if !file.stamp.is_live() {
             return error(StatusCode::NOT_FOUND, "File is not present");
         }
-        let wants_bytes = !req.accepts(DEERE_JSON) && (req.accepts("zip") || req.accepts("octet-stream"));
+        let wants_bytes =
+            !req.accepts(DEERE_JSON) && (req.accepts("zip") || req.accepts("octet-stream"));
         if !wants_bytes {
             return deere_json(&self.sim.links().file(&org_id, &file));
         }
@@ -513,27 +685,36 @@ impl Ctx<'_> {
         let base = self.sim.platform_url();
         let values: Vec<Value> = crate::webhooks::EVENT_TYPES
             .iter()
-            .map(|(id, keys)| json!({"@type": "EventType", "id": id, "filterKeys": keys,
-                "links": [link("self", format!("{base}/eventSubscriptionEventTypes/{id}"))]}))
+            .map(|(id, keys)| {
+                json!({"@type": "EventType", "id": id, "filterKeys": keys,
+                "links": [link("self", format!("{base}/eventSubscriptionEventTypes/{id}"))]})
+            })
             .collect();
-        deere_json(&json!({"links": [{"rel": "self", "uri": format!("{base}/eventSubscriptionEventTypes")}],
-                           "total": values.len(), "values": values}))
+        deere_json(
+            &json!({"links": [{"rel": "self", "uri": format!("{base}/eventSubscriptionEventTypes")}],
+                           "total": values.len(), "values": values}),
+        )
     }
 
     fn subscription_json(&self, s: &Subscription) -> Value {
         let base = self.sim.platform_url();
+        // As John Deere's example: no "@type", and links without "@type".
         json!({
-            "@type": "EventSubscription", "id": s.id, "eventTypeId": s.event_type_id,
+            "id": s.id, "eventTypeId": s.event_type_id,
             "filters": s.filters.iter().map(|(k, v)| json!({"key": k, "values": v})).collect::<Vec<_>>(),
             "targetEndpoint": {"targetType": "https", "uri": s.target_uri},
             "status": s.status, "displayName": s.display_name, "clientKey": s.client_key, "token": s.token,
-            "links": [link("self", format!("{base}/eventSubscriptions/{}", s.id)),
-                      link("user", format!("{base}/users/{}", s.user))],
+            "links": [{"rel": "self", "uri": format!("{base}/eventSubscriptions/{}", s.id)},
+                      {"rel": "user", "uri": format!("{base}/users/{}", s.user)}],
         })
     }
 
     fn subscriptions(&self, state: &mut SimState, req: &Req, rest: &[&str]) -> Response {
-        if !state.apps.get(&self.grant.client_key).is_some_and(|a| a.webhook_access) {
+        if !state
+            .apps
+            .get(&self.grant.client_key)
+            .is_some_and(|a| a.webhook_access)
+        {
             return error(StatusCode::FORBIDDEN, "The client does not have a proper access for this API (Operations Center - Webhook)");
         }
         match (rest, &req.method) {
@@ -542,7 +723,11 @@ impl Ctx<'_> {
                     .subscriptions
                     .values()
                     .filter(|s| s.client_key == self.grant.client_key && s.user == self.grant.user)
-                    .map(|s| Item { last_seq: 0, live: true, value: self.subscription_json(s) })
+                    .map(|s| Item {
+                        last_seq: 0,
+                        live: true,
+                        value: self.subscription_json(s),
+                    })
                     .collect();
                 self.collection(state, req, items)
             }
@@ -572,10 +757,9 @@ impl Ctx<'_> {
                 r
             }
             ([id], method) => {
-                let owned = state
-                    .subscriptions
-                    .get(*id)
-                    .is_some_and(|s| s.client_key == self.grant.client_key && s.user == self.grant.user);
+                let owned = state.subscriptions.get(*id).is_some_and(|s| {
+                    s.client_key == self.grant.client_key && s.user == self.grant.user
+                });
                 if !owned {
                     return not_found();
                 }
@@ -685,7 +869,10 @@ fn parse_subscription(req: &Req, creating: bool) -> Result<ParsedSubscription, R
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if !content_type.contains("json") {
-        return Err(error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Unsupported Media Type"));
+        return Err(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Unsupported Media Type",
+        ));
     }
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
@@ -712,17 +899,28 @@ fn parse_subscription(req: &Req, creating: bool) -> Result<ParsedSubscription, R
     let body: Body = serde_json::from_slice(&req.body)
         .map_err(|e| bad_request("body", &format!("invalid JSON: {e}")))?;
     let event_type_id = body.event_type_id.unwrap_or_default();
-    if creating && !crate::webhooks::EVENT_TYPES.iter().any(|(id, _)| *id == event_type_id) {
+    if creating
+        && !crate::webhooks::EVENT_TYPES
+            .iter()
+            .any(|(id, _)| *id == event_type_id)
+    {
         return Err(bad_request("eventTypeId", "unknown event type"));
     }
-    let target = body.target_endpoint.ok_or_else(|| bad_request("targetEndpoint", "required"))?;
+    let target = body
+        .target_endpoint
+        .ok_or_else(|| bad_request("targetEndpoint", "required"))?;
     if target.target_type.as_deref().is_some_and(|t| t != "https") {
         return Err(bad_request("targetEndpoint.targetType", "must be https"));
     }
     let uri = target.uri.unwrap_or_default();
     match url::Url::parse(&uri) {
         Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {}
-        _ => return Err(bad_request("targetEndpoint.uri", "must be an absolute https URL")),
+        _ => {
+            return Err(bad_request(
+                "targetEndpoint.uri",
+                "must be an absolute https URL",
+            ))
+        }
     }
     let status = body.status.unwrap_or_else(|| "Active".into());
     if creating && status != "Active" {
@@ -733,14 +931,20 @@ fn parse_subscription(req: &Req, creating: bool) -> Result<ParsedSubscription, R
     }
     if let Some(token) = &body.token {
         let valid = token.len() <= 256
-            && token.chars().all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c));
+            && token
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c));
         if !valid {
             return Err(bad_request("token", "must match ^[A-Za-z0-9+/=]{0,256}$"));
         }
     }
     Ok(ParsedSubscription {
         event_type_id,
-        filters: body.filters.into_iter().map(|f| (f.key, f.values)).collect(),
+        filters: body
+            .filters
+            .into_iter()
+            .map(|f| (f.key, f.values))
+            .collect(),
         target_uri: uri,
         status,
         display_name: body.display_name,
@@ -780,7 +984,10 @@ pub(crate) async fn presigned(
     (
         [
             (header::CONTENT_TYPE, "application/zip".to_string()),
-            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{}.zip\"", p.op_id)),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{}.zip\"", p.op_id),
+            ),
         ],
         body,
     )
@@ -803,7 +1010,11 @@ pub(crate) async fn connections_page(
 ) -> Response {
     let state = sim.state();
     if !state.apps.contains_key(&client) {
-        return (StatusCode::NOT_FOUND, Html("unknown application".to_string())).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            Html("unknown application".to_string()),
+        )
+            .into_response();
     }
     let rows: String = state
         .world
@@ -831,7 +1042,10 @@ pub(crate) async fn connections_page(
 }
 
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 pub(crate) async fn connections_submit(
@@ -839,13 +1053,25 @@ pub(crate) async fn connections_submit(
     Path(client): Path<String>,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
-    let value = |k: &str| form.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
-    let chosen: Vec<String> = form.iter().filter(|(k, _)| k == "org").map(|(_, v)| v.clone()).collect();
+    let value = |k: &str| {
+        form.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
+    let chosen: Vec<String> = form
+        .iter()
+        .filter(|(k, _)| k == "org")
+        .map(|(_, v)| v.clone())
+        .collect();
     let scope_org = value("scope_org").filter(|s| !s.is_empty());
     {
         let mut state = sim.state();
         if !state.apps.contains_key(&client) {
-            return (StatusCode::NOT_FOUND, Html("unknown application".to_string())).into_response();
+            return (
+                StatusCode::NOT_FOUND,
+                Html("unknown application".to_string()),
+            )
+                .into_response();
         }
         let ids: Vec<String> = state
             .world

@@ -45,7 +45,10 @@ impl Links<'_> {
         } else {
             links.push(link(
                 "connections",
-                format!("{}/connections/{client_key}/select-organizations", self.root),
+                format!(
+                    "{}/connections/{client_key}/select-organizations",
+                    self.root
+                ),
             ));
         }
         json!({
@@ -110,8 +113,14 @@ impl Links<'_> {
         rings.extend(b.interiors.iter().map(|r| ring(r, "interior")));
         let lats = b.exterior.iter().map(|p| p.1);
         let lons = b.exterior.iter().map(|p| p.0);
-        let (max_lat, min_lat) = (lats.clone().fold(f64::MIN, f64::max), lats.fold(f64::MAX, f64::min));
-        let (max_lon, min_lon) = (lons.clone().fold(f64::MIN, f64::max), lons.fold(f64::MAX, f64::min));
+        let (max_lat, min_lat) = (
+            lats.clone().fold(f64::MIN, f64::max),
+            lats.fold(f64::MAX, f64::min),
+        );
+        let (max_lon, min_lon) = (
+            lons.clone().fold(f64::MIN, f64::max),
+            lons.fold(f64::MAX, f64::min),
+        );
         let area = (b.area_ha() * 100.0).round() / 100.0;
         json!({
             "@type": "Boundary", "id": b.id, "name": b.name, "sourceType": "HandDrawn",
@@ -134,7 +143,13 @@ impl Links<'_> {
         format!("{}/fieldOperations/{op}", self.base)
     }
 
-    pub fn operation(&self, org: &str, field: &str, op: &OperationRec, embed_measurements: bool) -> Value {
+    pub fn operation(
+        &self,
+        org: &str,
+        field: &str,
+        op: &OperationRec,
+        embed_measurements: bool,
+    ) -> Value {
         let s = self.operation_uri(&op.id);
         let machine = json!({
             "@type": "FieldOperationMachine", "erid": format!("erid-{}", &op.machine_vin[11..]),
@@ -177,27 +192,42 @@ impl Links<'_> {
     /// Measurement totals per operation type.
     pub fn measurements(&self, op: &OperationRec) -> Vec<Value> {
         let s = self.operation_uri(&op.id);
-        let m = |v: f64, unit: &str| json!({"@type": "EventMeasurement", "value": v, "unitId": unit});
+        let m =
+            |v: f64, unit: &str| json!({"@type": "EventMeasurement", "value": v, "unitId": unit});
         let area = m(op.area_ha, "ha");
         let (name, category, mut body) = match op.kind().as_str() {
-            "seeding" => ("SeedingRateResult", "Result",
+            "seeding" => (
+                "SeedingRateResult",
+                "Result",
                 json!({"area": area, "averageMaterial": m(op.total * 250.0, "seeds1ha-1"),
-                       "totalMaterial": m(op.total * 250.0 * op.area_ha, "seeds")})),
-            "application" => ("ApplicationRateResult", "Result",
+                       "totalMaterial": m(op.total * 250.0 * op.area_ha, "seeds")}),
+            ),
+            "application" => (
+                "ApplicationRateResult",
+                "Result",
                 json!({"area": area, "averageMaterial": m(op.total / 10.0, "l1ha-1"),
-                       "totalMaterial": m(op.total / 10.0 * op.area_ha, "l")})),
-            "harvest" => ("HarvestYieldResult", "Result",
+                       "totalMaterial": m(op.total / 10.0 * op.area_ha, "l")}),
+            ),
+            "harvest" => (
+                "HarvestYieldResult",
+                "Result",
                 json!({"area": area, "yield": m(op.total * op.area_ha, "bu"),
                        "averageYield": m(op.total, "bu1ha-1"),
-                       "averageMoisture": m(17.9, "prcnt")})),
-            _ => ("TillageDepthResult", "Result",
-                json!({"area": area, "averageDepth": m((op.total / 40.0).round(), "cm")})),
+                       "averageMoisture": m(17.9, "prcnt")}),
+            ),
+            _ => (
+                "TillageDepthResult",
+                "Result",
+                json!({"area": area, "averageDepth": m((op.total / 40.0).round(), "cm")}),
+            ),
         };
         body["@type"] = json!("FieldOperationMeasurement");
         body["measurementName"] = json!(name);
         body["measurementCategory"] = json!(category);
-        body["links"] = json!([link("self", format!("{s}/measurementTypes/{name}")),
-                               link("fieldOperation", s)]);
+        body["links"] = json!([
+            link("self", format!("{s}/measurementTypes/{name}")),
+            link("fieldOperation", s)
+        ]);
         vec![body]
     }
 

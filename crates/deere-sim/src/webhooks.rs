@@ -11,7 +11,10 @@ use crate::{DeliveryRecord, Sim};
 /// in John Deere's material; the others are the simulator's names for field, boundary and file
 /// changes (John Deere's exact ids are unknown; query `eventSubscriptionEventTypes`).
 pub const EVENT_TYPES: &[(&str, &[&str])] = &[
-    ("fieldOperation", &["orgId", "fieldOperationType", "cropSeason", "fieldId"]),
+    (
+        "fieldOperation",
+        &["orgId", "fieldOperationType", "cropSeason", "fieldId"],
+    ),
     ("field", &["orgId"]),
     ("boundary", &["orgId", "fieldId"]),
     ("file", &["orgId"]),
@@ -78,7 +81,11 @@ pub fn emit(sim: &Sim, change: Change) {
             })
             .collect()
     };
-    let copies = if sim.state().settings.duplicate_deliveries { 2 } else { 1 };
+    let copies = if sim.state().settings.duplicate_deliveries {
+        2
+    } else {
+        1
+    };
     for (subscription_id, target, auth, body) in batches {
         for _ in 0..copies {
             tokio::spawn(deliver(
@@ -92,7 +99,13 @@ pub fn emit(sim: &Sim, change: Change) {
     }
 }
 
-async fn deliver(sim: Sim, subscription_id: String, target: String, auth: Option<String>, body: Value) {
+async fn deliver(
+    sim: Sim,
+    subscription_id: String,
+    target: String,
+    auth: Option<String>,
+    body: Value,
+) {
     let (max_attempts, retry_ms) = {
         let s = &sim.state().settings;
         (s.webhook_max_attempts.max(1), s.webhook_retry_ms)
@@ -126,7 +139,10 @@ async fn deliver(sim: Sim, subscription_id: String, target: String, auth: Option
         if ok {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(retry_ms.saturating_mul(1 << (attempt - 1).min(10)))).await;
+        tokio::time::sleep(Duration::from_millis(
+            retry_ms.saturating_mul(1 << (attempt - 1).min(10)),
+        ))
+        .await;
     }
     tracing::warn!(%subscription_id, "webhook delivery given up after {max_attempts} attempts");
 }

@@ -465,7 +465,12 @@ impl World {
     pub fn user_orgs(&self, user: &str) -> Vec<&Org> {
         self.users
             .get(user)
-            .map(|u| u.org_ids.iter().filter_map(|id| self.orgs.get(id)).collect())
+            .map(|u| {
+                u.org_ids
+                    .iter()
+                    .filter_map(|id| self.orgs.get(id))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 

@@ -51,6 +51,8 @@ pub struct ApiClient {
 }
 
 /// Result of a conditional collection read.
+// One value per collection read, moved once: the size difference costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 pub enum Listing<T> {
     /// 304: nothing changed since the signature we sent.
     NotModified,
@@ -170,7 +172,9 @@ impl ApiClient {
     ) -> Result<Listing<T>> {
         let sig = signature.map(str::to_string);
         let response = self
-            .send(Method::GET, url, token, |r| with_signature(r, sig.as_deref()))
+            .send(Method::GET, url, token, |r| {
+                with_signature(r, sig.as_deref())
+            })
             .await?;
         if response.status() == StatusCode::NOT_MODIFIED {
             return Ok(Listing::NotModified);
@@ -204,7 +208,9 @@ impl ApiClient {
     }
 
     fn next_link<T>(&self, page: &CollectionPage<T>) -> Result<Option<Url>> {
-        page.link("nextPage").map(|uri| self.link_url(uri)).transpose()
+        page.link("nextPage")
+            .map(|uri| self.link_url(uri))
+            .transpose()
     }
 
     /// Downloads a file's bytes into `out`, in `Range` chunks of `chunk_size` bytes so a large
@@ -288,9 +294,10 @@ impl ApiClient {
                     tokio::time::sleep(delay).await;
                 }
                 status if status.is_redirection() => {
-                    let location = header_string(response.headers(), "location").ok_or_else(|| {
-                        DeereError::InvalidResponse(format!("{status} without Location"))
-                    })?;
+                    let location =
+                        header_string(response.headers(), "location").ok_or_else(|| {
+                            DeereError::InvalidResponse(format!("{status} without Location"))
+                        })?;
                     let presigned_url = Url::parse(&location)
                         .map_err(|e| DeereError::InvalidResponse(format!("Location: {e}")))?;
                     return Ok(ShapefileExport {
@@ -338,7 +345,9 @@ impl ApiClient {
         subscription: &NewEventSubscription,
     ) -> Result<EventSubscription> {
         let url = self.endpoint("eventSubscriptions")?;
-        let response = self.send_json(Method::POST, &url, token, subscription).await?;
+        let response = self
+            .send_json(Method::POST, &url, token, subscription)
+            .await?;
         parse_json(response).await
     }
 
@@ -410,8 +419,10 @@ impl ApiClient {
         decorate: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response> {
         self.check_host(url)?;
-        let mut bearer = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-            .map_err(|_| DeereError::InvalidUrl("access token is not a valid header value".into()))?;
+        let mut bearer =
+            HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| {
+                DeereError::InvalidUrl("access token is not a valid header value".into())
+            })?;
         bearer.set_sensitive(true);
         let mut retry = 0;
         loop {
@@ -496,7 +507,10 @@ impl<T: DeserializeOwned> Pager<T> {
     }
 }
 
-fn with_signature(request: reqwest::RequestBuilder, signature: Option<&str>) -> reqwest::RequestBuilder {
+fn with_signature(
+    request: reqwest::RequestBuilder,
+    signature: Option<&str>,
+) -> reqwest::RequestBuilder {
     // A blank signature asks John Deere to start tracking changes for this URL.
     request
         .header(ACCEPT, DEERE_JSON)
@@ -548,7 +562,10 @@ async fn parse_json<T: DeserializeOwned>(response: reqwest::Response) -> Result<
     serde_json::from_slice(&bytes).map_err(|e| DeereError::InvalidResponse(e.to_string()))
 }
 
-async fn write_body<W: AsyncWrite + Unpin>(response: reqwest::Response, out: &mut W) -> Result<u64> {
+async fn write_body<W: AsyncWrite + Unpin>(
+    response: reqwest::Response,
+    out: &mut W,
+) -> Result<u64> {
     let mut written = 0u64;
     let mut stream = response.bytes_stream();
     while let Some(chunk) = stream.next().await {
@@ -594,7 +611,10 @@ mod tests {
     #[test]
     fn parses_content_headers() {
         let mut h = HeaderMap::new();
-        h.insert("content-range", HeaderValue::from_static("bytes 0-999/72946"));
+        h.insert(
+            "content-range",
+            HeaderValue::from_static("bytes 0-999/72946"),
+        );
         h.insert(
             "content-disposition",
             HeaderValue::from_static("attachment; filename=\"JD4600_Harvest_2024.zip\""),
@@ -610,7 +630,10 @@ mod tests {
     fn maps_statuses_to_typed_errors() {
         let body = br#"{"@type":"Errors","errors":[{"@type":"Error","guid":"g","message":"Requested Org is in a restricted state."}],"otherAttributes":{}}"#;
         let mut h = HeaderMap::new();
-        h.insert("x-deere-warning", HeaderValue::from_static("Requested Org is in a restricted state."));
+        h.insert(
+            "x-deere-warning",
+            HeaderValue::from_static("Requested Org is in a restricted state."),
+        );
         h.insert(
             "x-deere-terms-location",
             HeaderValue::from_static("https://teammanager.deere.com/organizations/440001/terms"),
@@ -625,14 +648,26 @@ mod tests {
         let scope = br#"{"@type":"Errors","errors":[{"message":"The client does not have a proper access for this API"}]}"#;
         assert!(matches!(
             status_error(StatusCode::FORBIDDEN, &HeaderMap::new(), scope),
-            DeereError::Forbidden { kind: ForbiddenKind::MissingScope, .. }
+            DeereError::Forbidden {
+                kind: ForbiddenKind::MissingScope,
+                ..
+            }
         ));
         assert!(matches!(
             status_error(StatusCode::FORBIDDEN, &HeaderMap::new(), b""),
-            DeereError::Forbidden { kind: ForbiddenKind::AccessDenied, .. }
+            DeereError::Forbidden {
+                kind: ForbiddenKind::AccessDenied,
+                ..
+            }
         ));
-        assert!(matches!(status_error(StatusCode::UNAUTHORIZED, &HeaderMap::new(), b""), DeereError::Unauthorized { .. }));
-        assert!(matches!(status_error(StatusCode::NOT_FOUND, &HeaderMap::new(), b""), DeereError::NotFound { .. }));
+        assert!(matches!(
+            status_error(StatusCode::UNAUTHORIZED, &HeaderMap::new(), b""),
+            DeereError::Unauthorized { .. }
+        ));
+        assert!(matches!(
+            status_error(StatusCode::NOT_FOUND, &HeaderMap::new(), b""),
+            DeereError::NotFound { .. }
+        ));
         assert!(status_error(StatusCode::BAD_GATEWAY, &HeaderMap::new(), b"").is_transient());
     }
 
@@ -642,7 +677,9 @@ mod tests {
             reqwest::Client::new(),
             Url::parse("http://127.0.0.1:9/platform").unwrap(),
         );
-        assert!(client.link_url("http://127.0.0.1:9/platform/organizations").is_ok());
+        assert!(client
+            .link_url("http://127.0.0.1:9/platform/organizations")
+            .is_ok());
         assert!(matches!(
             client.link_url("http://evil.example/platform/organizations"),
             Err(DeereError::InvalidUrl(_))

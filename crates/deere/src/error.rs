@@ -45,7 +45,10 @@ pub enum DeereError {
     Unauthorized { message: String },
     /// Platform 403 other than required customer action.
     #[error("forbidden ({kind:?}): {message}")]
-    Forbidden { kind: ForbiddenKind, message: String },
+    Forbidden {
+        kind: ForbiddenKind,
+        message: String,
+    },
     /// Platform 403 with `X-Deere-Warning`: the grower must act (accept terms) in Operations Center.
     #[error("required customer action: {warning}")]
     RequiredCustomerAction {
@@ -190,6 +193,9 @@ mod tests {
         let arr = br#"[{"guid":"g","message":"bad token","code":"400","field":"token"}]"#;
         let parsed = ApiErrors::parse(arr);
         assert_eq!(parsed.errors[0].field.as_deref(), Some("token"));
-        assert_eq!(ApiErrors::parse(b"<html>").message_or("fallback"), "fallback");
+        assert_eq!(
+            ApiErrors::parse(b"<html>").message_or("fallback"),
+            "fallback"
+        );
     }
 }

@@ -128,8 +128,13 @@ mod tests {
         };
         for retry in 0..10 {
             let d = policy.backoff(retry);
-            let full = (Duration::from_millis(100) * 2u32.pow(retry)).min(Duration::from_millis(1000));
-            assert!(d >= full / 2 && d <= full, "retry {retry}: {d:?} not in [{:?}, {full:?}]", full / 2);
+            let full =
+                (Duration::from_millis(100) * 2u32.pow(retry)).min(Duration::from_millis(1000));
+            assert!(
+                d >= full / 2 && d <= full,
+                "retry {retry}: {d:?} not in [{:?}, {full:?}]",
+                full / 2
+            );
         }
     }
 

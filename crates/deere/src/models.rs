@@ -550,24 +550,29 @@ fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
         serde_json::Value::Bool(b) => Ok(b),
         serde_json::Value::Null => Ok(false),
         serde_json::Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
-        serde_json::Value::String(s) if s.eq_ignore_ascii_case("false") || s.is_empty() => Ok(false),
-        other => Err(de::Error::custom(format!("expected a boolean, found {other}"))),
+        serde_json::Value::String(s) if s.eq_ignore_ascii_case("false") || s.is_empty() => {
+            Ok(false)
+        }
+        other => Err(de::Error::custom(format!(
+            "expected a boolean, found {other}"
+        ))),
     }
 }
 
 fn lenient_opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     match serde_json::Value::deserialize(d)? {
         serde_json::Value::Null => Ok(None),
-        serde_json::Value::Number(n) => n
-            .as_u64()
-            .map(Some)
-            .ok_or_else(|| de::Error::custom(format!("expected a non-negative integer, found {n}"))),
+        serde_json::Value::Number(n) => n.as_u64().map(Some).ok_or_else(|| {
+            de::Error::custom(format!("expected a non-negative integer, found {n}"))
+        }),
         serde_json::Value::String(s) => s
             .trim()
             .parse()
             .map(Some)
             .map_err(|_| de::Error::custom(format!("expected an integer, found {s:?}"))),
-        other => Err(de::Error::custom(format!("expected an integer, found {other}"))),
+        other => Err(de::Error::custom(format!(
+            "expected an integer, found {other}"
+        ))),
     }
 }
 
@@ -580,7 +585,9 @@ fn lenient_f64<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
             .trim()
             .parse()
             .map_err(|_| de::Error::custom(format!("expected a number, found {s:?}"))),
-        other => Err(de::Error::custom(format!("expected a number, found {other}"))),
+        other => Err(de::Error::custom(format!(
+            "expected a number, found {other}"
+        ))),
     }
 }
 

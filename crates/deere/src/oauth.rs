@@ -400,12 +400,18 @@ mod tests {
         assert_eq!(t.refresh_token.as_ref().unwrap().expose(), "sim-rt-0001");
         assert!(t.id_token.is_none());
         let debug = format!("{t:?}");
-        assert!(!debug.contains("sim-rt-0001") && !debug.contains("eyJhbGci"), "{debug}");
+        assert!(
+            !debug.contains("sim-rt-0001") && !debug.contains("eyJhbGci"),
+            "{debug}"
+        );
     }
 
     #[test]
     fn token_response_without_refresh_token_keeps_none() {
-        let t = TokenResponse::parse(br#"{"access_token":"a","expires_in":10,"scope":"ag1","id_token":"x.y.z"}"#).unwrap();
+        let t = TokenResponse::parse(
+            br#"{"access_token":"a","expires_in":10,"scope":"ag1","id_token":"x.y.z"}"#,
+        )
+        .unwrap();
         assert!(t.refresh_token.is_none());
         assert!(t.id_token.is_some());
     }
@@ -423,7 +429,9 @@ mod tests {
         let e = oauth_error(401, None, br#"{"error":"invalid_client"}"#);
         assert!(matches!(e, DeereError::InvalidClient { .. }));
         let e = oauth_error(429, Some(Duration::from_secs(2)), b"");
-        assert!(matches!(e, DeereError::RateLimited { retry_after: Some(d) } if d == Duration::from_secs(2)));
+        assert!(
+            matches!(e, DeereError::RateLimited { retry_after: Some(d) } if d == Duration::from_secs(2))
+        );
         assert!(oauth_error(503, None, b"").is_transient());
         let e = oauth_error(400, None, br#"{"error":"invalid_request"}"#);
         assert!(matches!(e, DeereError::OAuth { status: 400, .. }));
@@ -433,7 +441,7 @@ mod tests {
     fn pkce_challenge_matches_rfc7636_example() {
         // RFC 7636 Appendix B.
         assert_eq!(
-            s256_challenge("dBjftJeZ4CVP-mB92K1uXUeoXjwaNvNp4MCBKZHqT_E"),
+            s256_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
     }
