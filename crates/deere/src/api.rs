@@ -18,6 +18,7 @@ use crate::models::{
     ApiCatalog, CollectionPage, EventSubscription, HasLinks, NewEventSubscription, Organization,
 };
 use crate::oauth::AccessToken;
+use crate::observe::{observe, Observer};
 
 /// John Deere's media type for JSON resources.
 pub const DEERE_JSON: &str = "application/vnd.deere.axiom.v3+json";
@@ -48,7 +49,18 @@ pub struct ApiClient {
     http: reqwest::Client,
     base: Url,
     retry: RetryPolicy,
+    observer: Option<Observed>,
 }
+
+impl std::fmt::Debug for Observed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Observer")
+    }
+}
+
+/// Wrapper so `ApiClient` can derive `Debug`.
+#[derive(Clone)]
+struct Observed(Observer);
 
 /// Result of a conditional collection read.
 // One value per collection read, moved once: the size difference costs nothing worth a Box.
@@ -115,7 +127,14 @@ impl ApiClient {
             http,
             base: base_url,
             retry: RetryPolicy::default(),
+            observer: None,
         }
+    }
+
+    /// Sees every non-2xx response (see [`crate::observe`]).
+    pub fn with_observer(mut self, observer: Observer) -> Self {
+        self.observer = Some(Observed(observer));
+        self
     }
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
@@ -327,7 +346,7 @@ impl ApiClient {
             .send()
             .await
             .map_err(DeereError::transport)?;
-        let response = check_status(response).await?;
+        let response = check_status(response, None, "GET", url).await?;
         let file_name = content_disposition_filename(response.headers());
         let bytes_written = write_body(response, out).await?;
         out.flush().await?;
@@ -431,8 +450,9 @@ impl ApiClient {
                     .request(method.clone(), url.clone())
                     .header(AUTHORIZATION, bearer.clone()),
             );
+            let observer = self.observer.as_ref().map(|o| &o.0);
             let outcome = match request.send().await {
-                Ok(response) => check_status(response).await,
+                Ok(response) => check_status(response, observer, method.as_str(), url).await,
                 Err(err) => Err(DeereError::transport(err)),
             };
             let err = match outcome {
@@ -517,14 +537,28 @@ fn with_signature(
         .header(SIGNATURE_HEADER, signature.unwrap_or(""))
 }
 
-/// Maps a non-success status to a typed error (2xx, 3xx pass through).
-async fn check_status(response: reqwest::Response) -> Result<reqwest::Response> {
+/// Maps a non-success status to a typed error (2xx, 3xx pass through) and shows it to the observer.
+async fn check_status(
+    response: reqwest::Response,
+    observer: Option<&Observer>,
+    method: &str,
+    url: &Url,
+) -> Result<reqwest::Response> {
     let status = response.status();
     if status.is_success() || status.is_redirection() {
         return Ok(response);
     }
     let headers = response.headers().clone();
     let body = response.bytes().await.unwrap_or_default();
+    observe(
+        observer,
+        method,
+        url,
+        Some(status.as_u16()),
+        Some(&headers),
+        &body,
+        None,
+    );
     Err(status_error(status, &headers, &body))
 }
 

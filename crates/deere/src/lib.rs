@@ -14,8 +14,10 @@ pub mod error;
 pub mod http;
 pub mod models;
 pub mod oauth;
+pub mod observe;
 
 pub use api::{ApiClient, Download, Environment, ExportPolling, Listing, Pager, ShapefileExport};
 pub use error::{DeereError, ForbiddenKind, Result, TransientReason};
 pub use http::{HttpSettings, RetryPolicy};
 pub use oauth::{AccessToken, OAuthClient, Pkce, RefreshToken, TokenResponse};
+pub use observe::{Exchange, Observer};

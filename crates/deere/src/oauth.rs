@@ -13,6 +13,7 @@ use url::Url;
 
 use crate::error::{DeereError, OAuthErrorBody, Result, TransientReason};
 use crate::http::{retry_after, RetryPolicy};
+use crate::observe::{observe, Observer};
 
 /// The default issuer: John Deere's production authorization server.
 pub const DEFAULT_ISSUER: &str = "https://signin.johndeere.com/oauth2/aus78tnlaysMraFhC1t7";
@@ -152,6 +153,7 @@ pub struct OAuthClient {
     client_id: String,
     client_secret: SecretString,
     retry: RetryPolicy,
+    observer: Option<Observer>,
 }
 
 impl std::fmt::Debug for OAuthClient {
@@ -186,6 +188,7 @@ impl OAuthClient {
             client_id: client_id.into(),
             client_secret,
             retry: RetryPolicy::default(),
+            observer: None,
         })
     }
 
@@ -208,6 +211,12 @@ impl OAuthClient {
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
+        self
+    }
+
+    /// Sees every token call (see [`crate::observe`]).
+    pub fn with_observer(mut self, observer: Observer) -> Self {
+        self.observer = Some(observer);
         self
     }
 
@@ -312,18 +321,59 @@ impl OAuthClient {
     }
 
     async fn token_attempt(&self, form: &[(&str, &str)]) -> Result<TokenResponse> {
-        let response = self
+        let url = &self.token_endpoint;
+        let sent = self
             .http
-            .post(self.token_endpoint.clone())
+            .post(url.clone())
             .basic_auth(&self.client_id, Some(self.client_secret.expose_secret()))
             .header(reqwest::header::ACCEPT, "application/json")
             .form(form)
             .send()
-            .await
-            .map_err(DeereError::transport)?;
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(err) => {
+                let err = DeereError::transport(err);
+                observe(
+                    self.observer.as_ref(),
+                    "POST",
+                    url,
+                    None,
+                    None,
+                    b"",
+                    Some(err.to_string()),
+                );
+                return Err(err);
+            }
+        };
         let status = response.status();
-        let retry_after = retry_after(response.headers());
-        let body = response.bytes().await.map_err(DeereError::transport)?;
+        let headers = response.headers().clone();
+        let retry_after = retry_after(&headers);
+        let body = match response.bytes().await {
+            Ok(body) => body,
+            Err(err) => {
+                let err = DeereError::transport(err);
+                observe(
+                    self.observer.as_ref(),
+                    "POST",
+                    url,
+                    Some(status.as_u16()),
+                    Some(&headers),
+                    b"",
+                    Some(err.to_string()),
+                );
+                return Err(err);
+            }
+        };
+        observe(
+            self.observer.as_ref(),
+            "POST",
+            url,
+            Some(status.as_u16()),
+            Some(&headers),
+            &body,
+            None,
+        );
         if status.is_success() {
             return TokenResponse::parse(&body);
         }

@@ -1,0 +1,180 @@
+//! `/services/usermanagement/api/users/{leafUserId}/john-deere-credentials` and its events.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::Owner;
+use super::error::{ApiError, ApiResult};
+use super::extract::{parse_id, ApiJson, Paging, Params};
+use crate::app::AppState;
+use crate::domain::credential::ClientEnvironment;
+use crate::store::CredentialRecord;
+use crate::sync::credentials::{self, NewCredential};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/services/usermanagement/api/users/{id}/john-deere-credentials",
+            get(get_credential)
+                .post(create_credential)
+                .delete(delete_credential),
+        )
+        .route(
+            "/services/usermanagement/api/users/{id}/john-deere-credentials/events",
+            get(events),
+        )
+}
+
+const MASK: &str = "********";
+
+/// The credential resource of the seed document.
+pub fn credential_json(state: &AppState, c: &CredentialRecord) -> ApiResult<Value> {
+    let reveal = |enc: &str| -> ApiResult<String> {
+        if state.settings.mask_secrets {
+            return Ok(MASK.into());
+        }
+        state
+            .keyring
+            .decrypt(enc)
+            .map(|s| s.expose_secret().to_string())
+            .map_err(ApiError::internal)
+    };
+    Ok(json!({
+        "id": c.id,
+        "status": c.status,
+        "createdTime": c.created_at,
+        "tokenMetadata": {"scopes": c.scopes.split_whitespace().collect::<Vec<_>>()},
+        "clientKey": c.client_key,
+        "clientSecret": reveal(&c.client_secret_enc)?,
+        "accessToken": c.access_token_enc.as_deref().map(reveal).transpose()?,
+        "refreshToken": reveal(&c.refresh_token_enc)?,
+        "clientEnvironment": c.environment,
+    }))
+}
+
+async fn user_must_exist(state: &AppState, owner: &Owner, raw_id: &str) -> ApiResult<String> {
+    let id = parse_id(raw_id, "Leaf user")?;
+    state
+        .store
+        .user(&owner.id, &id)
+        .await?
+        .map(|u| u.id)
+        .ok_or(ApiError::NotFound("Leaf user"))
+}
+
+async fn get_credential(
+    State(state): State<AppState>,
+    owner: Owner,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let user = user_must_exist(&state, &owner, &id).await?;
+    let c = state
+        .store
+        .credential_of_user(&owner.id, &user)
+        .await?
+        .ok_or(ApiError::NotFound("John Deere credentials"))?;
+    Ok(Json(credential_json(&state, &c)?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CreateBody {
+    client_key: Option<String>,
+    client_secret: Option<String>,
+    refresh_token: Option<String>,
+    client_environment: Option<String>,
+}
+
+fn required(value: Option<String>, field: &str) -> ApiResult<String> {
+    match value.map(|v| v.trim().to_string()) {
+        Some(v) if !v.is_empty() && v.len() <= 4096 => Ok(v),
+        Some(v) if v.len() > 4096 => Err(ApiError::bad(field, "must be at most 4096 characters")),
+        _ => Err(ApiError::bad(field, "is required")),
+    }
+}
+
+async fn create_credential(
+    State(state): State<AppState>,
+    owner: Owner,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<CreateBody>,
+) -> ApiResult<impl IntoResponse> {
+    let user = user_must_exist(&state, &owner, &id).await?;
+    let client_key = required(body.client_key, "clientKey")?;
+    let client_secret = SecretString::from(required(body.client_secret, "clientSecret")?);
+    let refresh_token = SecretString::from(required(body.refresh_token, "refreshToken")?);
+    let env = required(body.client_environment, "clientEnvironment")?;
+    let environment = ClientEnvironment::parse(&env)
+        .ok_or_else(|| ApiError::bad("clientEnvironment", "must be STAGE or PRODUCTION"))?;
+    let record = credentials::create(
+        &state,
+        &user,
+        NewCredential {
+            client_key,
+            client_secret,
+            refresh_token,
+            environment,
+        },
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(credential_json(&state, &record)?)))
+}
+
+async fn delete_credential(
+    State(state): State<AppState>,
+    owner: Owner,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let user = user_must_exist(&state, &owner, &id).await?;
+    if state.store.delete_credential(&owner.id, &user).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound("John Deere credentials"))
+    }
+}
+
+async fn events(
+    State(state): State<AppState>,
+    owner: Owner,
+    Path(id): Path<String>,
+    params: Params,
+) -> ApiResult<(HeaderMap, Json<Value>)> {
+    let user = user_must_exist(&state, &owner, &id).await?;
+    let paging = Paging::from_params(&params)?;
+    let newest_first = match params.get("sort") {
+        None | Some("createdDate,desc") => true,
+        Some("createdDate,asc") | Some("createdDate") => false,
+        Some(_) => {
+            return Err(ApiError::bad(
+                "sort",
+                "must be createdDate,desc or createdDate,asc",
+            ))
+        }
+    };
+    let c = state
+        .store
+        .credential_of_user(&owner.id, &user)
+        .await?
+        .ok_or(ApiError::NotFound("John Deere credentials"))?;
+    let (events, total) = state
+        .store
+        .list_events(&c.id, newest_first, paging.offset(), paging.size)
+        .await?;
+    let body: Vec<Value> = events
+        .into_iter()
+        .map(|e| {
+            json!({
+                "id": e.id, "body": e.body, "headers": e.headers, "statusCode": e.status_code,
+                "createdDate": e.created_at, "method": e.method, "url": e.url,
+            })
+        })
+        .collect();
+    let path = format!("/services/usermanagement/api/users/{user}/john-deere-credentials/events");
+    Ok((paging.headers(total, &path), Json(Value::Array(body))))
+}

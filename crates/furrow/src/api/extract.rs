@@ -1,0 +1,136 @@
+//! Extractors whose rejections are problem details, and Leaf-style paging.
+
+use std::collections::HashMap;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::header::{HeaderMap, HeaderValue, LINK};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+
+/// JSON body; malformed JSON, wrong types and unknown fields are 400s naming the field.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    let status = rejection.status();
+    let text = rejection.body_text();
+    if status == axum::http::StatusCode::UNPROCESSABLE_ENTITY
+        || status == axum::http::StatusCode::BAD_REQUEST
+    {
+        // "Failed to deserialize the JSON body into the target type: missing field `x` at ..."
+        let field = text.split('`').nth(1).map(str::to_string);
+        let detail = text
+            .split_once(": ")
+            .map(|(_, d)| d.to_string())
+            .unwrap_or(text);
+        ApiError::BadRequest { field, detail }
+    } else {
+        ApiError::Rejected {
+            status,
+            detail: text,
+        }
+    }
+}
+
+/// Query parameters as strings; each endpoint parses what it knows.
+pub struct Params(pub HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map(|Query(q)| Self(q))
+            .map_err(|e: QueryRejection| ApiError::bad("query", e.body_text()))
+    }
+}
+
+impl Params {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+}
+
+/// A path id that must be a UUID (all furrow ids are).
+pub fn parse_id(value: &str, what: &'static str) -> Result<String, ApiError> {
+    uuid::Uuid::parse_str(value)
+        .map(|u| u.to_string())
+        .map_err(|_| ApiError::NotFound(what))
+}
+
+/// Leaf paging: `page` (0-based), `size` (default 20, max 100).
+#[derive(Debug, Clone, Copy)]
+pub struct Paging {
+    pub page: i64,
+    pub size: i64,
+}
+
+impl Paging {
+    pub fn from_params(params: &Params) -> Result<Self, ApiError> {
+        let page = match params.get("page") {
+            None => 0,
+            Some(v) => v
+                .parse::<i64>()
+                .ok()
+                .filter(|p| *p >= 0)
+                .ok_or_else(|| ApiError::bad("page", "must be a non-negative integer"))?,
+        };
+        let size = match params.get("size") {
+            None => 20,
+            Some(v) => v
+                .parse::<i64>()
+                .ok()
+                .filter(|s| (1..=100).contains(s))
+                .ok_or_else(|| ApiError::bad("size", "must be an integer from 1 to 100"))?,
+        };
+        Ok(Self { page, size })
+    }
+
+    pub fn offset(&self) -> i64 {
+        self.page.saturating_mul(self.size)
+    }
+
+    /// `X-Total-Count` and `Link` (first, next, last) for a list at `path`.
+    pub fn headers(&self, total: i64, path: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-total-count", HeaderValue::from(total));
+        let last = if total == 0 {
+            0
+        } else {
+            (total - 1) / self.size
+        };
+        let link = |page: i64, rel: &str| {
+            format!("<{path}?page={page}&size={}>; rel=\"{rel}\"", self.size)
+        };
+        let mut links = Vec::new();
+        if self.page < last {
+            links.push(link(self.page + 1, "next"));
+        }
+        if self.page > 0 {
+            links.push(link((self.page - 1).min(last), "prev"));
+        }
+        links.push(link(last, "last"));
+        links.push(link(0, "first"));
+        if let Ok(v) = HeaderValue::from_str(&links.join(", ")) {
+            headers.insert(LINK, v);
+        }
+        headers
+    }
+}

@@ -1,0 +1,69 @@
+//! `furrow demo`: the whole flow with no John Deere account. Starts the simulator, points
+//! furrow at it, creates a demo API owner and prints curl commands to paste.
+
+use crate::app::StartError;
+use crate::config::Settings;
+
+pub const DEMO_EMAIL: &str = "demo@furrow.local";
+pub const DEMO_PASSWORD: &str = "furrow-demo";
+
+pub async fn run(mut settings: Settings) -> Result<(), StartError> {
+    let sim_addr = "127.0.0.1:0".parse().expect("static address");
+    let sim = deere_sim::start(deere_sim::SimConfig::default(), sim_addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: sim_addr,
+            source,
+        })?;
+    settings.deere_auth_url = sim.issuer_url();
+    settings.deere_stage_api_url = sim.platform_url().to_string();
+    settings.deere_production_api_url = sim.platform_url().to_string();
+    let running = crate::app::start(settings).await?;
+    match crate::api::auth::create_owner(&running.state.store, DEMO_EMAIL, DEMO_PASSWORD).await {
+        Ok(_) | Err(crate::api::auth::OwnerError::Exists(_)) => {}
+        Err(e) => tracing::warn!(error = %e, "demo owner not created"),
+    }
+    let tokens = sim
+        .issue_tokens(
+            "sim-client",
+            "grower001",
+            &["ag1", "ag2", "ag3", "files", "offline_access"],
+        )
+        .map_err(StartError::Demo)?;
+    let refresh_token = tokens.refresh_token.unwrap_or_default();
+    let base = running.base_url();
+    println!(
+        r#"
+furrow demo
+  furrow API:          {base}
+  John Deere (sim):    {sim_root}  (admin: {sim_root}/__admin/world)
+  API owner:           {DEMO_EMAIL} / {DEMO_PASSWORD}
+
+Paste these, in order:
+
+TOKEN=$(curl -s {base}/api/authenticate -H 'content-type: application/json' \
+  -d '{{"username":"{DEMO_EMAIL}","password":"{DEMO_PASSWORD}","rememberMe":"false"}}' \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["id_token"])')
+
+USER=$(curl -s {base}/services/usermanagement/api/users -H "Authorization: Bearer $TOKEN" \
+  -H 'content-type: application/json' -d '{{"name":"Grower One","email":"grower1@example.com"}}' \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+
+curl -s {base}/services/usermanagement/api/users/$USER/john-deere-credentials \
+  -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' \
+  -d '{{"clientKey":"sim-client","clientSecret":"sim-secret","refreshToken":"{refresh_token}","clientEnvironment":"STAGE"}}'
+
+curl -s {base}/services/usermanagement/api/users/$USER/john-deere-credentials/events -H "Authorization: Bearer $TOKEN"
+
+# Revoke the grower's grant in the simulator; within a health check furrow reports UNAUTHENTICATED:
+curl -s -X POST {sim_root}/__admin/grants/revoke -H 'content-type: application/json' -d '{{"userName":"grower001"}}'
+curl -s {base}/services/usermanagement/api/users/$USER/john-deere-credentials -H "Authorization: Bearer $TOKEN"
+
+Ctrl-C stops both.
+"#,
+        sim_root = sim.root_url(),
+    );
+    running.until_signal().await;
+    sim.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,4 @@
+//! Rules that do not depend on HTTP or storage.
+
+pub mod credential;
+pub mod redact;

@@ -1,0 +1,13 @@
+//! furrow: a self-hosted, Leaf-compatible connector for John Deere Operations Center.
+//!
+//! Data flows one way: API request → domain rules → store; engine → job → `deere` client →
+//! store. Handlers are thin; the engine never calls the HTTP layer.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod crypto;
+pub mod demo;
+pub mod domain;
+pub mod store;
+pub mod sync;

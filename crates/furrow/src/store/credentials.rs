@@ -1,0 +1,366 @@
+//! John Deere credentials (secrets as ciphertexts) and their event log.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::{now_ms, opt_string, Store, StoreResult};
+
+/// A credential row. `*_enc` fields are ciphertexts from [`crate::crypto::Keyring`].
+#[derive(Debug, Clone)]
+pub struct CredentialRecord {
+    pub id: String,
+    pub leaf_user_id: String,
+    pub client_key: String,
+    pub client_secret_enc: String,
+    pub refresh_token_enc: String,
+    pub access_token_enc: Option<String>,
+    pub access_expires_ms: Option<i64>,
+    pub scopes: String,
+    pub environment: String,
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub created_at: String,
+    pub last_refresh_ms: Option<i64>,
+    pub last_check_ms: Option<i64>,
+    /// Bumped by every token write; writes compare it (a stale writer changes nothing).
+    pub version: i64,
+}
+
+/// The result of a token call, ready to store.
+#[derive(Debug, Clone)]
+pub struct TokenWrite {
+    pub access_token_enc: String,
+    pub access_expires_ms: i64,
+    /// `None`: the response had no refresh token, keep the stored one.
+    pub refresh_token_enc: Option<String>,
+    pub scopes: String,
+    pub status: String,
+    pub status_reason: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub method: Option<String>,
+    pub url: Option<String>,
+    pub status_code: Option<i64>,
+    pub headers: String,
+    pub body: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct EventRecord {
+    pub id: String,
+    pub created_at: String,
+    pub method: Option<String>,
+    pub url: Option<String>,
+    pub status_code: Option<i64>,
+    pub headers: String,
+    pub body: String,
+}
+
+const CREDENTIAL_COLUMNS: &str = "c.id, c.leaf_user_id, c.client_key, c.client_secret_enc, \
+    c.refresh_token_enc, c.access_token_enc, c.access_expires_ms, c.scopes, c.environment, \
+    c.status, c.status_reason, c.created_at, c.last_refresh_ms, c.last_check_ms, c.version";
+
+fn credential_from_row(r: &AnyRow) -> StoreResult<CredentialRecord> {
+    Ok(CredentialRecord {
+        id: r.try_get("id")?,
+        leaf_user_id: r.try_get("leaf_user_id")?,
+        client_key: r.try_get("client_key")?,
+        client_secret_enc: r.try_get("client_secret_enc")?,
+        refresh_token_enc: r.try_get("refresh_token_enc")?,
+        access_token_enc: opt_string(r, "access_token_enc")?,
+        access_expires_ms: r.try_get("access_expires_ms")?,
+        scopes: r.try_get("scopes")?,
+        environment: r.try_get("environment")?,
+        status: r.try_get("status")?,
+        status_reason: opt_string(r, "status_reason")?,
+        created_at: r.try_get("created_at")?,
+        last_refresh_ms: r.try_get("last_refresh_ms")?,
+        last_check_ms: r.try_get("last_check_ms")?,
+        version: r.try_get("version")?,
+    })
+}
+
+impl Store {
+    /// Stores a credential for a user, replacing (and so deleting the events and jobs of) any
+    /// previous one, and schedules its maintenance job — all in one transaction.
+    pub async fn replace_credential(
+        &self,
+        credential: &CredentialRecord,
+        events: &[NewEvent],
+        next_run_ms: i64,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("DELETE FROM jd_credentials WHERE leaf_user_id = $1")
+            .bind(&credential.leaf_user_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO jd_credentials (id, leaf_user_id, client_key, client_secret_enc, refresh_token_enc, \
+             access_token_enc, access_expires_ms, scopes, environment, status, status_reason, created_at, \
+             last_refresh_ms, last_check_ms, version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        )
+        .bind(&credential.id)
+        .bind(&credential.leaf_user_id)
+        .bind(&credential.client_key)
+        .bind(&credential.client_secret_enc)
+        .bind(&credential.refresh_token_enc)
+        .bind(credential.access_token_enc.clone())
+        .bind(credential.access_expires_ms)
+        .bind(&credential.scopes)
+        .bind(&credential.environment)
+        .bind(&credential.status)
+        .bind(credential.status_reason.clone())
+        .bind(&credential.created_at)
+        .bind(credential.last_refresh_ms)
+        .bind(credential.last_check_ms)
+        .bind(credential.version)
+        .execute(&mut *tx)
+        .await?;
+        for event in events {
+            insert_event(&mut tx, &credential.id, event).await?;
+        }
+        sqlx::query(
+            "INSERT INTO jobs (id, kind, credential_id, run_at_ms, attempts) VALUES ($1, 'credential', $2, $3, 0)",
+        )
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(&credential.id)
+        .bind(next_run_ms)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The credential of an owner's Leaf user.
+    pub async fn credential_of_user(
+        &self,
+        owner: &str,
+        user: &str,
+    ) -> StoreResult<Option<CredentialRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {CREDENTIAL_COLUMNS} FROM jd_credentials c JOIN leaf_users u ON u.id = c.leaf_user_id \
+             WHERE c.leaf_user_id = $1 AND u.owner_id = $2"
+        ))
+        .bind(user)
+        .bind(owner)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(credential_from_row).transpose()
+    }
+
+    /// A credential by id, for the engine (no owner scope: the engine works for every owner).
+    pub async fn credential(&self, id: &str) -> StoreResult<Option<CredentialRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {CREDENTIAL_COLUMNS} FROM jd_credentials c WHERE c.id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(credential_from_row).transpose()
+    }
+
+    pub async fn all_credentials(&self) -> StoreResult<Vec<CredentialRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CREDENTIAL_COLUMNS} FROM jd_credentials c"
+        ))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(credential_from_row).collect()
+    }
+
+    /// Deletes an owner's user's credential with its events and jobs.
+    pub async fn delete_credential(&self, owner: &str, user: &str) -> StoreResult<bool> {
+        let r = sqlx::query(
+            "DELETE FROM jd_credentials WHERE leaf_user_id = $1 \
+             AND leaf_user_id IN (SELECT id FROM leaf_users WHERE owner_id = $2)",
+        )
+        .bind(user)
+        .bind(owner)
+        .execute(self.pool())
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Stores a token response — the new access token and, when present, the new refresh
+    /// token, together — if the credential is still at `expected_version`. Returns whether it
+    /// was written (false: the credential was deleted, replaced or written by someone else).
+    pub async fn write_tokens(
+        &self,
+        id: &str,
+        expected_version: i64,
+        tokens: &TokenWrite,
+        events: &[NewEvent],
+    ) -> StoreResult<bool> {
+        let now = now_ms();
+        let mut tx = self.pool().begin().await?;
+        let r = sqlx::query(
+            "UPDATE jd_credentials SET access_token_enc = $1, access_expires_ms = $2, \
+             refresh_token_enc = COALESCE($3, refresh_token_enc), scopes = $4, status = $5, status_reason = $6, \
+             last_refresh_ms = $7, last_check_ms = $7, version = version + 1 WHERE id = $8 AND version = $9",
+        )
+        .bind(&tokens.access_token_enc)
+        .bind(tokens.access_expires_ms)
+        .bind(tokens.refresh_token_enc.clone())
+        .bind(&tokens.scopes)
+        .bind(&tokens.status)
+        .bind(tokens.status_reason.clone())
+        .bind(now)
+        .bind(id)
+        .bind(expected_version)
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        for event in events {
+            insert_event(&mut tx, id, event).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Sets the status (and records events) if the credential still exists at `expected_version`.
+    pub async fn set_status(
+        &self,
+        id: &str,
+        expected_version: i64,
+        status: &str,
+        reason: Option<&str>,
+        events: &[NewEvent],
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool().begin().await?;
+        let r = sqlx::query(
+            "UPDATE jd_credentials SET status = $1, status_reason = $2, last_check_ms = $3 \
+             WHERE id = $4 AND version = $5",
+        )
+        .bind(status)
+        .bind(reason.map(str::to_string))
+        .bind(now_ms())
+        .bind(id)
+        .bind(expected_version)
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        for event in events {
+            insert_event(&mut tx, id, event).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Rewraps one credential's secrets if its ciphertexts are unchanged (key rotation).
+    pub async fn rewrap_credential(
+        &self,
+        old: &CredentialRecord,
+        client_secret_enc: &str,
+        refresh_token_enc: &str,
+        access_token_enc: Option<&str>,
+    ) -> StoreResult<bool> {
+        let r = sqlx::query(
+            "UPDATE jd_credentials SET client_secret_enc = $1, refresh_token_enc = $2, access_token_enc = $3 \
+             WHERE id = $4 AND client_secret_enc = $5 AND refresh_token_enc = $6 \
+             AND COALESCE(access_token_enc, '') = $7",
+        )
+        .bind(client_secret_enc)
+        .bind(refresh_token_enc)
+        .bind(access_token_enc.map(str::to_string))
+        .bind(&old.id)
+        .bind(&old.client_secret_enc)
+        .bind(&old.refresh_token_enc)
+        .bind(old.access_token_enc.clone().unwrap_or_default())
+        .execute(self.pool())
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn add_events(&self, credential_id: &str, events: &[NewEvent]) -> StoreResult<()> {
+        let mut tx = self.pool().begin().await?;
+        for event in events {
+            insert_event(&mut tx, credential_id, event).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A page of a credential's events and the total.
+    pub async fn list_events(
+        &self,
+        credential_id: &str,
+        newest_first: bool,
+        offset: i64,
+        limit: i64,
+    ) -> StoreResult<(Vec<EventRecord>, i64)> {
+        let total: i64 =
+            sqlx::query("SELECT COUNT(*) AS n FROM credential_events WHERE credential_id = $1")
+                .bind(credential_id)
+                .fetch_one(self.pool())
+                .await?
+                .try_get("n")?;
+        let order = if newest_first { "DESC" } else { "ASC" };
+        let rows = sqlx::query(&format!(
+            "SELECT id, created_at, method, url, status_code, headers, body FROM credential_events \
+             WHERE credential_id = $1 ORDER BY created_us {order}, id {order} LIMIT $2 OFFSET $3"
+        ))
+        .bind(credential_id)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(self.pool())
+        .await?;
+        let events = rows
+            .iter()
+            .map(|r| {
+                Ok(EventRecord {
+                    id: r.try_get("id")?,
+                    created_at: r.try_get("created_at")?,
+                    method: opt_string(r, "method")?,
+                    url: opt_string(r, "url")?,
+                    status_code: r.try_get("status_code")?,
+                    headers: r.try_get("headers")?,
+                    body: r.try_get("body")?,
+                })
+            })
+            .collect::<StoreResult<_>>()?;
+        Ok((events, total))
+    }
+
+    /// Deletes events older than `before_ms`; returns how many.
+    pub async fn delete_events_before(&self, before_ms: i64) -> StoreResult<u64> {
+        let r = sqlx::query("DELETE FROM credential_events WHERE created_us < $1")
+            .bind(before_ms.saturating_mul(1000))
+            .execute(self.pool())
+            .await?;
+        Ok(r.rows_affected())
+    }
+}
+
+async fn insert_event(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    credential_id: &str,
+    event: &NewEvent,
+) -> StoreResult<()> {
+    // Microsecond-distinct timestamps keep "newest first" stable for events of one call.
+    let now = chrono::Utc::now();
+    sqlx::query(
+        "INSERT INTO credential_events (id, credential_id, created_at, created_us, method, url, status_code, headers, body) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(uuid::Uuid::new_v4().to_string())
+    .bind(credential_id)
+    .bind(super::leaf_time(now))
+    .bind(now.timestamp_micros())
+    .bind(event.method.clone())
+    .bind(event.url.clone())
+    .bind(event.status_code)
+    .bind(&event.headers)
+    .bind(&event.body)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,165 @@
+//! Leaf users, always scoped to their API owner.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::{leaf_time_now, opt_string, Store, StoreResult};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRecord {
+    pub id: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub address: Option<String>,
+    pub external_id: Option<String>,
+    pub created_at: String,
+}
+
+/// The writable fields of a Leaf user.
+#[derive(Debug, Clone, Default)]
+pub struct UserWrite {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub address: Option<String>,
+    pub external_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct UserFilter {
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub external_id: Option<String>,
+}
+
+fn user_from_row(r: &AnyRow) -> StoreResult<UserRecord> {
+    Ok(UserRecord {
+        id: r.try_get("id")?,
+        name: opt_string(r, "name")?,
+        email: opt_string(r, "email")?,
+        phone: opt_string(r, "phone")?,
+        address: opt_string(r, "address")?,
+        external_id: opt_string(r, "external_id")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+const USER_COLUMNS: &str = "id, name, email, phone, address, external_id, created_at";
+
+impl Store {
+    pub async fn insert_user(
+        &self,
+        owner: &str,
+        id: &str,
+        user: &UserWrite,
+    ) -> StoreResult<UserRecord> {
+        let created_at = leaf_time_now();
+        sqlx::query(
+            "INSERT INTO leaf_users (id, owner_id, name, email, phone, address, external_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(user.name.clone())
+        .bind(user.email.clone())
+        .bind(user.phone.clone())
+        .bind(user.address.clone())
+        .bind(user.external_id.clone())
+        .bind(created_at.clone())
+        .execute(self.pool())
+        .await?;
+        Ok(UserRecord {
+            id: id.to_string(),
+            name: user.name.clone(),
+            email: user.email.clone(),
+            phone: user.phone.clone(),
+            address: user.address.clone(),
+            external_id: user.external_id.clone(),
+            created_at,
+        })
+    }
+
+    pub async fn user(&self, owner: &str, id: &str) -> StoreResult<Option<UserRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM leaf_users WHERE id = $1 AND owner_id = $2"
+        ))
+        .bind(id)
+        .bind(owner)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    /// Overwrites every field; `false` when the user is not the owner's.
+    pub async fn update_user(&self, owner: &str, id: &str, user: &UserWrite) -> StoreResult<bool> {
+        let r = sqlx::query(
+            "UPDATE leaf_users SET name = $1, email = $2, phone = $3, address = $4, external_id = $5 \
+             WHERE id = $6 AND owner_id = $7",
+        )
+        .bind(user.name.clone())
+        .bind(user.email.clone())
+        .bind(user.phone.clone())
+        .bind(user.address.clone())
+        .bind(user.external_id.clone())
+        .bind(id)
+        .bind(owner)
+        .execute(self.pool())
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Deletes the user; its credentials, events and jobs go with it (foreign keys cascade).
+    pub async fn delete_user(&self, owner: &str, id: &str) -> StoreResult<bool> {
+        let r = sqlx::query("DELETE FROM leaf_users WHERE id = $1 AND owner_id = $2")
+            .bind(id)
+            .bind(owner)
+            .execute(self.pool())
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// A page of the owner's users, oldest first, and the total count.
+    pub async fn list_users(
+        &self,
+        owner: &str,
+        filter: &UserFilter,
+        sort: &str,
+        offset: i64,
+        limit: i64,
+    ) -> StoreResult<(Vec<UserRecord>, i64)> {
+        // Filters are exact matches; each adds a condition with the next placeholder.
+        let mut conditions = vec!["owner_id = $1".to_string()];
+        let mut values = vec![owner.to_string()];
+        for (column, value) in [
+            ("email", &filter.email),
+            ("name", &filter.name),
+            ("external_id", &filter.external_id),
+        ] {
+            if let Some(v) = value {
+                values.push(v.clone());
+                conditions.push(format!("{column} = ${}", values.len()));
+            }
+        }
+        let where_clause = conditions.join(" AND ");
+        let count_sql = format!("SELECT COUNT(*) AS n FROM leaf_users WHERE {where_clause}");
+        let mut count = sqlx::query(&count_sql);
+        for v in &values {
+            count = count.bind(v.clone());
+        }
+        let total: i64 = count.fetch_one(self.pool()).await?.try_get("n")?;
+        let n = values.len();
+        let page_sql = format!(
+            "SELECT {USER_COLUMNS} FROM leaf_users WHERE {where_clause} ORDER BY {sort}, id LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        );
+        let mut page = sqlx::query(&page_sql);
+        for v in &values {
+            page = page.bind(v.clone());
+        }
+        let rows = page.bind(limit).bind(offset).fetch_all(self.pool()).await?;
+        let users = rows.iter().map(user_from_row).collect::<StoreResult<_>>()?;
+        Ok((users, total))
+    }
+}

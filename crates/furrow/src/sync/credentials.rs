@@ -1,0 +1,401 @@
+//! Keeping John Deere credentials alive and honest: validation on create, refresh before
+//! expiry, periodic health checks, status changes with events.
+//!
+//! Invariant 1: a token response is stored (new access token and, when present, new refresh
+//! token, in one transaction) before the access token is used. Invariant 2: only the holder of
+//! the credential's job lease refreshes, after re-reading the credential, and writes with a
+//! version check.
+
+use std::time::Duration;
+
+use deere::{AccessToken, DeereError, RefreshToken, TokenResponse};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::app::AppState;
+use crate::domain::credential::{
+    status_for_error, status_for_scopes, ClientEnvironment, CredentialStatus,
+};
+use crate::domain::redact::redact_values;
+use crate::store::{now_ms, ClaimedJob, CredentialRecord, NewEvent, StoreError, TokenWrite};
+use crate::sync::link::{status_event, Session};
+
+/// Validated input of `POST …/john-deere-credentials`.
+pub struct NewCredential {
+    pub client_key: String,
+    pub client_secret: SecretString,
+    pub refresh_token: SecretString,
+    pub environment: ClientEnvironment,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("stored secret cannot be decrypted: {0}")]
+    Crypto(#[from] crate::crypto::CryptoError),
+}
+
+/// Secrets of one credential in memory, for calls and for redaction.
+struct Secrets {
+    client_secret: SecretString,
+    refresh_token: SecretString,
+    access_token: Option<SecretString>,
+    /// Tokens seen during this run (new ones from responses), all hidden in events.
+    seen: Vec<SecretString>,
+}
+
+impl Secrets {
+    fn all(&self) -> Vec<&str> {
+        let mut v = vec![
+            self.client_secret.expose_secret(),
+            self.refresh_token.expose_secret(),
+        ];
+        if let Some(at) = &self.access_token {
+            v.push(at.expose_secret());
+        }
+        v.extend(self.seen.iter().map(|s| s.expose_secret()));
+        v
+    }
+
+    fn remember(&mut self, tokens: &TokenResponse) {
+        self.seen
+            .push(SecretString::from(tokens.access_token.expose().to_string()));
+        if let Some(rt) = &tokens.refresh_token {
+            self.seen.push(SecretString::from(rt.expose().to_string()));
+        }
+    }
+}
+
+fn token_write(state: &AppState, tokens: &TokenResponse) -> TokenWrite {
+    let (status, reason) = status_for_scopes(&tokens.scopes);
+    let expires = tokens.expires_in.unwrap_or(Duration::from_secs(43_200));
+    TokenWrite {
+        access_token_enc: state.keyring.encrypt(tokens.access_token.expose()),
+        access_expires_ms: now_ms() + expires.as_millis() as i64,
+        refresh_token_enc: tokens
+            .refresh_token
+            .as_ref()
+            .map(|rt| state.keyring.encrypt(rt.expose())),
+        scopes: tokens.scopes.join(" "),
+        status: status.as_str().into(),
+        status_reason: reason,
+    }
+}
+
+/// Checks that the platform answers with this access token; the status that follows.
+async fn platform_check(
+    session: &Session,
+    token: &AccessToken,
+    scopes: &[String],
+) -> (CredentialStatus, Option<String>) {
+    match session.api.organizations(token).await {
+        Ok(_) => status_for_scopes(scopes),
+        Err(DeereError::Unauthorized { message }) => (
+            CredentialStatus::Unauthenticated,
+            Some(format!("the platform rejected a fresh access token ({message}): wrong environment or app not licensed")),
+        ),
+        Err(e) => {
+            let (status, reason) = status_for_error(&e);
+            (status, Some(reason))
+        }
+    }
+}
+
+/// Creates (or replaces) a user's credential: one token exchange, stored before use, then a
+/// platform check. A credential John Deere rejects is still stored, with its status and
+/// events saying why, so the application can show it.
+pub async fn create(
+    state: &AppState,
+    leaf_user_id: &str,
+    input: NewCredential,
+) -> Result<CredentialRecord, CredentialError> {
+    let session = state.deere.session(
+        input.environment,
+        &input.client_key,
+        input.client_secret.clone(),
+    );
+    let mut secrets = Secrets {
+        client_secret: input.client_secret.clone(),
+        refresh_token: input.refresh_token.clone(),
+        access_token: None,
+        seen: Vec::new(),
+    };
+    let timeout = Duration::from_secs(state.settings.token_exchange_timeout_secs.max(1));
+    let refresh_token = RefreshToken::new(input.refresh_token.expose_secret());
+    let outcome = tokio::time::timeout(timeout, session.oauth.refresh(&refresh_token))
+        .await
+        .unwrap_or_else(|_| {
+            Err(DeereError::Transient {
+                reason: deere::TransientReason::Interrupted,
+                detail: "token exchange timed out".into(),
+            })
+        });
+    let now = now_ms();
+    let mut record = CredentialRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        leaf_user_id: leaf_user_id.to_string(),
+        client_key: input.client_key.clone(),
+        client_secret_enc: state.keyring.encrypt(input.client_secret.expose_secret()),
+        refresh_token_enc: state.keyring.encrypt(input.refresh_token.expose_secret()),
+        access_token_enc: None,
+        access_expires_ms: None,
+        scopes: String::new(),
+        environment: input.environment.as_str().into(),
+        status: String::new(),
+        status_reason: None,
+        created_at: crate::store::leaf_time_now(),
+        last_refresh_ms: None,
+        last_check_ms: Some(now),
+        version: 1,
+    };
+    let tokens = match outcome {
+        Ok(tokens) => {
+            secrets.remember(&tokens);
+            let write = token_write(state, &tokens);
+            record.access_token_enc = Some(write.access_token_enc);
+            record.access_expires_ms = Some(write.access_expires_ms);
+            if let Some(rt) = write.refresh_token_enc {
+                record.refresh_token_enc = rt;
+            }
+            record.scopes = write.scopes;
+            record.status = write.status;
+            record.status_reason = write.status_reason;
+            record.last_refresh_ms = Some(now);
+            Some(tokens)
+        }
+        Err(e) => {
+            let (status, reason) = status_for_error(&e);
+            record.status = status.as_str().into();
+            record.status_reason = Some(reason);
+            None
+        }
+    };
+    let mut events = session.take_events(&secrets.all());
+    if tokens.is_none() {
+        events.push(status_event(
+            None,
+            &record.status,
+            record.status_reason.as_deref(),
+        ));
+    }
+    // Stored now, before the access token is used for anything.
+    let next_run = next_run_ms(state, &record);
+    state
+        .store
+        .replace_credential(&record, &events, next_run)
+        .await?;
+
+    if let Some(tokens) = tokens {
+        let (status, reason) = platform_check(&session, &tokens.access_token, &tokens.scopes).await;
+        let mut events = session.take_events(&secrets.all());
+        events.push(status_event(None, status.as_str(), reason.as_deref()));
+        if state
+            .store
+            .set_status(
+                &record.id,
+                record.version,
+                status.as_str(),
+                reason.as_deref(),
+                &events,
+            )
+            .await?
+        {
+            record.status = status.as_str().into();
+            record.status_reason = reason;
+        }
+    }
+    Ok(record)
+}
+
+/// When the credential's job should next run.
+fn next_run_ms(state: &AppState, c: &CredentialRecord) -> i64 {
+    let s = &state.settings;
+    let now = now_ms();
+    if c.status == CredentialStatus::Unauthenticated.as_str() {
+        // Nothing to do until new credentials are posted (which makes a new job).
+        return now + 365 * 24 * 3600 * 1000;
+    }
+    let margin = (s.refresh_margin_secs * 1000) as i64;
+    let mut candidates = vec![
+        c.last_refresh_ms.unwrap_or(now) + (s.max_refresh_interval_secs * 1000) as i64,
+        c.last_check_ms.unwrap_or(now) + (s.health_check_interval_secs * 1000) as i64,
+    ];
+    if let Some(expires) = c.access_expires_ms {
+        candidates.push(expires - margin);
+    }
+    candidates.into_iter().min().unwrap_or(now).max(now)
+}
+
+/// Backoff for a credential whose last attempt failed transiently.
+fn retry_at_ms(attempts: i64) -> i64 {
+    let secs = 1i64 << attempts.clamp(0, 8);
+    now_ms() + secs.min(300) * 1000
+}
+
+/// Runs one claimed credential job. Returns `Err` only for storage trouble.
+pub async fn maintain(state: &AppState, job: &ClaimedJob) -> Result<(), CredentialError> {
+    let replica = &state.replica_id;
+    // Re-read after taking the lease: another replica may have refreshed meanwhile.
+    let Some(cred) = state.store.credential(&job.credential_id).await? else {
+        return Ok(()); // deleted: its job went with it
+    };
+    if cred.status == CredentialStatus::Unauthenticated.as_str() {
+        state
+            .store
+            .reschedule_job(&job.id, replica, next_run_ms(state, &cred), 0, None)
+            .await?;
+        return Ok(());
+    }
+    let environment =
+        ClientEnvironment::parse(&cred.environment).unwrap_or(ClientEnvironment::Stage);
+    let mut secrets = Secrets {
+        client_secret: state.keyring.decrypt(&cred.client_secret_enc)?,
+        refresh_token: state.keyring.decrypt(&cred.refresh_token_enc)?,
+        access_token: cred
+            .access_token_enc
+            .as_deref()
+            .map(|c| state.keyring.decrypt(c))
+            .transpose()?,
+        seen: Vec::new(),
+    };
+    let session = state
+        .deere
+        .session(environment, &cred.client_key, secrets.client_secret.clone());
+    let s = &state.settings;
+    let now = now_ms();
+    let refresh_due = secrets.access_token.is_none()
+        || cred
+            .access_expires_ms
+            .is_none_or(|e| e - (s.refresh_margin_secs * 1000) as i64 <= now)
+        || cred
+            .last_refresh_ms
+            .is_none_or(|r| r + (s.max_refresh_interval_secs * 1000) as i64 <= now)
+        || cred.status == CredentialStatus::TemporarilyUnavailable.as_str();
+
+    let mut version = cred.version;
+    let mut scopes: Vec<String> = cred.scopes.split_whitespace().map(str::to_string).collect();
+    let mut access = secrets
+        .access_token
+        .as_ref()
+        .map(|t| AccessToken::new(t.expose_secret()));
+    let mut failure: Option<(CredentialStatus, String)> = None;
+
+    if !refresh_due {
+        // Health check with the current token; a 401 means it is time to refresh after all.
+        if let Some(token) = &access {
+            let (status, reason) = platform_check(&session, token, &scopes).await;
+            if status != CredentialStatus::Unauthenticated {
+                return finish(
+                    state, job, &cred, &session, &secrets, version, status, reason, None,
+                )
+                .await;
+            }
+        }
+    }
+
+    match session
+        .oauth
+        .refresh(&RefreshToken::new(secrets.refresh_token.expose_secret()))
+        .await
+    {
+        Ok(tokens) => {
+            secrets.remember(&tokens);
+            let write = token_write(state, &tokens);
+            let events = session.take_events(&secrets.all());
+            if !state
+                .store
+                .write_tokens(&cred.id, version, &write, &events)
+                .await?
+            {
+                // Deleted or replaced while we were refreshing: drop the result.
+                return Ok(());
+            }
+            version += 1;
+            scopes = tokens.scopes.clone();
+            access = Some(tokens.access_token.clone());
+        }
+        Err(e) => {
+            let (status, reason) = status_for_error(&e);
+            failure = Some((status, reason));
+        }
+    }
+    let fresh = cred_after(state, &cred.id).await?;
+    let (status, reason) = match (failure, &access) {
+        (Some((status, reason)), _) => (status, Some(reason)),
+        (None, Some(token)) => platform_check(&session, token, &scopes).await,
+        (None, None) => (
+            CredentialStatus::TemporarilyUnavailable,
+            Some("no access token".into()),
+        ),
+    };
+    let cred_now = fresh.unwrap_or(cred);
+    finish(
+        state, job, &cred_now, &session, &secrets, version, status, reason, None,
+    )
+    .await
+}
+
+async fn cred_after(
+    state: &AppState,
+    id: &str,
+) -> Result<Option<CredentialRecord>, CredentialError> {
+    Ok(state.store.credential(id).await?)
+}
+
+/// Records the outcome: status (with an event when it changed), then the next run.
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    state: &AppState,
+    job: &ClaimedJob,
+    cred: &CredentialRecord,
+    session: &Session,
+    secrets: &Secrets,
+    version: i64,
+    status: CredentialStatus,
+    reason: Option<String>,
+    _note: Option<&str>,
+) -> Result<(), CredentialError> {
+    let all = secrets.all();
+    let reason = reason.map(|r| redact_values(&r, &all));
+    let mut events: Vec<NewEvent> = session.take_events(&all);
+    if cred.status != status.as_str() {
+        events.push(status_event(
+            Some(&cred.status),
+            status.as_str(),
+            reason.as_deref(),
+        ));
+        tracing::info!(credential = %cred.id, from = %cred.status, to = %status, "credential status changed");
+    }
+    let written = state
+        .store
+        .set_status(
+            &cred.id,
+            version,
+            status.as_str(),
+            reason.as_deref(),
+            &events,
+        )
+        .await?;
+    if !written {
+        return Ok(());
+    }
+    let mut updated = cred.clone();
+    updated.status = status.as_str().into();
+    updated.last_check_ms = Some(now_ms());
+    let (run_at, attempts) = if status == CredentialStatus::TemporarilyUnavailable {
+        (retry_at_ms(job.attempts), job.attempts + 1)
+    } else {
+        (next_run_ms(state, &updated), 0)
+    };
+    state
+        .store
+        .reschedule_job(
+            &job.id,
+            &state.replica_id,
+            run_at,
+            attempts,
+            reason.as_deref(),
+        )
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,141 @@
+//! furrow's side of the John Deere connection: clients per credential whose raw exchanges are
+//! collected and turned into redacted credential events.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use deere::{ApiClient, Exchange, HttpSettings, OAuthClient, RetryPolicy};
+use secrecy::SecretString;
+use url::Url;
+
+use crate::config::Settings;
+use crate::domain::credential::ClientEnvironment;
+use crate::domain::redact::{redact_body, redact_headers};
+use crate::store::NewEvent;
+
+/// The configured John Deere hosts and one shared HTTP client.
+#[derive(Debug, Clone)]
+pub struct DeereHosts {
+    http: reqwest::Client,
+    issuer: Url,
+    stage: Url,
+    production: Url,
+    retry: RetryPolicy,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid John Deere URL setting {name}: {value}")]
+pub struct HostError {
+    name: &'static str,
+    value: String,
+}
+
+impl DeereHosts {
+    pub fn from_settings(settings: &Settings) -> Result<Self, HostError> {
+        let parse = |name: &'static str, value: &str| {
+            Url::parse(value).map_err(|_| HostError {
+                name,
+                value: value.to_string(),
+            })
+        };
+        let http = HttpSettings {
+            request_timeout: Duration::from_secs(settings.token_exchange_timeout_secs.max(1)),
+            ..HttpSettings::default()
+        }
+        .build_client()
+        .map_err(|_| HostError {
+            name: "http client",
+            value: String::new(),
+        })?;
+        Ok(Self {
+            http,
+            issuer: parse("FURROW_DEERE_AUTH_URL", &settings.deere_auth_url)?,
+            stage: parse("FURROW_DEERE_STAGE_API_URL", &settings.deere_stage_api_url)?,
+            production: parse(
+                "FURROW_DEERE_PRODUCTION_API_URL",
+                &settings.deere_production_api_url,
+            )?,
+            retry: RetryPolicy {
+                max_retries: 2,
+                base_delay: Duration::from_millis(250),
+                max_delay: Duration::from_secs(5),
+                max_retry_after: Duration::from_secs(10),
+            },
+        })
+    }
+
+    /// Clients for one credential. Everything they exchange is kept for the event log.
+    pub fn session(
+        &self,
+        environment: ClientEnvironment,
+        client_key: &str,
+        client_secret: SecretString,
+    ) -> Session {
+        let exchanges: Arc<Mutex<Vec<Exchange>>> = Arc::default();
+        let sink = exchanges.clone();
+        let observer: deere::Observer = Arc::new(move |exchange| {
+            sink.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(exchange);
+        });
+        let base = match environment {
+            ClientEnvironment::Stage => self.stage.clone(),
+            ClientEnvironment::Production => self.production.clone(),
+        };
+        let oauth = OAuthClient::new(self.http.clone(), &self.issuer, client_key, client_secret)
+            .expect("issuer URL was validated at start")
+            .with_retry(self.retry.clone())
+            .with_observer(observer.clone());
+        let api = ApiClient::new(self.http.clone(), base)
+            .with_retry(self.retry.clone())
+            .with_observer(observer);
+        Session {
+            oauth,
+            api,
+            exchanges,
+        }
+    }
+}
+
+pub struct Session {
+    pub oauth: OAuthClient,
+    pub api: ApiClient,
+    exchanges: Arc<Mutex<Vec<Exchange>>>,
+}
+
+impl Session {
+    /// The exchanges so far, as redacted events (`secrets` are hidden wherever they appear).
+    pub fn take_events(&self, secrets: &[&str]) -> Vec<NewEvent> {
+        let taken = std::mem::take(&mut *self.exchanges.lock().unwrap_or_else(|e| e.into_inner()));
+        taken
+            .into_iter()
+            .map(|x| {
+                let body = match (&x.error, x.body.is_empty()) {
+                    (Some(error), _) => serde_json::json!({"error": error}).to_string(),
+                    (None, _) => x.body.clone(),
+                };
+                NewEvent {
+                    method: Some(x.method.clone()),
+                    url: Some(x.url.clone()),
+                    status_code: x.status.map(i64::from),
+                    headers: redact_headers(&x.headers, secrets),
+                    body: redact_body(&body, secrets),
+                }
+            })
+            .collect()
+    }
+}
+
+/// An event describing a status change (no HTTP exchange of its own).
+pub fn status_event(previous: Option<&str>, status: &str, reason: Option<&str>) -> NewEvent {
+    NewEvent {
+        method: None,
+        url: None,
+        status_code: None,
+        headers: "{}".into(),
+        body: serde_json::json!({
+            "type": "statusChange", "previousStatus": previous, "status": status, "reason": reason,
+        })
+        .to_string(),
+    }
+}
