@@ -49,6 +49,8 @@ pub struct Settings {
     pub rotate_refresh_tokens: bool,
     /// With rotation: a reused old refresh token revokes the whole grant (Okta's behaviour).
     pub reuse_detection: bool,
+    /// Refresh responses carry no `refresh_token` (the old one stays valid).
+    pub omit_refresh_token_on_refresh: bool,
     /// Added to every request.
     pub latency_ms: u64,
     /// Requests per second per client key (token bucket, burst = rate); `None` = unlimited.
@@ -81,6 +83,7 @@ impl Default for Settings {
             token_ttl_secs: 43_200,
             rotate_refresh_tokens: false,
             reuse_detection: false,
+            omit_refresh_token_on_refresh: false,
             latency_ms: 0,
             rate_limit_per_sec: None,
             default_page_size: 10,

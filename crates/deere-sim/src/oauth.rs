@@ -461,6 +461,9 @@ async fn token(
                 }
                 tokens
             };
+            if state.settings.omit_refresh_token_on_refresh && !rotate {
+                issued.refresh_token = None;
+            }
             if rotate {
                 state.refresh_tokens.remove(&rt);
                 state.rotated_out.insert(rt, grant.grant_id);

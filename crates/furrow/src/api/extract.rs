@@ -27,22 +27,29 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     let status = rejection.status();
     let text = rejection.body_text();
-    if status == axum::http::StatusCode::UNPROCESSABLE_ENTITY
-        || status == axum::http::StatusCode::BAD_REQUEST
+    if status != axum::http::StatusCode::UNPROCESSABLE_ENTITY
+        && status != axum::http::StatusCode::BAD_REQUEST
     {
-        // "Failed to deserialize the JSON body into the target type: missing field `x` at ..."
-        let field = text.split('`').nth(1).map(str::to_string);
-        let detail = text
-            .split_once(": ")
-            .map(|(_, d)| d.to_string())
-            .unwrap_or(text);
-        ApiError::BadRequest { field, detail }
-    } else {
-        ApiError::Rejected {
+        return ApiError::Rejected {
             status,
             detail: text,
-        }
+        };
     }
+    // "Failed to deserialize the JSON body into the target type: refreshToken: invalid type…"
+    // or "…: missing field `clientKey` at line 1 column 2".
+    let detail = text
+        .split_once(": ")
+        .map(|(_, d)| d.to_string())
+        .unwrap_or(text);
+    let path_prefix = detail.split_once(": ").map(|(p, _)| p).filter(|p| {
+        !p.is_empty()
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.[]".contains(c))
+    });
+    let field = path_prefix
+        .map(str::to_string)
+        .or_else(|| detail.split('`').nth(1).map(str::to_string));
+    ApiError::BadRequest { field, detail }
 }
 
 /// Query parameters as strings; each endpoint parses what it knows.
