@@ -23,11 +23,11 @@ macro_rules! both_backends {
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                super::$body(crate::common::Db::Sqlite).await
+                super::$body(super::common::Db::Sqlite).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                super::$body(crate::common::Db::Postgres).await
+                super::$body(super::common::Db::Postgres).await
             }
         }
     };
@@ -78,11 +78,11 @@ pub struct TestApp {
 pub fn test_settings(
     sim: &deere_sim::RunningSim,
     database_url: &str,
-    data_dir: &PathBuf,
+    data_dir: &std::path::Path,
 ) -> Settings {
     Settings {
         listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: data_dir.clone(),
+        data_dir: data_dir.to_path_buf(),
         database_url: Some(database_url.to_string()),
         deere_auth_url: sim.issuer_url(),
         deere_stage_api_url: sim.platform_url().to_string(),
