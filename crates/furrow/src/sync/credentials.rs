@@ -234,15 +234,15 @@ fn retry_at_ms(attempts: i64) -> i64 {
 
 /// Runs one claimed credential job. Returns `Err` only for storage trouble.
 pub async fn maintain(state: &AppState, job: &ClaimedJob) -> Result<(), CredentialError> {
-    let replica = &state.replica_id;
     // Re-read after taking the lease: another replica may have refreshed meanwhile.
     let Some(cred) = state.store.credential(&job.credential_id).await? else {
         return Ok(()); // deleted: its job went with it
     };
     if cred.status == CredentialStatus::Unauthenticated.as_str() {
+        let next = next_run_ms(state, &cred);
         state
             .store
-            .reschedule_job(&job.id, replica, next_run_ms(state, &cred), 0, None)
+            .reschedule_job(&job.id, &state.replica_id, next, 0, None)
             .await?;
         return Ok(());
     }
@@ -263,7 +263,10 @@ pub async fn maintain(state: &AppState, job: &ClaimedJob) -> Result<(), Credenti
         .session(environment, &cred.client_key, secrets.client_secret.clone());
     let s = &state.settings;
     let now = now_ms();
-    let refresh_due = secrets.access_token.is_none()
+    let check_due = cred
+        .last_check_ms
+        .is_none_or(|c| c + (s.health_check_interval_secs * 1000) as i64 <= now);
+    let mut refresh_due = secrets.access_token.is_none()
         || cred
             .access_expires_ms
             .is_none_or(|e| e - (s.refresh_margin_secs * 1000) as i64 <= now)
@@ -272,117 +275,111 @@ pub async fn maintain(state: &AppState, job: &ClaimedJob) -> Result<(), Credenti
             .is_none_or(|r| r + (s.max_refresh_interval_secs * 1000) as i64 <= now)
         || cred.status == CredentialStatus::TemporarilyUnavailable.as_str();
 
-    let mut version = cred.version;
-    let mut scopes: Vec<String> = cred.scopes.split_whitespace().map(str::to_string).collect();
-    let mut access = secrets
-        .access_token
-        .as_ref()
-        .map(|t| AccessToken::new(t.expose_secret()));
-    let mut failure: Option<(CredentialStatus, String)> = None;
-
-    if !refresh_due {
-        // Health check with the current token; a 401 means it is time to refresh after all.
-        if let Some(token) = &access {
-            let (status, reason) = platform_check(&session, token, &scopes).await;
-            if status != CredentialStatus::Unauthenticated {
-                return finish(
-                    state, job, &cred, &session, &secrets, version, status, reason, None,
-                )
-                .await;
+    // The outcome to record; `None` when a refresh already stored everything.
+    let mut outcome: Option<(CredentialStatus, Option<String>)> = None;
+    if !refresh_due && check_due {
+        let token = secrets
+            .access_token
+            .as_ref()
+            .map(|t| AccessToken::new(t.expose_secret()));
+        if let Some(token) = token {
+            let (status, reason) = platform_check(&session, &token, &scopes_of(&cred)).await;
+            if status == CredentialStatus::Unauthenticated {
+                refresh_due = true; // the access token may just be dead; a refresh tells
+            } else {
+                outcome = Some((status, reason));
             }
         }
     }
-
-    match session
-        .oauth
-        .refresh(&RefreshToken::new(secrets.refresh_token.expose_secret()))
-        .await
-    {
-        Ok(tokens) => {
-            secrets.remember(&tokens);
-            let write = token_write(state, &tokens);
-            let events = session.take_events(&secrets.all());
-            if !state
-                .store
-                .write_tokens(&cred.id, version, &write, &events)
-                .await?
-            {
-                // Deleted or replaced while we were refreshing: drop the result.
-                return Ok(());
+    let mut current = cred.clone();
+    if refresh_due {
+        match session
+            .oauth
+            .refresh(&RefreshToken::new(secrets.refresh_token.expose_secret()))
+            .await
+        {
+            Ok(tokens) => {
+                secrets.remember(&tokens);
+                let write = token_write(state, &tokens);
+                let mut events = session.take_events(&secrets.all());
+                if write.status != cred.status {
+                    events.push(status_event(
+                        Some(&cred.status),
+                        &write.status,
+                        write.status_reason.as_deref(),
+                    ));
+                }
+                if !state
+                    .store
+                    .write_tokens(&cred.id, cred.version, &write, &events)
+                    .await?
+                {
+                    return Ok(()); // deleted or replaced while we were refreshing: drop the result
+                }
+                let Some(fresh) = state.store.credential(&cred.id).await? else {
+                    return Ok(());
+                };
+                current = fresh;
+                if check_due {
+                    outcome =
+                        Some(platform_check(&session, &tokens.access_token, &tokens.scopes).await);
+                }
             }
-            version += 1;
-            scopes = tokens.scopes.clone();
-            access = Some(tokens.access_token.clone());
-        }
-        Err(e) => {
-            let (status, reason) = status_for_error(&e);
-            failure = Some((status, reason));
+            Err(e) => {
+                let (status, reason) = status_for_error(&e);
+                outcome = Some((status, Some(reason)));
+            }
         }
     }
-    let fresh = cred_after(state, &cred.id).await?;
-    let (status, reason) = match (failure, &access) {
-        (Some((status, reason)), _) => (status, Some(reason)),
-        (None, Some(token)) => platform_check(&session, token, &scopes).await,
-        (None, None) => (
-            CredentialStatus::TemporarilyUnavailable,
-            Some("no access token".into()),
-        ),
-    };
-    let cred_now = fresh.unwrap_or(cred);
-    finish(
-        state, job, &cred_now, &session, &secrets, version, status, reason, None,
-    )
-    .await
+    finish(state, job, &current, &session, &secrets, outcome).await
 }
 
-async fn cred_after(
-    state: &AppState,
-    id: &str,
-) -> Result<Option<CredentialRecord>, CredentialError> {
-    Ok(state.store.credential(id).await?)
+fn scopes_of(c: &CredentialRecord) -> Vec<String> {
+    c.scopes.split_whitespace().map(str::to_string).collect()
 }
 
-/// Records the outcome: status (with an event when it changed), then the next run.
-#[allow(clippy::too_many_arguments)]
+/// Records the outcome (status, with an event when it changed), then schedules the next run.
 async fn finish(
     state: &AppState,
     job: &ClaimedJob,
     cred: &CredentialRecord,
     session: &Session,
     secrets: &Secrets,
-    version: i64,
-    status: CredentialStatus,
-    reason: Option<String>,
-    _note: Option<&str>,
+    outcome: Option<(CredentialStatus, Option<String>)>,
 ) -> Result<(), CredentialError> {
     let all = secrets.all();
-    let reason = reason.map(|r| redact_values(&r, &all));
-    let mut events: Vec<NewEvent> = session.take_events(&all);
-    if cred.status != status.as_str() {
-        events.push(status_event(
-            Some(&cred.status),
-            status.as_str(),
-            reason.as_deref(),
-        ));
-        tracing::info!(credential = %cred.id, from = %cred.status, to = %status, "credential status changed");
-    }
-    let written = state
-        .store
-        .set_status(
-            &cred.id,
-            version,
-            status.as_str(),
-            reason.as_deref(),
-            &events,
-        )
-        .await?;
-    if !written {
-        return Ok(());
-    }
     let mut updated = cred.clone();
-    updated.status = status.as_str().into();
-    updated.last_check_ms = Some(now_ms());
-    let (run_at, attempts) = if status == CredentialStatus::TemporarilyUnavailable {
+    let mut last_error = None;
+    if let Some((status, reason)) = outcome {
+        let reason = reason.map(|r| redact_values(&r, &all));
+        let mut events: Vec<NewEvent> = session.take_events(&all);
+        if cred.status != status.as_str() {
+            events.push(status_event(
+                Some(&cred.status),
+                status.as_str(),
+                reason.as_deref(),
+            ));
+            tracing::info!(credential = %cred.id, from = %cred.status, to = %status, "credential status changed");
+        }
+        if !state
+            .store
+            .set_status(
+                &cred.id,
+                cred.version,
+                status.as_str(),
+                reason.as_deref(),
+                &events,
+            )
+            .await?
+        {
+            return Ok(());
+        }
+        updated.status = status.as_str().into();
+        updated.last_check_ms = Some(now_ms());
+        last_error = reason;
+    }
+    let (run_at, attempts) = if updated.status == CredentialStatus::TemporarilyUnavailable.as_str()
+    {
         (retry_at_ms(job.attempts), job.attempts + 1)
     } else {
         (next_run_ms(state, &updated), 0)
@@ -394,7 +391,7 @@ async fn finish(
             &state.replica_id,
             run_at,
             attempts,
-            reason.as_deref(),
+            last_error.as_deref(),
         )
         .await?;
     Ok(())

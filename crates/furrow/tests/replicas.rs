@@ -1,0 +1,133 @@
+//! Invariant 2: with refresh-token rotation, two replicas on one PostgreSQL refreshing the same
+//! credentials many times never present a rotated-out refresh token.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{fresh_database, test_settings, Db};
+use reqwest::StatusCode;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_never_reuse_a_rotated_refresh_token() {
+    let sim = deere_sim::start(
+        deere_sim::SimConfig::default(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    {
+        let mut state = sim.state();
+        state.settings.rotate_refresh_tokens = true;
+        state.settings.reuse_detection = true;
+        // Access tokens live 2 s; with a 1 s margin each credential refreshes about every second.
+        state.settings.token_ttl_secs = 2;
+    }
+    let (database_url, data_dir) = fresh_database(Db::Postgres).await;
+    let mut settings = test_settings(&sim, &database_url, &data_dir);
+    settings.refresh_margin_secs = 1;
+    settings.engine_poll_ms = 20;
+    settings.health_check_interval_secs = 3600;
+    let a = furrow::app::start(settings.clone()).await.unwrap();
+    let b = furrow::app::start(settings.clone()).await.unwrap();
+    assert_ne!(a.state.replica_id, b.state.replica_id);
+    furrow::api::auth::create_owner(&a.state.store, "owner@example.com", "correct horse battery")
+        .await
+        .unwrap();
+
+    let http = reqwest::Client::new();
+    let token: String = http
+        .post(format!("{}/api/authenticate", a.base_url()))
+        .json(&json!({"username": "owner@example.com", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap()["id_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut users = Vec::new();
+    for i in 0..6 {
+        let user: serde_json::Value = http
+            .post(format!(
+                "{}/services/usermanagement/api/users",
+                a.base_url()
+            ))
+            .bearer_auth(&token)
+            .json(&json!({"name": format!("g{i}")}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let user_id = user["id"].as_str().unwrap().to_string();
+        let grower = if i % 2 == 0 { "grower001" } else { "grower002" };
+        let rt = sim
+            .issue_tokens(
+                "sim-client",
+                grower,
+                &["ag1", "ag2", "files", "offline_access"],
+            )
+            .unwrap()
+            .refresh_token
+            .unwrap();
+        let r = http
+            .post(format!("{}/services/usermanagement/api/users/{user_id}/john-deere-credentials", a.base_url()))
+            .bearer_auth(&token)
+            .json(&json!({"clientKey": "sim-client", "clientSecret": "sim-secret", "refreshToken": rt, "clientEnvironment": "STAGE"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        users.push(user_id);
+    }
+
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    a.shutdown().await;
+    b.shutdown().await;
+
+    let token_calls: Vec<u16> = sim
+        .requests()
+        .iter()
+        .filter(|e| e.path.ends_with("/v1/token"))
+        .map(|e| e.status)
+        .collect();
+    let refreshes = token_calls.len();
+    assert!(
+        refreshes >= 6 * 4,
+        "expected many refreshes, saw {refreshes}"
+    );
+    assert!(
+        token_calls.iter().all(|s| *s == 200),
+        "a refresh was rejected: {token_calls:?}"
+    );
+
+    // Each stored refresh token is the live one: a final refresh with it works.
+    let state = furrow::app::AppState::build(settings).await.unwrap();
+    for c in state.store.all_credentials().await.unwrap() {
+        assert_eq!(c.status, "OK");
+        let rt = state.keyring.decrypt(&c.refresh_token_enc).unwrap();
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", secrecy::ExposeSecret::expose_secret(&rt)),
+        ];
+        let r = http
+            .post(format!("{}/v1/token", sim.issuer_url()))
+            .basic_auth("sim-client", Some("sim-secret"))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::OK,
+            "stored refresh token for {} is stale",
+            c.id
+        );
+    }
+    sim.shutdown().await;
+}
