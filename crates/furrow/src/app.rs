@@ -23,6 +23,8 @@ pub struct AppState {
     pub deere: DeereHosts,
     /// Identifies this replica in job leases.
     pub replica_id: String,
+    /// Owners recently confirmed to exist (id → until, ms): spares a query per request.
+    pub known_owners: Arc<std::sync::Mutex<std::collections::HashMap<String, i64>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +63,7 @@ impl AppState {
             jwt: Arc::new(jwt),
             deere,
             replica_id: uuid::Uuid::new_v4().to_string(),
+            known_owners: Arc::default(),
         })
     }
 }

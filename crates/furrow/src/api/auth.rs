@@ -81,9 +81,20 @@ impl FromRequestParts<AppState> for Owner {
                 _ => ApiError::Unauthorized("the id_token is invalid".into()),
             })?
             .claims;
-        // An owner deleted after the token was issued has no access.
-        if !state.store.owner_exists(&claims.sub).await? {
-            return Err(ApiError::Unauthorized("the id_token is invalid".into()));
+        // An owner deleted after the token was issued has no access (checked at most once a
+        // minute per owner and replica).
+        let now = now_ms();
+        let known = {
+            let cache = state.known_owners.lock().unwrap_or_else(|e| e.into_inner());
+            cache.get(&claims.sub).is_some_and(|until| *until > now)
+        };
+        if !known {
+            if !state.store.owner_exists(&claims.sub).await? {
+                return Err(ApiError::Unauthorized("the id_token is invalid".into()));
+            }
+            let mut cache = state.known_owners.lock().unwrap_or_else(|e| e.into_inner());
+            cache.retain(|_, until| *until > now);
+            cache.insert(claims.sub.clone(), now + 60_000);
         }
         Ok(Owner { id: claims.sub })
     }

@@ -38,6 +38,14 @@ pub struct TokenWrite {
     pub status_reason: Option<String>,
 }
 
+/// Releasing a job as part of another write.
+#[derive(Debug, Clone, Copy)]
+pub struct JobReschedule<'a> {
+    pub job_id: &'a str,
+    pub owner: &'a str,
+    pub run_at_ms: i64,
+}
+
 #[derive(Debug, Clone)]
 pub struct NewEvent {
     pub method: Option<String>,
@@ -187,12 +195,14 @@ impl Store {
     /// Stores a token response — the new access token and, when present, the new refresh
     /// token, together — if the credential is still at `expected_version`. Returns whether it
     /// was written (false: the credential was deleted, replaced or written by someone else).
+    /// With `reschedule`, the job is released and rescheduled in the same transaction.
     pub async fn write_tokens(
         &self,
         id: &str,
         expected_version: i64,
         tokens: &TokenWrite,
         events: &[NewEvent],
+        reschedule: Option<JobReschedule<'_>>,
     ) -> StoreResult<bool> {
         let now = now_ms();
         let mut tx = self.pool().begin().await?;
@@ -218,6 +228,17 @@ impl Store {
         }
         for event in events {
             insert_event(&mut tx, id, event).await?;
+        }
+        if let Some(job) = reschedule {
+            sqlx::query(
+                "UPDATE jobs SET run_at_ms = $1, attempts = 0, last_error = NULL, lease_owner = NULL, lease_until_ms = NULL \
+                 WHERE id = $2 AND lease_owner = $3",
+            )
+            .bind(job.run_at_ms)
+            .bind(job.job_id)
+            .bind(job.owner)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(true)

@@ -14,7 +14,9 @@ pub struct ClaimedJob {
 }
 
 impl Store {
-    /// Claims up to `limit` due jobs for `owner` (a replica id) until `lease_until_ms`.
+    /// Claims up to `limit` due jobs for `owner` (a replica id) until `lease_until_ms`, in one
+    /// statement. The lease condition sits in the outer WHERE so that, when two replicas race
+    /// for a row, the second one's re-check after the first commits excludes it.
     pub async fn claim_jobs(
         &self,
         owner: &str,
@@ -22,39 +24,29 @@ impl Store {
         limit: i64,
     ) -> StoreResult<Vec<ClaimedJob>> {
         let now = now_ms();
-        let candidates = sqlx::query(
-            "SELECT id, kind, credential_id, attempts FROM jobs \
-             WHERE run_at_ms <= $1 AND (lease_until_ms IS NULL OR lease_until_ms < $1) \
-             ORDER BY run_at_ms LIMIT $2",
+        let rows = sqlx::query(
+            "UPDATE jobs SET lease_owner = $1, lease_until_ms = $2 \
+             WHERE id IN (SELECT id FROM jobs WHERE run_at_ms <= $3 \
+                          AND (lease_until_ms IS NULL OR lease_until_ms < $3) ORDER BY run_at_ms LIMIT $4) \
+             AND run_at_ms <= $3 AND (lease_until_ms IS NULL OR lease_until_ms < $3) \
+             RETURNING id, kind, credential_id, attempts",
         )
+        .bind(owner)
+        .bind(lease_until_ms)
         .bind(now)
         .bind(limit)
         .fetch_all(self.pool())
         .await?;
-        let mut claimed = Vec::new();
-        for row in candidates {
-            let id: String = row.try_get("id")?;
-            // Only one replica's update can match: the lease condition is re-checked atomically.
-            let r = sqlx::query(
-                "UPDATE jobs SET lease_owner = $1, lease_until_ms = $2 \
-                 WHERE id = $3 AND run_at_ms <= $4 AND (lease_until_ms IS NULL OR lease_until_ms < $4)",
-            )
-            .bind(owner)
-            .bind(lease_until_ms)
-            .bind(&id)
-            .bind(now)
-            .execute(self.pool())
-            .await?;
-            if r.rows_affected() == 1 {
-                claimed.push(ClaimedJob {
-                    id,
+        rows.iter()
+            .map(|row| {
+                Ok(ClaimedJob {
+                    id: row.try_get("id")?,
                     kind: row.try_get("kind")?,
                     credential_id: row.try_get("credential_id")?,
                     attempts: row.try_get("attempts")?,
-                });
-            }
-        }
-        Ok(claimed)
+                })
+            })
+            .collect()
     }
 
     /// Releases a job and schedules its next run (only if this replica still holds it).

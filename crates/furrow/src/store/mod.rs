@@ -13,7 +13,7 @@ mod jobs;
 mod users;
 
 pub use accounts::{LoginThrottle, OwnerRecord};
-pub use credentials::{CredentialRecord, EventRecord, NewEvent, TokenWrite};
+pub use credentials::{CredentialRecord, EventRecord, JobReschedule, NewEvent, TokenWrite};
 pub use jobs::ClaimedJob;
 pub use users::{UserFilter, UserRecord, UserWrite};
 

@@ -16,7 +16,9 @@ use crate::domain::credential::{
     status_for_error, status_for_scopes, ClientEnvironment, CredentialStatus,
 };
 use crate::domain::redact::redact_values;
-use crate::store::{now_ms, ClaimedJob, CredentialRecord, NewEvent, StoreError, TokenWrite};
+use crate::store::{
+    now_ms, ClaimedJob, CredentialRecord, JobReschedule, NewEvent, StoreError, TokenWrite,
+};
 use crate::sync::link::{status_event, Session};
 
 /// Validated input of `POST …/john-deere-credentials`.
@@ -309,21 +311,33 @@ pub async fn maintain(state: &AppState, job: &ClaimedJob) -> Result<(), Credenti
                         write.status_reason.as_deref(),
                     ));
                 }
+                // What the row holds after the write, to schedule from without re-reading it.
+                current.access_token_enc = Some(write.access_token_enc.clone());
+                current.access_expires_ms = Some(write.access_expires_ms);
+                current.last_refresh_ms = Some(now_ms());
+                current.last_check_ms = current.last_refresh_ms;
+                current.status = write.status.clone();
+                current.scopes = write.scopes.clone();
+                current.version += 1;
+                // Without a health check to run, the job is released in the same transaction.
+                let next = next_run_ms(state, &current);
+                let reschedule = (!check_due).then_some(JobReschedule {
+                    job_id: &job.id,
+                    owner: &state.replica_id,
+                    run_at_ms: next,
+                });
                 if !state
                     .store
-                    .write_tokens(&cred.id, cred.version, &write, &events)
+                    .write_tokens(&cred.id, cred.version, &write, &events, reschedule)
                     .await?
                 {
                     return Ok(()); // deleted or replaced while we were refreshing: drop the result
                 }
-                let Some(fresh) = state.store.credential(&cred.id).await? else {
+                if !check_due {
                     return Ok(());
-                };
-                current = fresh;
-                if check_due {
-                    outcome =
-                        Some(platform_check(&session, &tokens.access_token, &tokens.scopes).await);
                 }
+                outcome =
+                    Some(platform_check(&session, &tokens.access_token, &tokens.scopes).await);
             }
             Err(e) => {
                 let (status, reason) = status_for_error(&e);
