@@ -66,6 +66,65 @@ pub struct EventRecord {
     pub body: String,
 }
 
+/// Recently read credentials by Leaf user id, with their owner. Holds ciphertexts only.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CredentialCache {
+    ttl_ms: i64,
+    entries: std::sync::Arc<
+        std::sync::Mutex<std::collections::HashMap<String, (String, CredentialRecord, i64)>>,
+    >,
+}
+
+impl CredentialCache {
+    pub(crate) fn new(ttl_ms: u64) -> Self {
+        Self {
+            ttl_ms: ttl_ms as i64,
+            entries: Default::default(),
+        }
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (String, CredentialRecord, i64)>>
+    {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, owner: &str, user: &str) -> Option<CredentialRecord> {
+        if self.ttl_ms == 0 {
+            return None;
+        }
+        let now = now_ms();
+        self.lock()
+            .get(user)
+            .filter(|(o, _, until)| o == owner && *until > now)
+            .map(|(_, c, _)| c.clone())
+    }
+
+    fn put(&self, owner: &str, record: &CredentialRecord) {
+        if self.ttl_ms == 0 {
+            return;
+        }
+        let now = now_ms();
+        let mut entries = self.lock();
+        if entries.len() > 100_000 {
+            entries.retain(|_, (_, _, until)| *until > now);
+        }
+        entries.insert(
+            record.leaf_user_id.clone(),
+            (owner.to_string(), record.clone(), now + self.ttl_ms),
+        );
+    }
+
+    pub(crate) fn forget_user(&self, user: &str) {
+        self.lock().remove(user);
+    }
+
+    fn forget_credential(&self, id: &str) {
+        self.lock().retain(|_, (_, c, _)| c.id != id);
+    }
+}
+
 const CREDENTIAL_COLUMNS: &str = "c.id, c.leaf_user_id, c.client_key, c.client_secret_enc, \
     c.refresh_token_enc, c.access_token_enc, c.access_expires_ms, c.scopes, c.environment, \
     c.status, c.status_reason, c.created_at, c.last_refresh_ms, c.last_check_ms, c.version";
@@ -99,6 +158,7 @@ impl Store {
         events: &[NewEvent],
         next_run_ms: i64,
     ) -> StoreResult<()> {
+        self.credentials.forget_user(&credential.leaf_user_id);
         let mut tx = self.pool().begin().await?;
         sqlx::query("DELETE FROM jd_credentials WHERE leaf_user_id = $1")
             .bind(&credential.leaf_user_id)
@@ -148,6 +208,9 @@ impl Store {
         owner: &str,
         user: &str,
     ) -> StoreResult<Option<CredentialRecord>> {
+        if let Some(cached) = self.credentials.get(owner, user) {
+            return Ok(Some(cached));
+        }
         let row = sqlx::query(&format!(
             "SELECT {CREDENTIAL_COLUMNS} FROM jd_credentials c JOIN leaf_users u ON u.id = c.leaf_user_id \
              WHERE c.leaf_user_id = $1 AND u.owner_id = $2"
@@ -156,7 +219,11 @@ impl Store {
         .bind(owner)
         .fetch_optional(self.pool())
         .await?;
-        row.as_ref().map(credential_from_row).transpose()
+        let record = row.as_ref().map(credential_from_row).transpose()?;
+        if let Some(r) = &record {
+            self.credentials.put(owner, r);
+        }
+        Ok(record)
     }
 
     /// A credential by id, for the engine (no owner scope: the engine works for every owner).
@@ -181,6 +248,7 @@ impl Store {
 
     /// Deletes an owner's user's credential with its events and jobs.
     pub async fn delete_credential(&self, owner: &str, user: &str) -> StoreResult<bool> {
+        self.credentials.forget_user(user);
         let r = sqlx::query(
             "DELETE FROM jd_credentials WHERE leaf_user_id = $1 \
              AND leaf_user_id IN (SELECT id FROM leaf_users WHERE owner_id = $2)",
@@ -204,6 +272,7 @@ impl Store {
         events: &[NewEvent],
         reschedule: Option<JobReschedule<'_>>,
     ) -> StoreResult<bool> {
+        self.credentials.forget_credential(id);
         let now = now_ms();
         let mut tx = self.pool().begin().await?;
         let r = sqlx::query(
@@ -253,6 +322,7 @@ impl Store {
         reason: Option<&str>,
         events: &[NewEvent],
     ) -> StoreResult<bool> {
+        self.credentials.forget_credential(id);
         let mut tx = self.pool().begin().await?;
         let r = sqlx::query(
             "UPDATE jd_credentials SET status = $1, status_reason = $2, last_check_ms = $3 \
@@ -284,6 +354,7 @@ impl Store {
         refresh_token_enc: &str,
         access_token_enc: Option<&str>,
     ) -> StoreResult<bool> {
+        self.credentials.forget_credential(&old.id);
         let r = sqlx::query(
             "UPDATE jd_credentials SET client_secret_enc = $1, refresh_token_enc = $2, access_token_enc = $3 \
              WHERE id = $4 AND client_secret_enc = $5 AND refresh_token_enc = $6 \

@@ -43,6 +43,7 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    credentials: credentials::CredentialCache,
 }
 
 impl Store {
@@ -78,7 +79,18 @@ impl Store {
             Backend::Postgres => options.max_connections(16),
         };
         let pool = options.connect(url).await?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            credentials: credentials::CredentialCache::default(),
+        })
+    }
+
+    /// Serve credential reads from memory for up to `ttl_ms` (0: never). Writes through this
+    /// store invalidate at once; another replica's writes show after at most `ttl_ms`.
+    pub fn with_credential_cache(mut self, ttl_ms: u64) -> Self {
+        self.credentials = credentials::CredentialCache::new(ttl_ms);
+        self
     }
 
     pub fn backend(&self) -> Backend {

@@ -111,6 +111,7 @@ impl Store {
 
     /// Deletes the user; its credentials, events and jobs go with it (foreign keys cascade).
     pub async fn delete_user(&self, owner: &str, id: &str) -> StoreResult<bool> {
+        self.credentials.forget_user(id);
         let r = sqlx::query("DELETE FROM leaf_users WHERE id = $1 AND owner_id = $2")
             .bind(id)
             .bind(owner)
