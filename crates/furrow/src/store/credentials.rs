@@ -66,13 +66,14 @@ pub struct EventRecord {
     pub body: String,
 }
 
+/// Leaf user id → (owner id, credential, valid until ms).
+type CacheMap = std::collections::HashMap<String, (String, CredentialRecord, i64)>;
+
 /// Recently read credentials by Leaf user id, with their owner. Holds ciphertexts only.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct CredentialCache {
     ttl_ms: i64,
-    entries: std::sync::Arc<
-        std::sync::Mutex<std::collections::HashMap<String, (String, CredentialRecord, i64)>>,
-    >,
+    entries: std::sync::Arc<std::sync::Mutex<CacheMap>>,
 }
 
 impl CredentialCache {
@@ -83,10 +84,7 @@ impl CredentialCache {
         }
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (String, CredentialRecord, i64)>>
-    {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheMap> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
