@@ -73,13 +73,15 @@ async fn get_credential(
     owner: Owner,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let user = user_must_exist(&state, &owner, &id).await?;
-    let c = state
-        .store
-        .credential_of_user(&owner.id, &user)
-        .await?
-        .ok_or(ApiError::NotFound("John Deere credentials"))?;
-    Ok(Json(credential_json(&state, &c)?))
+    let user = parse_id(&id, "Leaf user")?;
+    // One lookup on the hot path; which 404 it is only matters when there is nothing.
+    match state.store.credential_of_user(&owner.id, &user).await? {
+        Some(c) => Ok(Json(credential_json(&state, &c)?)),
+        None => {
+            user_must_exist(&state, &owner, &id).await?;
+            Err(ApiError::NotFound("John Deere credentials"))
+        }
+    }
 }
 
 #[derive(Deserialize)]
