@@ -513,3 +513,48 @@ async fn repeated_failed_logins_are_slowed_down(db: Db) {
     app.finish().await;
 }
 both_backends!(login_throttle, repeated_failed_logins_are_slowed_down);
+
+async fn old_events_are_removed_by_retention(db: Db) {
+    let app = spawn(db).await;
+    let user = app.create_user("retained").await;
+    let rt = app.grower_refresh_token("grower001", ALL_SCOPES);
+    let (_, c) = app.post_credentials(&user, &rt, "STAGE").await;
+    let pool = app.furrow.state.store.pool().clone();
+    let old_us = (chrono::Utc::now() - chrono::Duration::days(31)).timestamp_micros();
+    sqlx::query(
+        "INSERT INTO credential_events (id, credential_id, created_at, created_us, headers, body) VALUES ($1, $2, $3, $4, '{}', 'old')",
+    )
+    .bind(uuid::Uuid::new_v4().to_string())
+    .bind(c["id"].as_str().unwrap())
+    .bind("2026-01-01T00:00:00.000000Z")
+    .bind(old_us)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let count = |body: &'static str| {
+        let pool = pool.clone();
+        async move {
+            let row = sqlx::query("SELECT COUNT(*) AS n FROM credential_events WHERE body = $1")
+                .bind(body)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            sqlx::Row::try_get::<i64, _>(&row, "n").unwrap()
+        }
+    };
+    assert_eq!(count("old").await, 1);
+    // A replica runs retention when its engine starts (and hourly after).
+    let second = furrow::app::start(app.settings.clone()).await.unwrap();
+    for _ in 0..100 {
+        if count("old").await == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(count("old").await, 0, "a 31-day-old event is removed");
+    let (_, events) = app.events(&user).await;
+    assert!(!events.as_array().unwrap().is_empty(), "recent events stay");
+    second.shutdown().await;
+    app.finish().await;
+}
+both_backends!(retention, old_events_are_removed_by_retention);
