@@ -9,9 +9,11 @@ use crate::app::AppState;
 use error::ApiError;
 
 pub mod auth;
+pub mod configs;
 pub mod credentials;
 pub mod error;
 pub mod extract;
+pub mod organizations;
 pub mod users;
 
 /// Request bodies above this size are refused with 413.
@@ -23,6 +25,8 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::router())
         .merge(users::router())
         .merge(credentials::router())
+        .merge(organizations::router())
+        .merge(configs::router())
         .fallback(|| async { ApiError::NotFound("resource") })
         .method_not_allowed_fallback(|| async {
             ApiError::Rejected {

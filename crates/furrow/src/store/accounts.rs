@@ -58,6 +58,14 @@ impl Store {
         .transpose()
     }
 
+    pub async fn owner_email(&self, id: &str) -> StoreResult<Option<String>> {
+        let row = sqlx::query("SELECT email FROM api_owners WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.map(|r| r.try_get("email")).transpose()?)
+    }
+
     pub async fn owner_exists(&self, id: &str) -> StoreResult<bool> {
         Ok(sqlx::query("SELECT id FROM api_owners WHERE id = $1")
             .bind(id)

@@ -8,17 +8,25 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 mod accounts;
+mod configs;
 mod credentials;
 mod jobs;
+mod organizations;
 mod users;
 
 pub use accounts::{LoginThrottle, OwnerRecord};
 pub use credentials::{CredentialRecord, EventRecord, JobReschedule, NewEvent, TokenWrite};
 pub use jobs::ClaimedJob;
+pub use organizations::OrganizationRecord;
 pub use users::{UserFilter, UserRecord, UserWrite};
 
-const MIGRATIONS: &[(&str, &str)] =
-    &[("0001_core", include_str!("../../migrations/0001_core.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_core", include_str!("../../migrations/0001_core.sql")),
+    (
+        "0002_organizations_configs",
+        include_str!("../../migrations/0002_organizations_configs.sql"),
+    ),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

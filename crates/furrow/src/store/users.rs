@@ -112,11 +112,18 @@ impl Store {
     /// Deletes the user; its credentials, events and jobs go with it (foreign keys cascade).
     pub async fn delete_user(&self, owner: &str, id: &str) -> StoreResult<bool> {
         self.credentials.forget_user(id);
+        let mut tx = self.pool().begin().await?;
         let r = sqlx::query("DELETE FROM leaf_users WHERE id = $1 AND owner_id = $2")
             .bind(id)
             .bind(owner)
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?;
+        sqlx::query("DELETE FROM configs WHERE owner_id = $1 AND leaf_user_id = $2")
+            .bind(owner)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(r.rows_affected() == 1)
     }
 

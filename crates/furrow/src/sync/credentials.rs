@@ -84,14 +84,22 @@ fn token_write(state: &AppState, tokens: &TokenResponse) -> TokenWrite {
     }
 }
 
-/// Checks that the platform answers with this access token; the status that follows.
+/// Checks that the platform answers with this access token, and keeps the organization list it
+/// returns; the status that follows.
 async fn platform_check(
+    state: &AppState,
+    credential_id: &str,
     session: &Session,
     token: &AccessToken,
     scopes: &[String],
 ) -> (CredentialStatus, Option<String>) {
     match session.api.organizations(token).await {
-        Ok(_) => status_for_scopes(scopes),
+        Ok(orgs) => {
+            if let Err(e) = crate::sync::organizations::store(state, credential_id, &orgs).await {
+                tracing::warn!(credential = %credential_id, error = %e, "organizations not stored");
+            }
+            status_for_scopes(scopes)
+        }
         Err(DeereError::Unauthorized { message }) => (
             CredentialStatus::Unauthenticated,
             Some(format!("the platform rejected a fresh access token ({message}): wrong environment or app not licensed")),
@@ -188,7 +196,14 @@ pub async fn create(
         .await?;
 
     if let Some(tokens) = tokens {
-        let (status, reason) = platform_check(&session, &tokens.access_token, &tokens.scopes).await;
+        let (status, reason) = platform_check(
+            state,
+            &record.id,
+            &session,
+            &tokens.access_token,
+            &tokens.scopes,
+        )
+        .await;
         let mut events = session.take_events(&secrets.all());
         events.push(status_event(None, status.as_str(), reason.as_deref()));
         if state
@@ -285,7 +300,8 @@ pub async fn maintain(state: &AppState, job: &ClaimedJob) -> Result<(), Credenti
             .as_ref()
             .map(|t| AccessToken::new(t.expose_secret()));
         if let Some(token) = token {
-            let (status, reason) = platform_check(&session, &token, &scopes_of(&cred)).await;
+            let (status, reason) =
+                platform_check(state, &cred.id, &session, &token, &scopes_of(&cred)).await;
             if status == CredentialStatus::Unauthenticated {
                 refresh_due = true; // the access token may just be dead; a refresh tells
             } else {
@@ -336,8 +352,16 @@ pub async fn maintain(state: &AppState, job: &ClaimedJob) -> Result<(), Credenti
                 if !check_due {
                     return Ok(());
                 }
-                outcome =
-                    Some(platform_check(&session, &tokens.access_token, &tokens.scopes).await);
+                outcome = Some(
+                    platform_check(
+                        state,
+                        &cred.id,
+                        &session,
+                        &tokens.access_token,
+                        &tokens.scopes,
+                    )
+                    .await,
+                );
             }
             Err(e) => {
                 let (status, reason) = status_for_error(&e);

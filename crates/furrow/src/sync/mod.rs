@@ -11,6 +11,7 @@ use crate::store::now_ms;
 
 pub mod credentials;
 pub mod link;
+pub mod organizations;
 
 /// Runs until `stop` turns true.
 pub async fn run_engine(state: AppState, mut stop: watch::Receiver<bool>) {

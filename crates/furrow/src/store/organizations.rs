@@ -1,0 +1,99 @@
+//! John Deere organizations of a credential and their sync-management status.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::{leaf_time_now, opt_string, Store, StoreResult};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrganizationRecord {
+    pub provider_org_id: String,
+    pub name: String,
+    /// `SELECTED`, `PREVIEW` or `BLOCKED`.
+    pub status: String,
+    pub connected: bool,
+    pub management_uri: Option<String>,
+    /// The org's data links (rel → uri) as John Deere sent them, JSON.
+    pub links: String,
+}
+
+fn org_from_row(r: &AnyRow) -> StoreResult<OrganizationRecord> {
+    Ok(OrganizationRecord {
+        provider_org_id: r.try_get("provider_org_id")?,
+        name: r.try_get("name")?,
+        status: r.try_get("status")?,
+        connected: r.try_get::<i64, _>("connected")? != 0,
+        management_uri: opt_string(r, "management_uri")?,
+        links: r.try_get("links")?,
+    })
+}
+
+const ORG_COLUMNS: &str = "provider_org_id, name, status, connected, management_uri, links";
+
+impl Store {
+    /// Replaces the credential's organization list with `orgs` (in John Deere's order) in one
+    /// transaction, returning the stored list.
+    pub async fn replace_organizations(
+        &self,
+        credential_id: &str,
+        orgs: &[OrganizationRecord],
+    ) -> StoreResult<()> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("DELETE FROM jd_organizations WHERE credential_id = $1")
+            .bind(credential_id)
+            .execute(&mut *tx)
+            .await?;
+        let now = leaf_time_now();
+        for (position, org) in orgs.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO jd_organizations (credential_id, provider_org_id, name, status, connected, \
+                 management_uri, links, position, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(credential_id)
+            .bind(&org.provider_org_id)
+            .bind(&org.name)
+            .bind(&org.status)
+            .bind(i64::from(org.connected))
+            .bind(org.management_uri.clone())
+            .bind(&org.links)
+            .bind(position as i64)
+            .bind(now.clone())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn organizations(&self, credential_id: &str) -> StoreResult<Vec<OrganizationRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ORG_COLUMNS} FROM jd_organizations WHERE credential_id = $1 ORDER BY position"
+        ))
+        .bind(credential_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(org_from_row).collect()
+    }
+
+    /// Sets an org's status when it currently has `from`; false when it does not.
+    pub async fn set_organization_status(
+        &self,
+        credential_id: &str,
+        org_id: &str,
+        from: &str,
+        to: &str,
+    ) -> StoreResult<bool> {
+        let r = sqlx::query(
+            "UPDATE jd_organizations SET status = $1, updated_at = $2 \
+             WHERE credential_id = $3 AND provider_org_id = $4 AND status = $5",
+        )
+        .bind(to)
+        .bind(leaf_time_now())
+        .bind(credential_id)
+        .bind(org_id)
+        .bind(from)
+        .execute(self.pool())
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+}
