@@ -46,6 +46,8 @@ pub struct Settings {
     pub event_retention_days: u64,
     /// Jobs one replica runs at once.
     pub engine_concurrency: usize,
+    /// Scheduled re-sync of each credential's data (webhooks and manual syncs come sooner).
+    pub sync_interval_secs: u64,
     /// Credential reads are served from memory for up to this long; writes on the same
     /// replica invalidate at once, other replicas' writes show within this time. 0 disables.
     pub credential_cache_ms: u64,
@@ -71,6 +73,7 @@ impl Default for Settings {
             lease_secs: 120,
             event_retention_days: 30,
             engine_concurrency: 16,
+            sync_interval_secs: 86_400,
             credential_cache_ms: 1000,
         }
     }

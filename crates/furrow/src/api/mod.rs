@@ -13,6 +13,7 @@ pub mod configs;
 pub mod credentials;
 pub mod error;
 pub mod extract;
+pub mod fields;
 pub mod organizations;
 pub mod users;
 
@@ -27,6 +28,7 @@ pub fn router(state: AppState) -> Router {
         .merge(credentials::router())
         .merge(organizations::router())
         .merge(configs::router())
+        .merge(fields::router())
         .fallback(|| async { ApiError::NotFound("resource") })
         .method_not_allowed_fallback(|| async {
             ApiError::Rejected {

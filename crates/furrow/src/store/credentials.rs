@@ -188,14 +188,16 @@ impl Store {
         for event in events {
             insert_event(&mut tx, &credential.id, event).await?;
         }
-        sqlx::query(
-            "INSERT INTO jobs (id, kind, credential_id, run_at_ms, attempts) VALUES ($1, 'credential', $2, $3, 0)",
-        )
-        .bind(uuid::Uuid::new_v4().to_string())
-        .bind(&credential.id)
-        .bind(next_run_ms)
-        .execute(&mut *tx)
-        .await?;
+        // Two jobs per credential: keeping it alive, and syncing its data (due at once).
+        for (kind, run_at) in [("credential", next_run_ms), ("sync", super::now_ms())] {
+            sqlx::query("INSERT INTO jobs (id, kind, credential_id, run_at_ms, attempts) VALUES ($1, $2, $3, $4, 0)")
+                .bind(uuid::Uuid::new_v4().to_string())
+                .bind(kind)
+                .bind(&credential.id)
+                .bind(run_at)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(())
     }

@@ -72,13 +72,17 @@ impl Store {
         Ok(r.rows_affected() == 1)
     }
 
-    /// Moves a credential's job to run now (e.g. after an API call asks for fresh data).
-    pub async fn wake_credential_job(&self, credential_id: &str) -> StoreResult<()> {
-        sqlx::query("UPDATE jobs SET run_at_ms = $1 WHERE credential_id = $2")
-            .bind(now_ms())
-            .bind(credential_id)
-            .execute(self.pool())
-            .await?;
-        Ok(())
+    /// Makes one of a credential's jobs due now (a manual sync). A job running under a lease
+    /// finishes first and then reschedules itself, which may push this back: a manual sync
+    /// during a running one is satisfied by that run.
+    pub async fn wake_job(&self, credential_id: &str, kind: &str) -> StoreResult<bool> {
+        let r =
+            sqlx::query("UPDATE jobs SET run_at_ms = $1 WHERE credential_id = $2 AND kind = $3")
+                .bind(now_ms())
+                .bind(credential_id)
+                .bind(kind)
+                .execute(self.pool())
+                .await?;
+        Ok(r.rows_affected() == 1)
     }
 }

@@ -10,12 +10,17 @@ use sqlx::{AnyPool, Row};
 mod accounts;
 mod configs;
 mod credentials;
+mod fields;
 mod jobs;
 mod organizations;
 mod users;
 
 pub use accounts::{LoginThrottle, OwnerRecord};
 pub use credentials::{CredentialRecord, EventRecord, JobReschedule, NewEvent, TokenWrite};
+pub use fields::{
+    content_hash, stable_int_id_for_farm, stable_int_id_for_grower, stable_uuid, BoundaryRecord,
+    FarmRecord, FieldFilter, FieldRecord, GrowerRecord, SyncStatus,
+};
 pub use jobs::ClaimedJob;
 pub use organizations::OrganizationRecord;
 pub use users::{UserFilter, UserRecord, UserWrite};
@@ -25,6 +30,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0002_organizations_configs",
         include_str!("../../migrations/0002_organizations_configs.sql"),
+    ),
+    (
+        "0003_fields",
+        include_str!("../../migrations/0003_fields.sql"),
     ),
 ];
 

@@ -91,6 +91,15 @@ impl Store {
         row.as_ref().map(user_from_row).transpose()
     }
 
+    /// The owner of a Leaf user (for the engine, which works across owners).
+    pub async fn owner_of_user(&self, id: &str) -> StoreResult<Option<String>> {
+        let row = sqlx::query("SELECT owner_id FROM leaf_users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.map(|r| r.try_get("owner_id")).transpose()?)
+    }
+
     /// Overwrites every field; `false` when the user is not the owner's.
     pub async fn update_user(&self, owner: &str, id: &str, user: &UserWrite) -> StoreResult<bool> {
         let r = sqlx::query(

@@ -10,6 +10,7 @@ use crate::app::AppState;
 use crate::store::now_ms;
 
 pub mod credentials;
+pub mod fields;
 pub mod link;
 pub mod organizations;
 
@@ -51,7 +52,11 @@ pub async fn run_engine(state: AppState, mut stop: watch::Receiver<bool>) {
                             .expect("semaphore is never closed");
                         let state = state.clone();
                         tokio::spawn(async move {
-                            if let Err(e) = credentials::maintain(&state, &job).await {
+                            let outcome = match job.kind.as_str() {
+                                "sync" => fields::run_job(&state, &job).await,
+                                _ => credentials::maintain(&state, &job).await,
+                            };
+                            if let Err(e) = outcome {
                                 tracing::warn!(job = %job.id, error = %e, "job failed; its lease will expire and it will run again");
                             }
                             drop(permit);

@@ -1,0 +1,308 @@
+//! `/services/fields/api`: synced fields, boundaries, farms and growers, the manual sync and its
+//! status.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use super::auth::Owner;
+use super::error::{ApiError, ApiResult};
+use super::extract::{parse_id, Paging, Params};
+use crate::app::AppState;
+use crate::store::{stable_int_id_for_farm, BoundaryRecord, FieldFilter, FieldRecord, SyncStatus};
+
+const BASE: &str = "/services/fields/api";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(&format!("{BASE}/fields"), get(list_fields))
+        .route(
+            &format!("{BASE}/users/{{id}}/fields/sync"),
+            get(sync_status).post(sync_now),
+        )
+        .route(
+            &format!("{BASE}/users/{{id}}/fields/{{field}}"),
+            get(one_field),
+        )
+        .route(
+            &format!("{BASE}/users/{{id}}/fields/{{field}}/boundaries"),
+            get(boundaries),
+        )
+        .route(
+            &format!("{BASE}/users/{{id}}/fields/{{field}}/boundaries/{{boundary}}"),
+            get(one_boundary),
+        )
+        .route(
+            &format!("{BASE}/users/{{id}}/fields/{{field}}/boundary"),
+            get(active_boundary),
+        )
+        .route(&format!("{BASE}/farms"), get(farms))
+        .route(&format!("{BASE}/growers"), get(growers))
+}
+
+/// John Deere's provider id in Leaf's numbering.
+const JOHN_DEERE_PROVIDER_ID: i64 = 2;
+
+fn boundary_json(b: &BoundaryRecord) -> Value {
+    json!({
+        "id": b.id, "status": b.status, "providerStatus": b.provider_status,
+        "providerBoundaryId": b.provider_boundary_id,
+        "geometry": serde_json::from_str::<Value>(&b.geometry).unwrap_or(Value::Null),
+        "area": {"value": b.area_ha, "unit": "ha"},
+        "validity": "VALID", "createdTime": b.created_at, "updatedTime": b.updated_at,
+    })
+}
+
+async fn field_json(state: &AppState, f: &FieldRecord) -> ApiResult<Value> {
+    let boundaries = state.store.boundaries_of(&f.id).await?;
+    let active = boundaries.iter().find(|b| b.status == "ACTIVE");
+    Ok(json!({
+        "id": f.id, "leafUserId": f.leaf_user_id, "providerName": "JohnDeere",
+        "providerId": JOHN_DEERE_PROVIDER_ID, "providerFieldId": f.provider_field_id,
+        "providerFieldName": f.name, "name": f.name,
+        "providerBoundaryId": active.map(|b| b.provider_boundary_id.clone()),
+        "organizationId": f.organization_id, "type": "ORIGINAL",
+        "farmId": f.provider_farm_id.as_deref().map(|p| stable_int_id_for_farm(&f.leaf_user_id, p)),
+        "files": [], "boundaries": boundaries.iter().map(|b| b.id.clone()).collect::<Vec<_>>(),
+        "geometry": active.and_then(|b| serde_json::from_str::<Value>(&b.geometry).ok()),
+        "area": active.map(|b| json!({"value": b.area_ha, "unit": "ha"})),
+        "status": "PROCESSED", "deletedOnProvider": f.deleted_on_provider,
+        "createdTime": f.created_at, "updatedTime": f.updated_at,
+    }))
+}
+
+async fn user_of_owner(state: &AppState, owner: &Owner, raw: &str) -> ApiResult<String> {
+    let id = parse_id(raw, "Leaf user")?;
+    state
+        .store
+        .user(&owner.id, &id)
+        .await?
+        .ok_or(ApiError::NotFound("Leaf user"))?;
+    Ok(id)
+}
+
+async fn list_fields(
+    State(state): State<AppState>,
+    owner: Owner,
+    params: Params,
+) -> ApiResult<(HeaderMap, Json<Value>)> {
+    let paging = Paging::from_params(&params)?;
+    if let Some(provider) = params.get("provider") {
+        if provider != "JohnDeere" {
+            return Ok((
+                paging.headers(0, &format!("{BASE}/fields")),
+                Json(json!([])),
+            ));
+        }
+    }
+    let filter = FieldFilter {
+        leaf_user_id: params
+            .get("leafUserId")
+            .map(|u| parse_id(u, "Leaf user"))
+            .transpose()?,
+        farm_id: params
+            .get("farmId")
+            .map(|v| {
+                v.parse::<i64>()
+                    .map_err(|_| ApiError::bad("farmId", "must be an integer"))
+            })
+            .transpose()?,
+        include_deleted: match params.get("includeDeleted") {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(_) => return Err(ApiError::bad("includeDeleted", "must be true or false")),
+        },
+    };
+    let (fields, total) = state
+        .store
+        .list_fields(&owner.id, &filter, paging.offset(), paging.size)
+        .await?;
+    let mut body = Vec::with_capacity(fields.len());
+    for f in &fields {
+        body.push(field_json(&state, f).await?);
+    }
+    Ok((
+        paging.headers(total, &format!("{BASE}/fields")),
+        Json(Value::Array(body)),
+    ))
+}
+
+async fn find_field(
+    state: &AppState,
+    owner: &Owner,
+    user: &str,
+    field: &str,
+) -> ApiResult<FieldRecord> {
+    let user = parse_id(user, "Leaf user")?;
+    let field = parse_id(field, "field")?;
+    state
+        .store
+        .field(&owner.id, &user, &field)
+        .await?
+        .ok_or(ApiError::NotFound("field"))
+}
+
+async fn one_field(
+    State(state): State<AppState>,
+    owner: Owner,
+    Path((user, field)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let f = find_field(&state, &owner, &user, &field).await?;
+    Ok(Json(field_json(&state, &f).await?))
+}
+
+async fn boundaries(
+    State(state): State<AppState>,
+    owner: Owner,
+    Path((user, field)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let f = find_field(&state, &owner, &user, &field).await?;
+    let all = state.store.boundaries_of(&f.id).await?;
+    Ok(Json(Value::Array(all.iter().map(boundary_json).collect())))
+}
+
+async fn one_boundary(
+    State(state): State<AppState>,
+    owner: Owner,
+    Path((user, field, boundary)): Path<(String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    let f = find_field(&state, &owner, &user, &field).await?;
+    let all = state.store.boundaries_of(&f.id).await?;
+    all.iter()
+        .find(|b| b.id == boundary)
+        .map(|b| Json(boundary_json(b)))
+        .ok_or(ApiError::NotFound("boundary"))
+}
+
+async fn active_boundary(
+    State(state): State<AppState>,
+    owner: Owner,
+    Path((user, field)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let f = find_field(&state, &owner, &user, &field).await?;
+    let all = state.store.boundaries_of(&f.id).await?;
+    all.iter()
+        .find(|b| b.status == "ACTIVE")
+        .map(|b| Json(boundary_json(b)))
+        .ok_or(ApiError::NotFound("active boundary"))
+}
+
+async fn farms(
+    State(state): State<AppState>,
+    owner: Owner,
+    params: Params,
+) -> ApiResult<(HeaderMap, Json<Value>)> {
+    let paging = Paging::from_params(&params)?;
+    let user = params
+        .get("leafUserId")
+        .map(|u| parse_id(u, "Leaf user"))
+        .transpose()?;
+    let grower = params
+        .get("growerId")
+        .map(|v| {
+            v.parse::<i64>()
+                .map_err(|_| ApiError::bad("growerId", "must be an integer"))
+        })
+        .transpose()?;
+    let all = state.store.list_farms(&owner.id, user.as_deref()).await?;
+    let filtered: Vec<Value> = all
+        .iter()
+        .map(|f| {
+            let grower_id = f
+                .provider_grower_id
+                .as_deref()
+                .map(|g| crate::store::stable_int_id_for_grower(&f.leaf_user_id, g));
+            (grower_id, f)
+        })
+        .filter(|(g, _)| grower.is_none() || *g == grower)
+        .map(|(grower_id, f)| {
+            json!({"id": f.id, "name": f.name, "providerId": JOHN_DEERE_PROVIDER_ID, "providerName": "JohnDeere",
+                   "providerFarmId": f.provider_farm_id, "providerFarmName": f.name, "leafUserId": f.leaf_user_id,
+                   "growerId": grower_id, "organizationId": f.organization_id,
+                   "createdTime": f.created_at, "updatedTime": f.updated_at})
+        })
+        .collect();
+    page_of(paging, filtered, &format!("{BASE}/farms"))
+}
+
+async fn growers(
+    State(state): State<AppState>,
+    owner: Owner,
+    params: Params,
+) -> ApiResult<(HeaderMap, Json<Value>)> {
+    let paging = Paging::from_params(&params)?;
+    let user = params
+        .get("leafUserId")
+        .map(|u| parse_id(u, "Leaf user"))
+        .transpose()?;
+    let all = state.store.list_growers(&owner.id, user.as_deref()).await?;
+    let items: Vec<Value> = all
+        .iter()
+        .map(|g| {
+            json!({"id": g.id, "name": g.name, "leafUserId": g.leaf_user_id, "providerName": "JohnDeere",
+                   "providerId": JOHN_DEERE_PROVIDER_ID, "providerGrowerId": g.provider_grower_id,
+                   "organizationId": g.organization_id, "createdTime": g.created_at, "updatedTime": g.updated_at})
+        })
+        .collect();
+    page_of(paging, items, &format!("{BASE}/growers"))
+}
+
+fn page_of(paging: Paging, items: Vec<Value>, path: &str) -> ApiResult<(HeaderMap, Json<Value>)> {
+    let total = items.len() as i64;
+    let page: Vec<Value> = items
+        .into_iter()
+        .skip(paging.offset() as usize)
+        .take(paging.size as usize)
+        .collect();
+    Ok((paging.headers(total, path), Json(Value::Array(page))))
+}
+
+fn status_json(s: Option<SyncStatus>) -> Value {
+    match s {
+        None => {
+            json!({"state": "IDLE", "startedTime": null, "finishedTime": null, "counts": {}, "lastError": null})
+        }
+        Some(s) => json!({
+            "state": s.state, "startedTime": s.started_at, "finishedTime": s.finished_at,
+            "counts": serde_json::from_str::<Value>(&s.counts).unwrap_or(json!({})), "lastError": s.last_error,
+        }),
+    }
+}
+
+async fn sync_status(
+    State(state): State<AppState>,
+    owner: Owner,
+    Path(user): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let user = user_of_owner(&state, &owner, &user).await?;
+    Ok(Json(status_json(state.store.sync_status(&user).await?)))
+}
+
+/// Queues a sync now; answers 202 with the status to poll at `GET …/fields/sync`.
+async fn sync_now(
+    State(state): State<AppState>,
+    owner: Owner,
+    Path(user): Path<String>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let user = user_of_owner(&state, &owner, &user).await?;
+    let cred = state
+        .store
+        .credential_of_user(&owner.id, &user)
+        .await?
+        .ok_or(ApiError::NotFound("John Deere credentials"))?;
+    state.store.wake_job(&cred.id, "sync").await?;
+    let mut status = state.store.sync_status(&user).await?.unwrap_or(SyncStatus {
+        state: "IDLE".into(),
+        started_at: None,
+        finished_at: None,
+        counts: "{}".into(),
+        last_error: None,
+    });
+    if status.state != "RUNNING" {
+        status.state = "QUEUED".into();
+        state.store.put_sync_status(&user, &status).await?;
+    }
+    Ok((StatusCode::ACCEPTED, Json(status_json(Some(status)))))
+}

@@ -1,0 +1,508 @@
+//! Synced growers, farms, fields and boundaries; change signatures; sync status.
+//!
+//! Ids are derived from (Leaf user, John Deere id), so an upsert is idempotent and two runs of
+//! a sync produce the same rows. Updates only touch rows whose content changed.
+
+use sha2::{Digest, Sha256};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::{leaf_time_now, opt_string, Store, StoreResult};
+
+/// A stable positive id (fits a JSON number exactly) for a Leaf grower or farm.
+pub fn stable_int_id(leaf_user_id: &str, kind: &str, provider_id: &str) -> i64 {
+    let digest = Sha256::digest(format!("{leaf_user_id}|{kind}|{provider_id}").as_bytes());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    (u64::from_be_bytes(bytes) >> 11) as i64 // 53 bits
+}
+
+/// The Leaf id of a user's farm, from John Deere's farm id.
+pub fn stable_int_id_for_farm(leaf_user_id: &str, provider_farm_id: &str) -> i64 {
+    stable_int_id(leaf_user_id, "farm", provider_farm_id)
+}
+
+/// The Leaf id of a user's grower, from John Deere's client id.
+pub fn stable_int_id_for_grower(leaf_user_id: &str, provider_client_id: &str) -> i64 {
+    stable_int_id(leaf_user_id, "grower", provider_client_id)
+}
+
+/// Hex SHA-256 of a text (boundary geometry), to tell a changed shape from an unchanged one.
+pub fn content_hash(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A stable UUID for a Leaf field or boundary.
+pub fn stable_uuid(parts: &[&str]) -> String {
+    let digest = Sha256::digest(parts.join("|").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .to_string()
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GrowerRecord {
+    pub id: i64,
+    pub leaf_user_id: String,
+    pub organization_id: String,
+    pub provider_grower_id: String,
+    pub name: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FarmRecord {
+    pub id: i64,
+    pub leaf_user_id: String,
+    pub organization_id: String,
+    pub provider_farm_id: String,
+    pub name: String,
+    pub provider_grower_id: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldRecord {
+    pub id: String,
+    pub leaf_user_id: String,
+    pub organization_id: String,
+    pub provider_field_id: String,
+    pub name: String,
+    pub provider_farm_id: Option<String>,
+    pub deleted_on_provider: bool,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BoundaryRecord {
+    pub id: String,
+    pub field_id: String,
+    pub provider_boundary_id: String,
+    /// ACTIVE | INACTIVE | OUTDATED_ON_PROVIDER | DELETED_ON_PROVIDER
+    pub status: String,
+    /// ACTIVE | INACTIVE, as John Deere says.
+    pub provider_status: String,
+    /// GeoJSON MultiPolygon.
+    pub geometry: String,
+    pub geometry_hash: String,
+    pub area_ha: f64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct FieldFilter {
+    pub leaf_user_id: Option<String>,
+    pub farm_id: Option<i64>,
+    pub include_deleted: bool,
+}
+
+/// A Leaf user's sync progress.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncStatus {
+    /// `IDLE`, `QUEUED`, `RUNNING`, `DONE`, `FAILED`
+    pub state: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// JSON object of counts per resource.
+    pub counts: String,
+    pub last_error: Option<String>,
+}
+
+fn grower_from(r: &AnyRow) -> StoreResult<GrowerRecord> {
+    Ok(GrowerRecord {
+        id: r.try_get("id")?,
+        leaf_user_id: r.try_get("leaf_user_id")?,
+        organization_id: r.try_get("organization_id")?,
+        provider_grower_id: r.try_get("provider_grower_id")?,
+        name: r.try_get("name")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn farm_from(r: &AnyRow) -> StoreResult<FarmRecord> {
+    Ok(FarmRecord {
+        id: r.try_get("id")?,
+        leaf_user_id: r.try_get("leaf_user_id")?,
+        organization_id: r.try_get("organization_id")?,
+        provider_farm_id: r.try_get("provider_farm_id")?,
+        name: r.try_get("name")?,
+        provider_grower_id: opt_string(r, "provider_grower_id")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn field_from(r: &AnyRow) -> StoreResult<FieldRecord> {
+    Ok(FieldRecord {
+        id: r.try_get("id")?,
+        leaf_user_id: r.try_get("leaf_user_id")?,
+        organization_id: r.try_get("organization_id")?,
+        provider_field_id: r.try_get("provider_field_id")?,
+        name: r.try_get("name")?,
+        provider_farm_id: opt_string(r, "provider_farm_id")?,
+        deleted_on_provider: r.try_get::<i64, _>("deleted_on_provider")? != 0,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn boundary_from(r: &AnyRow) -> StoreResult<BoundaryRecord> {
+    Ok(BoundaryRecord {
+        id: r.try_get("id")?,
+        field_id: r.try_get("field_id")?,
+        provider_boundary_id: r.try_get("provider_boundary_id")?,
+        status: r.try_get("status")?,
+        provider_status: r.try_get("provider_status")?,
+        geometry: r.try_get("geometry")?,
+        geometry_hash: r.try_get("geometry_hash")?,
+        area_ha: r.try_get("area_ha")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+const FIELD_COLUMNS: &str =
+    "f.id, f.leaf_user_id, f.organization_id, f.provider_field_id, f.name, \
+    f.provider_farm_id, f.deleted_on_provider, f.created_at, f.updated_at";
+const BOUNDARY_COLUMNS: &str =
+    "id, field_id, provider_boundary_id, status, provider_status, geometry, \
+    geometry_hash, area_ha, created_at, updated_at";
+
+impl Store {
+    pub async fn upsert_grower(
+        &self,
+        user: &str,
+        org: &str,
+        provider_id: &str,
+        name: &str,
+    ) -> StoreResult<i64> {
+        let id = stable_int_id(user, "grower", provider_id);
+        let now = leaf_time_now();
+        sqlx::query(
+            "INSERT INTO growers (id, leaf_user_id, organization_id, provider_grower_id, name, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (id) DO UPDATE SET name = $5, updated_at = $6 \
+             WHERE growers.name <> $5",
+        )
+        .bind(id)
+        .bind(user)
+        .bind(org)
+        .bind(provider_id)
+        .bind(name)
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        Ok(id)
+    }
+
+    pub async fn upsert_farm(
+        &self,
+        user: &str,
+        org: &str,
+        provider_id: &str,
+        name: &str,
+        provider_grower_id: Option<&str>,
+    ) -> StoreResult<i64> {
+        let id = stable_int_id(user, "farm", provider_id);
+        let now = leaf_time_now();
+        sqlx::query(
+            "INSERT INTO farms (id, leaf_user_id, organization_id, provider_farm_id, name, provider_grower_id, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (id) DO UPDATE SET name = $5, provider_grower_id = $6, updated_at = $7 \
+             WHERE farms.name <> $5 OR COALESCE(farms.provider_grower_id, '') <> COALESCE($6, '')",
+        )
+        .bind(id)
+        .bind(user)
+        .bind(org)
+        .bind(provider_id)
+        .bind(name)
+        .bind(provider_grower_id.map(str::to_string))
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        Ok(id)
+    }
+
+    /// Inserts or updates a field (un-deleting it if John Deere lists it again).
+    pub async fn upsert_field(
+        &self,
+        user: &str,
+        org: &str,
+        provider_id: &str,
+        name: &str,
+        provider_farm_id: Option<&str>,
+    ) -> StoreResult<String> {
+        let id = stable_uuid(&[user, "field", provider_id]);
+        let now = leaf_time_now();
+        sqlx::query(
+            "INSERT INTO fields (id, leaf_user_id, organization_id, provider_field_id, name, provider_farm_id, deleted_on_provider, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7) ON CONFLICT (id) DO UPDATE SET name = $5, provider_farm_id = $6, \
+             deleted_on_provider = 0, updated_at = $7 \
+             WHERE fields.name <> $5 OR COALESCE(fields.provider_farm_id, '') <> COALESCE($6, '') OR fields.deleted_on_provider <> 0",
+        )
+        .bind(&id)
+        .bind(user)
+        .bind(org)
+        .bind(provider_id)
+        .bind(name)
+        .bind(provider_farm_id.map(str::to_string))
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        Ok(id)
+    }
+
+    /// Marks a field deleted on John Deere, and its current boundaries DELETED_ON_PROVIDER.
+    pub async fn mark_field_deleted(&self, user: &str, provider_id: &str) -> StoreResult<bool> {
+        let id = stable_uuid(&[user, "field", provider_id]);
+        let now = leaf_time_now();
+        let mut tx = self.pool().begin().await?;
+        let r = sqlx::query("UPDATE fields SET deleted_on_provider = 1, updated_at = $1 WHERE id = $2 AND deleted_on_provider = 0")
+            .bind(now.clone())
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE boundaries SET status = 'DELETED_ON_PROVIDER', updated_at = $1 WHERE field_id = $2 AND status IN ('ACTIVE', 'INACTIVE')",
+        )
+        .bind(now)
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// The provider ids of a user's live fields in one organization.
+    pub async fn live_field_ids(&self, user: &str, org: &str) -> StoreResult<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT provider_field_id FROM fields WHERE leaf_user_id = $1 AND organization_id = $2 AND deleted_on_provider = 0",
+        )
+        .bind(user)
+        .bind(org)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| Ok(r.try_get("provider_field_id")?))
+            .collect()
+    }
+
+    pub async fn boundaries_of(&self, field_id: &str) -> StoreResult<Vec<BoundaryRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {BOUNDARY_COLUMNS} FROM boundaries WHERE field_id = $1 ORDER BY created_at, id"
+        ))
+        .bind(field_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(boundary_from).collect()
+    }
+
+    pub async fn insert_boundary(&self, b: &BoundaryRecord) -> StoreResult<()> {
+        sqlx::query(&format!(
+            "INSERT INTO boundaries ({BOUNDARY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING"
+        ))
+        .bind(&b.id)
+        .bind(&b.field_id)
+        .bind(&b.provider_boundary_id)
+        .bind(&b.status)
+        .bind(&b.provider_status)
+        .bind(&b.geometry)
+        .bind(&b.geometry_hash)
+        .bind(b.area_ha)
+        .bind(&b.created_at)
+        .bind(&b.updated_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn set_boundary_status(
+        &self,
+        id: &str,
+        status: &str,
+        provider_status: &str,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE boundaries SET status = $1, provider_status = $2, updated_at = $3 WHERE id = $4 \
+             AND (status <> $1 OR provider_status <> $2)",
+        )
+        .bind(status)
+        .bind(provider_status)
+        .bind(leaf_time_now())
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn signature(&self, credential_id: &str, url: &str) -> StoreResult<Option<String>> {
+        let row = sqlx::query(
+            "SELECT signature FROM deere_signatures WHERE credential_id = $1 AND url = $2",
+        )
+        .bind(credential_id)
+        .bind(url)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|r| r.try_get("signature")).transpose()?)
+    }
+
+    pub async fn put_signature(
+        &self,
+        credential_id: &str,
+        url: &str,
+        signature: &str,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO deere_signatures (credential_id, url, signature) VALUES ($1, $2, $3) \
+             ON CONFLICT (credential_id, url) DO UPDATE SET signature = $3",
+        )
+        .bind(credential_id)
+        .bind(url)
+        .bind(signature)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn sync_status(&self, user: &str) -> StoreResult<Option<SyncStatus>> {
+        let row = sqlx::query("SELECT state, started_at, finished_at, counts, last_error FROM sync_status WHERE leaf_user_id = $1")
+            .bind(user)
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(|r| {
+            Ok(SyncStatus {
+                state: r.try_get("state")?,
+                started_at: opt_string(&r, "started_at")?,
+                finished_at: opt_string(&r, "finished_at")?,
+                counts: r.try_get("counts")?,
+                last_error: opt_string(&r, "last_error")?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn put_sync_status(&self, user: &str, s: &SyncStatus) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO sync_status (leaf_user_id, state, started_at, finished_at, counts, last_error) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (leaf_user_id) DO UPDATE SET state = $2, \
+             started_at = $3, finished_at = $4, counts = $5, last_error = $6",
+        )
+        .bind(user)
+        .bind(&s.state)
+        .bind(s.started_at.clone())
+        .bind(s.finished_at.clone())
+        .bind(&s.counts)
+        .bind(s.last_error.clone())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// A page of the owner's fields and the total.
+    pub async fn list_fields(
+        &self,
+        owner: &str,
+        filter: &FieldFilter,
+        offset: i64,
+        limit: i64,
+    ) -> StoreResult<(Vec<FieldRecord>, i64)> {
+        let mut conditions = vec!["u.owner_id = $1".to_string()];
+        let mut texts = vec![owner.to_string()];
+        if let Some(user) = &filter.leaf_user_id {
+            texts.push(user.clone());
+            conditions.push(format!("f.leaf_user_id = ${}", texts.len()));
+        }
+        if !filter.include_deleted {
+            conditions.push("f.deleted_on_provider = 0".into());
+        }
+        if let Some(farm) = filter.farm_id {
+            // Farm ids are ours, derived from the provider farm id: match through the farms table.
+            conditions.push(format!(
+                "f.provider_farm_id IN (SELECT provider_farm_id FROM farms WHERE id = {farm} AND leaf_user_id = f.leaf_user_id)"
+            ));
+        }
+        let where_clause = conditions.join(" AND ");
+        let from = "FROM fields f JOIN leaf_users u ON u.id = f.leaf_user_id";
+        let count_sql = format!("SELECT COUNT(*) AS n {from} WHERE {where_clause}");
+        let mut count = sqlx::query(&count_sql);
+        for t in &texts {
+            count = count.bind(t.clone());
+        }
+        let total: i64 = count.fetch_one(self.pool()).await?.try_get("n")?;
+        let n = texts.len();
+        let page_sql = format!(
+            "SELECT {FIELD_COLUMNS} {from} WHERE {where_clause} ORDER BY f.created_at, f.id LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        );
+        let mut page = sqlx::query(&page_sql);
+        for t in &texts {
+            page = page.bind(t.clone());
+        }
+        let rows = page.bind(limit).bind(offset).fetch_all(self.pool()).await?;
+        Ok((
+            rows.iter().map(field_from).collect::<StoreResult<_>>()?,
+            total,
+        ))
+    }
+
+    pub async fn field(
+        &self,
+        owner: &str,
+        user: &str,
+        id: &str,
+    ) -> StoreResult<Option<FieldRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {FIELD_COLUMNS} FROM fields f JOIN leaf_users u ON u.id = f.leaf_user_id \
+             WHERE f.id = $1 AND f.leaf_user_id = $2 AND u.owner_id = $3"
+        ))
+        .bind(id)
+        .bind(user)
+        .bind(owner)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(field_from).transpose()
+    }
+
+    pub async fn list_farms(
+        &self,
+        owner: &str,
+        user: Option<&str>,
+    ) -> StoreResult<Vec<FarmRecord>> {
+        let rows = sqlx::query(
+            "SELECT fa.id, fa.leaf_user_id, fa.organization_id, fa.provider_farm_id, fa.name, fa.provider_grower_id, \
+             fa.created_at, fa.updated_at FROM farms fa JOIN leaf_users u ON u.id = fa.leaf_user_id \
+             WHERE u.owner_id = $1 AND ($2 = '' OR fa.leaf_user_id = $2) ORDER BY fa.created_at, fa.id",
+        )
+        .bind(owner)
+        .bind(user.unwrap_or("").to_string())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(farm_from).collect()
+    }
+
+    pub async fn list_growers(
+        &self,
+        owner: &str,
+        user: Option<&str>,
+    ) -> StoreResult<Vec<GrowerRecord>> {
+        let rows = sqlx::query(
+            "SELECT g.id, g.leaf_user_id, g.organization_id, g.provider_grower_id, g.name, g.created_at, g.updated_at \
+             FROM growers g JOIN leaf_users u ON u.id = g.leaf_user_id \
+             WHERE u.owner_id = $1 AND ($2 = '' OR g.leaf_user_id = $2) ORDER BY g.created_at, g.id",
+        )
+        .bind(owner)
+        .bind(user.unwrap_or("").to_string())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(grower_from).collect()
+    }
+}

@@ -1,0 +1,457 @@
+//! Syncing one credential's growers, farms, fields and boundaries from John Deere.
+//!
+//! Incremental: every collection URL is read with its stored `x-deere-signature`; an unchanged
+//! account costs one 304 per collection. A field's boundaries are read only when the field
+//! changed. Idempotent: upserts keyed by John Deere ids.
+
+use std::collections::{BTreeMap, HashSet};
+
+use deere::models::{Boundary, Client, Farm, Field, HasLinks, Organization};
+use deere::{AccessToken, ApiClient, DeereError, Listing};
+use secrecy::ExposeSecret;
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+
+use crate::app::AppState;
+use crate::domain::config::effective;
+use crate::domain::credential::{ClientEnvironment, CredentialStatus};
+use crate::domain::organization::OrgStatus;
+use crate::store::{leaf_time_now, BoundaryRecord, CredentialRecord, StoreError, SyncStatus};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("credentials are {0}")]
+    NotReady(String),
+    #[error("John Deere: {0}")]
+    Deere(#[from] DeereError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Crypto(#[from] crate::crypto::CryptoError),
+}
+
+/// Counts of what one run read and changed.
+#[derive(Debug, Default, Clone)]
+pub struct SyncCounts {
+    pub organizations: usize,
+    pub growers: usize,
+    pub farms: usize,
+    pub fields: usize,
+    pub fields_deleted: usize,
+    pub boundaries: usize,
+    pub requests_not_modified: usize,
+    pub organizations_failed: Vec<String>,
+}
+
+impl SyncCounts {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "organizations": self.organizations, "growers": self.growers, "farms": self.farms,
+            "fields": self.fields, "fieldsDeleted": self.fields_deleted, "boundaries": self.boundaries,
+            "notModified": self.requests_not_modified, "organizationsFailed": self.organizations_failed,
+        })
+    }
+}
+
+struct Run<'a> {
+    state: &'a AppState,
+    api: ApiClient,
+    token: AccessToken,
+    cred: &'a CredentialRecord,
+    counts: SyncCounts,
+}
+
+/// What a signed read returned.
+enum Read<T> {
+    NotModified,
+    /// Items, and whether this is the full list (first read or a signature reset).
+    Items(Vec<T>, bool),
+}
+
+impl Run<'_> {
+    async fn read<T: DeserializeOwned>(&mut self, uri: &str) -> Result<Read<T>, SyncError> {
+        let url = self.api.link_url(uri)?;
+        let key = url.as_str().to_string();
+        let stored = self.state.store.signature(&self.cred.id, &key).await?;
+        match self
+            .api
+            .list::<T>(&self.token, &url, stored.as_deref())
+            .await?
+        {
+            Listing::NotModified => {
+                self.counts.requests_not_modified += 1;
+                Ok(Read::NotModified)
+            }
+            Listing::Changed(pager) => {
+                let signature = pager.signature().map(str::to_string);
+                let items = pager.collect_values().await?;
+                // Stored only after every page was read: an interrupted read starts over.
+                if let Some(sig) = signature {
+                    self.state
+                        .store
+                        .put_signature(&self.cred.id, &key, &sig)
+                        .await?;
+                }
+                // A delta carries only changes; without a stored signature we got everything.
+                Ok(Read::Items(items, stored.is_none()))
+            }
+        }
+    }
+
+    async fn organization(
+        &mut self,
+        org_id: &str,
+        links: &BTreeMap<String, String>,
+    ) -> Result<(), SyncError> {
+        let user = self.cred.leaf_user_id.clone();
+        if let Some(uri) = links.get("clients") {
+            if let Read::Items(clients, _) = self.read::<Client>(uri).await? {
+                for c in clients.iter().filter(|c| !c.is_deleted()) {
+                    self.state
+                        .store
+                        .upsert_grower(&user, org_id, &c.id, &c.name)
+                        .await?;
+                    self.counts.growers += 1;
+                }
+            }
+        }
+        if let Some(uri) = links.get("farms") {
+            if let Read::Items(farms, _) = self.read::<Farm>(uri).await? {
+                for f in farms.iter().filter(|f| !f.is_deleted()) {
+                    let grower = f.client_uri.as_deref().and_then(|u| u.rsplit('/').next());
+                    self.state
+                        .store
+                        .upsert_farm(&user, org_id, &f.id, &f.name, grower)
+                        .await?;
+                    self.counts.farms += 1;
+                }
+            }
+        }
+        if let Some(uri) = links.get("fields") {
+            let uri = format!(
+                "{uri}{}embed=farms",
+                if uri.contains('?') { '&' } else { '?' }
+            );
+            if let Read::Items(fields, full) = self.read::<Field>(&uri).await? {
+                let mut seen = HashSet::new();
+                for f in &fields {
+                    if f.is_deleted() {
+                        if self.state.store.mark_field_deleted(&user, &f.id).await? {
+                            self.counts.fields_deleted += 1;
+                        }
+                        continue;
+                    }
+                    seen.insert(f.id.clone());
+                    self.field(org_id, f).await?;
+                }
+                if full {
+                    // Anything we hold that John Deere no longer lists was deleted there.
+                    for gone in self.state.store.live_field_ids(&user, org_id).await? {
+                        if !seen.contains(&gone)
+                            && self.state.store.mark_field_deleted(&user, &gone).await?
+                        {
+                            self.counts.fields_deleted += 1;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn field(&mut self, org_id: &str, f: &Field) -> Result<(), SyncError> {
+        let user = self.cred.leaf_user_id.clone();
+        let farm = f
+            .farms
+            .as_ref()
+            .and_then(|e| e.farms.first())
+            .map(|farm| farm.id.clone());
+        let field_id = self
+            .state
+            .store
+            .upsert_field(&user, org_id, &f.id, &f.name, farm.as_deref())
+            .await?;
+        self.counts.fields += 1;
+        let Some(uri) = f.link("boundaries").map(str::to_string) else {
+            return Ok(());
+        };
+        let Read::Items(boundaries, _) = self.read::<Boundary>(&uri).await? else {
+            return Ok(());
+        };
+        let before = self.state.store.boundaries_of(&field_id).await?;
+        let previously_active: Vec<String> = before
+            .iter()
+            .filter(|b| b.status == "ACTIVE")
+            .map(|b| b.id.clone())
+            .collect();
+        let now = leaf_time_now();
+        let mut new_active = None;
+        for b in &boundaries {
+            let existing: Vec<&BoundaryRecord> = before
+                .iter()
+                .filter(|x| x.provider_boundary_id == b.id)
+                .collect();
+            if b.is_deleted() {
+                for x in existing {
+                    self.state
+                        .store
+                        .set_boundary_status(&x.id, "DELETED_ON_PROVIDER", "INACTIVE")
+                        .await?;
+                }
+                continue;
+            }
+            let geometry = to_geojson(b);
+            let hash = crate::store::content_hash(&geometry);
+            let provider_status = if b.active { "ACTIVE" } else { "INACTIVE" };
+            match existing.iter().find(|x| x.geometry_hash == hash) {
+                Some(same) => {
+                    let status = if b.active {
+                        "ACTIVE"
+                    } else if same.status == "ACTIVE" {
+                        "INACTIVE"
+                    } else {
+                        same.status.as_str()
+                    };
+                    self.state
+                        .store
+                        .set_boundary_status(&same.id, status, provider_status)
+                        .await?;
+                    if b.active {
+                        new_active = Some(same.id.clone());
+                    }
+                }
+                None => {
+                    // A new boundary, or a new shape under the same John Deere id: a new record.
+                    let record = BoundaryRecord {
+                        id: crate::store::stable_uuid(&[&field_id, &b.id, &hash]),
+                        field_id: field_id.clone(),
+                        provider_boundary_id: b.id.clone(),
+                        status: if b.active { "ACTIVE" } else { "INACTIVE" }.into(),
+                        provider_status: provider_status.into(),
+                        geometry,
+                        geometry_hash: hash,
+                        area_ha: b.area.as_ref().map(|a| a.value_as_double).unwrap_or(0.0),
+                        created_at: now.clone(),
+                        updated_at: now.clone(),
+                    };
+                    self.state.store.insert_boundary(&record).await?;
+                    self.counts.boundaries += 1;
+                    if b.active {
+                        new_active = Some(record.id.clone());
+                    }
+                }
+            }
+        }
+        if let Some(active) = new_active {
+            for old in previously_active.iter().filter(|id| **id != active) {
+                self.state
+                    .store
+                    .set_boundary_status(old, "OUTDATED_ON_PROVIDER", "INACTIVE")
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// GeoJSON MultiPolygon (RFC 7946: [lon, lat], closed rings, exterior first).
+pub fn to_geojson(b: &Boundary) -> String {
+    let polygons: Vec<Value> = b
+        .multipolygons
+        .iter()
+        .map(|p| {
+            let mut rings: Vec<&deere::models::Ring> = p.rings.iter().collect();
+            rings.sort_by_key(|r| r.is_interior());
+            Value::Array(
+                rings
+                    .into_iter()
+                    .map(|r| {
+                        let mut points: Vec<Value> =
+                            r.points.iter().map(|pt| json!([pt.lon, pt.lat])).collect();
+                        if r.points.first() != r.points.last() {
+                            if let Some(first) = points.first().cloned() {
+                                points.push(first);
+                            }
+                        }
+                        Value::Array(points)
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    json!({"type": "MultiPolygon", "coordinates": polygons}).to_string()
+}
+
+/// One full sync of a credential: organizations, then every organization the configuration
+/// selects. Progress goes to the user's sync status.
+pub async fn sync_credential(
+    state: &AppState,
+    cred: &CredentialRecord,
+) -> Result<SyncCounts, SyncError> {
+    if cred.status == CredentialStatus::Unauthenticated.as_str() {
+        return Err(SyncError::NotReady(cred.status.clone()));
+    }
+    let Some(access_enc) = cred.access_token_enc.as_deref() else {
+        return Err(SyncError::NotReady("without an access token".into()));
+    };
+    let access = state.keyring.decrypt(access_enc)?;
+    let secret = state.keyring.decrypt(&cred.client_secret_enc)?;
+    let environment =
+        ClientEnvironment::parse(&cred.environment).unwrap_or(ClientEnvironment::Stage);
+    let session = state
+        .deere
+        .session(environment, &cred.client_key, secret.clone());
+    let mut run = Run {
+        state,
+        api: session.api.clone(),
+        token: AccessToken::new(access.expose_secret()),
+        cred,
+        counts: SyncCounts::default(),
+    };
+    let user = cred.leaf_user_id.clone();
+    let started = leaf_time_now();
+    state
+        .store
+        .put_sync_status(
+            &user,
+            &SyncStatus {
+                state: "RUNNING".into(),
+                started_at: Some(started.clone()),
+                finished_at: None,
+                counts: "{}".into(),
+                last_error: None,
+            },
+        )
+        .await?;
+
+    let orgs_url = run.api.endpoint("organizations")?;
+    if let Read::Items(orgs, _) = run.read::<Organization>(orgs_url.as_str()).await? {
+        crate::sync::organizations::store(state, &cred.id, &orgs).await?;
+    }
+    let owner = state.store.owner_of_user(&user).await?.unwrap_or_default();
+    let owner_cfg = config_layer(state, &owner, "").await?;
+    let user_cfg = config_layer(state, &owner, &user).await?;
+    let config = effective(owner_cfg.as_ref(), user_cfg.as_ref());
+    let selected_only =
+        config.get("organizationDataSync").and_then(Value::as_str) == Some("SELECTED_ONLY");
+
+    let orgs = state.store.organizations(&cred.id).await?;
+    for org in orgs.iter().filter(|o| {
+        o.status != OrgStatus::Blocked.as_str()
+            && (!selected_only || o.status == OrgStatus::Selected.as_str())
+    }) {
+        run.counts.organizations += 1;
+        let links: BTreeMap<String, String> = serde_json::from_str(&org.links).unwrap_or_default();
+        match run.organization(&org.provider_org_id, &links).await {
+            Ok(()) => {}
+            // One organization refusing (unconnected meanwhile, missing scope, terms to accept)
+            // does not stop the others.
+            Err(SyncError::Deere(
+                e @ (DeereError::Forbidden { .. }
+                | DeereError::RequiredCustomerAction { .. }
+                | DeereError::NotFound { .. }),
+            )) => {
+                tracing::info!(org = %org.provider_org_id, error = %e, "organization skipped");
+                run.counts
+                    .organizations_failed
+                    .push(org.provider_org_id.clone());
+            }
+            Err(e) => {
+                record_failure(state, &user, &started, &run.counts, &e).await?;
+                return Err(e);
+            }
+        }
+    }
+    let events = session.take_events(&[secret.expose_secret(), access.expose_secret()]);
+    if !events.is_empty() {
+        state.store.add_events(&cred.id, &events).await?;
+    }
+    state
+        .store
+        .put_sync_status(
+            &user,
+            &SyncStatus {
+                state: "DONE".into(),
+                started_at: Some(started),
+                finished_at: Some(leaf_time_now()),
+                counts: run.counts.to_json().to_string(),
+                last_error: None,
+            },
+        )
+        .await?;
+    Ok(run.counts)
+}
+
+async fn record_failure(
+    state: &AppState,
+    user: &str,
+    started: &str,
+    counts: &SyncCounts,
+    error: &SyncError,
+) -> Result<(), StoreError> {
+    state
+        .store
+        .put_sync_status(
+            user,
+            &SyncStatus {
+                state: "FAILED".into(),
+                started_at: Some(started.to_string()),
+                finished_at: Some(leaf_time_now()),
+                counts: counts.to_json().to_string(),
+                last_error: Some(error.to_string()),
+            },
+        )
+        .await
+}
+
+async fn config_layer(
+    state: &AppState,
+    owner: &str,
+    user: &str,
+) -> Result<Option<serde_json::Map<String, Value>>, StoreError> {
+    Ok(state
+        .store
+        .config(owner, user)
+        .await?
+        .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+        .and_then(|v| v.as_object().cloned()))
+}
+
+/// Runs a claimed sync job and schedules the next one.
+pub async fn run_job(
+    state: &AppState,
+    job: &crate::store::ClaimedJob,
+) -> Result<(), crate::sync::credentials::CredentialError> {
+    let Some(cred) = state.store.credential(&job.credential_id).await? else {
+        return Ok(());
+    };
+    let now = crate::store::now_ms();
+    let interval = (state.settings.sync_interval_secs.max(1) * 1000) as i64;
+    let (run_at, attempts, error) = match sync_credential(state, &cred).await {
+        Ok(counts) => {
+            tracing::info!(credential = %cred.id, fields = counts.fields, not_modified = counts.requests_not_modified, "sync done");
+            (now + interval, 0, None)
+        }
+        // Waiting for the credential job to get a working token: look again soon.
+        Err(SyncError::NotReady(reason)) => (
+            now + 30_000,
+            job.attempts,
+            Some(format!("credentials are {reason}")),
+        ),
+        Err(e) => {
+            let backoff = (1000i64 << job.attempts.clamp(0, 8)).min(300_000);
+            (now + backoff, job.attempts + 1, Some(e.to_string()))
+        }
+    };
+    state
+        .store
+        .reschedule_job(
+            &job.id,
+            &state.replica_id,
+            run_at,
+            attempts,
+            error.as_deref(),
+        )
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,366 @@
+//! Sync of growers, farms, fields and boundaries from deere-sim, read through Leaf's fields API.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{spawn_with, Db, TestApp};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+const ALL_SCOPES: &[&str] = &["ag1", "ag2", "ag3", "files", "offline_access"];
+
+async fn quiet_app(db: Db) -> TestApp {
+    // No health checks during these tests: every platform request comes from a sync.
+    spawn_with(db, |s| s.health_check_interval_secs = 3600).await
+}
+
+/// Waits until the user's sync has finished a run after `after` (a finishedTime or null).
+async fn wait_for_sync(app: &TestApp, user: &str, after: &Value) -> Value {
+    for _ in 0..300 {
+        let (_, s) = app
+            .call(
+                Method::GET,
+                &format!("/services/fields/api/users/{user}/fields/sync"),
+                None,
+            )
+            .await;
+        if s["state"] == "DONE" && &s["finishedTime"] != after {
+            return s;
+        }
+        assert_ne!(s["state"], "FAILED", "{s}");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    panic!("sync did not finish");
+}
+
+async fn fields_of(app: &TestApp, user: &str, extra: &str) -> Vec<Value> {
+    let (status, fields) = app
+        .call(
+            Method::GET,
+            &format!("/services/fields/api/fields?leafUserId={user}&size=100{extra}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{fields}");
+    fields.as_array().unwrap().clone()
+}
+
+fn sim_connected_fields(world: &Value, grower: usize) -> Vec<String> {
+    let mut ids: Vec<String> = world["growers"][grower]["organizations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| {
+            o["connectedApps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a == "sim-client")
+        })
+        .flat_map(|o| {
+            o["fieldIds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f.as_str().unwrap().to_string())
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn assert_valid_multipolygon(geometry: &Value) {
+    assert_eq!(geometry["type"], "MultiPolygon");
+    for polygon in geometry["coordinates"].as_array().unwrap() {
+        for ring in polygon.as_array().unwrap() {
+            let points = ring.as_array().unwrap();
+            assert!(points.len() >= 4, "a ring has at least 4 positions");
+            assert_eq!(points.first(), points.last(), "rings are closed");
+            for p in points {
+                let (lon, lat) = (p[0].as_f64().unwrap(), p[1].as_f64().unwrap());
+                assert!((-180.0..=180.0).contains(&lon) && (-90.0..=90.0).contains(&lat));
+                assert!(
+                    lon < -80.0 && lat > 35.0,
+                    "RFC 7946 order is [lon, lat]: {p}"
+                );
+            }
+        }
+    }
+}
+
+async fn full_sync_then_incremental(db: Db) {
+    let app = quiet_app(db).await;
+    let user = app.create_user("syncer").await;
+    let rt = app.grower_refresh_token("grower001", ALL_SCOPES);
+    assert_eq!(
+        app.post_credentials(&user, &rt, "STAGE").await.1["status"],
+        "OK"
+    );
+    let status = wait_for_sync(&app, &user, &Value::Null).await;
+
+    // Every field of the two connected organizations, none of the unconnected one.
+    let world = app.admin(Method::GET, "world", None).await;
+    let expected = sim_connected_fields(&world, 0);
+    let fields = fields_of(&app, &user, "").await;
+    let mut got: Vec<String> = fields
+        .iter()
+        .map(|f| f["providerFieldId"].as_str().unwrap().to_string())
+        .collect();
+    got.sort();
+    assert_eq!(got, expected);
+    assert_eq!(status["counts"]["fields"], expected.len());
+    for f in &fields {
+        assert_eq!(f["providerName"], "JohnDeere");
+        assert_eq!(f["status"], "PROCESSED");
+        assert!(f["farmId"].is_i64(), "{f}");
+        let fid = f["id"].as_str().unwrap();
+        let (_, active) = app
+            .call(
+                Method::GET,
+                &format!("/services/fields/api/users/{user}/fields/{fid}/boundary"),
+                None,
+            )
+            .await;
+        assert_eq!(active["status"], "ACTIVE");
+        assert_valid_multipolygon(&active["geometry"]);
+        assert!(active["area"]["value"].as_f64().unwrap() > 1.0);
+        assert_eq!(f["providerBoundaryId"], active["providerBoundaryId"]);
+    }
+    let (_, growers) = app
+        .call(
+            Method::GET,
+            &format!("/services/fields/api/growers?leafUserId={user}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        growers.as_array().unwrap().len(),
+        2,
+        "one client per connected org"
+    );
+    let (_, farms) = app
+        .call(
+            Method::GET,
+            &format!("/services/fields/api/farms?leafUserId={user}"),
+            None,
+        )
+        .await;
+    assert_eq!(farms.as_array().unwrap().len(), 4);
+    let farm_id = fields[0]["farmId"].as_i64().unwrap();
+    assert!(farms
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|fa| fa["id"] == farm_id));
+
+    // An unchanged account re-syncs with one request per collection, each answered 304.
+    app.admin(Method::DELETE, "requests", None).await;
+    let (status, queued) = app
+        .call(
+            Method::POST,
+            &format!("/services/fields/api/users/{user}/fields/sync"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    let second = wait_for_sync(&app, &user, &queued["finishedTime"]).await;
+    let platform: Vec<_> = app
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|e| e.path.starts_with("/platform"))
+        .collect();
+    assert!(platform.iter().all(|e| e.status == 304), "{platform:?}");
+    // organizations + (clients, farms, fields) × 2 connected orgs
+    assert_eq!(platform.len(), 1 + 3 * 2, "{platform:?}");
+    assert_eq!(second["counts"]["notModified"], 7);
+
+    // A boundary edit and a field delete in John Deere show up after the next sync.
+    let (edited, deleted) = (expected[0].clone(), expected[1].clone());
+    let before = fields
+        .iter()
+        .find(|f| f["providerFieldId"] == edited.as_str())
+        .unwrap()
+        .clone();
+    app.admin(Method::PUT, &format!("fields/{edited}/boundary"), None)
+        .await;
+    app.admin(Method::DELETE, &format!("fields/{deleted}"), None)
+        .await;
+    let (_, queued) = app
+        .call(
+            Method::POST,
+            &format!("/services/fields/api/users/{user}/fields/sync"),
+            None,
+        )
+        .await;
+    wait_for_sync(&app, &user, &queued["finishedTime"]).await;
+
+    let live = fields_of(&app, &user, "").await;
+    assert_eq!(live.len(), expected.len() - 1);
+    assert!(live
+        .iter()
+        .all(|f| f["providerFieldId"] != deleted.as_str()));
+    let all = fields_of(&app, &user, "&includeDeleted=true").await;
+    let gone = all
+        .iter()
+        .find(|f| f["providerFieldId"] == deleted.as_str())
+        .unwrap();
+    assert_eq!(gone["deletedOnProvider"], true);
+
+    let fid = before["id"].as_str().unwrap();
+    let (_, history) = app
+        .call(
+            Method::GET,
+            &format!("/services/fields/api/users/{user}/fields/{fid}/boundaries"),
+            None,
+        )
+        .await;
+    let statuses: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == "ACTIVE").count(),
+        1,
+        "{history}"
+    );
+    assert!(statuses.contains(&"OUTDATED_ON_PROVIDER"), "{history}");
+    let (_, active) = app
+        .call(
+            Method::GET,
+            &format!("/services/fields/api/users/{user}/fields/{fid}/boundary"),
+            None,
+        )
+        .await;
+    assert_ne!(active["providerBoundaryId"], before["providerBoundaryId"]);
+
+    // Idempotent: forgetting every signature and syncing again changes no row.
+    let snapshot = dump(&app).await;
+    sqlx::query("DELETE FROM deere_signatures")
+        .execute(app.furrow.state.store.pool())
+        .await
+        .unwrap();
+    let (_, queued) = app
+        .call(
+            Method::POST,
+            &format!("/services/fields/api/users/{user}/fields/sync"),
+            None,
+        )
+        .await;
+    wait_for_sync(&app, &user, &queued["finishedTime"]).await;
+    assert_eq!(dump(&app).await, snapshot);
+    app.finish().await;
+}
+both_backends!(full_sync, full_sync_then_incremental);
+
+/// Every synced row, as text, in a stable order.
+async fn dump(app: &TestApp) -> Vec<String> {
+    let pool = app.furrow.state.store.pool().clone();
+    let mut out = Vec::new();
+    for (table, order) in [
+        ("growers", "id"),
+        ("farms", "id"),
+        ("fields", "id"),
+        ("boundaries", "id"),
+    ] {
+        let rows = sqlx::query(&format!("SELECT * FROM {table} ORDER BY {order}"))
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        for row in rows {
+            use sqlx::Row;
+            let mut line = table.to_string();
+            for i in 0..row.len() {
+                let text = row
+                    .try_get::<Option<String>, _>(i)
+                    .map(|v| v.unwrap_or_default())
+                    .or_else(|_| row.try_get::<i64, _>(i).map(|v| v.to_string()))
+                    .or_else(|_| row.try_get::<f64, _>(i).map(|v| v.to_string()))
+                    .unwrap_or_default();
+                line.push('|');
+                line.push_str(&text);
+            }
+            out.push(line);
+        }
+    }
+    out
+}
+
+async fn selected_only_limits_the_sync(db: Db) {
+    let app = quiet_app(db).await;
+    let user = app.create_user("picky").await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &format!("/services/config/api/configs/{user}"),
+            Some(json!({"organizationDataSync": "SELECTED_ONLY"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let rt = app.grower_refresh_token("grower002", ALL_SCOPES);
+    app.post_credentials(&user, &rt, "STAGE").await;
+    let first = wait_for_sync(&app, &user, &Value::Null).await;
+    assert_eq!(first["counts"]["fields"], 0, "nothing is SELECTED yet");
+    assert!(fields_of(&app, &user, "").await.is_empty());
+
+    let (_, orgs) = app
+        .call(
+            Method::GET,
+            &format!("/services/usermanagement/api/users/{user}/JohnDeere/organizations"),
+            None,
+        )
+        .await;
+    let chosen = orgs[1]["providerOrgId"].as_str().unwrap().to_string();
+    let (status, _) = app
+        .call(Method::PATCH, &format!("/services/usermanagement/api/users/{user}/JohnDeere/organizations/{chosen}/SELECTED"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, queued) = app
+        .call(
+            Method::POST,
+            &format!("/services/fields/api/users/{user}/fields/sync"),
+            None,
+        )
+        .await;
+    wait_for_sync(&app, &user, &queued["finishedTime"]).await;
+    let fields = fields_of(&app, &user, "").await;
+    assert_eq!(fields.len(), 3);
+    assert!(fields
+        .iter()
+        .all(|f| f["organizationId"] == chosen.as_str()));
+    app.finish().await;
+}
+both_backends!(selected_only, selected_only_limits_the_sync);
+
+async fn forbidden_org_is_skipped_and_others_sync(db: Db) {
+    let app = quiet_app(db).await;
+    let user = app.create_user("partial").await;
+    let world = app.admin(Method::GET, "world", None).await;
+    let org = world["growers"][0]["organizations"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.admin(Method::POST, "faults", Some(json!({"orgId": org, "pathContains": "/fields", "kind": {"type": "requiredCustomerAction"}}))).await;
+    let rt = app.grower_refresh_token("grower001", ALL_SCOPES);
+    app.post_credentials(&user, &rt, "STAGE").await;
+    let status = wait_for_sync(&app, &user, &Value::Null).await;
+    assert_eq!(status["counts"]["organizationsFailed"], json!([org]));
+    let fields = fields_of(&app, &user, "").await;
+    assert_eq!(fields.len(), 3, "the other organization's fields arrive");
+    let (status, other) = app
+        .call(
+            Method::GET,
+            &format!(
+                "/services/fields/api/users/{user}/fields/{}",
+                uuid::Uuid::new_v4()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{other}");
+    app.finish().await;
+}
+both_backends!(forbidden_org, forbidden_org_is_skipped_and_others_sync);
