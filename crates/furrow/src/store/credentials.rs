@@ -157,6 +157,16 @@ impl Store {
         next_run_ms: i64,
     ) -> StoreResult<()> {
         self.credentials.forget_user(&credential.leaf_user_id);
+        super::retry_conflicts(|| self.replace_credential_once(credential, events, next_run_ms))
+            .await
+    }
+
+    async fn replace_credential_once(
+        &self,
+        credential: &CredentialRecord,
+        events: &[NewEvent],
+        next_run_ms: i64,
+    ) -> StoreResult<()> {
         let mut tx = self.pool().begin().await?;
         sqlx::query("DELETE FROM jd_credentials WHERE leaf_user_id = $1")
             .bind(&credential.leaf_user_id)
@@ -249,6 +259,10 @@ impl Store {
     /// Deletes an owner's user's credential with its events and jobs.
     pub async fn delete_credential(&self, owner: &str, user: &str) -> StoreResult<bool> {
         self.credentials.forget_user(user);
+        super::retry_conflicts(|| self.delete_credential_once(owner, user)).await
+    }
+
+    async fn delete_credential_once(&self, owner: &str, user: &str) -> StoreResult<bool> {
         let r = sqlx::query(
             "DELETE FROM jd_credentials WHERE leaf_user_id = $1 \
              AND leaf_user_id IN (SELECT id FROM leaf_users WHERE owner_id = $2)",

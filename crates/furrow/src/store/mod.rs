@@ -176,6 +176,37 @@ fn sqlite_path(url: &str) -> Option<String> {
     (!path.is_empty() && path != ":memory:").then(|| path.to_string())
 }
 
+/// A conflict with a concurrent transaction (PostgreSQL deadlock or serialization failure,
+/// SQLite busy): the statement did nothing and can be run again.
+fn is_transient_conflict(e: &StoreError) -> bool {
+    match e {
+        StoreError::Database(sqlx::Error::Database(db)) => {
+            matches!(db.code().as_deref(), Some("40P01") | Some("40001"))
+                || db.message().contains("database is locked")
+        }
+        _ => false,
+    }
+}
+
+/// Runs a write again (up to three times) when it lost a conflict with a background job, so
+/// an API caller never sees a 500 for a race they did not cause.
+pub(crate) async fn retry_conflicts<T, F, Fut>(mut attempt: F) -> StoreResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = StoreResult<T>>,
+{
+    let mut tries = 0;
+    loop {
+        match attempt().await {
+            Err(e) if tries < 3 && is_transient_conflict(&e) => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(20 * tries)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()

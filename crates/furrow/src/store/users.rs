@@ -121,6 +121,10 @@ impl Store {
     /// Deletes the user; its credentials, events and jobs go with it (foreign keys cascade).
     pub async fn delete_user(&self, owner: &str, id: &str) -> StoreResult<bool> {
         self.credentials.forget_user(id);
+        super::retry_conflicts(|| self.delete_user_once(owner, id)).await
+    }
+
+    async fn delete_user_once(&self, owner: &str, id: &str) -> StoreResult<bool> {
         let mut tx = self.pool().begin().await?;
         let r = sqlx::query("DELETE FROM leaf_users WHERE id = $1 AND owner_id = $2")
             .bind(id)

@@ -70,6 +70,10 @@ enum Read<T> {
 
 impl Run<'_> {
     async fn read<T: DeserializeOwned>(&mut self, uri: &str) -> Result<Read<T>, SyncError> {
+        // Deleting the credentials (or the user) stops a running sync before its next request.
+        if self.state.store.credential(&self.cred.id).await?.is_none() {
+            return Err(SyncError::NotReady("deleted".into()));
+        }
         let url = self.api.link_url(uri)?;
         let key = url.as_str().to_string();
         let stored = self.state.store.signature(&self.cred.id, &key).await?;
