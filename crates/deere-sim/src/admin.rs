@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
-use chrono::{Duration as ChronoDuration, Utc};
+use chrono::{Datelike, Duration as ChronoDuration, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -440,6 +440,7 @@ struct NewOperation {
     /// `seeding`, `application`, `harvest`, `tillage` (case kept as given).
     #[serde(rename = "type")]
     operation_type: Option<String>,
+    /// Default: the current year.
     crop_season: Option<i32>,
 }
 
@@ -457,9 +458,10 @@ async fn add_operation(
     let (op_id, season) = {
         let mut state = sim.state();
         let seq = state.world.bump();
+        let season = body.crop_season.unwrap_or_else(|| Utc::now().year());
         let mut op = state
             .world
-            .new_operation(&kind.to_ascii_lowercase(), body.crop_season.unwrap_or(2024));
+            .new_operation(&kind.to_ascii_lowercase(), season);
         op.operation_type = kind.clone();
         op.modified = Utc::now();
         op.stamp.modified_seq = seq;

@@ -253,6 +253,12 @@ pub enum FieldOperationType {
     Other(String),
 }
 
+impl Default for FieldOperationType {
+    fn default() -> Self {
+        Self::Other(String::new())
+    }
+}
+
 impl FieldOperationType {
     pub fn parse(value: &str) -> Self {
         match value.to_ascii_lowercase().as_str() {
@@ -341,6 +347,8 @@ pub struct FieldOperationMachine {
 #[serde(rename_all = "camelCase")]
 pub struct FieldOperation {
     pub id: String,
+    /// Absent only on a delta's tombstone (an item with a `delete` link).
+    #[serde(default)]
     pub field_operation_type: FieldOperationType,
     #[serde(default)]
     pub adapt_machine_type: Option<String>,

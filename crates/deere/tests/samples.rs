@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use deere::models::{
-    ApiCatalog, Boundary, CollectionPage, DeliveredEvent, EventSubscription, Farm, Field,
+    ApiCatalog, Boundary, Client, CollectionPage, DeliveredEvent, EventSubscription, Farm, Field,
     FieldOperation, FieldOperationType, File, HasLinks, Measurement, OrgConnection, Organization,
 };
 use deere::TokenResponse;
@@ -337,4 +337,15 @@ async fn simulator_responses_match_the_sample_shapes() {
         )
         .await;
     assert_same_shape("token", &sample("token"), &issued);
+}
+
+#[test]
+fn delta_tombstones_parse_for_every_resource() {
+    let tombstone = |id: &str| json!({"id": id, "links": [{"rel": "self", "uri": "u"}, {"rel": "delete", "uri": "u"}]});
+    assert!(parse::<Field>(tombstone("f")).is_deleted());
+    assert!(parse::<FieldOperation>(tombstone("o")).is_deleted());
+    assert!(parse::<Boundary>(tombstone("b")).is_deleted());
+    assert!(parse::<File>(tombstone("1")).is_deleted());
+    assert!(parse::<Farm>(tombstone("fa")).is_deleted());
+    assert!(parse::<Client>(tombstone("c")).is_deleted());
 }

@@ -172,9 +172,9 @@ async fn full_sync_then_incremental(db: Db) {
         .filter(|e| e.path.starts_with("/platform"))
         .collect();
     assert!(platform.iter().all(|e| e.status == 304), "{platform:?}");
-    // organizations + (clients, farms, fields) × 2 connected orgs
-    assert_eq!(platform.len(), 1 + 3 * 2, "{platform:?}");
-    assert_eq!(second["counts"]["notModified"], 7);
+    // organizations + (clients, farms, fields) × 2 connected orgs + operations × 6 fields
+    assert_eq!(platform.len(), 1 + 3 * 2 + 6, "{platform:?}");
+    assert_eq!(second["counts"]["notModified"], 13);
 
     // A boundary edit and a field delete in John Deere show up after the next sync.
     let (edited, deleted) = (expected[0].clone(), expected[1].clone());
@@ -364,3 +364,112 @@ async fn forbidden_org_is_skipped_and_others_sync(db: Db) {
     app.finish().await;
 }
 both_backends!(forbidden_org, forbidden_org_is_skipped_and_others_sync);
+
+async fn operations_sync_within_the_processing_range(db: Db) {
+    let app = quiet_app(db).await;
+    let user = app.create_user("operator").await;
+    // The simulator's seeded operations are from 2022–2024: widen the range to include them.
+    app.call(
+        Method::POST,
+        &format!("/services/config/api/configs/{user}"),
+        Some(json!({"operationsProcessingRange": 120})),
+    )
+    .await;
+    let rt = app.grower_refresh_token("grower001", ALL_SCOPES);
+    app.post_credentials(&user, &rt, "STAGE").await;
+    let status = wait_for_sync(&app, &user, &Value::Null).await;
+    let world = app.admin(Method::GET, "world", None).await;
+    let expected: u64 = world["growers"][0]["organizations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| {
+            o["connectedApps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a == "sim-client")
+        })
+        .map(|o| o["operations"].as_u64().unwrap())
+        .sum();
+    assert_eq!(status["counts"]["operations"], expected);
+    let list = |query: String| {
+        let app = &app;
+        async move {
+            let (status, ops) = app
+                .call(
+                    Method::GET,
+                    &format!("/services/operations/api/operations?size=100{query}"),
+                    None,
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{ops}");
+            ops.as_array().unwrap().clone()
+        }
+    };
+    let all = list(format!("&leafUserId={user}")).await;
+    assert_eq!(all.len() as u64, expected);
+    let harvested = list(format!("&leafUserId={user}&operationType=harvested")).await;
+    assert!(!harvested.is_empty() && harvested.len() < all.len());
+    let h = &harvested[0];
+    assert_eq!(h["providers"], json!(["JohnDeere"]));
+    assert!(h["providerOperationId"].is_string());
+    let totals = &h["summary"]["measurements"][0]["totals"];
+    assert!(totals["yield"]["value"].as_f64().unwrap() > 0.0, "{h}");
+    assert_eq!(totals["area"]["unit"], "ha");
+    let (status, one) = app
+        .call(
+            Method::GET,
+            &format!(
+                "/services/operations/api/operations/{}",
+                h["id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!((status, &one["id"]), (StatusCode::OK, &h["id"]));
+    let (status, p) = app
+        .call(
+            Method::GET,
+            "/services/operations/api/operations?startTime=yesterday",
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, p["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("startTime"))
+    );
+
+    // A new operation in John Deere arrives with the next sync; a deleted one disappears.
+    let field = world["growers"][0]["organizations"][0]["fieldIds"][0]
+        .as_str()
+        .unwrap();
+    let added = app
+        .admin(
+            Method::POST,
+            &format!("fields/{field}/operations"),
+            Some(json!({"type": "Seeding"})),
+        )
+        .await;
+    let removed = all[0]["providerOperationId"].as_str().unwrap().to_string();
+    app.admin(Method::DELETE, &format!("operations/{removed}"), None)
+        .await;
+    let (_, queued) = app
+        .call(
+            Method::POST,
+            &format!("/services/fields/api/users/{user}/fields/sync"),
+            None,
+        )
+        .await;
+    wait_for_sync(&app, &user, &queued["finishedTime"]).await;
+    let after = list(format!("&leafUserId={user}")).await;
+    assert_eq!(after.len(), all.len());
+    assert!(after
+        .iter()
+        .any(|o| o["providerOperationId"] == added["id"] && o["type"] == "planted"));
+    assert!(after
+        .iter()
+        .all(|o| o["providerOperationId"] != removed.as_str()));
+    app.finish().await;
+}
+both_backends!(operations, operations_sync_within_the_processing_range);

@@ -239,14 +239,16 @@ impl Store {
         provider_id: &str,
         name: &str,
         provider_farm_id: Option<&str>,
+        operations_uri: Option<&str>,
     ) -> StoreResult<String> {
         let id = stable_uuid(&[user, "field", provider_id]);
         let now = leaf_time_now();
         sqlx::query(
-            "INSERT INTO fields (id, leaf_user_id, organization_id, provider_field_id, name, provider_farm_id, deleted_on_provider, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7) ON CONFLICT (id) DO UPDATE SET name = $5, provider_farm_id = $6, \
-             deleted_on_provider = 0, updated_at = $7 \
-             WHERE fields.name <> $5 OR COALESCE(fields.provider_farm_id, '') <> COALESCE($6, '') OR fields.deleted_on_provider <> 0",
+            "INSERT INTO fields (id, leaf_user_id, organization_id, provider_field_id, name, provider_farm_id, deleted_on_provider, created_at, updated_at, operations_uri) \
+             VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7, $8) ON CONFLICT (id) DO UPDATE SET name = $5, provider_farm_id = $6, \
+             deleted_on_provider = 0, updated_at = $7, operations_uri = $8 \
+             WHERE fields.name <> $5 OR COALESCE(fields.provider_farm_id, '') <> COALESCE($6, '') OR fields.deleted_on_provider <> 0 \
+             OR COALESCE(fields.operations_uri, '') <> COALESCE($8, '')",
         )
         .bind(&id)
         .bind(user)
@@ -255,6 +257,7 @@ impl Store {
         .bind(name)
         .bind(provider_farm_id.map(str::to_string))
         .bind(now)
+        .bind(operations_uri.map(str::to_string))
         .execute(self.pool())
         .await?;
         Ok(id)
@@ -292,6 +295,25 @@ impl Store {
         .await?;
         rows.iter()
             .map(|r| Ok(r.try_get("provider_field_id")?))
+            .collect()
+    }
+
+    /// (field id, fieldOperation link) of a user's live fields in one organization.
+    pub async fn field_operation_links(
+        &self,
+        user: &str,
+        org: &str,
+    ) -> StoreResult<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT id, operations_uri FROM fields WHERE leaf_user_id = $1 AND organization_id = $2 \
+             AND deleted_on_provider = 0 AND operations_uri IS NOT NULL ORDER BY id",
+        )
+        .bind(user)
+        .bind(org)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("operations_uri")?)))
             .collect()
     }
 

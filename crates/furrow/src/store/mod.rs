@@ -12,6 +12,7 @@ mod configs;
 mod credentials;
 mod fields;
 mod jobs;
+mod operations;
 mod organizations;
 mod users;
 
@@ -22,6 +23,7 @@ pub use fields::{
     FarmRecord, FieldFilter, FieldRecord, GrowerRecord, SyncStatus,
 };
 pub use jobs::ClaimedJob;
+pub use operations::{OperationFilter, OperationRecord};
 pub use organizations::OrganizationRecord;
 pub use users::{UserFilter, UserRecord, UserWrite};
 
@@ -34,6 +36,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0003_fields",
         include_str!("../../migrations/0003_fields.sql"),
+    ),
+    (
+        "0004_operations",
+        include_str!("../../migrations/0004_operations.sql"),
     ),
 ];
 

@@ -6,7 +6,9 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use deere::models::{Boundary, Client, Farm, Field, HasLinks, Organization};
+use deere::models::{
+    Boundary, Client, Farm, Field, FieldOperation, FieldOperationType, HasLinks, Organization,
+};
 use deere::{AccessToken, ApiClient, DeereError, Listing};
 use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
@@ -16,7 +18,9 @@ use crate::app::AppState;
 use crate::domain::config::effective;
 use crate::domain::credential::{ClientEnvironment, CredentialStatus};
 use crate::domain::organization::OrgStatus;
-use crate::store::{leaf_time_now, BoundaryRecord, CredentialRecord, StoreError, SyncStatus};
+use crate::store::{
+    leaf_time_now, BoundaryRecord, CredentialRecord, OperationRecord, StoreError, SyncStatus,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -39,6 +43,8 @@ pub struct SyncCounts {
     pub fields: usize,
     pub fields_deleted: usize,
     pub boundaries: usize,
+    pub operations: usize,
+    pub operations_deleted: usize,
     pub requests_not_modified: usize,
     pub organizations_failed: Vec<String>,
 }
@@ -48,6 +54,7 @@ impl SyncCounts {
         json!({
             "organizations": self.organizations, "growers": self.growers, "farms": self.farms,
             "fields": self.fields, "fieldsDeleted": self.fields_deleted, "boundaries": self.boundaries,
+            "operations": self.operations, "operationsDeleted": self.operations_deleted,
             "notModified": self.requests_not_modified, "organizationsFailed": self.organizations_failed,
         })
     }
@@ -59,6 +66,8 @@ struct Run<'a> {
     token: AccessToken,
     cred: &'a CredentialRecord,
     counts: SyncCounts,
+    /// With operations on: only operations ending after this (ms) are kept.
+    operations_since_ms: Option<i64>,
 }
 
 /// What a signed read returned.
@@ -160,6 +169,73 @@ impl Run<'_> {
                 }
             }
         }
+        // Every live field's operations: new operations do not change the field itself.
+        if let Some(since) = self.operations_since_ms {
+            for (field_id, uri) in self
+                .state
+                .store
+                .field_operation_links(&user, org_id)
+                .await?
+            {
+                self.operations(&field_id, &uri, since).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn operations(
+        &mut self,
+        field_id: &str,
+        uri: &str,
+        since_ms: i64,
+    ) -> Result<(), SyncError> {
+        let user = self.cred.leaf_user_id.clone();
+        let uri = format!(
+            "{uri}{}embed=measurementTypes",
+            if uri.contains('?') { '&' } else { '?' }
+        );
+        let Read::Items(ops, full) = self.read::<FieldOperation>(&uri).await? else {
+            return Ok(());
+        };
+        let mut seen = HashSet::new();
+        for op in &ops {
+            if op.is_deleted() {
+                if self
+                    .state
+                    .store
+                    .mark_operation_deleted(&user, &op.id)
+                    .await?
+                {
+                    self.counts.operations_deleted += 1;
+                }
+                continue;
+            }
+            seen.insert(op.id.clone());
+            let record = operation_record(&user, field_id, op);
+            // Outside operationsProcessingRange: not processed (kept if already there).
+            if record
+                .end_ms
+                .or(record.start_ms)
+                .is_some_and(|t| t < since_ms)
+            {
+                continue;
+            }
+            self.state.store.upsert_operation(&record).await?;
+            self.counts.operations += 1;
+        }
+        if full {
+            for gone in self.state.store.live_operation_ids(field_id).await? {
+                if !seen.contains(&gone)
+                    && self
+                        .state
+                        .store
+                        .mark_operation_deleted(&user, &gone)
+                        .await?
+                {
+                    self.counts.operations_deleted += 1;
+                }
+            }
+        }
         Ok(())
     }
 
@@ -173,7 +249,14 @@ impl Run<'_> {
         let field_id = self
             .state
             .store
-            .upsert_field(&user, org_id, &f.id, &f.name, farm.as_deref())
+            .upsert_field(
+                &user,
+                org_id,
+                &f.id,
+                &f.name,
+                farm.as_deref(),
+                f.link("fieldOperation"),
+            )
             .await?;
         self.counts.fields += 1;
         let Some(uri) = f.link("boundaries").map(str::to_string) else {
@@ -258,6 +341,81 @@ impl Run<'_> {
     }
 }
 
+/// Leaf's operation type for John Deere's.
+pub fn leaf_operation_type(t: &FieldOperationType) -> String {
+    match t {
+        FieldOperationType::Seeding => "planted".into(),
+        FieldOperationType::Application => "applied".into(),
+        FieldOperationType::Harvest => "harvested".into(),
+        FieldOperationType::Tillage => "tillage".into(),
+        other => other.as_str().to_ascii_lowercase(),
+    }
+}
+
+fn millis(time: Option<&str>) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(time?)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
+/// The stored form of a John Deere field operation.
+pub fn operation_record(user: &str, field_id: &str, op: &FieldOperation) -> OperationRecord {
+    let product = |p: &deere::models::Product| {
+        json!({"name": p.name, "type": p.product_type, "tankMix": p.tank_mix,
+               "rate": p.rate.as_ref().map(|r| json!({"value": r.value, "unit": r.unit_id}))})
+    };
+    let measurements: Vec<Value> = op
+        .measurement_types
+        .as_ref()
+        .map(|m| {
+            m.measurements
+                .iter()
+                .map(|m| {
+                    let totals: serde_json::Map<String, Value> = m
+                        .values
+                        .keys()
+                        .filter_map(|k| m.total(k).map(|t| (k.clone(), json!({"value": t.value, "unit": t.unit_id}))))
+                        .collect();
+                    json!({"name": m.measurement_name, "category": m.measurement_category, "totals": totals})
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let data = json!({
+        "providerOperationType": op.field_operation_type.as_str(),
+        "cropSeason": op.crop_season,
+        "crops": op.crop_name.iter().collect::<Vec<_>>(),
+        "varieties": op.varieties.iter().map(product).collect::<Vec<_>>(),
+        "products": op.products.iter().map(product).collect::<Vec<_>>(),
+        "machines": op.field_operation_machines.iter().map(|m| json!({
+            "vin": m.vin, "machineId": m.machine_id, "name": m.name, "make": m.make, "model": m.model, "erid": m.erid,
+        })).collect::<Vec<_>>(),
+        "operators": op.field_operation_machines.iter().flat_map(|m| m.operators.iter()).map(|o| json!({
+            "operatorId": o.operator_id, "name": o.name,
+        })).collect::<Vec<_>>(),
+        "measurements": measurements,
+        "providerModifiedTime": op.modified_time,
+    })
+    .to_string();
+    OperationRecord {
+        id: crate::store::stable_uuid(&[user, "operation", &op.id]),
+        leaf_user_id: user.to_string(),
+        field_id: field_id.to_string(),
+        provider_operation_id: op.id.clone(),
+        operation_type: leaf_operation_type(&op.field_operation_type),
+        crop_season: op.crop_season.clone(),
+        start_time: op.start_date.clone(),
+        end_time: op.end_date.clone(),
+        start_ms: millis(op.start_date.as_deref()),
+        end_ms: millis(op.end_date.as_deref()),
+        data_hash: crate::store::content_hash(&data),
+        data,
+        deleted_on_provider: false,
+        created_at: leaf_time_now(),
+        updated_at: leaf_time_now(),
+    }
+}
+
 /// GeoJSON MultiPolygon (RFC 7946: [lon, lat], closed rings, exterior first).
 pub fn to_geojson(b: &Boundary) -> String {
     let polygons: Vec<Value> = b
@@ -311,6 +469,7 @@ pub async fn sync_credential(
         token: AccessToken::new(access.expose_secret()),
         cred,
         counts: SyncCounts::default(),
+        operations_since_ms: None,
     };
     let user = cred.leaf_user_id.clone();
     let started = leaf_time_now();
@@ -338,6 +497,18 @@ pub async fn sync_credential(
     let config = effective(owner_cfg.as_ref(), user_cfg.as_ref());
     let selected_only =
         config.get("organizationDataSync").and_then(Value::as_str) == Some("SELECTED_ONLY");
+    if config
+        .get("operationsAutoSync")
+        .and_then(Value::as_bool)
+        .unwrap_or(true)
+    {
+        // operationsProcessingRange is in months; a month counts as 30.44 days.
+        let months = config
+            .get("operationsProcessingRange")
+            .and_then(Value::as_i64)
+            .unwrap_or(12);
+        run.operations_since_ms = Some(crate::store::now_ms() - months * 2_630_016_000);
+    }
 
     let orgs = state.store.organizations(&cred.id).await?;
     for org in orgs.iter().filter(|o| {
