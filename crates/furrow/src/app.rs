@@ -114,15 +114,17 @@ async fn shutdown_signal() {
 }
 
 /// Binds `settings.listen` (port 0 for any) and runs the API and the engine in the background.
-pub async fn start(settings: Settings) -> Result<Running, StartError> {
+pub async fn start(mut settings: Settings) -> Result<Running, StartError> {
     let addr = settings.listen;
-    let state = AppState::build(settings).await?;
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| StartError::Bind { addr, source })?;
     let addr = listener
         .local_addr()
         .map_err(|source| StartError::Bind { addr, source })?;
+    // Links we hand out must name the port actually bound (listen may say port 0).
+    settings.listen = addr;
+    let state = AppState::build(settings).await?;
     let (stop, stopped) = watch::channel(false);
     let router = crate::api::router(state.clone());
     let mut server_stop = stopped.clone();

@@ -48,6 +48,8 @@ pub struct Settings {
     pub engine_concurrency: usize,
     /// Scheduled re-sync of each credential's data (webhooks and manual syncs come sooner).
     pub sync_interval_secs: u64,
+    /// Machine files are downloaded in ranged requests of this many bytes.
+    pub file_chunk_bytes: u64,
     /// Credential reads are served from memory for up to this long; writes on the same
     /// replica invalidate at once, other replicas' writes show within this time. 0 disables.
     pub credential_cache_ms: u64,
@@ -74,6 +76,7 @@ impl Default for Settings {
             event_retention_days: 30,
             engine_concurrency: 16,
             sync_interval_secs: 86_400,
+            file_chunk_bytes: 8 * 1024 * 1024,
             credential_cache_ms: 1000,
         }
     }

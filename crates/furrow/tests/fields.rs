@@ -172,9 +172,9 @@ async fn full_sync_then_incremental(db: Db) {
         .filter(|e| e.path.starts_with("/platform"))
         .collect();
     assert!(platform.iter().all(|e| e.status == 304), "{platform:?}");
-    // organizations + (clients, farms, fields) × 2 connected orgs + operations × 6 fields
-    assert_eq!(platform.len(), 1 + 3 * 2 + 6, "{platform:?}");
-    assert_eq!(second["counts"]["notModified"], 13);
+    // organizations + (clients, farms, fields, files) × 2 connected orgs + operations × 6 fields
+    assert_eq!(platform.len(), 1 + 4 * 2 + 6, "{platform:?}");
+    assert_eq!(second["counts"]["notModified"], 15);
 
     // A boundary edit and a field delete in John Deere show up after the next sync.
     let (edited, deleted) = (expected[0].clone(), expected[1].clone());
@@ -473,3 +473,141 @@ async fn operations_sync_within_the_processing_range(db: Db) {
     app.finish().await;
 }
 both_backends!(operations, operations_sync_within_the_processing_range);
+
+async fn machine_files_arrive_byte_identical(db: Db) {
+    let app = spawn_with(db, |s| {
+        s.health_check_interval_secs = 3600;
+        s.file_chunk_bytes = 64 * 1024;
+    })
+    .await;
+    let world = app.admin(Method::GET, "world", None).await;
+    let org = world["growers"][0]["organizations"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let big = app
+        .admin(
+            Method::POST,
+            &format!("orgs/{org}/files"),
+            Some(json!({"name": "Big_Harvest.zip", "size": 300_000})),
+        )
+        .await;
+    let user = app.create_user("filer").await;
+    let rt = app.grower_refresh_token("grower001", ALL_SCOPES);
+    app.post_credentials(&user, &rt, "STAGE").await;
+    let status = wait_for_sync(&app, &user, &Value::Null).await;
+    let expected: u64 = world["growers"][0]["organizations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| {
+            o["connectedApps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a == "sim-client")
+        })
+        .map(|o| o["files"].as_u64().unwrap())
+        .sum::<u64>()
+        + 1;
+    assert_eq!(status["counts"]["files"], expected);
+
+    let (_, files) = app
+        .call(
+            Method::GET,
+            &format!("/services/operations/api/files?leafUserId={user}&size=100"),
+            None,
+        )
+        .await;
+    let files = files.as_array().unwrap().clone();
+    assert_eq!(files.len() as u64, expected);
+    // Every file's bytes, through furrow, equal John Deere's, by hash.
+    let sim_token = app
+        .sim
+        .issue_tokens("sim-client", "grower001", ALL_SCOPES)
+        .unwrap()
+        .access_token;
+    for f in &files {
+        assert_eq!(f["status"], "processed");
+        let ours = app
+            .http
+            .get(f["downloadOriginalFile"].as_str().unwrap())
+            .bearer_auth(&app.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ours.status(), StatusCode::OK);
+        let ours = ours.bytes().await.unwrap();
+        let theirs = app
+            .http
+            .get(format!(
+                "{}/files/{}",
+                app.sim.platform_url(),
+                f["providerFileId"].as_str().unwrap()
+            ))
+            .bearer_auth(&sim_token)
+            .header("accept", "application/zip")
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        use sha2::Digest;
+        let hex = |b: &[u8]| {
+            sha2::Sha256::digest(b)
+                .iter()
+                .map(|x| format!("{x:02x}"))
+                .collect::<String>()
+        };
+        assert_eq!(hex(&ours), hex(&theirs));
+        assert_eq!(f["sha256"], hex(&ours).as_str());
+    }
+    // The large file came in ranged chunks.
+    let big_id = big["id"].as_str().unwrap();
+    let ranged = app
+        .sim
+        .requests()
+        .iter()
+        .filter(|e| e.path == format!("/platform/files/{big_id}") && e.status == 206)
+        .count();
+    assert!(ranged >= 5, "{ranged} ranged requests");
+
+    // Another owner cannot download it; a deleted file leaves the list.
+    furrow::api::auth::create_owner(
+        &app.furrow.state.store,
+        "other@example.com",
+        "another password",
+    )
+    .await
+    .unwrap();
+    let other = app.login("other@example.com", "another password").await;
+    let r = app
+        .http
+        .get(files[0]["downloadOriginalFile"].as_str().unwrap())
+        .bearer_auth(&other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    app.admin(Method::DELETE, &format!("files/{big_id}"), None)
+        .await;
+    let (_, queued) = app
+        .call(
+            Method::POST,
+            &format!("/services/fields/api/users/{user}/fields/sync"),
+            None,
+        )
+        .await;
+    wait_for_sync(&app, &user, &queued["finishedTime"]).await;
+    let (_, after) = app
+        .call(
+            Method::GET,
+            &format!("/services/operations/api/files?leafUserId={user}&size=100"),
+            None,
+        )
+        .await;
+    assert_eq!(after.as_array().unwrap().len() as u64, expected - 1);
+    app.finish().await;
+}
+both_backends!(files, machine_files_arrive_byte_identical);

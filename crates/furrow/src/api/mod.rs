@@ -14,6 +14,7 @@ pub mod credentials;
 pub mod error;
 pub mod extract;
 pub mod fields;
+pub mod files;
 pub mod operations;
 pub mod organizations;
 pub mod users;
@@ -31,6 +32,7 @@ pub fn router(state: AppState) -> Router {
         .merge(configs::router())
         .merge(fields::router())
         .merge(operations::router())
+        .merge(files::router())
         .fallback(|| async { ApiError::NotFound("resource") })
         .method_not_allowed_fallback(|| async {
             ApiError::Rejected {

@@ -11,6 +11,7 @@ mod accounts;
 mod configs;
 mod credentials;
 mod fields;
+mod files;
 mod jobs;
 mod operations;
 mod organizations;
@@ -22,6 +23,7 @@ pub use fields::{
     content_hash, stable_int_id_for_farm, stable_int_id_for_grower, stable_uuid, BoundaryRecord,
     FarmRecord, FieldFilter, FieldRecord, GrowerRecord, SyncStatus,
 };
+pub use files::{FileFilter, FileRecord};
 pub use jobs::ClaimedJob;
 pub use operations::{OperationFilter, OperationRecord};
 pub use organizations::OrganizationRecord;
@@ -40,6 +42,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0004_operations",
         include_str!("../../migrations/0004_operations.sql"),
+    ),
+    (
+        "0005_files",
+        include_str!("../../migrations/0005_files.sql"),
     ),
 ];
 

@@ -38,16 +38,24 @@ impl Store {
         credential_id: &str,
         orgs: &[OrganizationRecord],
     ) -> StoreResult<()> {
+        // A manual re-sync and a sync job may write the same list at once: upserts in John
+        // Deere's order (no duplicate-key failures), retried if they still collide.
+        super::retry_conflicts(|| self.replace_organizations_once(credential_id, orgs)).await
+    }
+
+    async fn replace_organizations_once(
+        &self,
+        credential_id: &str,
+        orgs: &[OrganizationRecord],
+    ) -> StoreResult<()> {
         let mut tx = self.pool().begin().await?;
-        sqlx::query("DELETE FROM jd_organizations WHERE credential_id = $1")
-            .bind(credential_id)
-            .execute(&mut *tx)
-            .await?;
         let now = leaf_time_now();
         for (position, org) in orgs.iter().enumerate() {
             sqlx::query(
                 "INSERT INTO jd_organizations (credential_id, provider_org_id, name, status, connected, \
-                 management_uri, links, position, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                 management_uri, links, position, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 ON CONFLICT (credential_id, provider_org_id) DO UPDATE SET name = $3, status = $4, \
+                 connected = $5, management_uri = $6, links = $7, position = $8, updated_at = $9",
             )
             .bind(credential_id)
             .bind(&org.provider_org_id)
@@ -60,6 +68,23 @@ impl Store {
             .bind(now.clone())
             .execute(&mut *tx)
             .await?;
+        }
+        // Organizations John Deere no longer lists.
+        let keep: Vec<String> = orgs.iter().map(|o| o.provider_org_id.clone()).collect();
+        let existing =
+            sqlx::query("SELECT provider_org_id FROM jd_organizations WHERE credential_id = $1")
+                .bind(credential_id)
+                .fetch_all(&mut *tx)
+                .await?;
+        for row in existing {
+            let id: String = row.try_get("provider_org_id")?;
+            if !keep.contains(&id) {
+                sqlx::query("DELETE FROM jd_organizations WHERE credential_id = $1 AND provider_org_id = $2")
+                    .bind(credential_id)
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         tx.commit().await?;
         Ok(())

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use deere::models::{
-    Boundary, Client, Farm, Field, FieldOperation, FieldOperationType, HasLinks, Organization,
+    Boundary, Client, Farm, Field, FieldOperation, FieldOperationType, File, HasLinks, Organization,
 };
 use deere::{AccessToken, ApiClient, DeereError, Listing};
 use secrecy::ExposeSecret;
@@ -32,6 +32,34 @@ pub enum SyncError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Crypto(#[from] crate::crypto::CryptoError),
+    #[error("file store: {0}")]
+    Io(String),
+}
+
+/// Hex SHA-256 of a stored file, read in chunks.
+pub async fn sha256_of_file(path: &std::path::Path) -> Result<String, SyncError> {
+    use sha2::{Digest, Sha256};
+    use tokio::io::AsyncReadExt;
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| SyncError::Io(e.to_string()))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = file
+            .read(&mut buf)
+            .await
+            .map_err(|e| SyncError::Io(e.to_string()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// Counts of what one run read and changed.
@@ -45,6 +73,8 @@ pub struct SyncCounts {
     pub boundaries: usize,
     pub operations: usize,
     pub operations_deleted: usize,
+    pub files: usize,
+    pub files_deleted: usize,
     pub requests_not_modified: usize,
     pub organizations_failed: Vec<String>,
 }
@@ -55,6 +85,7 @@ impl SyncCounts {
             "organizations": self.organizations, "growers": self.growers, "farms": self.farms,
             "fields": self.fields, "fieldsDeleted": self.fields_deleted, "boundaries": self.boundaries,
             "operations": self.operations, "operationsDeleted": self.operations_deleted,
+            "files": self.files, "filesDeleted": self.files_deleted,
             "notModified": self.requests_not_modified, "organizationsFailed": self.organizations_failed,
         })
     }
@@ -179,8 +210,128 @@ impl Run<'_> {
             {
                 self.operations(&field_id, &uri, since).await?;
             }
+            if let Some(uri) = links.get("files") {
+                self.files(org_id, uri).await?;
+            }
         }
         Ok(())
+    }
+
+    async fn files(&mut self, org_id: &str, uri: &str) -> Result<(), SyncError> {
+        let user = self.cred.leaf_user_id.clone();
+        let Read::Items(files, full) = self.read::<File>(uri).await? else {
+            return Ok(());
+        };
+        let mut seen = HashSet::new();
+        for f in &files {
+            if f.is_deleted() {
+                if self.state.store.mark_file_deleted(&user, &f.id).await? {
+                    self.counts.files_deleted += 1;
+                }
+                continue;
+            }
+            seen.insert(f.id.clone());
+            let existing = self.state.store.file_by_provider_id(&user, &f.id).await?;
+            let unchanged = existing.as_ref().is_some_and(|e| {
+                e.status == "processed"
+                    && !e.deleted_on_provider
+                    && e.provider_modified_time == f.modified_time
+            });
+            if unchanged {
+                continue;
+            }
+            let record = self.download(org_id, f).await?;
+            self.state.store.upsert_file(&record).await?;
+            self.counts.files += 1;
+        }
+        if full {
+            for gone in self.state.store.live_file_ids(&user, org_id).await? {
+                if !seen.contains(&gone) && self.state.store.mark_file_deleted(&user, &gone).await?
+                {
+                    self.counts.files_deleted += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Downloads a file's bytes (ranged, streamed to disk, never whole in memory) and describes
+    /// the result. Files John Deere has not finished processing are recorded as `processing`.
+    async fn download(
+        &mut self,
+        org_id: &str,
+        f: &File,
+    ) -> Result<crate::store::FileRecord, SyncError> {
+        let user = self.cred.leaf_user_id.clone();
+        let mut record = crate::store::FileRecord {
+            id: crate::store::stable_uuid(&[&user, "file", &f.id]),
+            leaf_user_id: user.clone(),
+            organization_id: org_id.to_string(),
+            provider_file_id: f.id.clone(),
+            name: f.name.clone(),
+            file_type: f.file_type.clone(),
+            size_bytes: f.native_size.unwrap_or(0) as i64,
+            provider_created_time: f.created_time.clone(),
+            provider_modified_time: f.modified_time.clone(),
+            created_ms: millis(f.created_time.as_deref()),
+            status: "processing".into(),
+            sha256: None,
+            storage_key: None,
+            deleted_on_provider: false,
+            created_at: leaf_time_now(),
+            updated_at: leaf_time_now(),
+        };
+        if f.status.as_deref().is_some_and(|s| s != "READY") {
+            return Ok(record);
+        }
+        let Some(uri) = f.link("self") else {
+            record.status = "failed".into();
+            return Ok(record);
+        };
+        let url = self.api.link_url(uri)?;
+        let key = format!("files/{user}/{}", f.id);
+        let path = self.state.settings.data_dir.join(&key);
+        let partial = path.with_extension("part");
+        if let Some(dir) = path.parent() {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| SyncError::Io(e.to_string()))?;
+        }
+        let mut out = tokio::fs::File::create(&partial)
+            .await
+            .map_err(|e| SyncError::Io(e.to_string()))?;
+        let chunk = self.state.settings.file_chunk_bytes.max(64 * 1024);
+        match self
+            .api
+            .download_file(&self.token, &url, chunk, &mut out)
+            .await
+        {
+            Ok(download) => {
+                out.sync_all()
+                    .await
+                    .map_err(|e| SyncError::Io(e.to_string()))?;
+                drop(out);
+                record.sha256 = Some(sha256_of_file(&partial).await?);
+                tokio::fs::rename(&partial, &path)
+                    .await
+                    .map_err(|e| SyncError::Io(e.to_string()))?;
+                record.size_bytes = download.bytes_written as i64;
+                record.storage_key = Some(key);
+                record.status = "processed".into();
+                Ok(record)
+            }
+            // John Deere refuses this file (gone, forbidden): record it as failed, go on.
+            Err(e @ (DeereError::NotFound { .. } | DeereError::Forbidden { .. })) => {
+                let _ = tokio::fs::remove_file(&partial).await;
+                tracing::info!(file = %f.id, error = %e, "file not downloadable");
+                record.status = "failed".into();
+                Ok(record)
+            }
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&partial).await;
+                Err(e.into())
+            }
+        }
     }
 
     async fn operations(

@@ -1,0 +1,163 @@
+//! `/services/operations/api/files`: synced machine files and an authenticated download of the
+//! original bytes.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use super::auth::Owner;
+use super::error::{ApiError, ApiResult};
+use super::extract::{parse_id, Paging, Params};
+use crate::app::AppState;
+use crate::store::{FileFilter, FileRecord};
+
+const BASE: &str = "/services/operations/api/files";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(BASE, get(list))
+        .route(&format!("{BASE}/{{id}}"), get(one))
+        .route(&format!("{BASE}/{{id}}/originalFile"), get(original))
+}
+
+fn file_json(state: &AppState, f: &FileRecord, owner_email: &str) -> Value {
+    let download = format!(
+        "{}{BASE}/{}/originalFile",
+        state.settings.public_url(),
+        f.id
+    );
+    json!({
+        "id": f.id, "provider": "JohnDeere", "origin": "provider", "status": f.status,
+        "fileName": f.name, "fileType": f.file_type, "sizeInBytes": f.size_bytes, "sha256": f.sha256,
+        "leafUserId": f.leaf_user_id, "apiOwnerUsername": owner_email,
+        "organizationId": f.organization_id, "providerFileId": f.provider_file_id,
+        "providerCreatedTime": f.provider_created_time, "providerModifiedTime": f.provider_modified_time,
+        "fields": [], "operations": [],
+        "originalFile": f.storage_key.as_ref().map(|_| download.clone()),
+        "downloadOriginalFile": f.storage_key.as_ref().map(|_| download),
+        "createdTime": f.created_at, "updatedTime": f.updated_at,
+    })
+}
+
+fn time_param(params: &Params, names: &[&'static str]) -> ApiResult<Option<i64>> {
+    for name in names {
+        if let Some(v) = params.get(name) {
+            return chrono::DateTime::parse_from_rfc3339(v)
+                .map(|t| Some(t.timestamp_millis()))
+                .map_err(|_| {
+                    ApiError::bad(
+                        name,
+                        "must be an ISO 8601 time such as 2024-01-31T00:00:00Z",
+                    )
+                });
+        }
+    }
+    Ok(None)
+}
+
+async fn list(
+    State(state): State<AppState>,
+    owner: Owner,
+    params: Params,
+) -> ApiResult<(HeaderMap, Json<Value>)> {
+    let paging = Paging::from_params(&params)?;
+    let status = match params.get("status") {
+        None => None,
+        Some(s @ ("processed" | "failed" | "processing")) => Some(s.to_string()),
+        Some(_) => {
+            return Err(ApiError::bad(
+                "status",
+                "must be processed, failed or processing",
+            ))
+        }
+    };
+    // Only provider files exist in furrow (no uploads or merges).
+    let other_provider = params.get("provider").is_some_and(|p| p != "JohnDeere");
+    let other_origin = params.get("origin").is_some_and(|o| o != "provider");
+    if other_provider || other_origin {
+        return Ok((paging.headers(0, BASE), Json(json!([]))));
+    }
+    let filter = FileFilter {
+        leaf_user_id: params
+            .get("leafUserId")
+            .map(|u| parse_id(u, "Leaf user"))
+            .transpose()?,
+        organization_id: params.get("organizationId").map(str::to_string),
+        status,
+        from_ms: time_param(&params, &["createdTime", "startTime"])?,
+        until_ms: time_param(&params, &["endTime"])?,
+    };
+    let (files, total) = state
+        .store
+        .list_files(&owner.id, &filter, paging.offset(), paging.size)
+        .await?;
+    let email = state
+        .store
+        .owner_email(&owner.id)
+        .await?
+        .unwrap_or_default();
+    let body: Vec<Value> = files.iter().map(|f| file_json(&state, f, &email)).collect();
+    Ok((paging.headers(total, BASE), Json(Value::Array(body))))
+}
+
+async fn find(state: &AppState, owner: &Owner, id: &str) -> ApiResult<FileRecord> {
+    let id = parse_id(id, "file")?;
+    state
+        .store
+        .file(&owner.id, &id)
+        .await?
+        .ok_or(ApiError::NotFound("file"))
+}
+
+async fn one(
+    State(state): State<AppState>,
+    owner: Owner,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let f = find(&state, &owner, &id).await?;
+    let email = state
+        .store
+        .owner_email(&owner.id)
+        .await?
+        .unwrap_or_default();
+    Ok(Json(file_json(&state, &f, &email)))
+}
+
+/// Streams the stored bytes (never loaded whole into memory).
+async fn original(
+    State(state): State<AppState>,
+    owner: Owner,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let f = find(&state, &owner, &id).await?;
+    let key = f
+        .storage_key
+        .as_deref()
+        .ok_or(ApiError::NotFound("original file"))?;
+    let file = tokio::fs::File::open(state.settings.data_dir.join(key))
+        .await
+        .map_err(|_| ApiError::NotFound("original file"))?;
+    let mut response = Body::from_stream(tokio_util::io::ReaderStream::new(file)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/zip"),
+    );
+    headers.insert(
+        header::CONTENT_LENGTH,
+        HeaderValue::from(f.size_bytes.max(0) as u64),
+    );
+    let safe_name: String = f
+        .name
+        .chars()
+        .filter(|c| c.is_ascii_graphic() && *c != '"' || *c == ' ')
+        .collect();
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{safe_name}\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
+}
