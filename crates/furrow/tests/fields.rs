@@ -611,3 +611,40 @@ async fn machine_files_arrive_byte_identical(db: Db) {
     app.finish().await;
 }
 both_backends!(files, machine_files_arrive_byte_identical);
+
+async fn without_auto_sync_only_manual_syncs_run(db: Db) {
+    let app = quiet_app(db).await;
+    let (status, _) = app
+        .call(
+            Method::PATCH,
+            "/services/config/api/configs",
+            Some(json!({"fieldsAutoSync": false})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let user = app.create_user("manual").await;
+    let rt = app.grower_refresh_token("grower001", ALL_SCOPES);
+    app.post_credentials(&user, &rt, "STAGE").await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (_, s) = app
+        .call(
+            Method::GET,
+            &format!("/services/fields/api/users/{user}/fields/sync"),
+            None,
+        )
+        .await;
+    assert_eq!(s["state"], "IDLE", "no automatic sync: {s}");
+    assert!(fields_of(&app, &user, "").await.is_empty());
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &format!("/services/fields/api/users/{user}/fields/sync"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    wait_for_sync(&app, &user, &Value::Null).await;
+    assert_eq!(fields_of(&app, &user, "").await.len(), 6);
+    app.finish().await;
+}
+both_backends!(manual_only, without_auto_sync_only_manual_syncs_run);

@@ -753,6 +753,29 @@ pub async fn run_job(
     };
     let now = crate::store::now_ms();
     let interval = (state.settings.sync_interval_secs.max(1) * 1000) as i64;
+    // fieldsAutoSync false: only a manual sync (status QUEUED) runs.
+    let user = &cred.leaf_user_id;
+    let owner = state.store.owner_of_user(user).await?.unwrap_or_default();
+    let config = effective(
+        config_layer(state, &owner, "").await?.as_ref(),
+        config_layer(state, &owner, user).await?.as_ref(),
+    );
+    let auto = config
+        .get("fieldsAutoSync")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    let queued = state
+        .store
+        .sync_status(user)
+        .await?
+        .is_some_and(|s| s.state == "QUEUED");
+    if !auto && !queued {
+        state
+            .store
+            .reschedule_job(&job.id, &state.replica_id, now + interval, 0, None)
+            .await?;
+        return Ok(());
+    }
     let (run_at, attempts, error) = match sync_credential(state, &cred).await {
         Ok(counts) => {
             tracing::info!(credential = %cred.id, fields = counts.fields, not_modified = counts.requests_not_modified, "sync done");
