@@ -200,18 +200,27 @@ async fn environments_use_their_own_hosts(db: Db) {
     // The production host does not know the stage server's tokens: the platform refuses them.
     let (_, prod) = app.post_credentials(&prod_user, &rt2, "PRODUCTION").await;
     assert_eq!(prod["status"], "UNAUTHENTICATED");
-    let stage_calls = app
+    // Each credential's platform calls went to its own host: the stage host saw only the stage
+    // grower, the production host only the production credential (whose token it refused).
+    let stage_calls: Vec<_> = app
         .sim
         .requests()
-        .iter()
-        .filter(|e| e.path == "/platform/organizations")
-        .count();
-    let prod_calls = production
+        .into_iter()
+        .filter(|e| e.path.starts_with("/platform"))
+        .collect();
+    let prod_calls: Vec<_> = production
         .requests()
-        .iter()
-        .filter(|e| e.path == "/platform/organizations")
-        .count();
-    assert_eq!((stage_calls, prod_calls), (1, 1));
+        .into_iter()
+        .filter(|e| e.path.starts_with("/platform"))
+        .collect();
+    assert!(!stage_calls.is_empty() && !prod_calls.is_empty());
+    assert!(
+        stage_calls
+            .iter()
+            .all(|e| e.user.as_deref() == Some("grower001")),
+        "{stage_calls:?}"
+    );
+    assert!(prod_calls.iter().all(|e| e.status == 401), "{prod_calls:?}");
     app.finish().await;
     production.shutdown().await;
 }

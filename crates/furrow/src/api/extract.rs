@@ -73,6 +73,22 @@ impl Params {
             .map(String::as_str)
             .filter(|v| !v.is_empty())
     }
+
+    /// An ISO 8601 time parameter, as epoch milliseconds.
+    pub fn time_ms(&self, name: &str) -> Result<Option<i64>, ApiError> {
+        self.get(name)
+            .map(|v| {
+                chrono::DateTime::parse_from_rfc3339(v)
+                    .map(|t| t.timestamp_millis())
+                    .map_err(|_| {
+                        ApiError::bad(
+                            name,
+                            "must be an ISO 8601 time such as 2024-01-31T00:00:00Z",
+                        )
+                    })
+            })
+            .transpose()
+    }
 }
 
 /// A path id that must be a UUID (all furrow ids are).

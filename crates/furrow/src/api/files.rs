@@ -43,22 +43,6 @@ fn file_json(state: &AppState, f: &FileRecord, owner_email: &str) -> Value {
     })
 }
 
-fn time_param(params: &Params, names: &[&'static str]) -> ApiResult<Option<i64>> {
-    for name in names {
-        if let Some(v) = params.get(name) {
-            return chrono::DateTime::parse_from_rfc3339(v)
-                .map(|t| Some(t.timestamp_millis()))
-                .map_err(|_| {
-                    ApiError::bad(
-                        name,
-                        "must be an ISO 8601 time such as 2024-01-31T00:00:00Z",
-                    )
-                });
-        }
-    }
-    Ok(None)
-}
-
 async fn list(
     State(state): State<AppState>,
     owner: Owner,
@@ -88,8 +72,11 @@ async fn list(
             .transpose()?,
         organization_id: params.get("organizationId").map(str::to_string),
         status,
-        from_ms: time_param(&params, &["createdTime", "startTime"])?,
-        until_ms: time_param(&params, &["endTime"])?,
+        from_ms: match params.time_ms("createdTime")? {
+            Some(t) => Some(t),
+            None => params.time_ms("startTime")?,
+        },
+        until_ms: params.time_ms("endTime")?,
     };
     let (files, total) = state
         .store

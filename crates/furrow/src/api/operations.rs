@@ -34,22 +34,6 @@ fn operation_json(op: &OperationRecord, owner_email: &str) -> Value {
     })
 }
 
-fn time_param(params: &Params, name: &str) -> ApiResult<Option<i64>> {
-    params
-        .get(name)
-        .map(|v| {
-            chrono::DateTime::parse_from_rfc3339(v)
-                .map(|t| t.timestamp_millis())
-                .map_err(|_| {
-                    ApiError::bad(
-                        name,
-                        "must be an ISO 8601 time such as 2024-01-31T00:00:00Z",
-                    )
-                })
-        })
-        .transpose()
-}
-
 async fn list(
     State(state): State<AppState>,
     owner: Owner,
@@ -81,8 +65,8 @@ async fn list(
             .map(|f| parse_id(f, "field"))
             .transpose()?,
         operation_type,
-        start_ms: time_param(&params, "startTime")?,
-        end_ms: time_param(&params, "endTime")?,
+        start_ms: params.time_ms("startTime")?,
+        end_ms: params.time_ms("endTime")?,
     };
     let (ops, total) = state
         .store

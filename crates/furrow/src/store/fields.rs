@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{leaf_time_now, opt_string, Store, StoreResult};
+use super::{leaf_time_now, opt_string, Filters, Store, StoreResult};
 
 /// A stable positive id (fits a JSON number exactly) for a Leaf grower or farm.
 pub fn stable_int_id(leaf_user_id: &str, kind: &str, provider_id: &str) -> i64 {
@@ -436,40 +436,29 @@ impl Store {
         offset: i64,
         limit: i64,
     ) -> StoreResult<(Vec<FieldRecord>, i64)> {
-        let mut conditions = vec!["u.owner_id = $1".to_string()];
-        let mut texts = vec![owner.to_string()];
-        if let Some(user) = &filter.leaf_user_id {
-            texts.push(user.clone());
-            conditions.push(format!("f.leaf_user_id = ${}", texts.len()));
-        }
+        let mut filters = Filters::default()
+            .eq("u.owner_id", Some(owner))
+            .eq("f.leaf_user_id", filter.leaf_user_id.as_deref());
         if !filter.include_deleted {
-            conditions.push("f.deleted_on_provider = 0".into());
+            filters = filters.raw("f.deleted_on_provider = 0");
         }
         if let Some(farm) = filter.farm_id {
             // Farm ids are ours, derived from the provider farm id: match through the farms table.
-            conditions.push(format!(
+            filters = filters.raw(format!(
                 "f.provider_farm_id IN (SELECT provider_farm_id FROM farms WHERE id = {farm} AND leaf_user_id = f.leaf_user_id)"
             ));
         }
-        let where_clause = conditions.join(" AND ");
         let from = "FROM fields f JOIN leaf_users u ON u.id = f.leaf_user_id";
-        let count_sql = format!("SELECT COUNT(*) AS n {from} WHERE {where_clause}");
-        let mut count = sqlx::query(&count_sql);
-        for t in &texts {
-            count = count.bind(t.clone());
-        }
-        let total: i64 = count.fetch_one(self.pool()).await?.try_get("n")?;
-        let n = texts.len();
-        let page_sql = format!(
-            "SELECT {FIELD_COLUMNS} {from} WHERE {where_clause} ORDER BY f.created_at, f.id LIMIT ${} OFFSET ${}",
-            n + 1,
-            n + 2
-        );
-        let mut page = sqlx::query(&page_sql);
-        for t in &texts {
-            page = page.bind(t.clone());
-        }
-        let rows = page.bind(limit).bind(offset).fetch_all(self.pool()).await?;
+        let (rows, total) = self
+            .page(
+                FIELD_COLUMNS,
+                from,
+                &filters,
+                "f.created_at, f.id",
+                offset,
+                limit,
+            )
+            .await?;
         Ok((
             rows.iter().map(field_from).collect::<StoreResult<_>>()?,
             total,

@@ -3,7 +3,7 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{leaf_time_now, opt_string, Store, StoreResult};
+use super::{leaf_time_now, opt_string, Filters, Store, StoreResult};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct FileRecord {
@@ -140,46 +140,29 @@ impl Store {
         offset: i64,
         limit: i64,
     ) -> StoreResult<(Vec<FileRecord>, i64)> {
-        let mut conditions = vec![
-            "u.owner_id = $1".to_string(),
-            "m.deleted_on_provider = 0".to_string(),
-        ];
-        let mut texts = vec![owner.to_string()];
-        for (column, value) in [
-            ("m.leaf_user_id", &filter.leaf_user_id),
-            ("m.organization_id", &filter.organization_id),
-            ("m.status", &filter.status),
-        ] {
-            if let Some(v) = value {
-                texts.push(v.clone());
-                conditions.push(format!("{column} = ${}", texts.len()));
-            }
-        }
+        let mut filters = Filters::default()
+            .eq("u.owner_id", Some(owner))
+            .raw("m.deleted_on_provider = 0")
+            .eq("m.leaf_user_id", filter.leaf_user_id.as_deref())
+            .eq("m.organization_id", filter.organization_id.as_deref())
+            .eq("m.status", filter.status.as_deref());
         if let Some(from) = filter.from_ms {
-            conditions.push(format!("m.created_ms >= {from}"));
+            filters = filters.raw(format!("m.created_ms >= {from}"));
         }
         if let Some(until) = filter.until_ms {
-            conditions.push(format!("m.created_ms <= {until}"));
+            filters = filters.raw(format!("m.created_ms <= {until}"));
         }
-        let where_clause = conditions.join(" AND ");
         let from = "FROM machine_files m JOIN leaf_users u ON u.id = m.leaf_user_id";
-        let count_sql = format!("SELECT COUNT(*) AS n {from} WHERE {where_clause}");
-        let mut count = sqlx::query(&count_sql);
-        for t in &texts {
-            count = count.bind(t.clone());
-        }
-        let total: i64 = count.fetch_one(self.pool()).await?.try_get("n")?;
-        let n = texts.len();
-        let page_sql = format!(
-            "SELECT {COLUMNS} {from} WHERE {where_clause} ORDER BY m.created_ms DESC, m.id LIMIT ${} OFFSET ${}",
-            n + 1,
-            n + 2
-        );
-        let mut page = sqlx::query(&page_sql);
-        for t in &texts {
-            page = page.bind(t.clone());
-        }
-        let rows = page.bind(limit).bind(offset).fetch_all(self.pool()).await?;
+        let (rows, total) = self
+            .page(
+                COLUMNS,
+                from,
+                &filters,
+                "m.created_ms DESC, m.id",
+                offset,
+                limit,
+            )
+            .await?;
         Ok((
             rows.iter().map(file_from).collect::<StoreResult<_>>()?,
             total,

@@ -219,6 +219,72 @@ where
     }
 }
 
+/// A WHERE clause from optional filters; text values are bound as `$1, $2, …` in order.
+#[derive(Debug, Default)]
+pub(crate) struct Filters {
+    conditions: Vec<String>,
+    texts: Vec<String>,
+}
+
+impl Filters {
+    /// `column = $n` when `value` is set.
+    pub(crate) fn eq(mut self, column: &str, value: Option<&str>) -> Self {
+        if let Some(v) = value {
+            self.texts.push(v.to_string());
+            self.conditions
+                .push(format!("{column} = ${}", self.texts.len()));
+        }
+        self
+    }
+
+    /// A condition without user text (constants, integers already parsed).
+    pub(crate) fn raw(mut self, condition: impl Into<String>) -> Self {
+        self.conditions.push(condition.into());
+        self
+    }
+
+    fn clause(&self) -> String {
+        if self.conditions.is_empty() {
+            "1 = 1".into()
+        } else {
+            self.conditions.join(" AND ")
+        }
+    }
+}
+
+impl Store {
+    /// One page of `SELECT {columns} {from} WHERE {filters} ORDER BY {order}` and the total.
+    pub(crate) async fn page(
+        &self,
+        columns: &str,
+        from: &str,
+        filters: &Filters,
+        order: &str,
+        offset: i64,
+        limit: i64,
+    ) -> StoreResult<(Vec<AnyRow>, i64)> {
+        let clause = filters.clause();
+        let count_sql = format!("SELECT COUNT(*) AS n {from} WHERE {clause}");
+        let mut count = sqlx::query(&count_sql);
+        for t in &filters.texts {
+            count = count.bind(t.clone());
+        }
+        let total: i64 = count.fetch_one(&self.pool).await?.try_get("n")?;
+        let n = filters.texts.len();
+        let page_sql = format!(
+            "SELECT {columns} {from} WHERE {clause} ORDER BY {order} LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        );
+        let mut page = sqlx::query(&page_sql);
+        for t in &filters.texts {
+            page = page.bind(t.clone());
+        }
+        let rows = page.bind(limit).bind(offset).fetch_all(&self.pool).await?;
+        Ok((rows, total))
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()

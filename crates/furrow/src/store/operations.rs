@@ -3,7 +3,7 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{leaf_time_now, opt_string, Store, StoreResult};
+use super::{leaf_time_now, opt_string, Filters, Store, StoreResult};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct OperationRecord {
@@ -125,47 +125,29 @@ impl Store {
         offset: i64,
         limit: i64,
     ) -> StoreResult<(Vec<OperationRecord>, i64)> {
-        let mut conditions = vec![
-            "u.owner_id = $1".to_string(),
-            "o.deleted_on_provider = 0".to_string(),
-        ];
-        let mut texts: Vec<String> = vec![owner.to_string()];
-        for (column, value) in [
-            ("o.leaf_user_id", &filter.leaf_user_id),
-            ("o.field_id", &filter.field_id),
-            ("o.operation_type", &filter.operation_type),
-        ] {
-            if let Some(v) = value {
-                texts.push(v.clone());
-                conditions.push(format!("{column} = ${}", texts.len()));
-            }
-        }
-        // Integers from parsed times: safe to inline.
+        let mut filters = Filters::default()
+            .eq("u.owner_id", Some(owner))
+            .raw("o.deleted_on_provider = 0")
+            .eq("o.leaf_user_id", filter.leaf_user_id.as_deref())
+            .eq("o.field_id", filter.field_id.as_deref())
+            .eq("o.operation_type", filter.operation_type.as_deref());
         if let Some(start) = filter.start_ms {
-            conditions.push(format!("o.end_ms >= {start}"));
+            filters = filters.raw(format!("o.end_ms >= {start}"));
         }
         if let Some(end) = filter.end_ms {
-            conditions.push(format!("o.start_ms <= {end}"));
+            filters = filters.raw(format!("o.start_ms <= {end}"));
         }
-        let where_clause = conditions.join(" AND ");
         let from = "FROM operations o JOIN leaf_users u ON u.id = o.leaf_user_id";
-        let count_sql = format!("SELECT COUNT(*) AS n {from} WHERE {where_clause}");
-        let mut count = sqlx::query(&count_sql);
-        for t in &texts {
-            count = count.bind(t.clone());
-        }
-        let total: i64 = count.fetch_one(self.pool()).await?.try_get("n")?;
-        let n = texts.len();
-        let page_sql = format!(
-            "SELECT {COLUMNS} {from} WHERE {where_clause} ORDER BY o.start_ms DESC, o.id LIMIT ${} OFFSET ${}",
-            n + 1,
-            n + 2
-        );
-        let mut page = sqlx::query(&page_sql);
-        for t in &texts {
-            page = page.bind(t.clone());
-        }
-        let rows = page.bind(limit).bind(offset).fetch_all(self.pool()).await?;
+        let (rows, total) = self
+            .page(
+                COLUMNS,
+                from,
+                &filters,
+                "o.start_ms DESC, o.id",
+                offset,
+                limit,
+            )
+            .await?;
         Ok((
             rows.iter()
                 .map(operation_from)

@@ -3,7 +3,7 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{leaf_time_now, opt_string, Store, StoreResult};
+use super::{leaf_time_now, opt_string, Filters, Store, StoreResult};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct UserRecord {
@@ -149,37 +149,22 @@ impl Store {
         offset: i64,
         limit: i64,
     ) -> StoreResult<(Vec<UserRecord>, i64)> {
-        // Filters are exact matches; each adds a condition with the next placeholder.
-        let mut conditions = vec!["owner_id = $1".to_string()];
-        let mut values = vec![owner.to_string()];
-        for (column, value) in [
-            ("email", &filter.email),
-            ("name", &filter.name),
-            ("external_id", &filter.external_id),
-        ] {
-            if let Some(v) = value {
-                values.push(v.clone());
-                conditions.push(format!("{column} = ${}", values.len()));
-            }
-        }
-        let where_clause = conditions.join(" AND ");
-        let count_sql = format!("SELECT COUNT(*) AS n FROM leaf_users WHERE {where_clause}");
-        let mut count = sqlx::query(&count_sql);
-        for v in &values {
-            count = count.bind(v.clone());
-        }
-        let total: i64 = count.fetch_one(self.pool()).await?.try_get("n")?;
-        let n = values.len();
-        let page_sql = format!(
-            "SELECT {USER_COLUMNS} FROM leaf_users WHERE {where_clause} ORDER BY {sort}, id LIMIT ${} OFFSET ${}",
-            n + 1,
-            n + 2
-        );
-        let mut page = sqlx::query(&page_sql);
-        for v in &values {
-            page = page.bind(v.clone());
-        }
-        let rows = page.bind(limit).bind(offset).fetch_all(self.pool()).await?;
+        let filters = Filters::default()
+            .eq("owner_id", Some(owner))
+            .eq("email", filter.email.as_deref())
+            .eq("name", filter.name.as_deref())
+            .eq("external_id", filter.external_id.as_deref());
+        let order = format!("{sort}, id");
+        let (rows, total) = self
+            .page(
+                USER_COLUMNS,
+                "FROM leaf_users",
+                &filters,
+                &order,
+                offset,
+                limit,
+            )
+            .await?;
         let users = rows.iter().map(user_from_row).collect::<StoreResult<_>>()?;
         Ok((users, total))
     }
