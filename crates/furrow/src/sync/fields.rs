@@ -104,9 +104,15 @@ struct Run<'a> {
 /// What a signed read returned.
 enum Read<T> {
     NotModified,
-    /// Items, and whether this is the full list (first read or a signature reset).
-    Items(Vec<T>, bool),
+    /// Items, whether this is the full list (first read or a signature reset), and the new
+    /// signature to store once the items are processed.
+    Items(Vec<T>, bool, Pending),
 }
+
+/// A signature to store after its collection was processed completely: a sync killed half-way
+/// through a collection reads it again, whole, next time.
+#[must_use]
+struct Pending(Option<(String, String)>);
 
 impl Run<'_> {
     async fn read<T: DeserializeOwned>(&mut self, uri: &str) -> Result<Read<T>, SyncError> {
@@ -127,19 +133,22 @@ impl Run<'_> {
                 Ok(Read::NotModified)
             }
             Listing::Changed(pager) => {
-                let signature = pager.signature().map(str::to_string);
+                let signature = pager.signature().map(|s| (key, s.to_string()));
                 let items = pager.collect_values().await?;
-                // Stored only after every page was read: an interrupted read starts over.
-                if let Some(sig) = signature {
-                    self.state
-                        .store
-                        .put_signature(&self.cred.id, &key, &sig)
-                        .await?;
-                }
                 // A delta carries only changes; without a stored signature we got everything.
-                Ok(Read::Items(items, stored.is_none()))
+                Ok(Read::Items(items, stored.is_none(), Pending(signature)))
             }
         }
+    }
+
+    async fn commit(&self, pending: Pending) -> Result<(), SyncError> {
+        if let Some((key, signature)) = pending.0 {
+            self.state
+                .store
+                .put_signature(&self.cred.id, &key, &signature)
+                .await?;
+        }
+        Ok(())
     }
 
     async fn organization(
@@ -149,7 +158,7 @@ impl Run<'_> {
     ) -> Result<(), SyncError> {
         let user = self.cred.leaf_user_id.clone();
         if let Some(uri) = links.get("clients") {
-            if let Read::Items(clients, _) = self.read::<Client>(uri).await? {
+            if let Read::Items(clients, _, pending) = self.read::<Client>(uri).await? {
                 for c in clients.iter().filter(|c| !c.is_deleted()) {
                     self.state
                         .store
@@ -157,10 +166,11 @@ impl Run<'_> {
                         .await?;
                     self.counts.growers += 1;
                 }
+                self.commit(pending).await?;
             }
         }
         if let Some(uri) = links.get("farms") {
-            if let Read::Items(farms, _) = self.read::<Farm>(uri).await? {
+            if let Read::Items(farms, _, pending) = self.read::<Farm>(uri).await? {
                 for f in farms.iter().filter(|f| !f.is_deleted()) {
                     let grower = f.client_uri.as_deref().and_then(|u| u.rsplit('/').next());
                     self.state
@@ -169,6 +179,7 @@ impl Run<'_> {
                         .await?;
                     self.counts.farms += 1;
                 }
+                self.commit(pending).await?;
             }
         }
         if let Some(uri) = links.get("fields") {
@@ -176,7 +187,7 @@ impl Run<'_> {
                 "{uri}{}embed=farms",
                 if uri.contains('?') { '&' } else { '?' }
             );
-            if let Read::Items(fields, full) = self.read::<Field>(&uri).await? {
+            if let Read::Items(fields, full, pending) = self.read::<Field>(&uri).await? {
                 let mut seen = HashSet::new();
                 for f in &fields {
                     if f.is_deleted() {
@@ -198,6 +209,7 @@ impl Run<'_> {
                         }
                     }
                 }
+                self.commit(pending).await?;
             }
         }
         // Every live field's operations: new operations do not change the field itself.
@@ -219,7 +231,7 @@ impl Run<'_> {
 
     async fn files(&mut self, org_id: &str, uri: &str) -> Result<(), SyncError> {
         let user = self.cred.leaf_user_id.clone();
-        let Read::Items(files, full) = self.read::<File>(uri).await? else {
+        let Read::Items(files, full, pending) = self.read::<File>(uri).await? else {
             return Ok(());
         };
         let mut seen = HashSet::new();
@@ -252,6 +264,7 @@ impl Run<'_> {
                 }
             }
         }
+        self.commit(pending).await?;
         Ok(())
     }
 
@@ -345,7 +358,7 @@ impl Run<'_> {
             "{uri}{}embed=measurementTypes",
             if uri.contains('?') { '&' } else { '?' }
         );
-        let Read::Items(ops, full) = self.read::<FieldOperation>(&uri).await? else {
+        let Read::Items(ops, full, pending) = self.read::<FieldOperation>(&uri).await? else {
             return Ok(());
         };
         let mut seen = HashSet::new();
@@ -387,6 +400,7 @@ impl Run<'_> {
                 }
             }
         }
+        self.commit(pending).await?;
         Ok(())
     }
 
@@ -413,7 +427,7 @@ impl Run<'_> {
         let Some(uri) = f.link("boundaries").map(str::to_string) else {
             return Ok(());
         };
-        let Read::Items(boundaries, _) = self.read::<Boundary>(&uri).await? else {
+        let Read::Items(boundaries, _, pending) = self.read::<Boundary>(&uri).await? else {
             return Ok(());
         };
         let before = self.state.store.boundaries_of(&field_id).await?;
@@ -488,6 +502,7 @@ impl Run<'_> {
                     .await?;
             }
         }
+        self.commit(pending).await?;
         Ok(())
     }
 }
@@ -639,8 +654,9 @@ pub async fn sync_credential(
         .await?;
 
     let orgs_url = run.api.endpoint("organizations")?;
-    if let Read::Items(orgs, _) = run.read::<Organization>(orgs_url.as_str()).await? {
+    if let Read::Items(orgs, _, pending) = run.read::<Organization>(orgs_url.as_str()).await? {
         crate::sync::organizations::store(state, &cred.id, &orgs).await?;
+        run.commit(pending).await?;
     }
     let owner = state.store.owner_of_user(&user).await?.unwrap_or_default();
     let owner_cfg = config_layer(state, &owner, "").await?;
