@@ -49,6 +49,9 @@ pub struct Settings {
     pub rotate_refresh_tokens: bool,
     /// With rotation: a reused old refresh token revokes the whole grant (Okta's behaviour).
     pub reuse_detection: bool,
+    /// With rotation: a rotated-out refresh token still works for this many seconds (Okta's
+    /// grace period for token rotation); 0 = never.
+    pub rotation_grace_secs: u64,
     /// Refresh responses carry no `refresh_token` (the old one stays valid).
     pub omit_refresh_token_on_refresh: bool,
     /// Added to every request.
@@ -84,6 +87,7 @@ impl Default for Settings {
             rotate_refresh_tokens: false,
             reuse_detection: false,
             omit_refresh_token_on_refresh: false,
+            rotation_grace_secs: 0,
             latency_ms: 0,
             rate_limit_per_sec: None,
             default_page_size: 10,
@@ -235,6 +239,9 @@ pub enum FaultKind {
     Latency { ms: u64 },
     /// Headers are sent, then the connection is cut mid-body.
     ConnectionReset,
+    /// The request is handled normally (a refresh token may rotate), then the response body is
+    /// cut: the caller never learns the result, as if it had crashed before storing it.
+    DropResponse,
     /// Required customer action: 403 with `X-Deere-Warning` and `X-Deere-Terms-Location`.
     RequiredCustomerAction,
     /// 403 "The client does not have a proper access for this API".
@@ -309,8 +316,9 @@ pub struct SimState {
     pub(crate) codes: HashMap<String, CodeGrant>,
     pub(crate) access_tokens: HashMap<String, AccessGrant>,
     pub(crate) refresh_tokens: HashMap<String, Grant>,
-    /// Refresh tokens replaced by rotation: reuse is detectable.
-    pub(crate) rotated_out: HashMap<String, u64>,
+    /// Refresh tokens replaced by rotation (grant id, when): reuse is detectable, and within
+    /// the grace period still honoured.
+    pub(crate) rotated_out: HashMap<String, (u64, Instant)>,
     pub(crate) revoked_grants: HashSet<u64>,
     next_grant: u64,
     pub(crate) signatures: HashMap<String, SigRec>,

@@ -435,13 +435,30 @@ async fn token(
                     "refresh_token is required.",
                 );
             };
-            let Some(grant) = state.refresh_tokens.get(&rt).cloned() else {
-                if state.settings.reuse_detection {
-                    if let Some(grant_id) = state.rotated_out.get(&rt).copied() {
-                        state.revoke_grants(&[grant_id].into_iter().collect());
+            let grant = match state.refresh_tokens.get(&rt).cloned() {
+                Some(grant) => grant,
+                None => match state.rotated_out.get(&rt).copied() {
+                    // Within the rotation grace period the previous token still works.
+                    Some((grant_id, rotated_at))
+                        if rotated_at.elapsed().as_secs() < state.settings.rotation_grace_secs
+                            && !state.revoked_grants.contains(&grant_id) =>
+                    {
+                        match state
+                            .refresh_tokens
+                            .values()
+                            .find(|g| g.grant_id == grant_id)
+                            .cloned()
+                        {
+                            Some(grant) => grant,
+                            None => return invalid_grant(),
+                        }
                     }
-                }
-                return invalid_grant();
+                    Some((grant_id, _)) if state.settings.reuse_detection => {
+                        state.revoke_grants(&[grant_id].into_iter().collect());
+                        return invalid_grant();
+                    }
+                    _ => return invalid_grant(),
+                },
             };
             if grant.client_key != client_key {
                 return invalid_grant();
@@ -466,7 +483,9 @@ async fn token(
             }
             if rotate {
                 state.refresh_tokens.remove(&rt);
-                state.rotated_out.insert(rt, grant.grant_id);
+                state
+                    .rotated_out
+                    .insert(rt, (grant.grant_id, Instant::now()));
             }
             issued.token_type = "Bearer";
             issued

@@ -122,7 +122,8 @@ async fn pipeline(State(sim): State<Sim>, request: Request, next: Next) -> Respo
         .is_some_and(|v| !v.trim().is_empty() && v.trim() != "nil");
     let authorization_sent = headers.contains_key(header::AUTHORIZATION);
 
-    let (caller, delay, verdict) = {
+    let (caller, delay, verdict, drop_response) = {
+        let mut drop_response = false;
         let mut state = sim.state();
         let caller = identify(&state, &request);
         let org = org_of_path(&state, &path);
@@ -152,6 +153,11 @@ async fn pipeline(State(sim): State<Sim>, request: Request, next: Next) -> Respo
             }
             if let FaultKind::Latency { ms } = s.kind {
                 delay += Duration::from_millis(ms);
+            } else if matches!(s.kind, FaultKind::DropResponse) {
+                if drop_response {
+                    continue;
+                }
+                drop_response = true;
             } else if matches!(verdict, Verdict::Pass) {
                 verdict = Verdict::Answer(fault_response(&sim, &s.kind, &path));
             } else {
@@ -174,7 +180,7 @@ async fn pipeline(State(sim): State<Sim>, request: Request, next: Next) -> Respo
                 }
             }
         }
-        (caller, delay, verdict)
+        (caller, delay, verdict, drop_response)
     };
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -183,6 +189,15 @@ async fn pipeline(State(sim): State<Sim>, request: Request, next: Next) -> Respo
         Verdict::Answer(response) => response,
         Verdict::Pass => next.run(request).await,
     };
+    if drop_response {
+        // The request was handled (a refresh token may have rotated); the answer never arrives.
+        let (parts, _) = response.into_parts();
+        let cut: Vec<Result<Bytes, std::io::Error>> = vec![Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "injected: response lost",
+        ))];
+        response = Response::from_parts(parts, Body::from_stream(futures_util::stream::iter(cut)));
+    }
     if path.starts_with("/platform") {
         let headers = response.headers_mut();
         headers.insert(
@@ -302,6 +317,6 @@ fn fault_response(sim: &Sim, kind: &FaultKind, path: &str) -> Response {
         .into_response(),
         FaultKind::InvalidGrant => oauth::invalid_grant(),
         FaultKind::InvalidClient => oauth::invalid_client(),
-        FaultKind::Latency { .. } => Json(json!({})).into_response(),
+        FaultKind::Latency { .. } | FaultKind::DropResponse => Json(json!({})).into_response(),
     }
 }

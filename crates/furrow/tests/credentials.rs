@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{spawn, spawn_with, Db};
+use common::{spawn, spawn_with, Db, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -567,3 +567,143 @@ async fn old_events_are_removed_by_retention(db: Db) {
     app.finish().await;
 }
 both_backends!(retention, old_events_are_removed_by_retention);
+
+/// A refresh whose response is lost (furrow crashed, or the connection died, after John Deere
+/// acted): what happens next depends on John Deere's rotation, and each case is handled.
+async fn lost_token_response(db: Db, rotate: bool, grace_secs: u64) -> (String, TestApp) {
+    let app = spawn_with(db, |s| s.refresh_margin_secs = 100_000).await;
+    {
+        let mut state = app.sim.state();
+        state.settings.rotate_refresh_tokens = rotate;
+        state.settings.rotation_grace_secs = grace_secs;
+    }
+    let user = app.create_user("lost").await;
+    let rt = app.grower_refresh_token("grower001", ALL_SCOPES);
+    assert_eq!(
+        app.post_credentials(&user, &rt, "STAGE").await.1["status"],
+        "OK"
+    );
+    app.admin(
+        Method::POST,
+        "faults",
+        Some(json!({"pathContains": "/v1/token", "kind": {"type": "dropResponse"}, "times": 1})),
+    )
+    .await;
+    for _ in 0..200 {
+        if app.sim.state().faults.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        app.sim.state().faults.is_empty(),
+        "the lost response happened"
+    );
+    (user, app)
+}
+
+async fn lost_response_without_rotation_recovers(db: Db) {
+    let (user, app) = lost_token_response(db, false, 0).await;
+    let before = app
+        .sim
+        .requests()
+        .iter()
+        .filter(|e| e.path.ends_with("/v1/token"))
+        .count();
+    for _ in 0..200 {
+        if app
+            .sim
+            .requests()
+            .iter()
+            .filter(|e| e.path.ends_with("/v1/token"))
+            .count()
+            > before + 2
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    app.wait_for_status(&user, "OK").await;
+    assert!(app
+        .sim
+        .requests()
+        .iter()
+        .filter(|e| e.path.ends_with("/v1/token"))
+        .all(|e| e.status == 200));
+    app.finish().await;
+}
+both_backends!(
+    lost_response_no_rotation,
+    lost_response_without_rotation_recovers
+);
+
+async fn lost_response_with_rotation_grace_recovers(db: Db) {
+    let (user, app) = lost_token_response(db, true, 30).await;
+    let before = app
+        .sim
+        .requests()
+        .iter()
+        .filter(|e| e.path.ends_with("/v1/token"))
+        .count();
+    for _ in 0..200 {
+        if app
+            .sim
+            .requests()
+            .iter()
+            .filter(|e| e.path.ends_with("/v1/token"))
+            .count()
+            > before + 2
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let c = app.wait_for_status(&user, "OK").await;
+    assert!(app
+        .sim
+        .requests()
+        .iter()
+        .filter(|e| e.path.ends_with("/v1/token"))
+        .all(|e| e.status == 200));
+    // What furrow stores now is the live refresh token.
+    let refreshed = app.sim.state().settings.clone();
+    assert!(refreshed.rotate_refresh_tokens);
+    let check = app
+        .http
+        .post(format!("{}/v1/token", app.sim.issuer_url()))
+        .basic_auth("sim-client", Some("sim-secret"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", c["refreshToken"].as_str().unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(check.status(), StatusCode::OK);
+    app.finish().await;
+}
+both_backends!(
+    lost_response_rotation_grace,
+    lost_response_with_rotation_grace_recovers
+);
+
+async fn lost_response_with_strict_rotation_is_reported(db: Db) {
+    let (user, app) = lost_token_response(db, true, 0).await;
+    // The rotated token never reached furrow and the old one is dead: the grower must
+    // reconnect. furrow says so instead of failing silently.
+    app.wait_for_status(&user, "UNAUTHENTICATED").await;
+    let (_, events) = app.events(&user).await;
+    let events = events.as_array().unwrap();
+    assert!(events
+        .iter()
+        .any(|e| e["statusCode"] == 400 && e["body"].as_str().unwrap().contains("invalid_grant")));
+    assert!(events.iter().any(|e| e["body"]
+        .as_str()
+        .unwrap()
+        .contains("\"status\":\"UNAUTHENTICATED\"")));
+    app.finish().await;
+}
+both_backends!(
+    lost_response_strict_rotation,
+    lost_response_with_strict_rotation_is_reported
+);

@@ -699,6 +699,11 @@ pub async fn sync_credential(
                     .push(org.provider_org_id.clone());
             }
             Err(e) => {
+                // The failed exchanges are what the application needs to see in the events.
+                let events = session.take_events(&[secret.expose_secret(), access.expose_secret()]);
+                if !events.is_empty() {
+                    state.store.add_events(&cred.id, &events).await?;
+                }
                 record_failure(state, &user, &started, &run.counts, &e).await?;
                 return Err(e);
             }
