@@ -4,7 +4,7 @@
 //! 2. token-refresh bookkeeping rate against the simulator with zero latency (goal ≥ 2,000
 //!    credentials/s on SQLite).
 //!
-//! Loopback only. Knobs: FURROW_BENCH_SECS (default 5), FURROW_BENCH_CREDENTIALS (2000),
+//! Loopback only. Knobs: FURROW_BENCH_SECS (default 5), FURROW_BENCH_CREDENTIALS (5000),
 //! FURROW_BENCH_DATABASE_URL (default: SQLite in a temp dir).
 
 use std::sync::Arc;
@@ -76,7 +76,7 @@ async fn load(
 #[tokio::main]
 async fn main() {
     let secs: u64 = env_or("FURROW_BENCH_SECS", 5);
-    let credentials: usize = env_or("FURROW_BENCH_CREDENTIALS", 2000);
+    let credentials: usize = env_or("FURROW_BENCH_CREDENTIALS", 5000);
     let sim = deere_sim::start(
         deere_sim::SimConfig::default(),
         "127.0.0.1:0".parse().unwrap(),
