@@ -50,6 +50,8 @@ pub struct Settings {
     pub sync_interval_secs: u64,
     /// Machine files are downloaded in ranged requests of this many bytes.
     pub file_chunk_bytes: u64,
+    /// Multiplies Leaf's alert retry delays (1, 30, 60, 240 minutes); tests use a tiny value.
+    pub alert_retry_scale: f64,
     /// Credential reads are served from memory for up to this long; writes on the same
     /// replica invalidate at once, other replicas' writes show within this time. 0 disables.
     pub credential_cache_ms: u64,
@@ -77,6 +79,7 @@ impl Default for Settings {
             engine_concurrency: 16,
             sync_interval_secs: 86_400,
             file_chunk_bytes: 8 * 1024 * 1024,
+            alert_retry_scale: 1.0,
             credential_cache_ms: 1000,
         }
     }

@@ -8,6 +8,7 @@ use serde_json::json;
 use crate::app::AppState;
 use error::ApiError;
 
+pub mod alerts;
 pub mod auth;
 pub mod configs;
 pub mod credentials;
@@ -26,6 +27,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .merge(auth::router())
+        .merge(alerts::router())
         .merge(users::router())
         .merge(credentials::router())
         .merge(organizations::router())

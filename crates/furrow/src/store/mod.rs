@@ -8,6 +8,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 mod accounts;
+mod alerts;
 mod configs;
 mod credentials;
 mod fields;
@@ -18,6 +19,7 @@ mod organizations;
 mod users;
 
 pub use accounts::{LoginThrottle, OwnerRecord};
+pub use alerts::{DeliveryRecord, FailedCall, WebhookRecord};
 pub use credentials::{CredentialRecord, EventRecord, JobReschedule, NewEvent, TokenWrite};
 pub use fields::{
     content_hash, stable_int_id_for_farm, stable_int_id_for_grower, stable_uuid, BoundaryRecord,
@@ -46,6 +48,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0005_files",
         include_str!("../../migrations/0005_files.sql"),
+    ),
+    (
+        "0006_alerts",
+        include_str!("../../migrations/0006_alerts.sql"),
     ),
 ];
 

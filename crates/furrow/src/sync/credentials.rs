@@ -194,6 +194,15 @@ pub async fn create(
         .store
         .replace_credential(&record, &events, next_run)
         .await?;
+    if tokens.is_none() {
+        alert(
+            state,
+            &record,
+            &record.status,
+            record.status_reason.as_deref(),
+        )
+        .await;
+    }
 
     if let Some(tokens) = tokens {
         let (status, reason) = platform_check(
@@ -219,9 +228,33 @@ pub async fn create(
         {
             record.status = status.as_str().into();
             record.status_reason = reason;
+            alert(
+                state,
+                &record,
+                &record.status,
+                record.status_reason.as_deref(),
+            )
+            .await;
         }
     }
     Ok(record)
+}
+
+/// Tells the application about a credential that became UNAUTHENTICATED or MISSING_PERMISSION.
+/// Runs after the status is stored; a failure here is logged, never fatal to the job.
+async fn alert(state: &AppState, cred: &CredentialRecord, status: &str, reason: Option<&str>) {
+    let outcome = crate::sync::alerts::credential_status_changed(
+        state,
+        &cred.leaf_user_id,
+        &cred.id,
+        &cred.client_key,
+        status,
+        reason,
+    )
+    .await;
+    if let Err(e) = outcome {
+        tracing::warn!(credential = %cred.id, error = %e, "credential alert not queued");
+    }
 }
 
 /// When the credential's job should next run.
@@ -349,6 +382,9 @@ pub async fn maintain(state: &AppState, job: &ClaimedJob) -> Result<(), Credenti
                 {
                     return Ok(()); // deleted or replaced while we were refreshing: drop the result
                 }
+                if write.status != cred.status {
+                    alert(state, &cred, &write.status, write.status_reason.as_deref()).await;
+                }
                 if !check_due {
                     return Ok(());
                 }
@@ -411,6 +447,9 @@ async fn finish(
             .await?
         {
             return Ok(());
+        }
+        if cred.status != status.as_str() {
+            alert(state, cred, status.as_str(), reason.as_deref()).await;
         }
         updated.status = status.as_str().into();
         updated.last_check_ms = Some(now_ms());

@@ -9,6 +9,7 @@ use tokio::sync::{watch, Semaphore};
 use crate::app::AppState;
 use crate::store::now_ms;
 
+pub mod alerts;
 pub mod credentials;
 pub mod fields;
 pub mod link;
@@ -20,6 +21,11 @@ pub async fn run_engine(state: AppState, mut stop: watch::Receiver<bool>) {
     let permits = Arc::new(Semaphore::new(concurrency));
     let poll = Duration::from_millis(state.settings.engine_poll_ms.max(10));
     let mut last_retention = 0i64;
+    let alert_http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("static HTTP client configuration");
     loop {
         if *stop.borrow() {
             break;
@@ -65,6 +71,9 @@ pub async fn run_engine(state: AppState, mut stop: watch::Receiver<bool>) {
                 }
                 Err(e) => tracing::warn!(error = %e, "claiming jobs failed"),
             }
+        }
+        if let Err(e) = alerts::deliver_due(&state, &alert_http).await {
+            tracing::warn!(error = %e, "claiming alert deliveries failed");
         }
         tokio::select! {
             _ = tokio::time::sleep(poll) => {}

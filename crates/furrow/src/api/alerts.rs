@@ -1,0 +1,201 @@
+//! `/services/alerts/api/alerts/webhooks`: the application's webhooks for Leaf alerts.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use axum::{Json, Router};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::Owner;
+use super::error::{ApiError, ApiResult};
+use super::extract::{parse_id, ApiJson, Paging, Params};
+use crate::app::AppState;
+use crate::store::WebhookRecord;
+
+const BASE: &str = "/services/alerts/api/alerts/webhooks";
+
+/// Events furrow emits.
+pub const EVENTS: [&str; 2] = ["credentialsUnauthenticated", "credentialsLimitedPermission"];
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(BASE, get(list).post(create))
+        .route(&format!("{BASE}/failed-calls"), get(failed_calls))
+        .route(&format!("{BASE}/{{id}}"), get(one).delete(remove))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewWebhook {
+    events: Vec<String>,
+    name: String,
+    secret: String,
+    url: String,
+}
+
+fn webhook_json(state: &AppState, w: &WebhookRecord) -> ApiResult<Value> {
+    let secret = state
+        .keyring
+        .decrypt(&w.secret_enc)
+        .map_err(ApiError::internal)?;
+    Ok(json!({
+        "id": w.id, "name": w.name, "url": w.url,
+        "events": serde_json::from_str::<Value>(&w.events).unwrap_or(json!([])),
+        "secret": if state.settings.mask_secrets { "********".to_string() } else { secret.expose_secret().to_string() },
+        "createdTime": w.created_at,
+    }))
+}
+
+/// http or https, a host, no credentials in the URL.
+fn check_url(raw: &str) -> ApiResult<()> {
+    let url = url::Url::parse(raw)
+        .map_err(|_| ApiError::bad("url", "must be an absolute http or https URL"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(ApiError::bad(
+            "url",
+            "must be an absolute http or https URL",
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ApiError::bad(
+            "url",
+            "must not carry credentials; use the secret to verify deliveries",
+        ));
+    }
+    Ok(())
+}
+
+async fn create(
+    State(state): State<AppState>,
+    owner: Owner,
+    ApiJson(body): ApiJson<NewWebhook>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    check_url(&body.url)?;
+    if body.name.trim().is_empty() {
+        return Err(ApiError::bad("name", "is required"));
+    }
+    if body.secret.len() < 8 {
+        return Err(ApiError::bad("secret", "must have at least 8 characters"));
+    }
+    if body.events.is_empty() {
+        return Err(ApiError::bad("events", "must name at least one event"));
+    }
+    for e in &body.events {
+        if !EVENTS.contains(&e.as_str()) {
+            return Err(ApiError::bad(
+                "events",
+                format!("unknown event {e} (furrow emits: {})", EVENTS.join(", ")),
+            ));
+        }
+    }
+    let taken: Vec<String> = state
+        .store
+        .webhooks(&owner.id)
+        .await?
+        .iter()
+        .flat_map(|w| serde_json::from_str::<Vec<String>>(&w.events).unwrap_or_default())
+        .collect();
+    if let Some(twice) = body.events.iter().find(|e| taken.contains(e)) {
+        return Err(ApiError::BadRequest {
+            field: Some("events".into()),
+            detail: format!(
+                "eventRegisteredTwice: {twice} is already registered in another webhook"
+            ),
+        });
+    }
+    let record = WebhookRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        owner_id: owner.id.clone(),
+        name: body.name,
+        url: body.url,
+        secret_enc: state.keyring.encrypt(&body.secret),
+        events: serde_json::to_string(&body.events).map_err(ApiError::internal)?,
+        created_at: crate::store::leaf_time_now(),
+    };
+    state.store.insert_webhook(&record).await?;
+    // Leaf confirms a registration with a first message.
+    let confirmation = crate::sync::alerts::leaf_json(
+        &json!({"message": "confirmation of webhook upon registration"}),
+    );
+    state
+        .store
+        .enqueue_delivery(&record.id, &confirmation)
+        .await?;
+    Ok((StatusCode::CREATED, Json(webhook_json(&state, &record)?)))
+}
+
+async fn list(State(state): State<AppState>, owner: Owner) -> ApiResult<Json<Value>> {
+    let all = state.store.webhooks(&owner.id).await?;
+    Ok(Json(Value::Array(
+        all.iter()
+            .map(|w| webhook_json(&state, w))
+            .collect::<ApiResult<_>>()?,
+    )))
+}
+
+async fn find(state: &AppState, owner: &Owner, id: &str) -> ApiResult<WebhookRecord> {
+    let id = parse_id(id, "webhook")?;
+    state
+        .store
+        .webhook(&id)
+        .await?
+        .filter(|w| w.owner_id == owner.id)
+        .ok_or(ApiError::NotFound("webhook"))
+}
+
+async fn one(
+    State(state): State<AppState>,
+    owner: Owner,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let w = find(&state, &owner, &id).await?;
+    Ok(Json(webhook_json(&state, &w)?))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    owner: Owner,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let w = find(&state, &owner, &id).await?;
+    state.store.delete_webhook(&owner.id, &w.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn failed_calls(
+    State(state): State<AppState>,
+    owner: Owner,
+    params: Params,
+) -> ApiResult<(HeaderMap, Json<Value>)> {
+    let paging = Paging::from_params(&params)?;
+    let (calls, total) = state
+        .store
+        .failed_calls(&owner.id, paging.offset(), paging.size)
+        .await?;
+    let email = state
+        .store
+        .owner_email(&owner.id)
+        .await?
+        .unwrap_or_default();
+    let items: Vec<Value> = calls
+        .iter()
+        .map(|c| {
+            let mut item = json!({"apiOwner": email, "createdAt": c.created_at, "url": c.url, "requestBody": c.request_body});
+            match (&c.status, &c.connection_error) {
+                (Some(status), _) => {
+                    item["status"] = json!(status);
+                    item["response"] = json!(c.response);
+                }
+                (None, Some(error)) => item["connectionError"] = json!(error),
+                (None, None) => {}
+            }
+            item
+        })
+        .collect();
+    Ok((
+        paging.headers(total, &format!("{BASE}/failed-calls")),
+        Json(json!({"items": items})),
+    ))
+}

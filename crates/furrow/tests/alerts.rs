@@ -1,0 +1,197 @@
+//! Leaf alerts: webhook registration rules, signed deliveries with retries, failed calls, and the
+//! credentialsUnauthenticated alert when a grower revokes the grant.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode as AxumStatus};
+use axum::routing::post;
+use axum::Router;
+use common::{spawn_with, Db};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+#[derive(Clone, Default)]
+struct Receiver {
+    fail_next: Arc<AtomicUsize>,
+    got: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: String) -> AxumStatus {
+    if r.fail_next.load(Ordering::SeqCst) > 0 {
+        r.fail_next.fetch_sub(1, Ordering::SeqCst);
+        return AxumStatus::SERVICE_UNAVAILABLE;
+    }
+    let sig = headers
+        .get("x-leaf-signature")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    r.got.lock().unwrap().push((sig, body));
+    AxumStatus::OK
+}
+
+async fn receiver() -> (Receiver, String) {
+    let r = Receiver::default();
+    let app = Router::new()
+        .route("/alerts", post(receive))
+        .with_state(r.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/alerts", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (r, url)
+}
+
+async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..300 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+const SECRET: &str = "a-webhook-secret";
+
+async fn alerts_are_signed_retried_and_recorded(db: Db) {
+    let app = spawn_with(db, |s| s.alert_retry_scale = 0.0005).await;
+    let (rx, url) = receiver().await;
+    let hooks = "/services/alerts/api/alerts/webhooks";
+
+    for (body, field) in [
+        (
+            json!({"events": ["credentialsUnauthenticated"], "name": "n", "secret": SECRET, "url": "ftp://x/y"}),
+            "url",
+        ),
+        (
+            json!({"events": ["credentialsUnauthenticated"], "name": "n", "secret": SECRET, "url": "http://u:p@127.0.0.1/"}),
+            "url",
+        ),
+        (
+            json!({"events": ["somethingElse"], "name": "n", "secret": SECRET, "url": url}),
+            "events",
+        ),
+        (
+            json!({"events": ["credentialsUnauthenticated"], "name": "n", "secret": "short", "url": url}),
+            "secret",
+        ),
+    ] {
+        let (status, p) = app.call(Method::POST, hooks, Some(body.clone())).await;
+        assert_eq!(
+            (status, p["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(field)),
+            "{body}: {p}"
+        );
+    }
+    let (status, created) = app
+        .call(Method::POST, hooks, Some(json!({"events": ["credentialsUnauthenticated"], "name": "main", "secret": SECRET, "url": url})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (status, twice) = app
+        .call(Method::POST, hooks, Some(json!({"events": ["credentialsUnauthenticated"], "name": "again", "secret": SECRET, "url": url})))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        twice["detail"]
+            .as_str()
+            .unwrap()
+            .contains("eventRegisteredTwice"),
+        "{twice}"
+    );
+    let (_, listed) = app.call(Method::GET, hooks, None).await;
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+
+    // The confirmation arrives first.
+    wait_until("the confirmation", || !rx.got.lock().unwrap().is_empty()).await;
+    let (sig, body) = rx.got.lock().unwrap()[0].clone();
+    assert_eq!(
+        body,
+        r#"{"message": "confirmation of webhook upon registration"}"#
+    );
+    assert_eq!(
+        sig,
+        furrow::sync::alerts::signature(SECRET, body.as_bytes())
+    );
+
+    // The grower revokes the grant; the receiver fails twice, then takes the alert.
+    let user = app.create_user("alerted").await;
+    let rt = app.grower_refresh_token("grower001", &["ag1", "ag2", "files", "offline_access"]);
+    assert_eq!(
+        app.post_credentials(&user, &rt, "STAGE").await.1["status"],
+        "OK"
+    );
+    rx.fail_next.store(2, Ordering::SeqCst);
+    app.admin(
+        Method::POST,
+        "grants/revoke",
+        Some(json!({"userName": "grower001"})),
+    )
+    .await;
+    app.wait_for_status(&user, "UNAUTHENTICATED").await;
+    wait_until("the alert", || rx.got.lock().unwrap().len() >= 2).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = rx.got.lock().unwrap().clone();
+    assert_eq!(
+        got.len(),
+        2,
+        "one confirmation and exactly one alert: {got:?}"
+    );
+    let (sig, body) = &got[1];
+    assert_eq!(
+        *sig,
+        furrow::sync::alerts::signature(SECRET, body.as_bytes()),
+        "valid signature over the exact bytes"
+    );
+    let alert: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(alert["type"], "credentialsUnauthenticated");
+    assert_eq!(alert["status"], "UNAUTHENTICATED");
+    assert_eq!(alert["provider"], "JohnDeere");
+    let (_, cred) = app.credential(&user).await;
+    assert_eq!(alert["credentialId"], cred["id"]);
+    assert!(alert["timestamp"].as_str().unwrap().ends_with('Z'));
+    assert!(!body.contains(&rt), "no secret in the alert");
+
+    let (_, failed) = app
+        .call(Method::GET, &format!("{hooks}/failed-calls"), None)
+        .await;
+    let items = failed["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{failed}");
+    assert!(items
+        .iter()
+        .all(|i| i["status"] == 503 && i["requestBody"] == body.as_str()));
+
+    // Deleting the webhook: 204, then 404; another owner never sees it.
+    let id = created["id"].as_str().unwrap();
+    furrow::api::auth::create_owner(
+        &app.furrow.state.store,
+        "other@example.com",
+        "another password",
+    )
+    .await
+    .unwrap();
+    let other = app.login("other@example.com", "another password").await;
+    assert_eq!(
+        app.call_as(&other, Method::GET, &format!("{hooks}/{id}"), None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.call(Method::DELETE, &format!("{hooks}/{id}"), None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.call(Method::GET, &format!("{hooks}/{id}"), None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    app.finish().await;
+}
+both_backends!(alerts, alerts_are_signed_retried_and_recorded);
