@@ -195,3 +195,95 @@ async fn alerts_are_signed_retried_and_recorded(db: Db) {
     app.finish().await;
 }
 both_backends!(alerts, alerts_are_signed_retried_and_recorded);
+
+async fn sync_changes_become_alerts(db: Db) {
+    let app = spawn_with(db, |s| {
+        s.alert_retry_scale = 0.0005;
+        s.health_check_interval_secs = 3600;
+    })
+    .await;
+    let (rx, url) = receiver().await;
+    let events = [
+        "fieldCreated",
+        "fieldUpdated",
+        "fieldBoundaryCreated",
+        "operationCreated",
+        "providerFileProcessingFinished",
+    ];
+    let (status, _) = app
+        .call(
+            Method::POST,
+            "/services/alerts/api/alerts/webhooks",
+            Some(json!({"events": events, "name": "data", "secret": SECRET, "url": url})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let user = app.create_user("watched").await;
+    app.call(
+        Method::POST,
+        &format!("/services/config/api/configs/{user}"),
+        Some(json!({"operationsProcessingRange": 120})),
+    )
+    .await;
+    let rt = app.grower_refresh_token("grower001", &["ag1", "ag2", "files", "offline_access"]);
+    app.post_credentials(&user, &rt, "STAGE").await;
+    // grower001: 6 fields with one boundary each, 24 operations, 4 files — plus the confirmation.
+    let count = |t: &str| {
+        rx.got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, b)| serde_json::from_str::<Value>(b).unwrap()["type"] == t)
+            .count()
+    };
+    wait_until("the sync's alerts", || {
+        rx.got.lock().unwrap().len() >= 1 + 6 + 6 + 24 + 4
+    })
+    .await;
+    assert_eq!(
+        (
+            count("fieldCreated"),
+            count("fieldBoundaryCreated"),
+            count("operationCreated"),
+            count("providerFileProcessingFinished")
+        ),
+        (6, 6, 24, 4)
+    );
+    for (sig, body) in rx.got.lock().unwrap().iter() {
+        assert_eq!(
+            *sig,
+            furrow::sync::alerts::signature(SECRET, body.as_bytes())
+        );
+    }
+    // A rename in John Deere: one fieldUpdated, nothing created again.
+    let world = app.admin(Method::GET, "world", None).await;
+    let field = world["growers"][0]["organizations"][0]["fieldIds"][0]
+        .as_str()
+        .unwrap();
+    app.admin(
+        Method::PATCH,
+        &format!("fields/{field}"),
+        Some(json!({"name": "Renamed"})),
+    )
+    .await;
+    let (_, queued) = app
+        .call(
+            Method::POST,
+            &format!("/services/fields/api/users/{user}/fields/sync"),
+            None,
+        )
+        .await;
+    let _ = queued;
+    wait_until("fieldUpdated", || count("fieldUpdated") == 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        (
+            count("fieldCreated"),
+            count("fieldUpdated"),
+            count("operationCreated")
+        ),
+        (6, 1, 24)
+    );
+    app.finish().await;
+}
+both_backends!(sync_alerts, sync_changes_become_alerts);

@@ -17,7 +17,17 @@ use crate::store::WebhookRecord;
 const BASE: &str = "/services/alerts/api/alerts/webhooks";
 
 /// Events furrow emits.
-pub const EVENTS: [&str; 2] = ["credentialsUnauthenticated", "credentialsLimitedPermission"];
+pub const EVENTS: [&str; 9] = [
+    "credentialsUnauthenticated",
+    "credentialsLimitedPermission",
+    "fieldCreated",
+    "fieldUpdated",
+    "fieldBoundaryCreated",
+    "operationCreated",
+    "operationUpdated",
+    "providerFileProcessingFinished",
+    "providerFileProcessingFailed",
+];
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{leaf_time_now, opt_string, Filters, Store, StoreResult};
+use super::{leaf_time_now, opt_string, Change, Filters, Store, StoreResult};
 
 /// A stable positive id (fits a JSON number exactly) for a Leaf grower or farm.
 pub fn stable_int_id(leaf_user_id: &str, kind: &str, provider_id: &str) -> i64 {
@@ -240,10 +240,11 @@ impl Store {
         name: &str,
         provider_farm_id: Option<&str>,
         operations_uri: Option<&str>,
-    ) -> StoreResult<String> {
+    ) -> StoreResult<(String, Change)> {
         let id = stable_uuid(&[user, "field", provider_id]);
+        let existed = self.exists("fields", &id).await?;
         let now = leaf_time_now();
-        sqlx::query(
+        let r = sqlx::query(
             "INSERT INTO fields (id, leaf_user_id, organization_id, provider_field_id, name, provider_farm_id, deleted_on_provider, created_at, updated_at, operations_uri) \
              VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7, $8) ON CONFLICT (id) DO UPDATE SET name = $5, provider_farm_id = $6, \
              deleted_on_provider = 0, updated_at = $7, operations_uri = $8 \
@@ -260,7 +261,14 @@ impl Store {
         .bind(operations_uri.map(str::to_string))
         .execute(self.pool())
         .await?;
-        Ok(id)
+        Ok((
+            id,
+            if existed {
+                Change::from_rows(r.rows_affected())
+            } else {
+                Change::Created
+            },
+        ))
     }
 
     /// Marks a field deleted on John Deere, and its current boundaries DELETED_ON_PROVIDER.

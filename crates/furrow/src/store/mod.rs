@@ -294,6 +294,37 @@ impl Store {
     }
 }
 
+/// What an upsert did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+impl Change {
+    fn from_rows(rows: u64) -> Self {
+        if rows > 0 {
+            Self::Updated
+        } else {
+            Self::Unchanged
+        }
+    }
+}
+
+impl Store {
+    /// Whether a row with this id exists (tables with a TEXT `id`; names are ours, not input).
+    pub(crate) async fn exists(&self, table: &str, id: &str) -> StoreResult<bool> {
+        Ok(
+            sqlx::query(&format!("SELECT 1 AS one FROM {table} WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?
+                .is_some(),
+        )
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()

@@ -62,9 +62,10 @@ const COLUMNS: &str = "o.id, o.leaf_user_id, o.field_id, o.provider_operation_id
 
 impl Store {
     /// Inserts or updates an operation; rows change only when the content did.
-    pub async fn upsert_operation(&self, op: &OperationRecord) -> StoreResult<()> {
+    pub async fn upsert_operation(&self, op: &OperationRecord) -> StoreResult<super::Change> {
+        let existed = self.exists("operations", &op.id).await?;
         let now = leaf_time_now();
-        sqlx::query(
+        let r = sqlx::query(
             "INSERT INTO operations (id, leaf_user_id, field_id, provider_operation_id, operation_type, crop_season, \
              start_time, end_time, start_ms, end_ms, data, data_hash, deleted_on_provider, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0, $13, $13) \
@@ -87,7 +88,11 @@ impl Store {
         .bind(now)
         .execute(self.pool())
         .await?;
-        Ok(())
+        Ok(if existed {
+            super::Change::from_rows(r.rows_affected())
+        } else {
+            super::Change::Created
+        })
     }
 
     pub async fn mark_operation_deleted(

@@ -64,17 +64,22 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
     STANDARD.encode(mac.finalize().into_bytes())
 }
 
+/// The signed body of an alert: the payload with `type` and `timestamp`, in Leaf's JSON form.
+pub fn event_body(event_type: &str, mut event: Map<String, Value>) -> String {
+    event.insert("type".into(), Value::String(event_type.into()));
+    event.insert("timestamp".into(), Value::String(leaf_time_now()));
+    leaf_json(&Value::Object(event))
+}
+
 /// Queues `event` (with `type` and `timestamp` added) for every webhook of `owner` that
 /// subscribed to `event_type`.
 pub async fn emit(
     state: &AppState,
     owner: &str,
     event_type: &str,
-    mut event: Map<String, Value>,
+    event: Map<String, Value>,
 ) -> Result<(), StoreError> {
-    event.insert("type".into(), Value::String(event_type.into()));
-    event.insert("timestamp".into(), Value::String(leaf_time_now()));
-    let body = leaf_json(&Value::Object(event));
+    let body = event_body(event_type, event);
     for webhook in state.store.webhooks(owner).await? {
         let events: Vec<String> = serde_json::from_str(&webhook.events).unwrap_or_default();
         if events.iter().any(|e| e == event_type) {

@@ -19,7 +19,8 @@ use crate::domain::config::effective;
 use crate::domain::credential::{ClientEnvironment, CredentialStatus};
 use crate::domain::organization::OrgStatus;
 use crate::store::{
-    leaf_time_now, BoundaryRecord, CredentialRecord, OperationRecord, StoreError, SyncStatus,
+    leaf_time_now, BoundaryRecord, Change, CredentialRecord, OperationRecord, StoreError,
+    SyncStatus,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +100,8 @@ struct Run<'a> {
     counts: SyncCounts,
     /// With operations on: only operations ending after this (ms) are kept.
     operations_since_ms: Option<i64>,
+    /// The owner's alert webhooks: (id, subscribed events), loaded once per run.
+    hooks: Vec<(String, Vec<String>)>,
 }
 
 /// What a signed read returned.
@@ -139,6 +142,27 @@ impl Run<'_> {
                 Ok(Read::Items(items, stored.is_none(), Pending(signature)))
             }
         }
+    }
+
+    /// Queues a Leaf alert for every webhook subscribed to `event_type`.
+    async fn notify(&self, event_type: &str, payload: Value) -> Result<(), SyncError> {
+        let subscribed: Vec<&String> = self
+            .hooks
+            .iter()
+            .filter(|(_, events)| events.iter().any(|e| e == event_type))
+            .map(|(id, _)| id)
+            .collect();
+        if subscribed.is_empty() {
+            return Ok(());
+        }
+        let Value::Object(map) = payload else {
+            return Ok(());
+        };
+        let body = crate::sync::alerts::event_body(event_type, map);
+        for id in subscribed {
+            self.state.store.enqueue_delivery(id, &body).await?;
+        }
+        Ok(())
     }
 
     async fn commit(&self, pending: Pending) -> Result<(), SyncError> {
@@ -254,6 +278,20 @@ impl Run<'_> {
             }
             let record = self.download(org_id, f).await?;
             self.state.store.upsert_file(&record).await?;
+            match record.status.as_str() {
+                "processed" => {
+                    self.notify("providerFileProcessingFinished", json!({"fileId": record.id, "leafUserId": user}))
+                        .await?
+                }
+                "failed" => {
+                    self.notify(
+                        "providerFileProcessingFailed",
+                        json!({"fileId": record.id, "leafUserId": user, "message": "John Deere refused the download"}),
+                    )
+                    .await?
+                }
+                _ => {}
+            }
             self.counts.files += 1;
         }
         if full {
@@ -384,7 +422,15 @@ impl Run<'_> {
             {
                 continue;
             }
-            self.state.store.upsert_operation(&record).await?;
+            let event = match self.state.store.upsert_operation(&record).await? {
+                Change::Created => Some("operationCreated"),
+                Change::Updated => Some("operationUpdated"),
+                Change::Unchanged => None,
+            };
+            if let Some(event) = event {
+                self.notify(event, json!({"operationId": record.id, "leafUserId": user}))
+                    .await?;
+            }
             self.counts.operations += 1;
         }
         if full {
@@ -411,7 +457,7 @@ impl Run<'_> {
             .as_ref()
             .and_then(|e| e.farms.first())
             .map(|farm| farm.id.clone());
-        let field_id = self
+        let (field_id, change) = self
             .state
             .store
             .upsert_field(
@@ -423,6 +469,18 @@ impl Run<'_> {
                 f.link("fieldOperation"),
             )
             .await?;
+        let event = match change {
+            Change::Created => Some("fieldCreated"),
+            Change::Updated => Some("fieldUpdated"),
+            Change::Unchanged => None,
+        };
+        if let Some(event) = event {
+            self.notify(
+                event,
+                json!({"source": "SYNC", "leafUserId": user, "fieldId": field_id}),
+            )
+            .await?;
+        }
         self.counts.fields += 1;
         let Some(uri) = f.link("boundaries").map(str::to_string) else {
             return Ok(());
@@ -487,6 +545,11 @@ impl Run<'_> {
                         updated_at: now.clone(),
                     };
                     self.state.store.insert_boundary(&record).await?;
+                    self.notify(
+                        "fieldBoundaryCreated",
+                        json!({"boundaryId": record.id, "leafUserId": user, "fieldId": field_id}),
+                    )
+                    .await?;
                     self.counts.boundaries += 1;
                     if b.active {
                         new_active = Some(record.id.clone());
@@ -636,6 +699,7 @@ pub async fn sync_credential(
         cred,
         counts: SyncCounts::default(),
         operations_since_ms: None,
+        hooks: Vec::new(),
     };
     let user = cred.leaf_user_id.clone();
     let started = leaf_time_now();
@@ -659,6 +723,13 @@ pub async fn sync_credential(
         run.commit(pending).await?;
     }
     let owner = state.store.owner_of_user(&user).await?.unwrap_or_default();
+    run.hooks = state
+        .store
+        .webhooks(&owner)
+        .await?
+        .into_iter()
+        .map(|w| (w.id, serde_json::from_str(&w.events).unwrap_or_default()))
+        .collect();
     let owner_cfg = config_layer(state, &owner, "").await?;
     let user_cfg = config_layer(state, &owner, &user).await?;
     let config = effective(owner_cfg.as_ref(), user_cfg.as_ref());
