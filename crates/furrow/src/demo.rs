@@ -23,6 +23,13 @@ pub async fn run(mut settings: Settings) -> Result<(), StartError> {
         Ok(_) | Err(crate::api::auth::OwnerError::Exists(_)) => {}
         Err(e) => tracing::warn!(error = %e, "demo owner not created"),
     }
+    // The simulator's seeded operations are from 2022–2024: let the demo owner see them.
+    if let Ok(Some(owner)) = running.state.store.owner_by_email(DEMO_EMAIL).await {
+        let config = serde_json::json!({"operationsProcessingRange": 120}).to_string();
+        if let Err(e) = running.state.store.put_config(&owner.id, "", &config).await {
+            tracing::warn!(error = %e, "demo configuration not stored");
+        }
+    }
     let tokens = sim
         .issue_tokens(
             "sim-client",
@@ -54,6 +61,11 @@ curl -s {base}/services/usermanagement/api/users/$USER/john-deere-credentials \
   -d '{{"clientKey":"sim-client","clientSecret":"sim-secret","refreshToken":"{refresh_token}","clientEnvironment":"STAGE"}}'
 
 curl -s {base}/services/usermanagement/api/users/$USER/john-deere-credentials/events -H "Authorization: Bearer $TOKEN"
+
+# A moment later the first sync is done: its status, then the synced fields and operations.
+curl -s {base}/services/fields/api/users/$USER/fields/sync -H "Authorization: Bearer $TOKEN"
+curl -s "{base}/services/fields/api/fields?leafUserId=$USER" -H "Authorization: Bearer $TOKEN"
+curl -s "{base}/services/operations/api/operations?leafUserId=$USER" -H "Authorization: Bearer $TOKEN"
 
 # Revoke the grower's grant in the simulator; within a health check furrow reports UNAUTHENTICATED:
 curl -s -X POST {sim_root}/__admin/grants/revoke -H 'content-type: application/json' -d '{{"userName":"grower001"}}'
