@@ -72,6 +72,15 @@ impl UserBody {
     }
 }
 
+/// The owner's user `id`, or 404.
+async fn find_user(state: &AppState, owner: &Owner, id: &str) -> ApiResult<UserRecord> {
+    state
+        .store
+        .user(&owner.id, id)
+        .await?
+        .ok_or(ApiError::NotFound("Leaf user"))
+}
+
 async fn user_json(state: &AppState, owner: &Owner, user: &UserRecord) -> ApiResult<Value> {
     let mut value = json!({
         "id": user.id, "name": user.name, "email": user.email, "phone": user.phone,
@@ -168,11 +177,7 @@ async fn fetch(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let id = parse_id(&id, "Leaf user")?;
-    let user = state
-        .store
-        .user(&owner.id, &id)
-        .await?
-        .ok_or(ApiError::NotFound("Leaf user"))?;
+    let user = find_user(&state, &owner, &id).await?;
     Ok(Json(user_json(&state, &owner, &user).await?))
 }
 
@@ -184,11 +189,7 @@ async fn patch(
     ApiJson(raw): ApiJson<Value>,
 ) -> ApiResult<Json<Value>> {
     let id = parse_id(&id, "Leaf user")?;
-    let current = state
-        .store
-        .user(&owner.id, &id)
-        .await?
-        .ok_or(ApiError::NotFound("Leaf user"))?;
+    let current = find_user(&state, &owner, &id).await?;
     let Value::Object(changes) = &raw else {
         return Err(ApiError::bad("body", "must be a JSON object"));
     };
@@ -216,11 +217,7 @@ async fn patch(
         external_id: pick("externalId", write.external_id, current.external_id),
     };
     state.store.update_user(&owner.id, &id, &merged).await?;
-    let user = state
-        .store
-        .user(&owner.id, &id)
-        .await?
-        .ok_or(ApiError::NotFound("Leaf user"))?;
+    let user = find_user(&state, &owner, &id).await?;
     Ok(Json(user_json(&state, &owner, &user).await?))
 }
 
@@ -236,22 +233,14 @@ async fn replace(
         .as_deref()
         .ok_or_else(|| ApiError::bad("id", "is required for PUT /users"))
         .and_then(|raw| parse_id(raw, "Leaf user"))?;
-    state
-        .store
-        .user(&owner.id, &id)
-        .await?
-        .ok_or(ApiError::NotFound("Leaf user"))?;
+    find_user(&state, &owner, &id).await?;
     check_reference(&state, &owner, Some(&id), &body.john_deere_credentials).await?;
     let (write, reference) = body.write()?;
     state.store.update_user(&owner.id, &id, &write).await?;
     if reference.is_none() {
         state.store.delete_credential(&owner.id, &id).await?;
     }
-    let user = state
-        .store
-        .user(&owner.id, &id)
-        .await?
-        .ok_or(ApiError::NotFound("Leaf user"))?;
+    let user = find_user(&state, &owner, &id).await?;
     Ok(Json(user_json(&state, &owner, &user).await?))
 }
 
