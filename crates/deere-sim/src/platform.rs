@@ -382,21 +382,13 @@ impl Ctx<'_> {
                         Some("ARCHIVED") => f.archived,
                         _ => !f.archived,
                     })
-                    .map(|f| Item::of(&f.stamp, || {
-                        let mut v = links.field(org_id, f);
-                        for embed in &embeds {
-                            match embed.as_str() {
-                                "farms" => v["farms"] = json!({"@type": "Farms", "farms":
-                                    org.farms.iter().filter(|x| Some(&x.id) == f.farm_id.as_ref()).map(|x| links.farm(org_id, x)).collect::<Vec<_>>()}),
-                                "clients" => v["clients"] = json!({"@type": "Clients", "clients":
-                                    org.clients.iter().filter(|x| Some(&x.id) == f.client_id.as_ref()).map(|x| links.client(org_id, x)).collect::<Vec<_>>()}),
-                                "boundaries" => v["boundaries"] = json!(f.boundaries.iter().filter(|b| b.stamp.is_live()).map(|b| links.boundary(org_id, &f.id, b)).collect::<Vec<_>>()),
-                                "activeBoundary" => if let Some(b) = f.active_boundary() { v["activeBoundary"] = links.boundary(org_id, &f.id, b) },
-                                _ => {}
-                            }
-                        }
-                        v
-                    }, || deleted("Field", &f.id, links.field_uri(org_id, &f.id))))
+                    .map(|f| {
+                        Item::of(
+                            &f.stamp,
+                            || field_with_embeds(&links, org_id, org, f, &embeds),
+                            || deleted("Field", &f.id, links.field_uri(org_id, &f.id)),
+                        )
+                    })
                     .collect()
             }
             ["fields", id] => {
@@ -404,7 +396,7 @@ impl Ctx<'_> {
                     org.fields
                         .iter()
                         .find(|f| f.id == *id && f.stamp.is_live())
-                        .map(|f| links.field(org_id, f)),
+                        .map(|f| field_with_embeds(&links, org_id, org, f, &embeds)),
                 )
             }
             ["fields", id, sub @ ..] => {
@@ -851,6 +843,46 @@ fn bad_request(field: &str, message: &str) -> Response {
                             "message": format!("{field}: {message}"), "code": "400", "field": field}])),
     )
         .into_response()
+}
+
+/// A field with the `embed`s asked for (`farms`, `clients`, `boundaries`, `activeBoundary`).
+fn field_with_embeds(
+    links: &crate::render::Links<'_>,
+    org_id: &str,
+    org: &crate::world::Org,
+    f: &crate::world::FieldRec,
+    embeds: &[String],
+) -> Value {
+    let mut v = links.field(org_id, f);
+    for embed in embeds {
+        match embed.as_str() {
+            "farms" => {
+                v["farms"] = json!({"@type": "Farms", "farms": org.farms.iter()
+                    .filter(|x| Some(&x.id) == f.farm_id.as_ref())
+                    .map(|x| links.farm(org_id, x)).collect::<Vec<_>>()})
+            }
+            "clients" => {
+                v["clients"] = json!({"@type": "Clients", "clients": org.clients.iter()
+                    .filter(|x| Some(&x.id) == f.client_id.as_ref())
+                    .map(|x| links.client(org_id, x)).collect::<Vec<_>>()})
+            }
+            "boundaries" => {
+                v["boundaries"] = json!(f
+                    .boundaries
+                    .iter()
+                    .filter(|b| b.stamp.is_live())
+                    .map(|b| links.boundary(org_id, &f.id, b))
+                    .collect::<Vec<_>>())
+            }
+            "activeBoundary" => {
+                if let Some(b) = f.active_boundary() {
+                    v["activeBoundary"] = links.boundary(org_id, &f.id, b)
+                }
+            }
+            _ => {}
+        }
+    }
+    v
 }
 
 struct ParsedSubscription {

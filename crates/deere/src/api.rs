@@ -15,7 +15,8 @@ use url::Url;
 use crate::error::{ApiErrors, DeereError, ForbiddenKind, Result};
 use crate::http::{retry_after, RetryPolicy};
 use crate::models::{
-    ApiCatalog, CollectionPage, EventSubscription, HasLinks, NewEventSubscription, Organization,
+    ApiCatalog, CollectionPage, EventSubscription, EventType, HasLinks, NewEventSubscription,
+    Organization,
 };
 use crate::oauth::AccessToken;
 use crate::observe::{observe, Observer};
@@ -368,6 +369,12 @@ impl ApiClient {
             .send_json(Method::POST, &url, token, subscription)
             .await?;
         parse_json(response).await
+    }
+
+    /// `GET /eventSubscriptionEventTypes`: the event types this app may subscribe to.
+    pub async fn event_types(&self, token: &AccessToken) -> Result<Vec<EventType>> {
+        let url = self.endpoint("eventSubscriptionEventTypes")?;
+        self.collect_all(token, &url).await
     }
 
     /// `GET /eventSubscriptions`, all pages.

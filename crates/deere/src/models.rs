@@ -496,6 +496,15 @@ pub struct NewEventSubscription {
     pub token: Option<String>,
 }
 
+/// An event type of the Data Subscription Service (`fieldOperation`, `heartbeat`, …).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventType {
+    pub id: String,
+    #[serde(default)]
+    pub filter_keys: Vec<String>,
+}
+
 /// One event of a webhook delivery (the body is a JSON array of these).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -25,6 +25,8 @@ pub struct AppState {
     pub replica_id: String,
     /// Owners recently confirmed to exist (id → until, ms): spares a query per request.
     pub known_owners: Arc<std::sync::Mutex<std::collections::HashMap<String, i64>>>,
+    /// Wakes this replica's engine before its next poll (a delivery queued, an alert due).
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +68,7 @@ impl AppState {
             deere,
             replica_id: uuid::Uuid::new_v4().to_string(),
             known_owners: Arc::default(),
+            wake: Arc::default(),
         })
     }
 }

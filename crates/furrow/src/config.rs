@@ -55,6 +55,12 @@ pub struct Settings {
     /// Credential reads are served from memory for up to this long; writes on the same
     /// replica invalidate at once, other replicas' writes show within this time. 0 disables.
     pub credential_cache_ms: u64,
+    /// Subscribe to John Deere's events (Data Subscription Service) for synced organizations,
+    /// delivered to `{public_url}/api/deere/events`. Off: polling only.
+    pub deere_webhooks: bool,
+    /// When set, a John Deere delivery must carry exactly this `Authorization` header (the
+    /// app's `authorizationHeaderValue` on `eventSubscriptionDelivery`).
+    pub deere_webhook_authorization: Option<String>,
 }
 
 impl Default for Settings {
@@ -81,6 +87,8 @@ impl Default for Settings {
             file_chunk_bytes: 8 * 1024 * 1024,
             alert_retry_scale: 1.0,
             credential_cache_ms: 1000,
+            deere_webhooks: true,
+            deere_webhook_authorization: None,
         }
     }
 }
@@ -102,6 +110,14 @@ impl std::fmt::Debug for Settings {
             .field("deere_auth_url", &self.deere_auth_url)
             .field("deere_stage_api_url", &self.deere_stage_api_url)
             .field("deere_production_api_url", &self.deere_production_api_url)
+            .field("deere_webhooks", &self.deere_webhooks)
+            .field(
+                "deere_webhook_authorization",
+                &self
+                    .deere_webhook_authorization
+                    .as_ref()
+                    .map(|_| "[REDACTED]"),
+            )
             .finish_non_exhaustive()
     }
 }

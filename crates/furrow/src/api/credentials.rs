@@ -16,6 +16,7 @@ use crate::app::AppState;
 use crate::domain::credential::ClientEnvironment;
 use crate::store::CredentialRecord;
 use crate::sync::credentials::{self, NewCredential};
+use crate::sync::webhooks::Unsubscribe;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -134,7 +135,11 @@ async fn delete_credential(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let user = user_must_exist(&state, &owner, &id).await?;
+    let unsubscribe = Unsubscribe::prepare(&state, &user).await;
     if state.store.delete_credential(&owner.id, &user).await? {
+        if let Some(u) = unsubscribe {
+            u.spawn();
+        }
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound("John Deere credentials"))

@@ -12,6 +12,7 @@ pub mod alerts;
 pub mod auth;
 pub mod configs;
 pub mod credentials;
+pub mod deere_events;
 pub mod error;
 pub mod extract;
 pub mod fields;
@@ -30,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         .merge(alerts::router())
         .merge(users::router())
         .merge(credentials::router())
+        .merge(deere_events::router())
         .merge(organizations::router())
         .merge(configs::router())
         .merge(fields::router())

@@ -163,6 +163,8 @@ async fn set_status(
             "the organization changed meanwhile; read it again".into(),
         ));
     }
+    // What syncs changed: the sync job runs now (and subscribes or unsubscribes the org).
+    state.store.wake_job(&c.id, "sync").await?;
     let updated = OrganizationRecord {
         status: target.as_str().into(),
         ..current.clone()

@@ -14,6 +14,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{parse_id, ApiJson, Paging, Params};
 use crate::app::AppState;
 use crate::store::{UserFilter, UserRecord, UserWrite};
+use crate::sync::webhooks::Unsubscribe;
 
 const BASE: &str = "/services/usermanagement/api/users";
 
@@ -238,7 +239,12 @@ async fn replace(
     let (write, reference) = body.write()?;
     state.store.update_user(&owner.id, &id, &write).await?;
     if reference.is_none() {
-        state.store.delete_credential(&owner.id, &id).await?;
+        let unsubscribe = Unsubscribe::prepare(&state, &id).await;
+        if state.store.delete_credential(&owner.id, &id).await? {
+            if let Some(u) = unsubscribe {
+                u.spawn();
+            }
+        }
     }
     let user = find_user(&state, &owner, &id).await?;
     Ok(Json(user_json(&state, &owner, &user).await?))
@@ -250,7 +256,11 @@ async fn remove(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let id = parse_id(&id, "Leaf user")?;
+    let unsubscribe = Unsubscribe::prepare(&state, &id).await;
     if state.store.delete_user(&owner.id, &id).await? {
+        if let Some(u) = unsubscribe {
+            u.spawn();
+        }
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound("Leaf user"))

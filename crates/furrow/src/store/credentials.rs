@@ -314,7 +314,8 @@ impl Store {
         }
         if let Some(job) = reschedule {
             sqlx::query(
-                "UPDATE jobs SET run_at_ms = $1, attempts = 0, last_error = NULL, lease_owner = NULL, lease_until_ms = NULL \
+                "UPDATE jobs SET run_at_ms = CASE WHEN woken <> 0 THEN run_at_ms ELSE $1 END, attempts = 0, \
+                 last_error = NULL, lease_owner = NULL, lease_until_ms = NULL, woken = 0 \
                  WHERE id = $2 AND lease_owner = $3",
             )
             .bind(job.run_at_ms)

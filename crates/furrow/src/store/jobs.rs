@@ -25,7 +25,7 @@ impl Store {
     ) -> StoreResult<Vec<ClaimedJob>> {
         let now = now_ms();
         let rows = sqlx::query(
-            "UPDATE jobs SET lease_owner = $1, lease_until_ms = $2 \
+            "UPDATE jobs SET lease_owner = $1, lease_until_ms = $2, woken = 0 \
              WHERE id IN (SELECT id FROM jobs WHERE run_at_ms <= $3 \
                           AND (lease_until_ms IS NULL OR lease_until_ms < $3) ORDER BY run_at_ms LIMIT $4) \
              AND run_at_ms <= $3 AND (lease_until_ms IS NULL OR lease_until_ms < $3) \
@@ -59,7 +59,8 @@ impl Store {
         last_error: Option<&str>,
     ) -> StoreResult<bool> {
         let r = sqlx::query(
-            "UPDATE jobs SET run_at_ms = $1, attempts = $2, last_error = $3, lease_owner = NULL, lease_until_ms = NULL \
+            "UPDATE jobs SET run_at_ms = CASE WHEN woken <> 0 THEN run_at_ms ELSE $1 END, attempts = $2, \
+             last_error = $3, lease_owner = NULL, lease_until_ms = NULL, woken = 0 \
              WHERE id = $4 AND lease_owner = $5",
         )
         .bind(run_at_ms)
@@ -73,16 +74,17 @@ impl Store {
     }
 
     /// Makes one of a credential's jobs due now (a manual sync). A job running under a lease
-    /// finishes first and then reschedules itself, which may push this back: a manual sync
-    /// during a running one is satisfied by that run.
+    /// finishes first and then runs again at once (its reschedule keeps a wake-up that came
+    /// in while it ran: the change that prompted it may have come after the run read it).
     pub async fn wake_job(&self, credential_id: &str, kind: &str) -> StoreResult<bool> {
-        let r =
-            sqlx::query("UPDATE jobs SET run_at_ms = $1 WHERE credential_id = $2 AND kind = $3")
-                .bind(now_ms())
-                .bind(credential_id)
-                .bind(kind)
-                .execute(self.pool())
-                .await?;
+        let r = sqlx::query(
+            "UPDATE jobs SET run_at_ms = $1, woken = 1 WHERE credential_id = $2 AND kind = $3",
+        )
+        .bind(now_ms())
+        .bind(credential_id)
+        .bind(kind)
+        .execute(self.pool())
+        .await?;
         Ok(r.rows_affected() == 1)
     }
 }

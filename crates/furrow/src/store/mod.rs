@@ -17,6 +17,7 @@ mod jobs;
 mod operations;
 mod organizations;
 mod users;
+mod webhooks;
 
 pub use accounts::{LoginThrottle, OwnerRecord};
 pub use alerts::{DeliveryRecord, FailedCall, WebhookRecord};
@@ -30,6 +31,7 @@ pub use jobs::ClaimedJob;
 pub use operations::{OperationFilter, OperationRecord};
 pub use organizations::OrganizationRecord;
 pub use users::{UserFilter, UserRecord, UserWrite};
+pub use webhooks::{InboxItem, NewInboxItem, SubscriptionRecord};
 
 const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_core", include_str!("../../migrations/0001_core.sql")),
@@ -52,6 +54,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0006_alerts",
         include_str!("../../migrations/0006_alerts.sql"),
+    ),
+    (
+        "0007_deere_webhooks",
+        include_str!("../../migrations/0007_deere_webhooks.sql"),
     ),
 ];
 

@@ -22,6 +22,8 @@ pub struct OperationRecord {
     pub data: String,
     pub data_hash: String,
     pub deleted_on_provider: bool,
+    /// John Deere's `modifiedTime` (ms), when given.
+    pub provider_modified_ms: Option<i64>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -52,26 +54,31 @@ fn operation_from(r: &AnyRow) -> StoreResult<OperationRecord> {
         data: r.try_get("data")?,
         data_hash: r.try_get("data_hash")?,
         deleted_on_provider: r.try_get::<i64, _>("deleted_on_provider")? != 0,
+        provider_modified_ms: r.try_get("provider_modified_ms")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
     })
 }
 
 const COLUMNS: &str = "o.id, o.leaf_user_id, o.field_id, o.provider_operation_id, o.operation_type, o.crop_season, \
-    o.start_time, o.end_time, o.start_ms, o.end_ms, o.data, o.data_hash, o.deleted_on_provider, o.created_at, o.updated_at";
+    o.start_time, o.end_time, o.start_ms, o.end_ms, o.data, o.data_hash, o.deleted_on_provider, o.provider_modified_ms, o.created_at, o.updated_at";
 
 impl Store {
-    /// Inserts or updates an operation; rows change only when the content did.
+    /// Inserts or updates an operation; rows change only when the content did, and never back
+    /// to an older version (a slow poll finishing after a webhook's fresher read).
     pub async fn upsert_operation(&self, op: &OperationRecord) -> StoreResult<super::Change> {
         let existed = self.exists("operations", &op.id).await?;
         let now = leaf_time_now();
         let r = sqlx::query(
             "INSERT INTO operations (id, leaf_user_id, field_id, provider_operation_id, operation_type, crop_season, \
-             start_time, end_time, start_ms, end_ms, data, data_hash, deleted_on_provider, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0, $13, $13) \
+             start_time, end_time, start_ms, end_ms, data, data_hash, deleted_on_provider, provider_modified_ms, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0, $13, $14, $14) \
              ON CONFLICT (id) DO UPDATE SET field_id = $3, operation_type = $5, crop_season = $6, start_time = $7, \
-             end_time = $8, start_ms = $9, end_ms = $10, data = $11, data_hash = $12, deleted_on_provider = 0, updated_at = $13 \
-             WHERE operations.data_hash <> $12 OR operations.deleted_on_provider <> 0 OR operations.field_id <> $3",
+             end_time = $8, start_ms = $9, end_ms = $10, data = $11, data_hash = $12, deleted_on_provider = 0, \
+             provider_modified_ms = $13, updated_at = $14 \
+             WHERE (operations.data_hash <> $12 OR operations.deleted_on_provider <> 0 OR operations.field_id <> $3) \
+             AND (operations.provider_modified_ms IS NULL \
+                  OR operations.provider_modified_ms <= COALESCE($13, operations.provider_modified_ms))",
         )
         .bind(&op.id)
         .bind(&op.leaf_user_id)
@@ -85,6 +92,7 @@ impl Store {
         .bind(op.end_ms)
         .bind(&op.data)
         .bind(&op.data_hash)
+        .bind(op.provider_modified_ms)
         .bind(now)
         .execute(self.pool())
         .await?;

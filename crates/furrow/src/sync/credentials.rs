@@ -20,6 +20,7 @@ use crate::store::{
     now_ms, ClaimedJob, CredentialRecord, JobReschedule, NewEvent, StoreError, TokenWrite,
 };
 use crate::sync::link::{status_event, Session};
+use crate::sync::webhooks::Unsubscribe;
 
 /// Validated input of `POST …/john-deere-credentials`.
 pub struct NewCredential {
@@ -190,10 +191,15 @@ pub async fn create(
     }
     // Stored now, before the access token is used for anything.
     let next_run = next_run_ms(state, &record);
+    let unsubscribe = Unsubscribe::prepare(state, &record.leaf_user_id).await;
     state
         .store
         .replace_credential(&record, &events, next_run)
         .await?;
+    // The replaced credentials' subscriptions go; the new ones subscribe at their first sync.
+    if let Some(u) = unsubscribe {
+        u.spawn();
+    }
     if tokens.is_none() {
         alert(
             state,

@@ -10,18 +10,18 @@ use deere::models::{
     Boundary, Client, Farm, Field, FieldOperation, FieldOperationType, File, HasLinks, Organization,
 };
 use deere::{AccessToken, ApiClient, DeereError, Listing};
-use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
 use crate::app::AppState;
 use crate::domain::config::effective;
-use crate::domain::credential::{ClientEnvironment, CredentialStatus};
+use crate::domain::credential::CredentialStatus;
 use crate::domain::organization::OrgStatus;
 use crate::store::{
     leaf_time_now, BoundaryRecord, Change, CredentialRecord, OperationRecord, StoreError,
     SyncStatus,
 };
+use crate::sync::link::Authorized;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -78,6 +78,8 @@ pub struct SyncCounts {
     pub files_deleted: usize,
     pub requests_not_modified: usize,
     pub organizations_failed: Vec<String>,
+    /// How changes reach furrow: `WEBHOOKS`, `POLLING` (with the reason) or `DISABLED`.
+    pub webhooks: crate::sync::webhooks::WebhookMode,
 }
 
 impl SyncCounts {
@@ -88,18 +90,21 @@ impl SyncCounts {
             "operations": self.operations, "operationsDeleted": self.operations_deleted,
             "files": self.files, "filesDeleted": self.files_deleted,
             "notModified": self.requests_not_modified, "organizationsFailed": self.organizations_failed,
+            "webhooks": self.webhooks.state(), "webhooksDetail": self.webhooks.detail(),
         })
     }
 }
 
-struct Run<'a> {
-    state: &'a AppState,
-    api: ApiClient,
-    token: AccessToken,
-    cred: &'a CredentialRecord,
+/// One credential's work against John Deere: a full sync, or one delivered event.
+pub(super) struct Run<'a> {
+    pub(super) state: &'a AppState,
+    pub(super) api: ApiClient,
+    pub(super) token: AccessToken,
+    pub(super) cred: &'a CredentialRecord,
+    auth: Authorized,
     counts: SyncCounts,
     /// With operations on: only operations ending after this (ms) are kept.
-    operations_since_ms: Option<i64>,
+    pub(super) operations_since_ms: Option<i64>,
     /// The owner's alert webhooks: (id, subscribed events), loaded once per run.
     hooks: Vec<(String, Vec<String>)>,
 }
@@ -117,7 +122,65 @@ enum Read<T> {
 #[must_use]
 struct Pending(Option<(String, String)>);
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    /// Opens a run for a credential that has a working access token.
+    pub(super) fn open(state: &'a AppState, cred: &'a CredentialRecord) -> Result<Self, SyncError> {
+        let Some(auth) = Authorized::open(state, cred)? else {
+            let reason = match cred.status.as_str() {
+                s if s == CredentialStatus::Unauthenticated.as_str() => s.to_string(),
+                _ => "without an access token".to_string(),
+            };
+            return Err(SyncError::NotReady(reason));
+        };
+        Ok(Run {
+            state,
+            api: auth.api().clone(),
+            token: auth.token.clone(),
+            cred,
+            auth,
+            counts: SyncCounts::default(),
+            operations_since_ms: None,
+            hooks: Vec::new(),
+        })
+    }
+
+    /// Loads the owner's alert webhooks and the effective configuration; returns whether only
+    /// SELECTED organizations sync.
+    pub(super) async fn load_config(&mut self) -> Result<bool, SyncError> {
+        let state = self.state;
+        let user = &self.cred.leaf_user_id;
+        let owner = state.store.owner_of_user(user).await?.unwrap_or_default();
+        self.hooks = state
+            .store
+            .webhooks(&owner)
+            .await?
+            .into_iter()
+            .map(|w| (w.id, serde_json::from_str(&w.events).unwrap_or_default()))
+            .collect();
+        let owner_cfg = config_layer(state, &owner, "").await?;
+        let user_cfg = config_layer(state, &owner, user).await?;
+        let config = effective(owner_cfg.as_ref(), user_cfg.as_ref());
+        if config
+            .get("operationsAutoSync")
+            .and_then(Value::as_bool)
+            .unwrap_or(true)
+        {
+            // operationsProcessingRange is in months; a month counts as 30.44 days.
+            let months = config
+                .get("operationsProcessingRange")
+                .and_then(Value::as_i64)
+                .unwrap_or(12);
+            self.operations_since_ms = Some(crate::store::now_ms() - months * 2_630_016_000);
+        }
+        Ok(config.get("organizationDataSync").and_then(Value::as_str) == Some("SELECTED_ONLY"))
+    }
+
+    /// Stores the exchanges so far as the credential's events (failed ones are what an
+    /// application needs to see).
+    pub(super) async fn flush_events(&self) -> Result<(), SyncError> {
+        Ok(self.auth.flush_events(self.state, &self.cred.id).await?)
+    }
+
     async fn read<T: DeserializeOwned>(&mut self, uri: &str) -> Result<Read<T>, SyncError> {
         // Deleting the credentials (or the user) stops a running sync before its next request.
         if self.state.store.credential(&self.cred.id).await?.is_none() {
@@ -267,32 +330,7 @@ impl Run<'_> {
                 continue;
             }
             seen.insert(f.id.clone());
-            let existing = self.state.store.file_by_provider_id(&user, &f.id).await?;
-            let unchanged = existing.as_ref().is_some_and(|e| {
-                e.status == "processed"
-                    && !e.deleted_on_provider
-                    && e.provider_modified_time == f.modified_time
-            });
-            if unchanged {
-                continue;
-            }
-            let record = self.download(org_id, f).await?;
-            self.state.store.upsert_file(&record).await?;
-            match record.status.as_str() {
-                "processed" => {
-                    self.notify("providerFileProcessingFinished", json!({"fileId": record.id, "leafUserId": user}))
-                        .await?
-                }
-                "failed" => {
-                    self.notify(
-                        "providerFileProcessingFailed",
-                        json!({"fileId": record.id, "leafUserId": user, "message": "John Deere refused the download"}),
-                    )
-                    .await?
-                }
-                _ => {}
-            }
-            self.counts.files += 1;
+            self.apply_file(org_id, f).await?;
         }
         if full {
             for gone in self.state.store.live_file_ids(&user, org_id).await? {
@@ -303,6 +341,42 @@ impl Run<'_> {
             }
         }
         self.commit(pending).await?;
+        Ok(())
+    }
+
+    /// Stores one file read from John Deere, downloading it unless furrow already holds this
+    /// version, and alerts on the outcome.
+    pub(super) async fn apply_file(&mut self, org_id: &str, f: &File) -> Result<(), SyncError> {
+        let user = self.cred.leaf_user_id.clone();
+        let existing = self.state.store.file_by_provider_id(&user, &f.id).await?;
+        let unchanged = existing.as_ref().is_some_and(|e| {
+            e.status == "processed"
+                && !e.deleted_on_provider
+                && e.provider_modified_time == f.modified_time
+        });
+        if unchanged {
+            return Ok(());
+        }
+        let record = self.download(org_id, f).await?;
+        self.state.store.upsert_file(&record).await?;
+        match record.status.as_str() {
+            "processed" => {
+                self.notify(
+                    "providerFileProcessingFinished",
+                    json!({"fileId": record.id, "leafUserId": user}),
+                )
+                .await?
+            }
+            "failed" => {
+                self.notify(
+                    "providerFileProcessingFailed",
+                    json!({"fileId": record.id, "leafUserId": user, "message": "John Deere refused the download"}),
+                )
+                .await?
+            }
+            _ => {}
+        }
+        self.counts.files += 1;
         Ok(())
     }
 
@@ -385,7 +459,7 @@ impl Run<'_> {
         }
     }
 
-    async fn operations(
+    pub(super) async fn operations(
         &mut self,
         field_id: &str,
         uri: &str,
@@ -413,25 +487,7 @@ impl Run<'_> {
                 continue;
             }
             seen.insert(op.id.clone());
-            let record = operation_record(&user, field_id, op);
-            // Outside operationsProcessingRange: not processed (kept if already there).
-            if record
-                .end_ms
-                .or(record.start_ms)
-                .is_some_and(|t| t < since_ms)
-            {
-                continue;
-            }
-            let event = match self.state.store.upsert_operation(&record).await? {
-                Change::Created => Some("operationCreated"),
-                Change::Updated => Some("operationUpdated"),
-                Change::Unchanged => None,
-            };
-            if let Some(event) = event {
-                self.notify(event, json!({"operationId": record.id, "leafUserId": user}))
-                    .await?;
-            }
-            self.counts.operations += 1;
+            self.apply_operation(field_id, op, since_ms).await?;
         }
         if full {
             for gone in self.state.store.live_operation_ids(field_id).await? {
@@ -450,7 +506,40 @@ impl Run<'_> {
         Ok(())
     }
 
-    async fn field(&mut self, org_id: &str, f: &Field) -> Result<(), SyncError> {
+    /// Stores one operation read from John Deere (unless it is outside
+    /// operationsProcessingRange) and alerts on a new or changed one.
+    pub(super) async fn apply_operation(
+        &mut self,
+        field_id: &str,
+        op: &FieldOperation,
+        since_ms: i64,
+    ) -> Result<(), SyncError> {
+        let user = self.cred.leaf_user_id.clone();
+        let record = operation_record(&user, field_id, op);
+        // Outside operationsProcessingRange: not processed (kept if already there).
+        if record
+            .end_ms
+            .or(record.start_ms)
+            .is_some_and(|t| t < since_ms)
+        {
+            return Ok(());
+        }
+        let event = match self.state.store.upsert_operation(&record).await? {
+            Change::Created => Some("operationCreated"),
+            Change::Updated => Some("operationUpdated"),
+            Change::Unchanged => None,
+        };
+        if let Some(event) = event {
+            self.notify(event, json!({"operationId": record.id, "leafUserId": user}))
+                .await?;
+        }
+        self.counts.operations += 1;
+        Ok(())
+    }
+
+    /// Stores a field and, when it has changed on John Deere, its boundaries. Returns furrow's
+    /// id of the field.
+    pub(super) async fn field(&mut self, org_id: &str, f: &Field) -> Result<String, SyncError> {
         let user = self.cred.leaf_user_id.clone();
         let farm = f
             .farms
@@ -483,10 +572,10 @@ impl Run<'_> {
         }
         self.counts.fields += 1;
         let Some(uri) = f.link("boundaries").map(str::to_string) else {
-            return Ok(());
+            return Ok(field_id);
         };
         let Read::Items(boundaries, _, pending) = self.read::<Boundary>(&uri).await? else {
-            return Ok(());
+            return Ok(field_id);
         };
         let before = self.state.store.boundaries_of(&field_id).await?;
         let previously_active: Vec<String> = before
@@ -566,7 +655,7 @@ impl Run<'_> {
             }
         }
         self.commit(pending).await?;
-        Ok(())
+        Ok(field_id)
     }
 }
 
@@ -640,6 +729,7 @@ pub fn operation_record(user: &str, field_id: &str, op: &FieldOperation) -> Oper
         data_hash: crate::store::content_hash(&data),
         data,
         deleted_on_provider: false,
+        provider_modified_ms: millis(op.modified_time.as_deref()),
         created_at: leaf_time_now(),
         updated_at: leaf_time_now(),
     }
@@ -679,28 +769,7 @@ pub async fn sync_credential(
     state: &AppState,
     cred: &CredentialRecord,
 ) -> Result<SyncCounts, SyncError> {
-    if cred.status == CredentialStatus::Unauthenticated.as_str() {
-        return Err(SyncError::NotReady(cred.status.clone()));
-    }
-    let Some(access_enc) = cred.access_token_enc.as_deref() else {
-        return Err(SyncError::NotReady("without an access token".into()));
-    };
-    let access = state.keyring.decrypt(access_enc)?;
-    let secret = state.keyring.decrypt(&cred.client_secret_enc)?;
-    let environment =
-        ClientEnvironment::parse(&cred.environment).unwrap_or(ClientEnvironment::Stage);
-    let session = state
-        .deere
-        .session(environment, &cred.client_key, secret.clone());
-    let mut run = Run {
-        state,
-        api: session.api.clone(),
-        token: AccessToken::new(access.expose_secret()),
-        cred,
-        counts: SyncCounts::default(),
-        operations_since_ms: None,
-        hooks: Vec::new(),
-    };
+    let mut run = Run::open(state, cred)?;
     let user = cred.leaf_user_id.clone();
     let started = leaf_time_now();
     state
@@ -722,37 +791,20 @@ pub async fn sync_credential(
         crate::sync::organizations::store(state, &cred.id, &orgs).await?;
         run.commit(pending).await?;
     }
-    let owner = state.store.owner_of_user(&user).await?.unwrap_or_default();
-    run.hooks = state
+    let selected_only = run.load_config().await?;
+    let orgs: Vec<_> = state
         .store
-        .webhooks(&owner)
+        .organizations(&cred.id)
         .await?
         .into_iter()
-        .map(|w| (w.id, serde_json::from_str(&w.events).unwrap_or_default()))
+        .filter(|o| {
+            o.status != OrgStatus::Blocked.as_str()
+                && (!selected_only || o.status == OrgStatus::Selected.as_str())
+        })
         .collect();
-    let owner_cfg = config_layer(state, &owner, "").await?;
-    let user_cfg = config_layer(state, &owner, &user).await?;
-    let config = effective(owner_cfg.as_ref(), user_cfg.as_ref());
-    let selected_only =
-        config.get("organizationDataSync").and_then(Value::as_str) == Some("SELECTED_ONLY");
-    if config
-        .get("operationsAutoSync")
-        .and_then(Value::as_bool)
-        .unwrap_or(true)
-    {
-        // operationsProcessingRange is in months; a month counts as 30.44 days.
-        let months = config
-            .get("operationsProcessingRange")
-            .and_then(Value::as_i64)
-            .unwrap_or(12);
-        run.operations_since_ms = Some(crate::store::now_ms() - months * 2_630_016_000);
-    }
-
-    let orgs = state.store.organizations(&cred.id).await?;
-    for org in orgs.iter().filter(|o| {
-        o.status != OrgStatus::Blocked.as_str()
-            && (!selected_only || o.status == OrgStatus::Selected.as_str())
-    }) {
+    let org_ids: Vec<String> = orgs.iter().map(|o| o.provider_org_id.clone()).collect();
+    run.counts.webhooks = crate::sync::webhooks::reconcile(&run, &org_ids).await;
+    for org in &orgs {
         run.counts.organizations += 1;
         let links: BTreeMap<String, String> = serde_json::from_str(&org.links).unwrap_or_default();
         match run.organization(&org.provider_org_id, &links).await {
@@ -770,20 +822,13 @@ pub async fn sync_credential(
                     .push(org.provider_org_id.clone());
             }
             Err(e) => {
-                // The failed exchanges are what the application needs to see in the events.
-                let events = session.take_events(&[secret.expose_secret(), access.expose_secret()]);
-                if !events.is_empty() {
-                    state.store.add_events(&cred.id, &events).await?;
-                }
+                run.flush_events().await?;
                 record_failure(state, &user, &started, &run.counts, &e).await?;
                 return Err(e);
             }
         }
     }
-    let events = session.take_events(&[secret.expose_secret(), access.expose_secret()]);
-    if !events.is_empty() {
-        state.store.add_events(&cred.id, &events).await?;
-    }
+    run.flush_events().await?;
     state
         .store
         .put_sync_status(

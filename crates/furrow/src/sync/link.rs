@@ -4,14 +4,16 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use deere::{ApiClient, Exchange, HttpSettings, OAuthClient, RetryPolicy};
-use secrecy::SecretString;
+use deere::{AccessToken, ApiClient, Exchange, HttpSettings, OAuthClient, RetryPolicy};
+use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+use crate::app::AppState;
 use crate::config::Settings;
 use crate::domain::credential::ClientEnvironment;
+use crate::domain::credential::CredentialStatus;
 use crate::domain::redact::{redact_body, redact_headers};
-use crate::store::NewEvent;
+use crate::store::{CredentialRecord, NewEvent, StoreResult};
 
 /// The configured John Deere hosts and one shared HTTP client.
 #[derive(Debug, Clone)]
@@ -123,6 +125,56 @@ impl Session {
                 }
             })
             .collect()
+    }
+}
+
+/// A credential's session with its access token: what platform calls are made with.
+pub struct Authorized {
+    pub session: Session,
+    pub token: AccessToken,
+    /// The client secret and access token, hidden from recorded events.
+    secrets: [SecretString; 2],
+}
+
+impl Authorized {
+    /// `None` when the credential has no usable access token (UNAUTHENTICATED, or not yet
+    /// exchanged).
+    pub fn open(
+        state: &AppState,
+        cred: &CredentialRecord,
+    ) -> Result<Option<Self>, crate::crypto::CryptoError> {
+        let usable = cred.status != CredentialStatus::Unauthenticated.as_str();
+        let Some(access_enc) = cred.access_token_enc.as_deref().filter(|_| usable) else {
+            return Ok(None);
+        };
+        let access = state.keyring.decrypt(access_enc)?;
+        let secret = state.keyring.decrypt(&cred.client_secret_enc)?;
+        let environment =
+            ClientEnvironment::parse(&cred.environment).unwrap_or(ClientEnvironment::Stage);
+        let session = state
+            .deere
+            .session(environment, &cred.client_key, secret.clone());
+        Ok(Some(Self {
+            session,
+            token: AccessToken::new(access.expose_secret()),
+            secrets: [secret, access],
+        }))
+    }
+
+    pub fn api(&self) -> &ApiClient {
+        &self.session.api
+    }
+
+    /// Stores the exchanges so far as the credential's (redacted) events.
+    pub async fn flush_events(&self, state: &AppState, credential_id: &str) -> StoreResult<()> {
+        let [secret, access] = &self.secrets;
+        let events = self
+            .session
+            .take_events(&[secret.expose_secret(), access.expose_secret()]);
+        if !events.is_empty() {
+            state.store.add_events(credential_id, &events).await?;
+        }
+        Ok(())
     }
 }
 

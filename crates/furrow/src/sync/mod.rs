@@ -14,11 +14,13 @@ pub mod credentials;
 pub mod fields;
 pub mod link;
 pub mod organizations;
+pub mod webhooks;
 
 /// Runs until `stop` turns true.
 pub async fn run_engine(state: AppState, mut stop: watch::Receiver<bool>) {
     let concurrency = state.settings.engine_concurrency.max(1);
     let permits = Arc::new(Semaphore::new(concurrency));
+    let event_permits = Arc::new(Semaphore::new(concurrency));
     let poll = Duration::from_millis(state.settings.engine_poll_ms.max(10));
     let mut last_retention = 0i64;
     let alert_http = reqwest::Client::builder()
@@ -50,14 +52,9 @@ pub async fn run_engine(state: AppState, mut stop: watch::Receiver<bool>) {
                 .await
             {
                 Ok(jobs) => {
-                    for job in jobs {
-                        let permit = permits
-                            .clone()
-                            .acquire_owned()
-                            .await
-                            .expect("semaphore is never closed");
+                    spawn_each(&permits, jobs, |job| {
                         let state = state.clone();
-                        tokio::spawn(async move {
+                        async move {
                             let outcome = match job.kind.as_str() {
                                 "sync" => fields::run_job(&state, &job).await,
                                 _ => credentials::maintain(&state, &job).await,
@@ -65,11 +62,31 @@ pub async fn run_engine(state: AppState, mut stop: watch::Receiver<bool>) {
                             if let Err(e) = outcome {
                                 tracing::warn!(job = %job.id, error = %e, "job failed; its lease will expire and it will run again");
                             }
-                            drop(permit);
-                        });
-                    }
+                        }
+                    })
+                    .await
                 }
                 Err(e) => tracing::warn!(error = %e, "claiming jobs failed"),
+            }
+        }
+        // Delivered events have permits of their own: a long sync never holds them up.
+        let free = event_permits.available_permits() as i64;
+        if free > 0 {
+            // Short leases: one event is one or two requests.
+            let lease_until = now_ms() + 60_000;
+            match state.store.claim_inbox(lease_until, free).await {
+                Ok(items) => {
+                    spawn_each(&event_permits, items, |item| {
+                        let state = state.clone();
+                        async move {
+                            inbox_item(&state, &item).await;
+                            // Alerts the event produced go out now, not at the next poll.
+                            state.wake.notify_one();
+                        }
+                    })
+                    .await
+                }
+                Err(e) => tracing::warn!(error = %e, "claiming delivered events failed"),
             }
         }
         if let Err(e) = alerts::deliver_due(&state, &alert_http).await {
@@ -77,7 +94,62 @@ pub async fn run_engine(state: AppState, mut stop: watch::Receiver<bool>) {
         }
         tokio::select! {
             _ = tokio::time::sleep(poll) => {}
+            _ = state.wake.notified() => {}
             _ = stop.changed() => {}
         }
+    }
+}
+
+/// Runs `work` on each claimed item in its own task, each holding one of `permits`.
+async fn spawn_each<T, F, Fut>(permits: &Arc<Semaphore>, items: Vec<T>, work: F)
+where
+    F: Fn(T) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    for item in items {
+        let permit = permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore is never closed");
+        let task = work(item);
+        tokio::spawn(async move {
+            task.await;
+            drop(permit);
+        });
+    }
+}
+
+/// Gives up on a delivered event after this many failed attempts; polling heals what it missed.
+const INBOX_MAX_ATTEMPTS: i64 = 12;
+
+/// Runs one delivered event and records the outcome (done, retry later, or dropped).
+async fn inbox_item(state: &AppState, item: &crate::store::InboxItem) {
+    use webhooks::Processed;
+    let outcome = match webhooks::process(state, item).await {
+        Ok(p) => p,
+        Err(e) => Processed::Retry(e.to_string()),
+    };
+    let result = match outcome {
+        Processed::Done => state.store.finish_inbox(item).await,
+        Processed::Dropped(reason) => {
+            tracing::info!(target_resource = %item.target_resource, %reason, "delivered event dropped");
+            state.store.finish_inbox(item).await
+        }
+        Processed::Retry(reason) if item.attempts + 1 >= INBOX_MAX_ATTEMPTS => {
+            tracing::warn!(target_resource = %item.target_resource, %reason, "delivered event given up; the next poll covers it");
+            state.store.finish_inbox(item).await
+        }
+        Processed::Retry(reason) => {
+            let delay = (1000i64 << item.attempts.clamp(0, 8)).min(300_000);
+            tracing::info!(target_resource = %item.target_resource, %reason, delay_ms = delay, "delivered event retried later");
+            state
+                .store
+                .retry_inbox(&item.id, item.attempts + 1, now_ms() + delay)
+                .await
+        }
+    };
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "recording a delivered event's outcome failed; its lease will expire and it runs again");
     }
 }

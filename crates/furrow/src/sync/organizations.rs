@@ -1,13 +1,11 @@
 //! Keeping a credential's organization list current.
 
 use deere::models::Organization;
-use deere::AccessToken;
-use secrecy::ExposeSecret;
 
 use crate::app::AppState;
-use crate::domain::credential::{ClientEnvironment, CredentialStatus};
 use crate::domain::organization::merge;
 use crate::store::{CredentialRecord, OrganizationRecord, StoreError};
+use crate::sync::link::Authorized;
 
 /// Merges John Deere's list into the stored one (see [`merge`]).
 pub async fn store(
@@ -40,26 +38,11 @@ pub async fn resync(
     state: &AppState,
     cred: &CredentialRecord,
 ) -> Result<Vec<OrganizationRecord>, ResyncError> {
-    let usable = cred.status != CredentialStatus::Unauthenticated.as_str();
-    let Some(access_enc) = cred.access_token_enc.as_deref().filter(|_| usable) else {
+    let Some(auth) = Authorized::open(state, cred)? else {
         return Err(ResyncError::NotUsable(cred.status.clone()));
     };
-    let access = state.keyring.decrypt(access_enc)?;
-    let secret = state.keyring.decrypt(&cred.client_secret_enc)?;
-    let environment =
-        ClientEnvironment::parse(&cred.environment).unwrap_or(ClientEnvironment::Stage);
-    let session = state
-        .deere
-        .session(environment, &cred.client_key, secret.clone());
-    let outcome = session
-        .api
-        .organizations(&AccessToken::new(access.expose_secret()))
-        .await;
-    let secrets = [secret.expose_secret(), access.expose_secret()];
-    let events = session.take_events(&secrets);
-    if !events.is_empty() {
-        state.store.add_events(&cred.id, &events).await?;
-    }
+    let outcome = auth.api().organizations(&auth.token).await;
+    auth.flush_events(state, &cred.id).await?;
     let orgs = outcome.map_err(|e| ResyncError::Upstream(e.to_string()))?;
     store(state, &cred.id, &orgs).await?;
     Ok(state.store.organizations(&cred.id).await?)

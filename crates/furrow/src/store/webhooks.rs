@@ -1,0 +1,247 @@
+//! John Deere event subscriptions and the inbox of verified deliveries.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::{leaf_time_now, now_ms, Store, StoreResult};
+
+/// An event subscription furrow created on John Deere.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubscriptionRecord {
+    pub id: String,
+    pub credential_id: String,
+    pub provider_org_id: String,
+    pub event_type: String,
+    pub provider_subscription_id: String,
+    /// John Deere's `self` link of the subscription (used to remove it).
+    pub subscription_uri: String,
+    /// Hex SHA-256 of the subscription's token; the token itself is never stored.
+    pub token_sha256: String,
+    pub created_at: String,
+}
+
+/// A verified delivered event, to queue.
+#[derive(Debug, Clone)]
+pub struct NewInboxItem {
+    pub credential_id: String,
+    pub provider_org_id: String,
+    pub event_type: String,
+    pub target_resource: String,
+}
+
+/// A claimed inbox row.
+#[derive(Debug, Clone)]
+pub struct InboxItem {
+    pub id: String,
+    pub credential_id: String,
+    pub provider_org_id: String,
+    pub event_type: String,
+    pub target_resource: String,
+    pub generation: i64,
+    pub attempts: i64,
+    pub received_ms: i64,
+}
+
+const SUBSCRIPTION_COLUMNS: &str =
+    "id, credential_id, provider_org_id, event_type, provider_subscription_id, \
+    subscription_uri, token_sha256, created_at";
+
+fn subscription_from(r: &AnyRow) -> StoreResult<SubscriptionRecord> {
+    Ok(SubscriptionRecord {
+        id: r.try_get("id")?,
+        credential_id: r.try_get("credential_id")?,
+        provider_org_id: r.try_get("provider_org_id")?,
+        event_type: r.try_get("event_type")?,
+        provider_subscription_id: r.try_get("provider_subscription_id")?,
+        subscription_uri: r.try_get("subscription_uri")?,
+        token_sha256: r.try_get("token_sha256")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+impl SubscriptionRecord {
+    pub fn new(
+        credential_id: &str,
+        org: &str,
+        event_type: &str,
+        provider_subscription_id: &str,
+        subscription_uri: &str,
+        token_sha256: &str,
+    ) -> SubscriptionRecord {
+        SubscriptionRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            credential_id: credential_id.into(),
+            provider_org_id: org.into(),
+            event_type: event_type.into(),
+            provider_subscription_id: provider_subscription_id.into(),
+            subscription_uri: subscription_uri.into(),
+            token_sha256: token_sha256.into(),
+            created_at: leaf_time_now(),
+        }
+    }
+}
+
+impl Store {
+    pub async fn insert_subscription(&self, s: &SubscriptionRecord) -> StoreResult<()> {
+        sqlx::query(&format!(
+            "INSERT INTO deere_subscriptions ({SUBSCRIPTION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        ))
+        .bind(&s.id)
+        .bind(&s.credential_id)
+        .bind(&s.provider_org_id)
+        .bind(&s.event_type)
+        .bind(&s.provider_subscription_id)
+        .bind(&s.subscription_uri)
+        .bind(&s.token_sha256)
+        .bind(&s.created_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn subscriptions(&self, credential_id: &str) -> StoreResult<Vec<SubscriptionRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SUBSCRIPTION_COLUMNS} FROM deere_subscriptions WHERE credential_id = $1 \
+             ORDER BY provider_org_id, event_type"
+        ))
+        .bind(credential_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(subscription_from).collect()
+    }
+
+    /// The subscriptions of a Leaf user's credential (read before it is deleted or replaced).
+    pub async fn subscriptions_of_user(&self, user: &str) -> StoreResult<Vec<SubscriptionRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SUBSCRIPTION_COLUMNS} FROM deere_subscriptions WHERE credential_id IN \
+             (SELECT id FROM jd_credentials WHERE leaf_user_id = $1)"
+        ))
+        .bind(user)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(subscription_from).collect()
+    }
+
+    pub async fn subscription_by_token(
+        &self,
+        token_sha256: &str,
+    ) -> StoreResult<Option<SubscriptionRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {SUBSCRIPTION_COLUMNS} FROM deere_subscriptions WHERE token_sha256 = $1"
+        ))
+        .bind(token_sha256)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(subscription_from).transpose()
+    }
+
+    pub async fn delete_subscription(&self, id: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM deere_subscriptions WHERE id = $1")
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Queues verified events, all or none. An event for a resource already waiting bumps that
+    /// row's generation (so a fetch running now is followed by another) instead of adding one.
+    pub async fn enqueue_inbox(&self, items: &[NewInboxItem]) -> StoreResult<()> {
+        super::retry_conflicts(|| self.enqueue_inbox_once(items)).await
+    }
+
+    async fn enqueue_inbox_once(&self, items: &[NewInboxItem]) -> StoreResult<()> {
+        let now = now_ms();
+        let mut tx = self.pool().begin().await?;
+        for item in items {
+            sqlx::query(
+                "INSERT INTO deere_inbox (id, credential_id, provider_org_id, event_type, target_resource, \
+                 generation, attempts, next_attempt_ms, received_ms) VALUES ($1, $2, $3, $4, $5, 0, 0, $6, $6) \
+                 ON CONFLICT (credential_id, target_resource) DO UPDATE SET \
+                 generation = deere_inbox.generation + 1, attempts = 0, next_attempt_ms = $6",
+            )
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(&item.credential_id)
+            .bind(&item.provider_org_id)
+            .bind(&item.event_type)
+            .bind(&item.target_resource)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Claims due inbox rows until `lease_until_ms` (one conditional update, like jobs).
+    pub async fn claim_inbox(
+        &self,
+        lease_until_ms: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<InboxItem>> {
+        let now = now_ms();
+        let rows = sqlx::query(
+            "UPDATE deere_inbox SET lease_until_ms = $1 \
+             WHERE id IN (SELECT id FROM deere_inbox WHERE next_attempt_ms <= $2 \
+                          AND (lease_until_ms IS NULL OR lease_until_ms < $2) ORDER BY next_attempt_ms LIMIT $3) \
+             AND (lease_until_ms IS NULL OR lease_until_ms < $2) \
+             RETURNING id, credential_id, provider_org_id, event_type, target_resource, generation, attempts, received_ms",
+        )
+        .bind(lease_until_ms)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(InboxItem {
+                    id: r.try_get("id")?,
+                    credential_id: r.try_get("credential_id")?,
+                    provider_org_id: r.try_get("provider_org_id")?,
+                    event_type: r.try_get("event_type")?,
+                    target_resource: r.try_get("target_resource")?,
+                    generation: r.try_get("generation")?,
+                    attempts: r.try_get("attempts")?,
+                    received_ms: r.try_get("received_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Done with a row: removed, unless a newer delivery for the resource arrived meanwhile, in
+    /// which case it is released to run again.
+    pub async fn finish_inbox(&self, item: &InboxItem) -> StoreResult<()> {
+        let r = sqlx::query("DELETE FROM deere_inbox WHERE id = $1 AND generation = $2")
+            .bind(&item.id)
+            .bind(item.generation)
+            .execute(self.pool())
+            .await?;
+        if r.rows_affected() == 0 {
+            sqlx::query("UPDATE deere_inbox SET lease_until_ms = NULL WHERE id = $1")
+                .bind(&item.id)
+                .execute(self.pool())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Releases a row to be tried again at `retry_at_ms`.
+    pub async fn retry_inbox(&self, id: &str, attempts: i64, retry_at_ms: i64) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE deere_inbox SET attempts = $1, next_attempt_ms = $2, lease_until_ms = NULL WHERE id = $3",
+        )
+        .bind(attempts)
+        .bind(retry_at_ms)
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Rows waiting (for the sync status and tests).
+    pub async fn inbox_len(&self) -> StoreResult<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM deere_inbox")
+            .fetch_one(self.pool())
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+}

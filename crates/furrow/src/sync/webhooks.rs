@@ -1,0 +1,399 @@
+//! John Deere → furrow in real time (Data Subscription Service).
+//!
+//! For every organization a credential syncs, furrow keeps one event subscription per event
+//! type, each with its own random token (only its SHA-256 is stored). Deliveries are verified
+//! by that token, queued durably in the inbox and answered at once; the engine then fetches
+//! each event's `targetResource` (never trusting the payload) and upserts it. Polling stays as
+//! the safety net.
+
+use std::collections::HashSet;
+
+use deere::models::{
+    EventFilter, Field, FieldOperation, File, HasLinks, NewEventSubscription, TargetEndpoint,
+};
+use deere::{AccessToken, ApiClient, DeereError};
+use subtle::ConstantTimeEq;
+
+use crate::app::AppState;
+use crate::store::{content_hash, stable_uuid, InboxItem, NewInboxItem, SubscriptionRecord};
+use crate::sync::fields::{Run, SyncError};
+use crate::sync::link::Authorized;
+
+/// Event types furrow subscribes to, where John Deere offers them. Only `fieldOperation` is a
+/// documented id; `field`, `boundary` and `file` are the simulator's (query
+/// `eventSubscriptionEventTypes`: types John Deere does not offer are skipped).
+pub const EVENT_TYPES: &[&str] = &["fieldOperation", "field", "boundary", "file"];
+
+/// Where John Deere delivers events, under the public URL.
+pub const RECEIVER_PATH: &str = "/api/deere/events";
+
+/// How a credential's changes reach furrow.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum WebhookMode {
+    /// Subscribed: changes arrive within seconds (polling still runs as a safety net).
+    Active { subscriptions: usize },
+    /// Polling only, with the reason (no webhook access, subscription failure).
+    Polling(String),
+    /// Turned off by `deere_webhooks = false`, or nothing synced yet.
+    #[default]
+    Disabled,
+}
+
+impl WebhookMode {
+    pub fn state(&self) -> &'static str {
+        match self {
+            WebhookMode::Active { .. } => "WEBHOOKS",
+            WebhookMode::Polling(_) => "POLLING",
+            WebhookMode::Disabled => "DISABLED",
+        }
+    }
+
+    pub fn detail(&self) -> String {
+        match self {
+            WebhookMode::Active { subscriptions } => {
+                format!("{subscriptions} John Deere event subscriptions")
+            }
+            WebhookMode::Polling(reason) => reason.clone(),
+            WebhookMode::Disabled => "webhooks are turned off (FURROW_DEERE_WEBHOOKS)".into(),
+        }
+    }
+}
+
+/// Makes the credential's subscriptions match the organizations being synced: removes those of
+/// organizations no longer synced, creates the missing ones. Never fails the sync: a problem
+/// means polling, and the next sync tries again.
+pub(super) async fn reconcile(run: &Run<'_>, orgs: &[String]) -> WebhookMode {
+    let state = run.state;
+    if !state.settings.deere_webhooks {
+        return WebhookMode::Disabled;
+    }
+    match reconcile_inner(run, orgs).await {
+        Ok(mode) => mode,
+        Err(e) => {
+            tracing::info!(credential = %run.cred.id, error = %e, "event subscriptions not in place; polling");
+            WebhookMode::Polling(format!(
+                "event subscriptions could not be set up ({e}); polling, retried at the next sync"
+            ))
+        }
+    }
+}
+
+async fn reconcile_inner(run: &Run<'_>, orgs: &[String]) -> Result<WebhookMode, SyncError> {
+    let store = &run.state.store;
+    let existing = store.subscriptions(&run.cred.id).await?;
+    let wanted: HashSet<&str> = orgs.iter().map(String::as_str).collect();
+    let mut kept = HashSet::new();
+    for s in existing {
+        if wanted.contains(s.provider_org_id.as_str()) {
+            kept.insert((s.provider_org_id.clone(), s.event_type.clone()));
+        } else {
+            remove_on_deere(&run.api, &run.token, &s.subscription_uri).await?;
+            store.delete_subscription(&s.id).await?;
+        }
+    }
+    let missing: Vec<(&str, &str)> = orgs
+        .iter()
+        .flat_map(|org| EVENT_TYPES.iter().map(move |t| (org.as_str(), *t)))
+        .filter(|(org, t)| !kept.contains(&(org.to_string(), t.to_string())))
+        .collect();
+    if missing.is_empty() {
+        return Ok(WebhookMode::Active {
+            subscriptions: kept.len(),
+        });
+    }
+    let offered: HashSet<String> = match run.api.event_types(&run.token).await {
+        Ok(types) => types.into_iter().map(|t| t.id).collect(),
+        Err(e @ (DeereError::Forbidden { .. } | DeereError::Unauthorized { .. })) => {
+            return Ok(no_webhook_access(&e))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let target = format!("{}{RECEIVER_PATH}", run.state.settings.public_url());
+    let mut created = 0;
+    for (org, event_type) in missing.into_iter().filter(|(_, t)| offered.contains(*t)) {
+        let token = crate::crypto::generate_key();
+        let request = NewEventSubscription {
+            event_type_id: event_type.into(),
+            filters: vec![EventFilter {
+                key: "orgId".into(),
+                values: vec![org.into()],
+            }],
+            target_endpoint: TargetEndpoint {
+                target_type: "https".into(),
+                uri: target.clone(),
+            },
+            status: "Active".into(),
+            display_name: Some(format!("furrow {event_type} {org}")),
+            token: Some(token.clone()),
+        };
+        let subscription = match run
+            .api
+            .create_event_subscription(&run.token, &request)
+            .await
+        {
+            Ok(s) => s,
+            Err(e @ DeereError::Forbidden { .. }) => return Ok(no_webhook_access(&e)),
+            Err(e) => return Err(e.into()),
+        };
+        let uri = match subscription.link("self") {
+            Some(uri) => uri.to_string(),
+            None => run
+                .api
+                .endpoint(&format!("eventSubscriptions/{}", subscription.id))?
+                .to_string(),
+        };
+        store
+            .insert_subscription(&SubscriptionRecord::new(
+                &run.cred.id,
+                org,
+                event_type,
+                &subscription.id,
+                &uri,
+                &content_hash(&token),
+            ))
+            .await?;
+        created += 1;
+    }
+    Ok(WebhookMode::Active {
+        subscriptions: kept.len() + created,
+    })
+}
+
+fn no_webhook_access(e: &DeereError) -> WebhookMode {
+    WebhookMode::Polling(format!(
+        "John Deere refused event subscriptions ({e}): the app needs Webhook Read/Write access; polling instead"
+    ))
+}
+
+/// Deletes a subscription on John Deere; one already gone counts as deleted.
+async fn remove_on_deere(api: &ApiClient, token: &AccessToken, uri: &str) -> Result<(), SyncError> {
+    let url = api.link_url(uri)?;
+    match api.delete_event_subscription(token, &url).await {
+        Ok(()) | Err(DeereError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Why a delivery was refused (the receiver answers 401 and queues nothing).
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("the Authorization header does not match")]
+    Authorization,
+    #[error("an event's token is missing or unknown")]
+    Token,
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// Verifies every event of a delivery and queues them all, or none.
+pub async fn accept_delivery(
+    state: &AppState,
+    authorization: Option<&str>,
+    events: &[deere::models::DeliveredEvent],
+) -> Result<usize, DeliveryError> {
+    if let Some(expected) = &state.settings.deere_webhook_authorization {
+        let given = authorization.unwrap_or_default();
+        if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+            return Err(DeliveryError::Authorization);
+        }
+    }
+    let mut items = Vec::with_capacity(events.len());
+    for event in events {
+        let token = event.token.as_deref().unwrap_or_default();
+        // Looked up by the token's SHA-256, then compared in constant time: the time taken
+        // says nothing about how much of a guessed token was right.
+        let digest = content_hash(token);
+        let subscription = state
+            .store
+            .subscription_by_token(&digest)
+            .await?
+            .filter(|s| bool::from(s.token_sha256.as_bytes().ct_eq(digest.as_bytes())))
+            .ok_or(DeliveryError::Token)?;
+        items.push(NewInboxItem {
+            credential_id: subscription.credential_id,
+            provider_org_id: subscription.provider_org_id,
+            // The subscription's type, not the payload's: the payload is not trusted.
+            event_type: subscription.event_type,
+            target_resource: event.target_resource.clone(),
+        });
+    }
+    state.store.enqueue_inbox(&items).await?;
+    Ok(items.len())
+}
+
+/// What became of one inbox item.
+pub enum Processed {
+    Done,
+    /// Try again later (John Deere unreachable, credentials being refreshed).
+    Retry(String),
+    /// Nothing to do now or ever (resource elsewhere, access gone); polling covers the rest.
+    Dropped(String),
+}
+
+/// Fetches the resource an event points at and stores it.
+pub async fn process(state: &AppState, item: &InboxItem) -> Result<Processed, SyncError> {
+    let Some(cred) = state.store.credential(&item.credential_id).await? else {
+        return Ok(Processed::Dropped("credentials deleted".into()));
+    };
+    let mut run = match Run::open(state, &cred) {
+        Ok(run) => run,
+        Err(SyncError::NotReady(reason)) => return Ok(Processed::Retry(reason)),
+        Err(e) => return Err(e),
+    };
+    run.load_config().await?;
+    let outcome = run
+        .apply_event(
+            &item.provider_org_id,
+            &item.event_type,
+            &item.target_resource,
+        )
+        .await;
+    run.flush_events().await?;
+    Ok(match outcome {
+        Ok(()) => Processed::Done,
+        Err(SyncError::Deere(
+            e @ (DeereError::Forbidden { .. }
+            | DeereError::RequiredCustomerAction { .. }
+            | DeereError::InvalidUrl(_)
+            | DeereError::InvalidResponse(_)),
+        )) => Processed::Dropped(e.to_string()),
+        Err(e @ SyncError::Deere(DeereError::Unauthorized { .. })) => {
+            // The access token expired under us: the credential job refreshes it.
+            Processed::Retry(e.to_string())
+        }
+        Err(e) => return Err(e),
+    })
+}
+
+/// The last path segment of a John Deere URL: the resource's id.
+fn last_segment(url: &url::Url) -> String {
+    url.path_segments()
+        .and_then(|mut s| s.next_back().map(str::to_string))
+        .unwrap_or_default()
+}
+
+impl Run<'_> {
+    /// Applies one delivered event by reading its resource from John Deere.
+    pub(super) async fn apply_event(
+        &mut self,
+        org: &str,
+        event_type: &str,
+        target: &str,
+    ) -> Result<(), SyncError> {
+        // Only John Deere's own hosts get the access token.
+        let url = self.api.link_url(target)?;
+        let user = self.cred.leaf_user_id.clone();
+        let store = &self.state.store;
+        match event_type {
+            "fieldOperation" => {
+                let mut with_totals = url.clone();
+                with_totals
+                    .query_pairs_mut()
+                    .append_pair("embed", "measurementTypes");
+                let op = match self
+                    .api
+                    .get_json::<FieldOperation>(&self.token, &with_totals)
+                    .await
+                {
+                    Ok(op) => op,
+                    Err(DeereError::NotFound { .. }) => {
+                        store
+                            .mark_operation_deleted(&user, &last_segment(&url))
+                            .await?;
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let Some(field_uri) = op.link("field") else {
+                    return Ok(());
+                };
+                let provider_field = last_segment(&self.api.link_url(field_uri)?);
+                let field_id = stable_uuid(&[&user, "field", &provider_field]);
+                if !store.exists("fields", &field_id).await? {
+                    // A field furrow has not seen yet: a sync brings both.
+                    store.wake_job(&self.cred.id, "sync").await?;
+                    return Ok(());
+                }
+                if let Some(since) = self.operations_since_ms {
+                    self.apply_operation(&field_id, &op, since).await?;
+                }
+                Ok(())
+            }
+            "field" | "boundary" => {
+                // A boundary event names `…/fields/{id}/boundaries/{id}`: read the field again,
+                // with its boundaries.
+                let mut field_url = url.clone();
+                if let Some(i) = url.path().find("/boundaries") {
+                    field_url.set_path(&url.path()[..i]);
+                }
+                field_url.set_query(None);
+                let provider_field = last_segment(&field_url);
+                field_url.query_pairs_mut().append_pair("embed", "farms");
+                let field = match self.api.get_json::<Field>(&self.token, &field_url).await {
+                    Ok(f) => f,
+                    Err(DeereError::NotFound { .. }) => {
+                        store.mark_field_deleted(&user, &provider_field).await?;
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let field_id = self.field(org, &field).await?;
+                if let (Some(since), Some(ops)) =
+                    (self.operations_since_ms, field.link("fieldOperation"))
+                {
+                    self.operations(&field_id, ops, since).await?;
+                }
+                Ok(())
+            }
+            // Files sync with operations (operationsAutoSync), as in a full sync.
+            "file" if self.operations_since_ms.is_none() => Ok(()),
+            "file" => match self.api.get_json::<File>(&self.token, &url).await {
+                Ok(f) => self.apply_file(org, &f).await,
+                Err(DeereError::NotFound { .. }) => {
+                    store.mark_file_deleted(&user, &last_segment(&url)).await?;
+                    Ok(())
+                }
+                Err(e) => Err(e.into()),
+            },
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A Leaf user's subscriptions, to remove from John Deere once its credentials are gone (read
+/// before they are deleted, removed after, in the background).
+pub struct Unsubscribe {
+    api: ApiClient,
+    token: AccessToken,
+    uris: Vec<String>,
+}
+
+impl Unsubscribe {
+    pub async fn prepare(state: &AppState, user: &str) -> Option<Self> {
+        let subscriptions = state.store.subscriptions_of_user(user).await.ok()?;
+        let first = subscriptions.first()?;
+        let cred = state.store.credential(&first.credential_id).await.ok()??;
+        let auth = Authorized::open(state, &cred).ok()??;
+        Some(Self {
+            api: auth.api().clone(),
+            token: auth.token,
+            uris: subscriptions
+                .into_iter()
+                .map(|s| s.subscription_uri)
+                .collect(),
+        })
+    }
+
+    /// Removes the subscriptions without holding up the caller. One that cannot be removed
+    /// (John Deere down, token revoked) delivers to furrow in vain: its token is no longer
+    /// known, so its deliveries are refused with 401.
+    pub fn spawn(self) {
+        tokio::spawn(async move {
+            for uri in &self.uris {
+                if let Err(e) = remove_on_deere(&self.api, &self.token, uri).await {
+                    tracing::info!(error = %e, "event subscription not removed from John Deere");
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,485 @@
+//! John Deere → furrow: event subscriptions per synced organization, verified deliveries, and
+//! changes that become readable without a poll.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{spawn_with, Db, TestApp};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+const ALL_SCOPES: &[&str] = &["ag1", "ag2", "ag3", "files", "offline_access"];
+
+/// furrow with no periodic work of its own: whatever changes after the first sync came by webhook.
+async fn app_without_polling(db: Db) -> TestApp {
+    spawn_with(db, |s| {
+        s.health_check_interval_secs = 3600;
+        s.sync_interval_secs = 86_400;
+        s.deere_webhook_authorization = None;
+    })
+    .await
+}
+
+async fn wait_for<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    for _ in 0..250 {
+        if let Some(v) = check().await {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+async fn sync_status(app: &TestApp, user: &str) -> Value {
+    app.call(
+        Method::GET,
+        &format!("/services/fields/api/users/{user}/fields/sync"),
+        None,
+    )
+    .await
+    .1
+}
+
+/// A Leaf user with credentials whose first sync is done (operations from any year included).
+async fn synced_user(app: &TestApp, config: Value) -> String {
+    let user = app.create_user("grower").await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &format!("/services/config/api/configs/{user}"),
+            Some(config),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let rt = app.grower_refresh_token("grower001", ALL_SCOPES);
+    let (status, _) = app.post_credentials(&user, &rt, "STAGE").await;
+    assert_eq!(status, StatusCode::CREATED);
+    wait_for("the first sync", async || {
+        let s = sync_status(app, &user).await;
+        assert_ne!(s["state"], "FAILED", "{s}");
+        (s["state"] == "DONE").then_some(())
+    })
+    .await;
+    user
+}
+
+/// (org id, its first field id) of the simulated grower's first connected organization.
+async fn connected_org(app: &TestApp) -> (String, String) {
+    let world = app.admin(Method::GET, "world", None).await;
+    let org = world["growers"][0]["organizations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| {
+            o["connectedApps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a == "sim-client")
+        })
+        .unwrap()
+        .clone();
+    (
+        org["id"].as_str().unwrap().to_string(),
+        org["fieldIds"][0].as_str().unwrap().to_string(),
+    )
+}
+
+/// The simulator's active subscriptions for an organization (all, with `None`).
+fn sim_subscriptions(app: &TestApp, org: Option<&str>) -> Vec<deere_sim::Subscription> {
+    app.sim
+        .sim
+        .state()
+        .subscriptions
+        .values()
+        .filter(|s| {
+            org.is_none_or(|org| {
+                s.filters
+                    .iter()
+                    .any(|(k, v)| k == "orgId" && v.iter().any(|x| x == org))
+            })
+        })
+        .cloned()
+        .collect()
+}
+
+/// All of a user's operations, page by page.
+async fn operations_of(app: &TestApp, user: &str) -> Vec<Value> {
+    let mut all = Vec::new();
+    for page in 0.. {
+        let (status, ops) = app
+            .call(
+                Method::GET,
+                &format!(
+                    "/services/operations/api/operations?leafUserId={user}&size=100&page={page}"
+                ),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{ops}");
+        let ops = ops.as_array().unwrap().clone();
+        let last = ops.len() < 100;
+        all.extend(ops);
+        if last {
+            break;
+        }
+    }
+    all
+}
+
+fn last_request_id(app: &TestApp) -> u64 {
+    app.sim.sim.state().log.last().map_or(0, |e| e.id)
+}
+
+async fn changes_arrive_by_webhook(db: Db) {
+    let app = app_without_polling(db).await;
+    let user = synced_user(&app, json!({"operationsProcessingRange": 120})).await;
+    let status = sync_status(&app, &user).await;
+    assert_eq!(status["counts"]["webhooks"], "WEBHOOKS", "{status}");
+    let (org, field) = connected_org(&app).await;
+    let subscribed = sim_subscriptions(&app, Some(&org));
+    let mut types: Vec<&str> = subscribed
+        .iter()
+        .map(|s| s.event_type_id.as_str())
+        .collect();
+    types.sort();
+    assert_eq!(types, ["boundary", "field", "fieldOperation", "file"]);
+    for s in &subscribed {
+        assert!(
+            s.target_uri.ends_with("/api/deere/events"),
+            "{}",
+            s.target_uri
+        );
+        assert!(s.token.as_ref().is_some_and(|t| t.len() >= 40));
+    }
+    let tokens: std::collections::HashSet<_> = subscribed.iter().map(|s| s.token.clone()).collect();
+    assert_eq!(tokens.len(), subscribed.len(), "one token per subscription");
+
+    // Every event is delivered twice from now on: duplicates must change nothing.
+    app.admin(
+        Method::PATCH,
+        "settings",
+        Some(json!({"duplicateDeliveries": true})),
+    )
+    .await;
+    let before = operations_of(&app, &user).await.len();
+    let mark = last_request_id(&app);
+    let op = app
+        .admin(
+            Method::POST,
+            &format!("fields/{field}/operations"),
+            Some(json!({"type": "seeding"})),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let arrived = wait_for("the new operation", async || {
+        operations_of(&app, &user)
+            .await
+            .into_iter()
+            .find(|o| o["providerOperationId"] == op.as_str())
+    })
+    .await;
+    assert_eq!(arrived["type"], "planted", "{arrived}");
+    // Both copies delivered and handled, nothing left queued.
+    wait_for("both deliveries", async || {
+        let delivered = app
+            .sim
+            .sim
+            .state()
+            .deliveries
+            .iter()
+            .filter(|d| d.status == Some(204))
+            .count();
+        (delivered >= 2).then_some(())
+    })
+    .await;
+    wait_for("an empty inbox", async || {
+        (app.furrow.state.store.inbox_len().await.unwrap() == 0).then_some(())
+    })
+    .await;
+    let after = operations_of(&app, &user).await;
+    assert_eq!(after.len(), before + 1);
+    assert_eq!(
+        after
+            .iter()
+            .filter(|o| o["providerOperationId"] == op.as_str())
+            .count(),
+        1
+    );
+    // No poll: the only platform reads were of the operation the event named.
+    let requests: Vec<String> = app
+        .sim
+        .sim
+        .state()
+        .log
+        .iter()
+        .filter(|e| e.id > mark && e.path.starts_with("/platform"))
+        .map(|e| e.path.clone())
+        .collect();
+    assert!(!requests.is_empty());
+    for path in &requests {
+        assert!(path.contains(&format!("/fieldOperations/{op}")), "{path}");
+    }
+
+    // A renamed field and a new machine file arrive the same way.
+    app.admin(
+        Method::PATCH,
+        &format!("fields/{field}"),
+        Some(json!({"name": "Renamed by webhook"})),
+    )
+    .await;
+    let file = app
+        .admin(
+            Method::POST,
+            &format!("orgs/{org}/files"),
+            Some(json!({"name": "webhook.zip", "size": 2048})),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_for("the renamed field", async || {
+        let (_, fields) = app
+            .call(
+                Method::GET,
+                &format!("/services/fields/api/fields?leafUserId={user}&size=100"),
+                None,
+            )
+            .await;
+        fields
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["providerFieldId"] == field.as_str() && f["name"] == "Renamed by webhook")
+            .then_some(())
+    })
+    .await;
+    wait_for("the new file", async || {
+        let (_, files) = app
+            .call(
+                Method::GET,
+                &format!("/services/operations/api/files?leafUserId={user}&size=100"),
+                None,
+            )
+            .await;
+        files
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["providerFileId"] == file.as_str() && f["status"] == "processed")
+            .then_some(())
+    })
+    .await;
+    // Still no full sync: the scheduled one is a day away.
+    assert_eq!(
+        sync_status(&app, &user).await["finishedTime"],
+        status["finishedTime"]
+    );
+    app.finish().await;
+}
+
+async fn forged_deliveries_are_refused(db: Db) {
+    let app = spawn_with(db, |s| {
+        s.health_check_interval_secs = 3600;
+        s.deere_webhook_authorization = Some("Bearer deliveries-only".into());
+    })
+    .await;
+    let user = synced_user(&app, json!({"operationsProcessingRange": 120})).await;
+    let (org, field) = connected_org(&app).await;
+    let real_token = sim_subscriptions(&app, Some(&org))
+        .into_iter()
+        .find(|s| s.event_type_id == "fieldOperation")
+        .and_then(|s| s.token)
+        .unwrap();
+    let platform = app.sim.platform_url().to_string();
+    let event = |token: &str, target: &str| {
+        json!({"clientKey": "sim-client", "eventTypeId": "fieldOperation", "targetResource": target,
+               "token": token, "metadata": [{"key": "orgId", "value": org}], "links": []})
+    };
+    let target = format!("{platform}/fieldOperations/not-a-real-operation");
+    let deliver = async |auth: Option<&str>, body: Value| {
+        let mut request = app.http.post(app.url("/api/deere/events")).json(&body);
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        request.send().await.unwrap().status()
+    };
+    let auth = Some("Bearer deliveries-only");
+    let before = operations_of(&app, &user).await;
+    // Unknown token, a forged event next to a genuine one, no token, wrong Authorization.
+    assert_eq!(
+        deliver(auth, json!([event("Zm9yZ2Vk", &target)])).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        deliver(
+            auth,
+            json!([event(&real_token, &target), event("Zm9yZ2Vk", &target)])
+        )
+        .await,
+        StatusCode::UNAUTHORIZED
+    );
+    let mut tokenless = event("x", &target);
+    tokenless.as_object_mut().unwrap().remove("token");
+    assert_eq!(
+        deliver(auth, json!([tokenless])).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        deliver(Some("Bearer guessed"), json!([event(&real_token, &target)])).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        deliver(None, json!([event(&real_token, &target)])).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.furrow.state.store.inbox_len().await.unwrap(),
+        0,
+        "nothing queued"
+    );
+    // Malformed bodies are 400s.
+    assert_eq!(
+        deliver(auth, json!({"not": "an array"})).await,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        deliver(auth, json!([{"token": real_token}])).await,
+        StatusCode::BAD_REQUEST
+    );
+
+    // A genuine token pointing furrow at another host: accepted, but the token never leaves
+    // for that host and nothing is stored.
+    let mark = last_request_id(&app);
+    assert_eq!(
+        deliver(
+            auth,
+            json!([event(&real_token, "http://127.0.0.1:9/fieldOperations/x")])
+        )
+        .await,
+        StatusCode::NO_CONTENT
+    );
+    // And a genuine one for an operation that does not exist: fetched, nothing stored.
+    assert_eq!(
+        deliver(auth, json!([event(&real_token, &target)])).await,
+        StatusCode::NO_CONTENT
+    );
+    wait_for("an empty inbox", async || {
+        (app.furrow.state.store.inbox_len().await.unwrap() == 0).then_some(())
+    })
+    .await;
+    assert_eq!(operations_of(&app, &user).await, before, "nothing changed");
+    let fetched: Vec<String> = app
+        .sim
+        .sim
+        .state()
+        .log
+        .iter()
+        .filter(|e| e.id > mark && e.path.starts_with("/platform"))
+        .map(|e| e.path.clone())
+        .collect();
+    assert_eq!(fetched.len(), 1, "{fetched:?}");
+    assert!(fetched[0].contains("/fieldOperations/not-a-real-operation"));
+    let _ = field;
+    app.finish().await;
+}
+
+async fn subscriptions_follow_selection_and_credentials(db: Db) {
+    let app = app_without_polling(db).await;
+    let user = synced_user(&app, json!({"organizationDataSync": "SELECTED_ONLY"})).await;
+    let (org, _) = connected_org(&app).await;
+    assert!(
+        sim_subscriptions(&app, None).is_empty(),
+        "nothing selected, nothing subscribed"
+    );
+    let set = async |status: &str| {
+        let (code, body) = app
+            .call(
+                Method::PATCH,
+                &format!("/services/usermanagement/api/users/{user}/JohnDeere/organizations/{org}/{status}"),
+                None,
+            )
+            .await;
+        assert_eq!(code, StatusCode::OK, "{body}");
+    };
+    set("SELECTED").await;
+    wait_for("subscriptions of the selected org", async || {
+        (sim_subscriptions(&app, Some(&org)).len() == 4).then_some(())
+    })
+    .await;
+    assert_eq!(
+        sim_subscriptions(&app, None).len(),
+        4,
+        "only the selected org"
+    );
+    set("PREVIEW").await;
+    wait_for("the deselected org's subscriptions to go", async || {
+        sim_subscriptions(&app, None).is_empty().then_some(())
+    })
+    .await;
+    set("SELECTED").await;
+    wait_for("subscriptions again", async || {
+        (sim_subscriptions(&app, None).len() == 4).then_some(())
+    })
+    .await;
+    let (code, _) = app
+        .call(
+            Method::DELETE,
+            &format!("/services/usermanagement/api/users/{user}/john-deere-credentials"),
+            None,
+        )
+        .await;
+    assert_eq!(code, StatusCode::NO_CONTENT);
+    wait_for("deleted credentials' subscriptions to go", async || {
+        sim_subscriptions(&app, None).is_empty().then_some(())
+    })
+    .await;
+    app.finish().await;
+}
+
+async fn without_webhook_access_furrow_polls(db: Db) {
+    let app = app_without_polling(db).await;
+    app.admin(
+        Method::PATCH,
+        "apps/sim-client",
+        Some(json!({"webhookAccess": false})),
+    )
+    .await;
+    let user = synced_user(&app, json!({})).await;
+    let status = sync_status(&app, &user).await;
+    assert_eq!(status["counts"]["webhooks"], "POLLING", "{status}");
+    assert!(
+        status["counts"]["webhooksDetail"]
+            .as_str()
+            .unwrap()
+            .contains("Webhook"),
+        "{status}"
+    );
+    assert!(
+        status["counts"]["fields"].as_u64().unwrap() > 0,
+        "the sync itself went on"
+    );
+    assert!(sim_subscriptions(&app, None).is_empty());
+    let (_, events) = app.events(&user).await;
+    assert!(
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["statusCode"] == 403
+                && e["url"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("eventSubscriptions")),
+        "the refusal is in the credential's events: {events}"
+    );
+    app.finish().await;
+}
+
+both_backends!(webhook_changes, changes_arrive_by_webhook);
+both_backends!(forged, forged_deliveries_are_refused);
+both_backends!(selection, subscriptions_follow_selection_and_credentials);
+both_backends!(no_webhook_access, without_webhook_access_furrow_polls);
