@@ -34,7 +34,11 @@ async fn alert_receiver(arrivals: Arrivals) -> String {
         let now = Instant::now();
         if let Ok(alert) = serde_json::from_str::<Value>(&body) {
             if let Some(id) = alert["operationId"].as_str() {
-                arrivals.lock().unwrap().entry(id.to_string()).or_insert(now);
+                arrivals
+                    .lock()
+                    .unwrap()
+                    .entry(id.to_string())
+                    .or_insert(now);
             }
         }
         "ok"
@@ -137,7 +141,11 @@ async fn main() {
     .unwrap();
     let user = user["id"].as_str().unwrap().to_string();
     let rt = sim
-        .issue_tokens("sim-client", "grower001", &["ag1", "ag2", "files", "offline_access"])
+        .issue_tokens(
+            "sim-client",
+            "grower001",
+            &["ag1", "ag2", "files", "offline_access"],
+        )
         .unwrap()
         .refresh_token
         .unwrap();
@@ -180,7 +188,13 @@ async fn main() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|o| o["connectedApps"].as_array().unwrap().iter().any(|a| a == "sim-client"))
+        .filter(|o| {
+            o["connectedApps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a == "sim-client")
+        })
         .flat_map(|o| o["fieldIds"].as_array().unwrap().clone())
         .map(|f| f.as_str().unwrap().to_string())
         .collect();

@@ -207,6 +207,7 @@ async fn sync_changes_become_alerts(db: Db) {
         "fieldCreated",
         "fieldUpdated",
         "fieldBoundaryCreated",
+        "fieldBoundaryUpdated",
         "operationCreated",
         "providerFileProcessingFinished",
     ];
@@ -283,6 +284,23 @@ async fn sync_changes_become_alerts(db: Db) {
             count("operationCreated")
         ),
         (6, 1, 24)
+    );
+    // A boundary edit in John Deere (arriving by webhook): the new boundary is created and the
+    // field's boundary is updated, once each.
+    app.admin(Method::PUT, &format!("fields/{field}/boundary"), None)
+        .await;
+    wait_until("fieldBoundaryUpdated", || {
+        count("fieldBoundaryUpdated") == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        (
+            count("fieldBoundaryCreated"),
+            count("fieldBoundaryUpdated"),
+            count("fieldUpdated")
+        ),
+        (7, 1, 1)
     );
     app.finish().await;
 }

@@ -17,12 +17,13 @@ use crate::store::WebhookRecord;
 const BASE: &str = "/services/alerts/api/alerts/webhooks";
 
 /// Events furrow emits.
-pub const EVENTS: [&str; 9] = [
+pub const EVENTS: [&str; 10] = [
     "credentialsUnauthenticated",
     "credentialsLimitedPermission",
     "fieldCreated",
     "fieldUpdated",
     "fieldBoundaryCreated",
+    "fieldBoundaryUpdated",
     "operationCreated",
     "operationUpdated",
     "providerFileProcessingFinished",

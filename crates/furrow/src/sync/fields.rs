@@ -647,11 +647,21 @@ impl<'a> Run<'a> {
             }
         }
         if let Some(active) = new_active {
+            let mut replaced = false;
             for old in previously_active.iter().filter(|id| **id != active) {
                 self.state
                     .store
                     .set_boundary_status(old, "OUTDATED_ON_PROVIDER", "INACTIVE")
                     .await?;
+                replaced = true;
+            }
+            // The field's current boundary changed on John Deere.
+            if replaced {
+                self.notify(
+                    "fieldBoundaryUpdated",
+                    json!({"boundaryId": active, "leafUserId": user, "fieldId": field_id}),
+                )
+                .await?;
             }
         }
         self.commit(pending).await?;
