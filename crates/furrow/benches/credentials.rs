@@ -214,7 +214,10 @@ async fn main() {
             version: 1,
         };
         ids.push(record.id.clone());
-        store.replace_credential(&record, &[], far).await.unwrap();
+        store
+            .replace_credential(&record, &[], far, &[])
+            .await
+            .unwrap();
     }
     // Only the token bookkeeping is measured: the data syncs these credentials also schedule
     // are pushed out of the way.

@@ -97,18 +97,8 @@ impl Store {
 
     /// Queues one delivery (due now).
     pub async fn enqueue_delivery(&self, webhook_id: &str, body: &str) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO alert_deliveries (id, webhook_id, body, attempts, next_attempt_ms, state, created_at) \
-             VALUES ($1, $2, $3, 0, $4, 'pending', $5)",
-        )
-        .bind(uuid::Uuid::new_v4().to_string())
-        .bind(webhook_id)
-        .bind(body)
-        .bind(now_ms())
-        .bind(leaf_time_now())
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        let mut conn = self.pool().acquire().await?;
+        queue_in(&mut conn, &[(webhook_id.to_string(), body.to_string())]).await
     }
 
     /// Claims due deliveries until `lease_until_ms` (one conditional update, like jobs).
@@ -220,4 +210,46 @@ impl Store {
             .collect::<StoreResult<_>>()?;
         Ok((calls, total))
     }
+}
+
+/// Alert deliveries, `(webhook id, body)`, to queue together with the change they report.
+pub type Deliveries = Vec<(String, String)>;
+
+/// The alerts for an upsert whose outcome is not known in advance.
+#[derive(Debug, Default)]
+pub struct ChangeAlerts {
+    pub created: Deliveries,
+    pub updated: Deliveries,
+}
+
+impl ChangeAlerts {
+    pub fn for_change(&self, change: super::Change) -> &[(String, String)] {
+        match change {
+            super::Change::Created => &self.created,
+            super::Change::Updated => &self.updated,
+            super::Change::Unchanged => &[],
+        }
+    }
+}
+
+/// Queues deliveries (due now) on `conn`: inside the caller's transaction, an alert is stored
+/// if and only if the change it reports is.
+pub(crate) async fn queue_in(
+    conn: &mut sqlx::AnyConnection,
+    deliveries: &[(String, String)],
+) -> StoreResult<()> {
+    for (webhook_id, body) in deliveries {
+        sqlx::query(
+            "INSERT INTO alert_deliveries (id, webhook_id, body, attempts, next_attempt_ms, state, created_at) \
+             VALUES ($1, $2, $3, 0, $4, 'pending', $5)",
+        )
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(webhook_id)
+        .bind(body)
+        .bind(now_ms())
+        .bind(leaf_time_now())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }

@@ -155,10 +155,13 @@ impl Store {
         credential: &CredentialRecord,
         events: &[NewEvent],
         next_run_ms: i64,
+        alerts: &[(String, String)],
     ) -> StoreResult<()> {
         self.credentials.forget_user(&credential.leaf_user_id);
-        super::retry_conflicts(|| self.replace_credential_once(credential, events, next_run_ms))
-            .await
+        super::retry_conflicts(|| {
+            self.replace_credential_once(credential, events, next_run_ms, alerts)
+        })
+        .await
     }
 
     async fn replace_credential_once(
@@ -166,6 +169,7 @@ impl Store {
         credential: &CredentialRecord,
         events: &[NewEvent],
         next_run_ms: i64,
+        alerts: &[(String, String)],
     ) -> StoreResult<()> {
         let mut tx = self.pool().begin().await?;
         sqlx::query("DELETE FROM jd_credentials WHERE leaf_user_id = $1")
@@ -208,6 +212,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        super::alerts::queue_in(&mut tx, alerts).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -285,6 +290,7 @@ impl Store {
         tokens: &TokenWrite,
         events: &[NewEvent],
         reschedule: Option<JobReschedule<'_>>,
+        alerts: &[(String, String)],
     ) -> StoreResult<bool> {
         self.credentials.forget_credential(id);
         let now = now_ms();
@@ -324,6 +330,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        super::alerts::queue_in(&mut tx, alerts).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -336,6 +343,7 @@ impl Store {
         status: &str,
         reason: Option<&str>,
         events: &[NewEvent],
+        alerts: &[(String, String)],
     ) -> StoreResult<bool> {
         self.credentials.forget_credential(id);
         let mut tx = self.pool().begin().await?;
@@ -357,6 +365,7 @@ impl Store {
         for event in events {
             insert_event(&mut tx, id, event).await?;
         }
+        super::alerts::queue_in(&mut tx, alerts).await?;
         tx.commit().await?;
         Ok(true)
     }

@@ -178,6 +178,18 @@ const BOUNDARY_COLUMNS: &str =
     "id, field_id, provider_boundary_id, status, provider_status, geometry, \
     geometry_hash, area_ha, created_at, updated_at";
 
+/// A field as read from John Deere, to store for a Leaf user.
+#[derive(Debug, Clone, Copy)]
+pub struct FieldWrite<'a> {
+    pub user: &'a str,
+    pub org: &'a str,
+    pub provider_id: &'a str,
+    pub name: &'a str,
+    pub provider_farm_id: Option<&'a str>,
+    /// The field's `fieldOperation` link.
+    pub operations_uri: Option<&'a str>,
+}
+
 impl Store {
     pub async fn upsert_grower(
         &self,
@@ -232,17 +244,24 @@ impl Store {
     }
 
     /// Inserts or updates a field (un-deleting it if John Deere lists it again).
+    /// `alerts` (given furrow's field id) are queued in the same transaction, for the outcome.
     pub async fn upsert_field(
         &self,
-        user: &str,
-        org: &str,
-        provider_id: &str,
-        name: &str,
-        provider_farm_id: Option<&str>,
-        operations_uri: Option<&str>,
+        field: &FieldWrite<'_>,
+        alerts: impl Fn(&str) -> super::ChangeAlerts,
     ) -> StoreResult<(String, Change)> {
+        let FieldWrite {
+            user,
+            org,
+            provider_id,
+            name,
+            provider_farm_id,
+            operations_uri,
+        } = *field;
         let id = stable_uuid(&[user, "field", provider_id]);
+        // Read before the transaction (see upsert_operation).
         let existed = self.exists("fields", &id).await?;
+        let mut tx = self.pool().begin().await?;
         let now = leaf_time_now();
         let r = sqlx::query(
             "INSERT INTO fields (id, leaf_user_id, organization_id, provider_field_id, name, provider_farm_id, deleted_on_provider, created_at, updated_at, operations_uri) \
@@ -259,16 +278,16 @@ impl Store {
         .bind(provider_farm_id.map(str::to_string))
         .bind(now)
         .bind(operations_uri.map(str::to_string))
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
-        Ok((
-            id,
-            if existed {
-                Change::from_rows(r.rows_affected())
-            } else {
-                Change::Created
-            },
-        ))
+        let change = if existed {
+            Change::from_rows(r.rows_affected())
+        } else {
+            Change::Created
+        };
+        super::alerts::queue_in(&mut tx, alerts(&id).for_change(change)).await?;
+        tx.commit().await?;
+        Ok((id, change))
     }
 
     /// Marks a field deleted on John Deere, and its current boundaries DELETED_ON_PROVIDER.
@@ -335,8 +354,14 @@ impl Store {
         rows.iter().map(boundary_from).collect()
     }
 
-    pub async fn insert_boundary(&self, b: &BoundaryRecord) -> StoreResult<()> {
-        sqlx::query(&format!(
+    /// Inserts a boundary, queuing `alerts` in the same transaction if it is new.
+    pub async fn insert_boundary(
+        &self,
+        b: &BoundaryRecord,
+        alerts: &[(String, String)],
+    ) -> StoreResult<()> {
+        let mut tx = self.pool().begin().await?;
+        let r = sqlx::query(&format!(
             "INSERT INTO boundaries ({BOUNDARY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING"
         ))
         .bind(&b.id)
@@ -349,9 +374,40 @@ impl Store {
         .bind(b.area_ha)
         .bind(&b.created_at)
         .bind(&b.updated_at)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
+        if r.rows_affected() == 1 {
+            super::alerts::queue_in(&mut tx, alerts).await?;
+        }
+        tx.commit().await?;
         Ok(())
+    }
+
+    /// Marks boundaries replaced on John Deere `OUTDATED_ON_PROVIDER`, queuing `alerts` in the
+    /// same transaction when any changed.
+    pub async fn outdate_boundaries(
+        &self,
+        ids: &[String],
+        alerts: &[(String, String)],
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool().begin().await?;
+        let mut changed = false;
+        for id in ids {
+            let r = sqlx::query(
+                "UPDATE boundaries SET status = 'OUTDATED_ON_PROVIDER', provider_status = 'INACTIVE', updated_at = $1 \
+                 WHERE id = $2 AND status <> 'OUTDATED_ON_PROVIDER'",
+            )
+            .bind(leaf_time_now())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            changed |= r.rows_affected() > 0;
+        }
+        if changed {
+            super::alerts::queue_in(&mut tx, alerts).await?;
+        }
+        tx.commit().await?;
+        Ok(changed)
     }
 
     pub async fn set_boundary_status(

@@ -78,8 +78,14 @@ impl Store {
         row.as_ref().map(file_from).transpose()
     }
 
-    pub async fn upsert_file(&self, f: &FileRecord) -> StoreResult<()> {
+    /// Inserts or updates a file, queuing `alerts` in the same transaction.
+    pub async fn upsert_file(
+        &self,
+        f: &FileRecord,
+        alerts: &[(String, String)],
+    ) -> StoreResult<()> {
         let now = leaf_time_now();
+        let mut tx = self.pool().begin().await?;
         sqlx::query(
             "INSERT INTO machine_files (id, leaf_user_id, organization_id, provider_file_id, name, file_type, size_bytes, \
              provider_created_time, provider_modified_time, created_ms, status, sha256, storage_key, deleted_on_provider, \
@@ -102,8 +108,10 @@ impl Store {
         .bind(f.sha256.clone())
         .bind(f.storage_key.clone())
         .bind(now)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
+        super::alerts::queue_in(&mut tx, alerts).await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -20,11 +20,11 @@ mod users;
 mod webhooks;
 
 pub use accounts::{LoginThrottle, OwnerRecord};
-pub use alerts::{DeliveryRecord, FailedCall, WebhookRecord};
+pub use alerts::{ChangeAlerts, Deliveries, DeliveryRecord, FailedCall, WebhookRecord};
 pub use credentials::{CredentialRecord, EventRecord, JobReschedule, NewEvent, TokenWrite};
 pub use fields::{
     content_hash, stable_int_id_for_farm, stable_int_id_for_grower, stable_uuid, BoundaryRecord,
-    FarmRecord, FieldFilter, FieldRecord, GrowerRecord, SyncStatus,
+    FarmRecord, FieldFilter, FieldRecord, FieldWrite, GrowerRecord, SyncStatus,
 };
 pub use files::{FileFilter, FileRecord};
 pub use jobs::ClaimedJob;

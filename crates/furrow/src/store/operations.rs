@@ -66,8 +66,16 @@ const COLUMNS: &str = "o.id, o.leaf_user_id, o.field_id, o.provider_operation_id
 impl Store {
     /// Inserts or updates an operation; rows change only when the content did, and never back
     /// to an older version (a slow poll finishing after a webhook's fresher read).
-    pub async fn upsert_operation(&self, op: &OperationRecord) -> StoreResult<super::Change> {
+    /// `alerts` are queued in the same transaction, for the outcome.
+    pub async fn upsert_operation(
+        &self,
+        op: &OperationRecord,
+        alerts: &super::ChangeAlerts,
+    ) -> StoreResult<super::Change> {
+        // Read before the transaction: on SQLite a transaction that reads first cannot take the
+        // write lock once another connection wrote (SQLITE_BUSY without waiting).
         let existed = self.exists("operations", &op.id).await?;
+        let mut tx = self.pool().begin().await?;
         let now = leaf_time_now();
         let r = sqlx::query(
             "INSERT INTO operations (id, leaf_user_id, field_id, provider_operation_id, operation_type, crop_season, \
@@ -94,13 +102,16 @@ impl Store {
         .bind(&op.data_hash)
         .bind(op.provider_modified_ms)
         .bind(now)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
-        Ok(if existed {
+        let change = if existed {
             super::Change::from_rows(r.rows_affected())
         } else {
             super::Change::Created
-        })
+        };
+        super::alerts::queue_in(&mut tx, alerts.for_change(change)).await?;
+        tx.commit().await?;
+        Ok(change)
     }
 
     pub async fn mark_operation_deleted(

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use sha2::Sha256;
 
 use crate::app::AppState;
-use crate::store::{leaf_time_now, now_ms, FailedCall, StoreError};
+use crate::store::{leaf_time_now, now_ms, Deliveries, FailedCall, StoreError};
 
 /// Retry delays after the 1st, 2nd, 3rd and 4th failure (then the delivery is given up).
 const RETRY_MINUTES: [f64; 4] = [1.0, 30.0, 60.0, 240.0];
@@ -71,40 +71,47 @@ pub fn event_body(event_type: &str, mut event: Map<String, Value>) -> String {
     leaf_json(&Value::Object(event))
 }
 
-/// Queues `event` (with `type` and `timestamp` added) for every webhook of `owner` that
-/// subscribed to `event_type`.
-pub async fn emit(
+/// `event` (with `type` and `timestamp` added) for every webhook of `owner` that subscribed to
+/// `event_type`, to queue with the change it reports.
+async fn deliveries(
     state: &AppState,
     owner: &str,
     event_type: &str,
     event: Map<String, Value>,
-) -> Result<(), StoreError> {
+) -> Result<Deliveries, StoreError> {
     let body = event_body(event_type, event);
-    for webhook in state.store.webhooks(owner).await? {
-        let events: Vec<String> = serde_json::from_str(&webhook.events).unwrap_or_default();
-        if events.iter().any(|e| e == event_type) {
-            state.store.enqueue_delivery(&webhook.id, &body).await?;
-        }
-    }
-    Ok(())
+    Ok(state
+        .store
+        .webhooks(owner)
+        .await?
+        .into_iter()
+        .filter(|w| {
+            serde_json::from_str::<Vec<String>>(&w.events)
+                .unwrap_or_default()
+                .iter()
+                .any(|e| e == event_type)
+        })
+        .map(|w| (w.id, body.clone()))
+        .collect())
 }
 
-/// The alert for a credential whose status moved to UNAUTHENTICATED or MISSING_PERMISSION.
-pub async fn credential_status_changed(
+/// The alerts for a credential whose status moves to UNAUTHENTICATED or MISSING_PERMISSION
+/// (none for other statuses), to store together with the status.
+pub async fn credential_status_alerts(
     state: &AppState,
     leaf_user_id: &str,
     credential_id: &str,
     client_key: &str,
     status: &str,
     reason: Option<&str>,
-) -> Result<(), StoreError> {
+) -> Result<Deliveries, StoreError> {
     let event_type = match status {
         "UNAUTHENTICATED" => "credentialsUnauthenticated",
         "MISSING_PERMISSION" => "credentialsLimitedPermission",
-        _ => return Ok(()),
+        _ => return Ok(Vec::new()),
     };
     let Some(owner) = state.store.owner_of_user(leaf_user_id).await? else {
-        return Ok(());
+        return Ok(Vec::new());
     };
     let mut event = Map::new();
     event.insert("credential".into(), Value::String(client_key.into()));
@@ -116,7 +123,7 @@ pub async fn credential_status_changed(
         Value::String(reason.unwrap_or(status).into()),
     );
     event.insert("status".into(), Value::String(status.into()));
-    emit(state, &owner, event_type, event).await
+    deliveries(state, &owner, event_type, event).await
 }
 
 /// Delivers what is due; each delivery runs in its own task so a slow receiver holds no one up.

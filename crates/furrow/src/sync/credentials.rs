@@ -17,7 +17,8 @@ use crate::domain::credential::{
 };
 use crate::domain::redact::redact_values;
 use crate::store::{
-    now_ms, ClaimedJob, CredentialRecord, JobReschedule, NewEvent, StoreError, TokenWrite,
+    now_ms, ClaimedJob, CredentialRecord, Deliveries, JobReschedule, NewEvent, StoreError,
+    TokenWrite,
 };
 use crate::sync::link::{status_event, Session};
 use crate::sync::webhooks::Unsubscribe;
@@ -192,22 +193,24 @@ pub async fn create(
     // Stored now, before the access token is used for anything.
     let next_run = next_run_ms(state, &record);
     let unsubscribe = Unsubscribe::prepare(state, &record.leaf_user_id).await;
-    state
-        .store
-        .replace_credential(&record, &events, next_run)
-        .await?;
-    // The replaced credentials' subscriptions go; the new ones subscribe at their first sync.
-    if let Some(u) = unsubscribe {
-        u.spawn();
-    }
-    if tokens.is_none() {
-        alert(
+    let alerts = if tokens.is_none() {
+        status_alerts(
             state,
             &record,
             &record.status,
             record.status_reason.as_deref(),
         )
-        .await;
+        .await?
+    } else {
+        Vec::new()
+    };
+    state
+        .store
+        .replace_credential(&record, &events, next_run, &alerts)
+        .await?;
+    // The replaced credentials' subscriptions go; the new ones subscribe at their first sync.
+    if let Some(u) = unsubscribe {
+        u.spawn();
     }
 
     if let Some(tokens) = tokens {
@@ -221,6 +224,7 @@ pub async fn create(
         .await;
         let mut events = session.take_events(&secrets.all());
         events.push(status_event(None, status.as_str(), reason.as_deref()));
+        let alerts = status_alerts(state, &record, status.as_str(), reason.as_deref()).await?;
         if state
             .store
             .set_status(
@@ -229,27 +233,26 @@ pub async fn create(
                 status.as_str(),
                 reason.as_deref(),
                 &events,
+                &alerts,
             )
             .await?
         {
             record.status = status.as_str().into();
             record.status_reason = reason;
-            alert(
-                state,
-                &record,
-                &record.status,
-                record.status_reason.as_deref(),
-            )
-            .await;
         }
     }
     Ok(record)
 }
 
-/// Tells the application about a credential that became UNAUTHENTICATED or MISSING_PERMISSION.
-/// Runs after the status is stored; a failure here is logged, never fatal to the job.
-async fn alert(state: &AppState, cred: &CredentialRecord, status: &str, reason: Option<&str>) {
-    let outcome = crate::sync::alerts::credential_status_changed(
+/// The alerts telling the application about a credential that becomes UNAUTHENTICATED or
+/// MISSING_PERMISSION, stored in the same transaction as the status.
+async fn status_alerts(
+    state: &AppState,
+    cred: &CredentialRecord,
+    status: &str,
+    reason: Option<&str>,
+) -> Result<Deliveries, StoreError> {
+    crate::sync::alerts::credential_status_alerts(
         state,
         &cred.leaf_user_id,
         &cred.id,
@@ -257,10 +260,7 @@ async fn alert(state: &AppState, cred: &CredentialRecord, status: &str, reason: 
         status,
         reason,
     )
-    .await;
-    if let Err(e) = outcome {
-        tracing::warn!(credential = %cred.id, error = %e, "credential alert not queued");
-    }
+    .await
 }
 
 /// When the credential's job should next run.
@@ -381,15 +381,18 @@ pub async fn maintain(state: &AppState, job: &ClaimedJob) -> Result<(), Credenti
                     owner: &state.replica_id,
                     run_at_ms: next,
                 });
+                let alerts = if write.status != cred.status {
+                    status_alerts(state, &cred, &write.status, write.status_reason.as_deref())
+                        .await?
+                } else {
+                    Vec::new()
+                };
                 if !state
                     .store
-                    .write_tokens(&cred.id, cred.version, &write, &events, reschedule)
+                    .write_tokens(&cred.id, cred.version, &write, &events, reschedule, &alerts)
                     .await?
                 {
                     return Ok(()); // deleted or replaced while we were refreshing: drop the result
-                }
-                if write.status != cred.status {
-                    alert(state, &cred, &write.status, write.status_reason.as_deref()).await;
                 }
                 if !check_due {
                     return Ok(());
@@ -441,6 +444,11 @@ async fn finish(
             ));
             tracing::info!(credential = %cred.id, from = %cred.status, to = %status, "credential status changed");
         }
+        let alerts = if cred.status != status.as_str() {
+            status_alerts(state, cred, status.as_str(), reason.as_deref()).await?
+        } else {
+            Vec::new()
+        };
         if !state
             .store
             .set_status(
@@ -449,13 +457,11 @@ async fn finish(
                 status.as_str(),
                 reason.as_deref(),
                 &events,
+                &alerts,
             )
             .await?
         {
             return Ok(());
-        }
-        if cred.status != status.as_str() {
-            alert(state, cred, status.as_str(), reason.as_deref()).await;
         }
         updated.status = status.as_str().into();
         updated.last_check_ms = Some(now_ms());

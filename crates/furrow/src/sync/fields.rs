@@ -18,8 +18,8 @@ use crate::domain::config::effective;
 use crate::domain::credential::CredentialStatus;
 use crate::domain::organization::OrgStatus;
 use crate::store::{
-    leaf_time_now, BoundaryRecord, Change, CredentialRecord, OperationRecord, StoreError,
-    SyncStatus,
+    leaf_time_now, BoundaryRecord, ChangeAlerts, CredentialRecord, Deliveries, FieldWrite,
+    OperationRecord, StoreError, SyncStatus,
 };
 use crate::sync::link::Authorized;
 
@@ -207,25 +207,25 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Queues a Leaf alert for every webhook subscribed to `event_type`.
-    async fn notify(&self, event_type: &str, payload: Value) -> Result<(), SyncError> {
+    /// The Leaf alert for every webhook subscribed to `event_type`, to queue with the change.
+    fn alerts(&self, event_type: &str, payload: Value) -> Deliveries {
         let subscribed: Vec<&String> = self
             .hooks
             .iter()
             .filter(|(_, events)| events.iter().any(|e| e == event_type))
             .map(|(id, _)| id)
             .collect();
-        if subscribed.is_empty() {
-            return Ok(());
-        }
         let Value::Object(map) = payload else {
-            return Ok(());
+            return Vec::new();
         };
-        let body = crate::sync::alerts::event_body(event_type, map);
-        for id in subscribed {
-            self.state.store.enqueue_delivery(id, &body).await?;
+        if subscribed.is_empty() {
+            return Vec::new();
         }
-        Ok(())
+        let body = crate::sync::alerts::event_body(event_type, map);
+        subscribed
+            .into_iter()
+            .map(|id| (id.clone(), body.clone()))
+            .collect()
     }
 
     async fn commit(&self, pending: Pending) -> Result<(), SyncError> {
@@ -358,24 +358,18 @@ impl<'a> Run<'a> {
             return Ok(());
         }
         let record = self.download(org_id, f).await?;
-        self.state.store.upsert_file(&record).await?;
-        match record.status.as_str() {
-            "processed" => {
-                self.notify(
-                    "providerFileProcessingFinished",
-                    json!({"fileId": record.id, "leafUserId": user}),
-                )
-                .await?
-            }
-            "failed" => {
-                self.notify(
-                    "providerFileProcessingFailed",
-                    json!({"fileId": record.id, "leafUserId": user, "message": "John Deere refused the download"}),
-                )
-                .await?
-            }
-            _ => {}
-        }
+        let alerts = match record.status.as_str() {
+            "processed" => self.alerts(
+                "providerFileProcessingFinished",
+                json!({"fileId": record.id, "leafUserId": user}),
+            ),
+            "failed" => self.alerts(
+                "providerFileProcessingFailed",
+                json!({"fileId": record.id, "leafUserId": user, "message": "John Deere refused the download"}),
+            ),
+            _ => Vec::new(),
+        };
+        self.state.store.upsert_file(&record, &alerts).await?;
         self.counts.files += 1;
         Ok(())
     }
@@ -524,15 +518,12 @@ impl<'a> Run<'a> {
         {
             return Ok(());
         }
-        let event = match self.state.store.upsert_operation(&record).await? {
-            Change::Created => Some("operationCreated"),
-            Change::Updated => Some("operationUpdated"),
-            Change::Unchanged => None,
+        let payload = json!({"operationId": record.id, "leafUserId": user});
+        let alerts = ChangeAlerts {
+            created: self.alerts("operationCreated", payload.clone()),
+            updated: self.alerts("operationUpdated", payload),
         };
-        if let Some(event) = event {
-            self.notify(event, json!({"operationId": record.id, "leafUserId": user}))
-                .await?;
-        }
+        self.state.store.upsert_operation(&record, &alerts).await?;
         self.counts.operations += 1;
         Ok(())
     }
@@ -546,30 +537,28 @@ impl<'a> Run<'a> {
             .as_ref()
             .and_then(|e| e.farms.first())
             .map(|farm| farm.id.clone());
-        let (field_id, change) = self
+        let (field_id, _) = self
             .state
             .store
             .upsert_field(
-                &user,
-                org_id,
-                &f.id,
-                &f.name,
-                farm.as_deref(),
-                f.link("fieldOperation"),
+                &FieldWrite {
+                    user: &user,
+                    org: org_id,
+                    provider_id: &f.id,
+                    name: &f.name,
+                    provider_farm_id: farm.as_deref(),
+                    operations_uri: f.link("fieldOperation"),
+                },
+                |field_id| {
+                    let payload =
+                        json!({"source": "SYNC", "leafUserId": user, "fieldId": field_id});
+                    ChangeAlerts {
+                        created: self.alerts("fieldCreated", payload.clone()),
+                        updated: self.alerts("fieldUpdated", payload),
+                    }
+                },
             )
             .await?;
-        let event = match change {
-            Change::Created => Some("fieldCreated"),
-            Change::Updated => Some("fieldUpdated"),
-            Change::Unchanged => None,
-        };
-        if let Some(event) = event {
-            self.notify(
-                event,
-                json!({"source": "SYNC", "leafUserId": user, "fieldId": field_id}),
-            )
-            .await?;
-        }
         self.counts.fields += 1;
         let Some(uri) = f.link("boundaries").map(str::to_string) else {
             return Ok(field_id);
@@ -633,12 +622,11 @@ impl<'a> Run<'a> {
                         created_at: now.clone(),
                         updated_at: now.clone(),
                     };
-                    self.state.store.insert_boundary(&record).await?;
-                    self.notify(
+                    let alerts = self.alerts(
                         "fieldBoundaryCreated",
                         json!({"boundaryId": record.id, "leafUserId": user, "fieldId": field_id}),
-                    )
-                    .await?;
+                    );
+                    self.state.store.insert_boundary(&record, &alerts).await?;
                     self.counts.boundaries += 1;
                     if b.active {
                         new_active = Some(record.id.clone());
@@ -647,21 +635,20 @@ impl<'a> Run<'a> {
             }
         }
         if let Some(active) = new_active {
-            let mut replaced = false;
-            for old in previously_active.iter().filter(|id| **id != active) {
-                self.state
-                    .store
-                    .set_boundary_status(old, "OUTDATED_ON_PROVIDER", "INACTIVE")
-                    .await?;
-                replaced = true;
-            }
-            // The field's current boundary changed on John Deere.
-            if replaced {
-                self.notify(
+            let replaced: Vec<String> = previously_active
+                .into_iter()
+                .filter(|id| *id != active)
+                .collect();
+            if !replaced.is_empty() {
+                // The field's current boundary changed on John Deere.
+                let alerts = self.alerts(
                     "fieldBoundaryUpdated",
                     json!({"boundaryId": active, "leafUserId": user, "fieldId": field_id}),
-                )
-                .await?;
+                );
+                self.state
+                    .store
+                    .outdate_boundaries(&replaced, &alerts)
+                    .await?;
             }
         }
         self.commit(pending).await?;
