@@ -293,46 +293,67 @@ impl Store {
         alerts: &[(String, String)],
     ) -> StoreResult<bool> {
         self.credentials.forget_credential(id);
-        let now = now_ms();
+        let commit = TokenCommit {
+            id: id.to_string(),
+            expected_version,
+            tokens: tokens.clone(),
+            events: events.to_vec(),
+            reschedule: reschedule
+                .map(|j| (j.job_id.to_string(), j.owner.to_string(), j.run_at_ms)),
+            alerts: alerts.to_vec(),
+        };
+        let (reply, result) = tokio::sync::oneshot::channel();
+        self.token_commits.push(commit, reply);
+        {
+            // Group commit: whoever holds the lock writes everything queued meanwhile in one
+            // transaction. Many refreshes finishing together cost one commit, not one each.
+            let _leader = self.token_commits.leader.lock().await;
+            let batch = self.token_commits.take();
+            if !batch.is_empty() {
+                self.commit_token_batch(batch).await;
+            }
+        }
+        result
+            .await
+            .unwrap_or(Err(super::StoreError::Database(sqlx::Error::WorkerCrashed)))
+    }
+
+    async fn commit_token_batch(&self, batch: Vec<(TokenCommit, TokenReply)>) {
+        let together = async {
+            let mut tx = self.pool().begin().await?;
+            let mut written = Vec::with_capacity(batch.len());
+            for (commit, _) in &batch {
+                written.push(write_tokens_in(&mut tx, commit).await?);
+            }
+            tx.commit().await?;
+            Ok::<_, super::StoreError>(written)
+        }
+        .await;
+        match together {
+            Ok(written) => {
+                for ((_, reply), ok) in batch.into_iter().zip(written) {
+                    let _ = reply.send(Ok(ok));
+                }
+            }
+            // One bad write must not fail the others: each alone, with its own outcome.
+            Err(_) if batch.len() > 1 => {
+                for (commit, reply) in batch {
+                    let _ = reply.send(self.write_tokens_alone(&commit).await);
+                }
+            }
+            Err(e) => {
+                if let Some((_, reply)) = batch.into_iter().next() {
+                    let _ = reply.send(Err(e));
+                }
+            }
+        }
+    }
+
+    async fn write_tokens_alone(&self, commit: &TokenCommit) -> StoreResult<bool> {
         let mut tx = self.pool().begin().await?;
-        let r = sqlx::query(
-            "UPDATE jd_credentials SET access_token_enc = $1, access_expires_ms = $2, \
-             refresh_token_enc = COALESCE($3, refresh_token_enc), scopes = $4, status = $5, status_reason = $6, \
-             last_refresh_ms = $7, last_check_ms = $7, version = version + 1 WHERE id = $8 AND version = $9",
-        )
-        .bind(&tokens.access_token_enc)
-        .bind(tokens.access_expires_ms)
-        .bind(tokens.refresh_token_enc.clone())
-        .bind(&tokens.scopes)
-        .bind(&tokens.status)
-        .bind(tokens.status_reason.clone())
-        .bind(now)
-        .bind(id)
-        .bind(expected_version)
-        .execute(&mut *tx)
-        .await?;
-        if r.rows_affected() != 1 {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        for event in events {
-            insert_event(&mut tx, id, event).await?;
-        }
-        if let Some(job) = reschedule {
-            sqlx::query(
-                "UPDATE jobs SET run_at_ms = CASE WHEN woken <> 0 THEN run_at_ms ELSE $1 END, attempts = 0, \
-                 last_error = NULL, lease_owner = NULL, lease_until_ms = NULL, woken = 0 \
-                 WHERE id = $2 AND lease_owner = $3",
-            )
-            .bind(job.run_at_ms)
-            .bind(job.job_id)
-            .bind(job.owner)
-            .execute(&mut *tx)
-            .await?;
-        }
-        super::alerts::queue_in(&mut tx, alerts).await?;
+        let written = write_tokens_in(&mut tx, commit).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(written)
     }
 
     /// Sets the status (and records events) if the credential still exists at `expected_version`.
@@ -457,7 +478,7 @@ impl Store {
 }
 
 async fn insert_event(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tx: &mut sqlx::AnyConnection,
     credential_id: &str,
     event: &NewEvent,
 ) -> StoreResult<()> {
@@ -476,7 +497,89 @@ async fn insert_event(
     .bind(event.status_code)
     .bind(&event.headers)
     .bind(&event.body)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
+}
+
+/// One token write, owned, waiting for a group commit.
+#[derive(Debug)]
+pub(super) struct TokenCommit {
+    id: String,
+    expected_version: i64,
+    tokens: TokenWrite,
+    events: Vec<NewEvent>,
+    /// (job id, lease owner, next run) of the job to release with the write.
+    reschedule: Option<(String, String, i64)>,
+    alerts: Vec<(String, String)>,
+}
+
+type TokenReply = tokio::sync::oneshot::Sender<StoreResult<bool>>;
+
+/// Token writes queued for the next group commit.
+#[derive(Default)]
+pub(super) struct TokenCommits {
+    queue: std::sync::Mutex<Vec<(TokenCommit, TokenReply)>>,
+    leader: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for TokenCommits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenCommits").finish_non_exhaustive()
+    }
+}
+
+impl TokenCommits {
+    fn push(&self, commit: TokenCommit, reply: TokenReply) {
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((commit, reply));
+    }
+
+    fn take(&self) -> Vec<(TokenCommit, TokenReply)> {
+        std::mem::take(&mut *self.queue.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// Writes one token response if the credential is still at its expected version; false (and
+/// nothing written) otherwise. Runs inside the caller's transaction.
+async fn write_tokens_in(conn: &mut sqlx::AnyConnection, c: &TokenCommit) -> StoreResult<bool> {
+    let tokens = &c.tokens;
+    let r = sqlx::query(
+        "UPDATE jd_credentials SET access_token_enc = $1, access_expires_ms = $2, \
+         refresh_token_enc = COALESCE($3, refresh_token_enc), scopes = $4, status = $5, status_reason = $6, \
+         last_refresh_ms = $7, last_check_ms = $7, version = version + 1 WHERE id = $8 AND version = $9",
+    )
+    .bind(&tokens.access_token_enc)
+    .bind(tokens.access_expires_ms)
+    .bind(tokens.refresh_token_enc.clone())
+    .bind(&tokens.scopes)
+    .bind(&tokens.status)
+    .bind(tokens.status_reason.clone())
+    .bind(now_ms())
+    .bind(&c.id)
+    .bind(c.expected_version)
+    .execute(&mut *conn)
+    .await?;
+    if r.rows_affected() != 1 {
+        return Ok(false);
+    }
+    for event in &c.events {
+        insert_event(conn, &c.id, event).await?;
+    }
+    if let Some((job_id, owner, run_at_ms)) = &c.reschedule {
+        sqlx::query(
+            "UPDATE jobs SET run_at_ms = CASE WHEN woken <> 0 THEN run_at_ms ELSE $1 END, attempts = 0, \
+             last_error = NULL, lease_owner = NULL, lease_until_ms = NULL, woken = 0 \
+             WHERE id = $2 AND lease_owner = $3",
+        )
+        .bind(*run_at_ms)
+        .bind(job_id)
+        .bind(owner)
+        .execute(&mut *conn)
+        .await?;
+    }
+    super::alerts::queue_in(conn, &c.alerts).await?;
+    Ok(true)
 }

@@ -85,6 +85,7 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     credentials: credentials::CredentialCache,
+    token_commits: std::sync::Arc<credentials::TokenCommits>,
 }
 
 impl Store {
@@ -127,6 +128,7 @@ impl Store {
             pool,
             backend,
             credentials: credentials::CredentialCache::default(),
+            token_commits: Default::default(),
         })
     }
 

@@ -62,6 +62,8 @@ pub async fn run_engine(state: AppState, mut stop: watch::Receiver<bool>) {
                             if let Err(e) = outcome {
                                 tracing::warn!(job = %job.id, error = %e, "job failed; its lease will expire and it will run again");
                             }
+                            // A free slot: look for due work now rather than at the next poll.
+                            state.wake.notify_one();
                         }
                     })
                     .await
