@@ -21,6 +21,8 @@ pub struct AppState {
     pub keyring: Arc<Keyring>,
     pub jwt: Arc<JwtKeys>,
     pub deere: DeereHosts,
+    /// Machine files' bytes.
+    pub files: crate::files::FileStore,
     /// Identifies this replica in job leases.
     pub replica_id: String,
     /// Owners recently confirmed to exist (id → until, ms): spares a query per request.
@@ -37,6 +39,8 @@ pub enum StartError {
     Crypto(#[from] crate::crypto::CryptoError),
     #[error(transparent)]
     Hosts(#[from] crate::sync::link::HostError),
+    #[error(transparent)]
+    Files(#[from] crate::files::FileStoreError),
     #[error("demo: {0}")]
     Demo(String),
     #[error("cannot listen on {addr}: {source}")]
@@ -60,12 +64,14 @@ impl AppState {
             .await?;
         let jwt = JwtKeys::new(keyring.decrypt(&jwt_enc)?.expose_secret().as_bytes());
         let deere = DeereHosts::from_settings(&settings)?;
+        let files = crate::files::FileStore::from_settings(&settings)?;
         Ok(Self {
             settings: Arc::new(settings),
             store,
             keyring: Arc::new(keyring),
             jwt: Arc::new(jwt),
             deere,
+            files,
             replica_id: uuid::Uuid::new_v4().to_string(),
             known_owners: Arc::default(),
             wake: Arc::default(),

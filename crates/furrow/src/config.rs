@@ -13,8 +13,11 @@ use serde_json::{Map, Value};
 pub struct Settings {
     /// Address the HTTP API listens on.
     pub listen: SocketAddr,
-    /// Where the SQLite database, the key file and machine files live.
+    /// Where the SQLite database, the key file and (by default) machine files live.
     pub data_dir: PathBuf,
+    /// Machine files in an S3-compatible bucket: `s3://bucket[/prefix]` (credentials, region
+    /// and endpoint from the `AWS_*` environment variables). Unset: `{data_dir}/files`.
+    pub file_store_url: Option<String>,
     /// `sqlite://…` or `postgres://…`; default: `furrow.db` in the data dir.
     pub database_url: Option<String>,
     /// How applications and John Deere reach this server (webhooks); default `http://{listen}`.
@@ -69,6 +72,7 @@ impl Default for Settings {
             listen: "127.0.0.1:8080".parse().expect("static address"),
             data_dir: PathBuf::from("./furrow-data"),
             database_url: None,
+            file_store_url: None,
             public_url: None,
             secret_key: None,
             deere_auth_url: deere::oauth::DEFAULT_ISSUER.into(),
@@ -103,6 +107,7 @@ impl std::fmt::Debug for Settings {
                 &self.database_url.as_deref().map(redact_url),
             )
             .field("public_url", &self.public_url)
+            .field("file_store_url", &self.file_store_url)
             .field(
                 "secret_key",
                 &self.secret_key.as_ref().map(|_| "[REDACTED]"),

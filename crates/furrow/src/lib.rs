@@ -9,5 +9,6 @@ pub mod config;
 pub mod crypto;
 pub mod demo;
 pub mod domain;
+pub mod files;
 pub mod store;
 pub mod sync;

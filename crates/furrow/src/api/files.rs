@@ -125,19 +125,17 @@ async fn original(
         .storage_key
         .as_deref()
         .ok_or(ApiError::NotFound("original file"))?;
-    let file = tokio::fs::File::open(state.settings.data_dir.join(key))
-        .await
-        .map_err(|_| ApiError::NotFound("original file"))?;
-    let mut response = Body::from_stream(tokio_util::io::ReaderStream::new(file)).into_response();
+    let (size, bytes) = state.files.read(key).await.map_err(|e| {
+        tracing::warn!(file = %f.id, error = %e, "stored file unreadable");
+        ApiError::NotFound("original file")
+    })?;
+    let mut response = Body::from_stream(bytes).into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/zip"),
     );
-    headers.insert(
-        header::CONTENT_LENGTH,
-        HeaderValue::from(f.size_bytes.max(0) as u64),
-    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
     let safe_name: String = f
         .name
         .chars()

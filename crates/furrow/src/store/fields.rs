@@ -29,10 +29,17 @@ pub fn stable_int_id_for_grower(leaf_user_id: &str, provider_client_id: &str) ->
 
 /// Hex SHA-256 of a text (boundary geometry), to tell a changed shape from an unchanged one.
 pub fn content_hash(text: &str) -> String {
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    content_hash_bytes(text.as_bytes())
+}
+
+/// Hex SHA-256 of bytes.
+pub fn content_hash_bytes(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A stable UUID for a Leaf field or boundary.

@@ -23,8 +23,9 @@ pub use accounts::{LoginThrottle, OwnerRecord};
 pub use alerts::{ChangeAlerts, Deliveries, DeliveryRecord, FailedCall, WebhookRecord};
 pub use credentials::{CredentialRecord, EventRecord, JobReschedule, NewEvent, TokenWrite};
 pub use fields::{
-    content_hash, stable_int_id_for_farm, stable_int_id_for_grower, stable_uuid, BoundaryRecord,
-    FarmRecord, FieldFilter, FieldRecord, FieldWrite, GrowerRecord, SyncStatus,
+    content_hash, content_hash_bytes, hex, stable_int_id_for_farm, stable_int_id_for_grower,
+    stable_uuid, BoundaryRecord, FarmRecord, FieldFilter, FieldRecord, FieldWrite, GrowerRecord,
+    SyncStatus,
 };
 pub use files::{FileFilter, FileRecord};
 pub use jobs::ClaimedJob;

@@ -37,32 +37,6 @@ pub enum SyncError {
     Io(String),
 }
 
-/// Hex SHA-256 of a stored file, read in chunks.
-pub async fn sha256_of_file(path: &std::path::Path) -> Result<String, SyncError> {
-    use sha2::{Digest, Sha256};
-    use tokio::io::AsyncReadExt;
-    let mut file = tokio::fs::File::open(path)
-        .await
-        .map_err(|e| SyncError::Io(e.to_string()))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = file
-            .read(&mut buf)
-            .await
-            .map_err(|e| SyncError::Io(e.to_string()))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
-}
-
 /// Counts of what one run read and changed.
 #[derive(Debug, Default, Clone)]
 pub struct SyncCounts {
@@ -409,31 +383,20 @@ impl<'a> Run<'a> {
         };
         let url = self.api.link_url(uri)?;
         let key = format!("files/{user}/{}", f.id);
-        let path = self.state.settings.data_dir.join(&key);
-        let partial = path.with_extension("part");
-        if let Some(dir) = path.parent() {
-            tokio::fs::create_dir_all(dir)
-                .await
-                .map_err(|e| SyncError::Io(e.to_string()))?;
-        }
-        let mut out = tokio::fs::File::create(&partial)
-            .await
-            .map_err(|e| SyncError::Io(e.to_string()))?;
+        // Streamed to the file store in parts; the object appears only once complete.
+        let mut upload = self.state.files.upload(&key);
         let chunk = self.state.settings.file_chunk_bytes.max(64 * 1024);
         match self
             .api
-            .download_file(&self.token, &url, chunk, &mut out)
+            .download_file(&self.token, &url, chunk, &mut upload)
             .await
         {
             Ok(download) => {
-                out.sync_all()
+                let sha256 = upload
+                    .finish()
                     .await
                     .map_err(|e| SyncError::Io(e.to_string()))?;
-                drop(out);
-                record.sha256 = Some(sha256_of_file(&partial).await?);
-                tokio::fs::rename(&partial, &path)
-                    .await
-                    .map_err(|e| SyncError::Io(e.to_string()))?;
+                record.sha256 = Some(sha256);
                 record.size_bytes = download.bytes_written as i64;
                 record.storage_key = Some(key);
                 record.status = "processed".into();
@@ -441,13 +404,13 @@ impl<'a> Run<'a> {
             }
             // John Deere refuses this file (gone, forbidden): record it as failed, go on.
             Err(e @ (DeereError::NotFound { .. } | DeereError::Forbidden { .. })) => {
-                let _ = tokio::fs::remove_file(&partial).await;
+                upload.abort().await;
                 tracing::info!(file = %f.id, error = %e, "file not downloadable");
                 record.status = "failed".into();
                 Ok(record)
             }
             Err(e) => {
-                let _ = tokio::fs::remove_file(&partial).await;
+                upload.abort().await;
                 Err(e.into())
             }
         }

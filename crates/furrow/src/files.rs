@@ -1,0 +1,195 @@
+//! Where machine files' bytes live, through `object_store`: the data directory by default, or an
+//! S3-compatible bucket (`FURROW_FILE_STORE_URL=s3://bucket/prefix`, credentials and endpoint
+//! from the usual `AWS_*` variables) so that every replica reads the same files.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
+use object_store::buffered::BufWriter;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::ObjectStore;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWrite;
+
+use crate::config::Settings;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FileStoreError {
+    #[error(
+        "file store URL {0}: use s3://bucket[/prefix] or leave it unset for the data directory"
+    )]
+    BadUrl(String),
+    #[error("file store: {0}")]
+    Store(#[from] object_store::Error),
+    #[error("file store: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The configured store. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
+}
+
+impl FileStore {
+    pub fn from_settings(settings: &Settings) -> Result<Self, FileStoreError> {
+        match settings.file_store_url.as_deref() {
+            None => {
+                std::fs::create_dir_all(&settings.data_dir)?;
+                let local = LocalFileSystem::new_with_prefix(&settings.data_dir)?;
+                Ok(Self {
+                    store: Arc::new(local),
+                    prefix: Path::default(),
+                })
+            }
+            Some(raw) => {
+                let url = url::Url::parse(raw).map_err(|_| FileStoreError::BadUrl(raw.into()))?;
+                if url.scheme() != "s3" {
+                    return Err(FileStoreError::BadUrl(raw.into()));
+                }
+                let s3 = object_store::aws::AmazonS3Builder::from_env()
+                    .with_url(raw)
+                    .build()?;
+                Ok(Self {
+                    store: Arc::new(s3),
+                    prefix: Path::from(url.path().trim_matches('/')),
+                })
+            }
+        }
+    }
+
+    fn path(&self, key: &str) -> Path {
+        key.split('/')
+            .filter(|part| !part.is_empty())
+            .fold(self.prefix.clone(), |path, part| path.child(part))
+    }
+
+    /// A streaming upload of `key`: written in parts, visible only once finished.
+    pub fn upload(&self, key: &str) -> Upload {
+        Upload {
+            inner: BufWriter::new(self.store.clone(), self.path(key)),
+            hasher: Sha256::new(),
+        }
+    }
+
+    /// The stored bytes of `key`, as a stream, and their size.
+    pub async fn read(
+        &self,
+        key: &str,
+    ) -> Result<(u64, BoxStream<'static, Result<Bytes, object_store::Error>>), FileStoreError> {
+        let result = self.store.get(&self.path(key)).await?;
+        let size = result.meta.size;
+        Ok((size, result.into_stream().boxed()))
+    }
+}
+
+/// An upload in progress; hashes (SHA-256) what passes through.
+pub struct Upload {
+    inner: BufWriter,
+    hasher: Sha256,
+}
+
+impl Upload {
+    /// Completes the upload; returns the hex SHA-256 of the bytes.
+    pub async fn finish(mut self) -> Result<String, FileStoreError> {
+        tokio::io::AsyncWriteExt::shutdown(&mut self.inner).await?;
+        Ok(crate::store::hex(&self.hasher.finalize()))
+    }
+
+    /// Drops what was written so far.
+    pub async fn abort(mut self) {
+        if let Err(e) = self.inner.abort().await {
+            tracing::info!(error = %e, "aborting a file upload failed");
+        }
+    }
+}
+
+impl AsyncWrite for Upload {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &polled {
+            this.hasher.update(&buf[..*n]);
+        }
+        polled
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    fn settings(dir: &std::path::Path, url: Option<&str>) -> Settings {
+        Settings {
+            data_dir: dir.to_path_buf(),
+            file_store_url: url.map(str::to_string),
+            ..Settings::default()
+        }
+    }
+
+    #[test]
+    fn urls_other_than_s3_are_refused_and_s3_keeps_its_prefix() {
+        let dir = std::env::temp_dir();
+        assert!(matches!(
+            FileStore::from_settings(&settings(&dir, Some("ftp://host/files"))),
+            Err(FileStoreError::BadUrl(_))
+        ));
+        assert!(matches!(
+            FileStore::from_settings(&settings(&dir, Some("not a url"))),
+            Err(FileStoreError::BadUrl(_))
+        ));
+        let s3 =
+            FileStore::from_settings(&settings(&dir, Some("s3://bucket/furrow/prod"))).unwrap();
+        assert_eq!(s3.path("files/u/f").as_ref(), "furrow/prod/files/u/f");
+    }
+
+    #[tokio::test]
+    async fn uploads_appear_whole_with_their_hash_and_aborted_ones_not_at_all() {
+        let dir = std::env::temp_dir().join(format!("furrow-files-{}", uuid::Uuid::new_v4()));
+        let store = FileStore::from_settings(&settings(&dir, None)).unwrap();
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let mut upload = store.upload("files/user/a");
+        for chunk in data.chunks(70_000) {
+            upload.write_all(chunk).await.unwrap();
+        }
+        assert!(
+            store.read("files/user/a").await.is_err(),
+            "not visible before finish"
+        );
+        let hash = upload.finish().await.unwrap();
+        assert_eq!(hash, crate::store::content_hash_bytes(&data));
+        assert!(
+            dir.join("files/user/a").is_file(),
+            "the data directory layout"
+        );
+        let (size, stream) = store.read("files/user/a").await.unwrap();
+        assert_eq!(size, data.len() as u64);
+        let read: Vec<u8> = stream.map(|b| b.unwrap().to_vec()).concat().await;
+        assert_eq!(read, data);
+
+        let mut aborted = store.upload("files/user/b");
+        aborted.write_all(&data).await.unwrap();
+        aborted.abort().await;
+        assert!(store.read("files/user/b").await.is_err());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
