@@ -216,6 +216,24 @@ async fn main() {
         resync.len(),
         resync.len() as f64 / minimum as f64
     );
+    // Anything read more than once in the re-sync is waste worth seeing.
+    let mut seen = std::collections::HashMap::new();
+    for e in &resync {
+        *seen
+            .entry((e.user.clone(), e.method.clone(), e.path.clone()))
+            .or_insert(0usize) += 1;
+    }
+    let mut repeated: Vec<_> = seen.into_iter().filter(|(_, n)| *n > 1).collect();
+    repeated.sort();
+    println!(
+        "re-sync repeats:   {} requests read more than once{}",
+        repeated.len(),
+        repeated
+            .iter()
+            .take(3)
+            .map(|((u, m, p), n)| format!("; {n}x {m} {p} ({})", u.clone().unwrap_or_default()))
+            .collect::<String>()
+    );
     println!(
         "peak memory:       {:.0} MiB (furrow and the simulator in one process)",
         peak_rss_mib()
