@@ -29,6 +29,10 @@ CREATE TABLE deere_inbox (
 );
 CREATE INDEX deere_inbox_due ON deere_inbox(next_attempt_ms);
 
+-- Why the last sync of an organization failed (403: unconnected, missing scope, terms to
+-- accept); cleared by a successful one.
+ALTER TABLE jd_organizations ADD COLUMN sync_error TEXT;
+
 -- A job woken (manual sync, selection changed) while it runs runs again right after.
 ALTER TABLE jobs ADD COLUMN woken BIGINT NOT NULL DEFAULT 0;
 

@@ -350,6 +350,39 @@ async fn forbidden_org_is_skipped_and_others_sync(db: Db) {
     assert_eq!(status["counts"]["organizationsFailed"], json!([org]));
     let fields = fields_of(&app, &user, "").await;
     assert_eq!(fields.len(), 3, "the other organization's fields arrive");
+    // The organization is marked with the reason; the other is not.
+    let (_, marked) = app
+        .call(
+            Method::GET,
+            &format!("/services/usermanagement/api/users/{user}/JohnDeere/organizations/{org}"),
+            None,
+        )
+        .await;
+    assert!(
+        marked["syncError"]
+            .as_str()
+            .is_some_and(|e| e.contains("restricted")),
+        "{marked}"
+    );
+    // Once the terms are accepted (the fault gone), the next sync clears the mark.
+    app.admin(Method::DELETE, "faults", None).await;
+    let before = status["finishedTime"].clone();
+    app.call(
+        Method::POST,
+        &format!("/services/fields/api/users/{user}/fields/sync"),
+        None,
+    )
+    .await;
+    let status = wait_for_sync(&app, &user, &before).await;
+    assert_eq!(status["counts"]["organizationsFailed"], json!([]));
+    let (_, cleared) = app
+        .call(
+            Method::GET,
+            &format!("/services/usermanagement/api/users/{user}/JohnDeere/organizations/{org}"),
+            None,
+        )
+        .await;
+    assert_eq!(cleared["syncError"], Value::Null, "{cleared}");
     let (status, other) = app
         .call(
             Method::GET,

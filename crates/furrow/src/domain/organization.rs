@@ -69,6 +69,7 @@ pub fn merge(previous: &[OrganizationRecord], fresh: &[Organization]) -> Vec<Org
                 connected,
                 management_uri,
                 links: serde_json::Value::Object(links).to_string(),
+                sync_error: None,
             }
         })
         .collect()

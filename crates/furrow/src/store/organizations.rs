@@ -15,6 +15,8 @@ pub struct OrganizationRecord {
     pub management_uri: Option<String>,
     /// The org's data links (rel → uri) as John Deere sent them, JSON.
     pub links: String,
+    /// Why the last sync of this organization failed (kept by list updates).
+    pub sync_error: Option<String>,
 }
 
 fn org_from_row(r: &AnyRow) -> StoreResult<OrganizationRecord> {
@@ -25,10 +27,12 @@ fn org_from_row(r: &AnyRow) -> StoreResult<OrganizationRecord> {
         connected: r.try_get::<i64, _>("connected")? != 0,
         management_uri: opt_string(r, "management_uri")?,
         links: r.try_get("links")?,
+        sync_error: opt_string(r, "sync_error")?,
     })
 }
 
-const ORG_COLUMNS: &str = "provider_org_id, name, status, connected, management_uri, links";
+const ORG_COLUMNS: &str =
+    "provider_org_id, name, status, connected, management_uri, links, sync_error";
 
 impl Store {
     /// Replaces the credential's organization list with `orgs` (in John Deere's order) in one
@@ -98,6 +102,24 @@ impl Store {
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(org_from_row).collect()
+    }
+
+    /// Records (or, with `None`, clears) why an organization's sync failed.
+    pub async fn set_organization_sync_error(
+        &self,
+        credential_id: &str,
+        org_id: &str,
+        error: Option<&str>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE jd_organizations SET sync_error = $1 WHERE credential_id = $2 AND provider_org_id = $3",
+        )
+        .bind(error.map(str::to_string))
+        .bind(credential_id)
+        .bind(org_id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
     }
 
     /// Sets an org's status when it currently has `from`; false when it does not.

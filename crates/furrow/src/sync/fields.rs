@@ -768,6 +768,12 @@ pub async fn sync_credential(
         run.counts.organizations += 1;
         let links: BTreeMap<String, String> = serde_json::from_str(&org.links).unwrap_or_default();
         match run.organization(&org.provider_org_id, &links).await {
+            Ok(()) if org.sync_error.is_some() => {
+                state
+                    .store
+                    .set_organization_sync_error(&cred.id, &org.provider_org_id, None)
+                    .await?
+            }
             Ok(()) => {}
             // One organization refusing (unconnected meanwhile, missing scope, terms to accept)
             // does not stop the others.
@@ -777,6 +783,14 @@ pub async fn sync_credential(
                 | DeereError::NotFound { .. }),
             )) => {
                 tracing::info!(org = %org.provider_org_id, error = %e, "organization skipped");
+                state
+                    .store
+                    .set_organization_sync_error(
+                        &cred.id,
+                        &org.provider_org_id,
+                        Some(&e.to_string()),
+                    )
+                    .await?;
                 run.counts
                     .organizations_failed
                     .push(org.provider_org_id.clone());
