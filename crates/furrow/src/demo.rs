@@ -38,6 +38,17 @@ pub async fn run(mut settings: Settings) -> Result<(), StartError> {
         )
         .map_err(StartError::Demo)?;
     let refresh_token = tokens.refresh_token.unwrap_or_default();
+    // A field of grower001 that furrow syncs, to change in the simulator.
+    let field = sim
+        .sim
+        .state()
+        .world
+        .user_orgs("grower001")
+        .into_iter()
+        .filter(|o| o.connected_apps.contains("sim-client"))
+        .flat_map(|o| o.fields.iter().map(|f| f.id.clone()))
+        .next()
+        .unwrap_or_default();
     let base = running.base_url();
     println!(
         r#"
@@ -66,6 +77,10 @@ curl -s {base}/services/usermanagement/api/users/$USER/john-deere-credentials/ev
 curl -s {base}/services/fields/api/users/$USER/fields/sync -H "Authorization: Bearer $TOKEN"
 curl -s "{base}/services/fields/api/fields?leafUserId=$USER" -H "Authorization: Bearer $TOKEN"
 curl -s "{base}/services/operations/api/operations?leafUserId=$USER" -H "Authorization: Bearer $TOKEN"
+
+# A new field operation in John Deere reaches furrow by webhook within a second (one more operation):
+curl -s -X POST {sim_root}/__admin/fields/{field}/operations -H 'content-type: application/json' -d '{{"type":"seeding"}}'
+curl -s -o /dev/null -D - "{base}/services/operations/api/operations?leafUserId=$USER" -H "Authorization: Bearer $TOKEN" | grep -i x-total-count
 
 # Revoke the grower's grant in the simulator; within a health check furrow reports UNAUTHENTICATED:
 curl -s -X POST {sim_root}/__admin/grants/revoke -H 'content-type: application/json' -d '{{"userName":"grower001"}}'
