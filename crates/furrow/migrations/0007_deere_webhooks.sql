@@ -38,3 +38,17 @@ ALTER TABLE jobs ADD COLUMN woken BIGINT NOT NULL DEFAULT 0;
 
 -- John Deere's modifiedTime of an operation (ms): an older read never overwrites a newer one.
 ALTER TABLE operations ADD COLUMN provider_modified_ms BIGINT;
+
+-- A sync run split into parts ("{orgId}/fields", "{orgId}/files"), each a one-shot job of kind
+-- "part:{part}", so that replicas share one large account. The run is done when no part is PENDING.
+CREATE TABLE sync_parts (
+    credential_id TEXT NOT NULL REFERENCES jd_credentials(id) ON DELETE CASCADE,
+    part TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    counts TEXT NOT NULL,
+    error TEXT,
+    -- The replica that finished the part (operations insight: how the work was shared).
+    done_by TEXT,
+    PRIMARY KEY (credential_id, part)
+);

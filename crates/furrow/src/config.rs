@@ -51,6 +51,9 @@ pub struct Settings {
     pub engine_concurrency: usize,
     /// Scheduled re-sync of each credential's data (webhooks and manual syncs come sooner).
     pub sync_interval_secs: u64,
+    /// Parts of one credential's sync (an organization's fields, or its files) worked on at
+    /// once, across all replicas.
+    pub sync_parts_per_credential: u64,
     /// Machine files are downloaded in ranged requests of this many bytes.
     pub file_chunk_bytes: u64,
     /// Multiplies Leaf's alert retry delays (1, 30, 60, 240 minutes); tests use a tiny value.
@@ -88,6 +91,7 @@ impl Default for Settings {
             event_retention_days: 30,
             engine_concurrency: 16,
             sync_interval_secs: 86_400,
+            sync_parts_per_credential: 4,
             file_chunk_bytes: 8 * 1024 * 1024,
             alert_retry_scale: 1.0,
             credential_cache_ms: 1000,

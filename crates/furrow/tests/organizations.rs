@@ -116,6 +116,27 @@ async fn organization_statuses_and_patch_rules(db: Db) {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
+    // The PATCH started a sync; let it finish first (a sync that read John Deere's list before
+    // the connection below would otherwise race the manual re-read).
+    let patched = furrow::store::leaf_time_now();
+    for _ in 0..300 {
+        let (_, s) = app
+            .call(
+                Method::GET,
+                &format!("/services/fields/api/users/{user}/fields/sync"),
+                None,
+            )
+            .await;
+        if s["state"] == "DONE"
+            && s["finishedTime"]
+                .as_str()
+                .is_some_and(|t| t > patched.as_str())
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
     // The grower connects the blocked org; a sync turns it into PREVIEW and keeps SELECTED.
     app.admin(
         Method::PUT,

@@ -131,3 +131,135 @@ async fn two_replicas_never_reuse_a_rotated_refresh_token() {
     }
     sim.shutdown().await;
 }
+
+/// One account's sync is split into parts (per organization: fields, files) that any replica
+/// runs: two replicas, each running one job at a time, share one grower's four organizations,
+/// and the result is the whole account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_share_one_accounts_sync() {
+    let sim = deere_sim::start(
+        deere_sim::SimConfig::default(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let http = reqwest::Client::new();
+    let admin = format!("{}/__admin", sim.root_url());
+    let org =
+        json!({"connectedTo": "sim-client", "fields": 4, "operationsPerField": 1, "files": 1});
+    let created = http
+        .post(format!("{admin}/growers"))
+        .json(&json!({"userName": "wide", "organizations": [org, org, org, org]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(created.status().is_success());
+    // Every request takes a while, so parts overlap.
+    sim.state().settings.latency_ms = 20;
+    let (database_url, data_dir) = fresh_database(Db::Postgres).await;
+    let mut settings = test_settings(&sim, &database_url, &data_dir);
+    settings.engine_poll_ms = 20;
+    settings.engine_concurrency = 1;
+    settings.health_check_interval_secs = 3600;
+    let a = furrow::app::start(settings.clone()).await.unwrap();
+    let b = furrow::app::start(settings.clone()).await.unwrap();
+    furrow::api::auth::create_owner(&a.state.store, "owner@example.com", "correct horse battery")
+        .await
+        .unwrap();
+    let token: String = http
+        .post(format!("{}/api/authenticate", a.base_url()))
+        .json(&json!({"username": "owner@example.com", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap()["id_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let user: serde_json::Value = http
+        .post(format!(
+            "{}/services/usermanagement/api/users",
+            a.base_url()
+        ))
+        .bearer_auth(&token)
+        .json(&json!({"name": "wide"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let user = user["id"].as_str().unwrap().to_string();
+    // Operations from any year.
+    http.post(format!(
+        "{}/services/config/api/configs/{user}",
+        a.base_url()
+    ))
+    .bearer_auth(&token)
+    .json(&json!({"operationsProcessingRange": 120}))
+    .send()
+    .await
+    .unwrap();
+    let rt = sim
+        .issue_tokens(
+            "sim-client",
+            "wide",
+            &["ag1", "ag2", "files", "offline_access"],
+        )
+        .unwrap()
+        .refresh_token
+        .unwrap();
+    let r = http
+        .post(format!("{}/services/usermanagement/api/users/{user}/john-deere-credentials", a.base_url()))
+        .bearer_auth(&token)
+        .json(&json!({"clientKey": "sim-client", "clientSecret": "sim-secret", "refreshToken": rt, "clientEnvironment": "STAGE"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let mut status = serde_json::Value::Null;
+    for _ in 0..500 {
+        status = http
+            .get(format!(
+                "{}/services/fields/api/users/{user}/fields/sync",
+                b.base_url()
+            ))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if status["state"] == "DONE" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status["state"], "DONE", "{status}");
+    // The whole account: 4 orgs x 4 fields, 1 operation each, 1 file each.
+    assert_eq!(status["counts"]["organizations"], 4, "{status}");
+    assert_eq!(status["counts"]["fields"], 16, "{status}");
+    assert_eq!(status["counts"]["operations"], 16, "{status}");
+    assert_eq!(status["counts"]["files"], 4, "{status}");
+    // 8 parts (fields and files of 4 orgs), finished by both replicas.
+    let rows = sqlx::query("SELECT done_by FROM sync_parts WHERE part <> '_run'")
+        .fetch_all(a.state.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 8);
+    let by: std::collections::HashSet<String> = rows
+        .iter()
+        .map(|r| sqlx::Row::try_get::<String, _>(r, "done_by").unwrap())
+        .collect();
+    assert_eq!(
+        by,
+        [a.state.replica_id.clone(), b.state.replica_id.clone()].into(),
+        "both replicas ran parts"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+    sim.shutdown().await;
+}

@@ -483,20 +483,7 @@ impl Store {
     }
 
     pub async fn put_sync_status(&self, user: &str, s: &SyncStatus) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO sync_status (leaf_user_id, state, started_at, finished_at, counts, last_error) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (leaf_user_id) DO UPDATE SET state = $2, \
-             started_at = $3, finished_at = $4, counts = $5, last_error = $6",
-        )
-        .bind(user)
-        .bind(&s.state)
-        .bind(s.started_at.clone())
-        .bind(s.finished_at.clone())
-        .bind(&s.counts)
-        .bind(s.last_error.clone())
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        sync_status_in(&mut *self.pool().acquire().await?, user, s).await
     }
 
     /// A page of the owner's fields and the total.
@@ -587,4 +574,26 @@ impl Store {
         .await?;
         rows.iter().map(grower_from).collect()
     }
+}
+
+/// Writes a user's sync status on `conn` (inside the caller's transaction).
+pub(crate) async fn sync_status_in(
+    conn: &mut sqlx::AnyConnection,
+    user: &str,
+    s: &SyncStatus,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO sync_status (leaf_user_id, state, started_at, finished_at, counts, last_error) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (leaf_user_id) DO UPDATE SET state = $2, \
+         started_at = $3, finished_at = $4, counts = $5, last_error = $6",
+    )
+    .bind(user)
+    .bind(&s.state)
+    .bind(s.started_at.clone())
+    .bind(s.finished_at.clone())
+    .bind(&s.counts)
+    .bind(s.last_error.clone())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }

@@ -16,6 +16,7 @@ mod files;
 mod jobs;
 mod operations;
 mod organizations;
+mod parts;
 mod users;
 mod webhooks;
 
@@ -31,6 +32,7 @@ pub use files::{FileFilter, FileRecord};
 pub use jobs::ClaimedJob;
 pub use operations::{OperationFilter, OperationRecord};
 pub use organizations::OrganizationRecord;
+pub use parts::{SyncPart, PART_JOB_PREFIX};
 pub use users::{UserFilter, UserRecord, UserWrite};
 pub use webhooks::{InboxItem, NewInboxItem, SubscriptionRecord};
 

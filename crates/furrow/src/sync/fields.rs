@@ -212,6 +212,8 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
+    /// An organization's growers, farms, fields, boundaries and operations (files are a part
+    /// of their own).
     async fn organization(
         &mut self,
         org_id: &str,
@@ -282,9 +284,6 @@ impl<'a> Run<'a> {
                 .await?
             {
                 self.operations(&field_id, &uri, since).await?;
-            }
-            if let Some(uri) = links.get("files") {
-                self.files(org_id, uri).await?;
             }
         }
         Ok(())
@@ -723,8 +722,10 @@ pub fn to_geojson(b: &Boundary) -> String {
     json!({"type": "MultiPolygon", "coordinates": polygons}).to_string()
 }
 
-/// One full sync of a credential: organizations, then every organization the configuration
-/// selects. Progress goes to the user's sync status.
+/// Starts a sync run of a credential: re-reads the organizations, subscribes to their events,
+/// and splits the work into parts — per organization its fields (with growers, farms,
+/// boundaries and operations) and its files — each a job any replica may run. The run is DONE
+/// when the last part finishes. Progress goes to the user's sync status.
 pub async fn sync_credential(
     state: &AppState,
     cred: &CredentialRecord,
@@ -732,22 +733,23 @@ pub async fn sync_credential(
     let mut run = Run::open(state, cred)?;
     let user = cred.leaf_user_id.clone();
     let started = leaf_time_now();
+    let running = |counts: &SyncCounts| SyncStatus {
+        state: "RUNNING".into(),
+        started_at: Some(started.clone()),
+        finished_at: None,
+        counts: counts.to_json().to_string(),
+        last_error: None,
+    };
     state
         .store
-        .put_sync_status(
-            &user,
-            &SyncStatus {
-                state: "RUNNING".into(),
-                started_at: Some(started.clone()),
-                finished_at: None,
-                counts: "{}".into(),
-                last_error: None,
-            },
-        )
+        .put_sync_status(&user, &running(&SyncCounts::default()))
         .await?;
-
     let orgs_url = run.api.endpoint("organizations")?;
-    if let Read::Items(orgs, _, pending) = run.read::<Organization>(orgs_url.as_str()).await? {
+    let read = run.read::<Organization>(orgs_url.as_str()).await;
+    run.flush_events().await?;
+    if let Read::Items(orgs, _, pending) = read.inspect_err(|e| {
+        tracing::info!(credential = %cred.id, error = %e, "organizations not read");
+    })? {
         crate::sync::organizations::store(state, &cred.id, &orgs).await?;
         run.commit(pending).await?;
     }
@@ -764,81 +766,212 @@ pub async fn sync_credential(
         .collect();
     let org_ids: Vec<String> = orgs.iter().map(|o| o.provider_org_id.clone()).collect();
     run.counts.webhooks = crate::sync::webhooks::reconcile(&run, &org_ids).await;
+    run.flush_events().await?;
+    run.counts.organizations = orgs.len();
+    let mut parts = Vec::new();
     for org in &orgs {
-        run.counts.organizations += 1;
+        parts.push(format!("{}/fields", org.provider_org_id));
         let links: BTreeMap<String, String> = serde_json::from_str(&org.links).unwrap_or_default();
-        match run.organization(&org.provider_org_id, &links).await {
-            Ok(()) if org.sync_error.is_some() => {
-                state
-                    .store
-                    .set_organization_sync_error(&cred.id, &org.provider_org_id, None)
-                    .await?
-            }
-            Ok(()) => {}
-            // One organization refusing (unconnected meanwhile, missing scope, terms to accept)
-            // does not stop the others.
-            Err(SyncError::Deere(
-                e @ (DeereError::Forbidden { .. }
-                | DeereError::RequiredCustomerAction { .. }
-                | DeereError::NotFound { .. }),
-            )) => {
-                tracing::info!(org = %org.provider_org_id, error = %e, "organization skipped");
-                state
-                    .store
-                    .set_organization_sync_error(
-                        &cred.id,
-                        &org.provider_org_id,
-                        Some(&e.to_string()),
-                    )
-                    .await?;
-                run.counts
-                    .organizations_failed
-                    .push(org.provider_org_id.clone());
-            }
-            Err(e) => {
-                run.flush_events().await?;
-                record_failure(state, &user, &started, &run.counts, &e).await?;
-                return Err(e);
-            }
+        if run.operations_since_ms.is_some() && links.contains_key("files") {
+            parts.push(format!("{}/files", org.provider_org_id));
         }
     }
-    run.flush_events().await?;
+    let run_id = uuid::Uuid::new_v4().to_string();
     state
         .store
-        .put_sync_status(
+        .start_sync_parts(
+            &cred.id,
             &user,
-            &SyncStatus {
-                state: "DONE".into(),
-                started_at: Some(started),
-                finished_at: Some(leaf_time_now()),
-                counts: run.counts.to_json().to_string(),
-                last_error: None,
-            },
+            &run_id,
+            &parts,
+            &run.counts.to_json().to_string(),
+            &running(&run.counts),
         )
         .await?;
+    if parts.is_empty() {
+        state
+            .store
+            .put_sync_status(
+                &user,
+                &SyncStatus {
+                    state: "DONE".into(),
+                    finished_at: Some(leaf_time_now()),
+                    ..running(&run.counts)
+                },
+            )
+            .await?;
+    }
     Ok(run.counts)
 }
 
-async fn record_failure(
+/// Runs one part of a sync run: an organization's fields or its files.
+async fn sync_part(
     state: &AppState,
-    user: &str,
-    started: &str,
-    counts: &SyncCounts,
-    error: &SyncError,
-) -> Result<(), StoreError> {
+    cred: &CredentialRecord,
+    org_id: &str,
+    resource: &str,
+) -> Result<SyncCounts, SyncError> {
+    let mut run = Run::open(state, cred)?;
+    run.load_config().await?;
+    let Some(org) = state
+        .store
+        .organizations(&cred.id)
+        .await?
+        .into_iter()
+        .find(|o| o.provider_org_id == org_id)
+    else {
+        return Ok(run.counts); // gone from John Deere's list since the run started
+    };
+    let links: BTreeMap<String, String> = serde_json::from_str(&org.links).unwrap_or_default();
+    let outcome = match (resource, run.operations_since_ms, links.get("files")) {
+        ("fields", ..) => run.organization(org_id, &links).await,
+        ("files", Some(_), Some(uri)) => run.files(org_id, uri).await,
+        _ => Ok(()),
+    };
+    run.flush_events().await?;
+    match outcome {
+        Ok(()) => {
+            if resource == "fields" && org.sync_error.is_some() {
+                state
+                    .store
+                    .set_organization_sync_error(&cred.id, org_id, None)
+                    .await?;
+            }
+            Ok(run.counts)
+        }
+        // One organization refusing (unconnected meanwhile, missing scope, terms to accept) is
+        // marked and does not stop the others.
+        Err(SyncError::Deere(
+            e @ (DeereError::Forbidden { .. }
+            | DeereError::RequiredCustomerAction { .. }
+            | DeereError::NotFound { .. }),
+        )) => {
+            tracing::info!(org = %org_id, error = %e, "organization skipped");
+            state
+                .store
+                .set_organization_sync_error(&cred.id, org_id, Some(&e.to_string()))
+                .await?;
+            run.counts.organizations_failed.push(org_id.to_string());
+            Ok(run.counts)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A part gives up after this many failed attempts; the run then ends FAILED with its error.
+const PART_MAX_ATTEMPTS: i64 = 6;
+
+/// Runs a claimed part job (`part:{orgId}/{fields|files}`).
+pub async fn run_part_job(
+    state: &AppState,
+    job: &crate::store::ClaimedJob,
+) -> Result<(), crate::sync::credentials::CredentialError> {
+    let now = crate::store::now_ms();
+    let name = job
+        .kind
+        .strip_prefix(crate::store::PART_JOB_PREFIX)
+        .unwrap_or_default();
+    let (Some(cred), Some(mut part)) = (
+        state.store.credential(&job.credential_id).await?,
+        state.store.sync_part(&job.credential_id, name).await?,
+    ) else {
+        return Ok(()); // deleted with its credential, or replaced by a newer run
+    };
+    // Bounded work per credential: the rest of its parts wait their turn.
+    if state.store.running_parts(&cred.id).await? > state.settings.sync_parts_per_credential as i64
+    {
+        state
+            .store
+            .reschedule_job(&job.id, &state.replica_id, now + 200, job.attempts, None)
+            .await?;
+        return Ok(());
+    }
+    let Some((org_id, resource)) = name.rsplit_once('/') else {
+        return Ok(());
+    };
+    let counts = match sync_part(state, &cred, org_id, resource).await {
+        Ok(counts) => counts,
+        Err(SyncError::NotReady(reason)) => {
+            state
+                .store
+                .reschedule_job(
+                    &job.id,
+                    &state.replica_id,
+                    now + 30_000,
+                    job.attempts,
+                    Some(&reason),
+                )
+                .await?;
+            return Ok(());
+        }
+        Err(e) if job.attempts + 1 < PART_MAX_ATTEMPTS => {
+            let backoff = (1000i64 << job.attempts.clamp(0, 8)).min(300_000);
+            tracing::info!(part = %name, error = %e, "sync part failed; retried");
+            state
+                .store
+                .reschedule_job(
+                    &job.id,
+                    &state.replica_id,
+                    now + backoff,
+                    job.attempts + 1,
+                    Some(&e.to_string()),
+                )
+                .await?;
+            return Ok(());
+        }
+        Err(e) => {
+            part.error = Some(format!("{org_id} {resource}: {e}"));
+            SyncCounts::default()
+        }
+    };
+    part.counts = counts.to_json().to_string();
     state
         .store
-        .put_sync_status(
-            user,
-            &SyncStatus {
-                state: "FAILED".into(),
-                started_at: Some(started.to_string()),
-                finished_at: Some(leaf_time_now()),
-                counts: counts.to_json().to_string(),
-                last_error: Some(error.to_string()),
+        .finish_sync_part(
+            &cred.id,
+            &cred.leaf_user_id,
+            &part,
+            &job.id,
+            &state.replica_id,
+            |parts| {
+                // The run's own counts first: its texts (how changes arrive) win.
+                let (run, rest): (Vec<_>, Vec<_>) = parts.iter().partition(|p| p.part == "_run");
+                let counts = merge_counts(run.iter().chain(&rest).map(|p| p.counts.as_str()));
+                let error = parts.iter().find_map(|p| p.error.clone());
+                (counts, error)
             },
         )
-        .await
+        .await?;
+    Ok(())
+}
+
+/// Sums the parts' counts: numbers add up, lists join (without repeats), text keeps the first.
+fn merge_counts<'a>(parts: impl Iterator<Item = &'a str>) -> String {
+    let mut total = serde_json::Map::new();
+    for counts in parts {
+        let Ok(Value::Object(map)) = serde_json::from_str::<Value>(counts) else {
+            continue;
+        };
+        for (key, value) in map {
+            let merged = match (total.remove(&key), value) {
+                (Some(Value::Number(a)), Value::Number(b)) => {
+                    json!(a.as_u64().unwrap_or(0) + b.as_u64().unwrap_or(0))
+                }
+                (Some(Value::Array(mut a)), Value::Array(b)) => {
+                    for item in b {
+                        if !a.contains(&item) {
+                            a.push(item);
+                        }
+                    }
+                    Value::Array(a)
+                }
+                (Some(Value::String(a)), _) if !a.is_empty() => Value::String(a),
+                (_, b) => b,
+            };
+            total.insert(key, merged);
+        }
+    }
+    Value::Object(total).to_string()
 }
 
 async fn config_layer(
@@ -889,7 +1022,7 @@ pub async fn run_job(
     }
     let (run_at, attempts, error) = match sync_credential(state, &cred).await {
         Ok(counts) => {
-            tracing::info!(credential = %cred.id, fields = counts.fields, not_modified = counts.requests_not_modified, "sync done");
+            tracing::info!(credential = %cred.id, organizations = counts.organizations, "sync run started");
             (now + interval, 0, None)
         }
         // Waiting for the credential job to get a working token: look again soon.
@@ -900,6 +1033,19 @@ pub async fn run_job(
         ),
         Err(e) => {
             let backoff = (1000i64 << job.attempts.clamp(0, 8)).min(300_000);
+            state
+                .store
+                .put_sync_status(
+                    user,
+                    &SyncStatus {
+                        state: "FAILED".into(),
+                        started_at: None,
+                        finished_at: Some(leaf_time_now()),
+                        counts: "{}".into(),
+                        last_error: Some(e.to_string()),
+                    },
+                )
+                .await?;
             (now + backoff, job.attempts + 1, Some(e.to_string()))
         }
     };

@@ -57,6 +57,9 @@ pub async fn run_engine(state: AppState, mut stop: watch::Receiver<bool>) {
                         async move {
                             let outcome = match job.kind.as_str() {
                                 "sync" => fields::run_job(&state, &job).await,
+                                kind if kind.starts_with(crate::store::PART_JOB_PREFIX) => {
+                                    fields::run_part_job(&state, &job).await
+                                }
                                 _ => credentials::maintain(&state, &job).await,
                             };
                             if let Err(e) = outcome {

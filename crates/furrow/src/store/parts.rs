@@ -1,0 +1,179 @@
+//! A sync run's parts: one-shot jobs sharing one account's organizations and resources between
+//! replicas, and the bookkeeping that tells when the run is complete.
+
+use sqlx::Row;
+
+use super::{leaf_time_now, now_ms, opt_string, Store, StoreResult, SyncStatus};
+
+/// Job kinds of parts start with this.
+pub const PART_JOB_PREFIX: &str = "part:";
+
+#[derive(Debug, Clone)]
+pub struct SyncPart {
+    pub part: String,
+    pub run_id: String,
+    /// `PENDING` or `DONE`.
+    pub state: String,
+    /// The part's counts, a JSON object.
+    pub counts: String,
+    pub error: Option<String>,
+}
+
+fn part_from(r: &sqlx::any::AnyRow) -> StoreResult<SyncPart> {
+    Ok(SyncPart {
+        part: r.try_get("part")?,
+        run_id: r.try_get("run_id")?,
+        state: r.try_get("state")?,
+        counts: r.try_get("counts")?,
+        error: opt_string(r, "error")?,
+    })
+}
+
+impl Store {
+    /// Starts a run: the credential's earlier parts and their jobs are replaced by `parts`, each
+    /// PENDING with a job due now, and the user's sync status becomes `status` — one transaction.
+    pub async fn start_sync_parts(
+        &self,
+        credential_id: &str,
+        user: &str,
+        run_id: &str,
+        parts: &[String],
+        run_counts: &str,
+        status: &SyncStatus,
+    ) -> StoreResult<()> {
+        super::retry_conflicts(|| async {
+            let mut tx = self.pool().begin().await?;
+            sqlx::query("DELETE FROM jobs WHERE credential_id = $1 AND kind LIKE 'part:%'")
+                .bind(credential_id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM sync_parts WHERE credential_id = $1")
+                .bind(credential_id)
+                .execute(&mut *tx)
+                .await?;
+            // The run's own counts (organizations, webhooks), done from the start.
+            sqlx::query(
+                "INSERT INTO sync_parts (credential_id, part, run_id, state, counts) VALUES ($1, '_run', $2, 'DONE', $3)",
+            )
+            .bind(credential_id)
+            .bind(run_id)
+            .bind(run_counts)
+            .execute(&mut *tx)
+            .await?;
+            for part in parts {
+                sqlx::query(
+                    "INSERT INTO sync_parts (credential_id, part, run_id, state, counts) VALUES ($1, $2, $3, 'PENDING', '{}')",
+                )
+                .bind(credential_id)
+                .bind(part)
+                .bind(run_id)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO jobs (id, kind, credential_id, run_at_ms, attempts) VALUES ($1, $2, $3, $4, 0)",
+                )
+                .bind(uuid::Uuid::new_v4().to_string())
+                .bind(format!("{PART_JOB_PREFIX}{part}"))
+                .bind(credential_id)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?;
+            }
+            super::fields::sync_status_in(&mut tx, user, status).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn sync_part(
+        &self,
+        credential_id: &str,
+        part: &str,
+    ) -> StoreResult<Option<SyncPart>> {
+        let row = sqlx::query(
+            "SELECT part, run_id, state, counts, error FROM sync_parts WHERE credential_id = $1 AND part = $2",
+        )
+        .bind(credential_id)
+        .bind(part)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(part_from).transpose()
+    }
+
+    /// Parts of the credential's runs being worked on right now (leased part jobs).
+    pub async fn running_parts(&self, credential_id: &str) -> StoreResult<i64> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM jobs WHERE credential_id = $1 AND kind LIKE 'part:%' AND lease_until_ms >= $2",
+        )
+        .bind(credential_id)
+        .bind(now_ms())
+        .fetch_one(self.pool())
+        .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// Records a finished part of run `run_id` and removes its job. When it was the run's last,
+    /// `finish` turns every part's counts into the final sync status, written in the same
+    /// transaction. A part of a replaced run changes nothing.
+    pub async fn finish_sync_part(
+        &self,
+        credential_id: &str,
+        user: &str,
+        part: &SyncPart,
+        job_id: &str,
+        done_by: &str,
+        finish: impl Fn(&[SyncPart]) -> (String, Option<String>),
+    ) -> StoreResult<()> {
+        let mut tx = self.pool().begin().await?;
+        // Serialises the run's last parts: each sees the others' committed state.
+        sqlx::query("UPDATE sync_status SET state = state WHERE leaf_user_id = $1")
+            .bind(user)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM jobs WHERE id = $1")
+            .bind(job_id)
+            .execute(&mut *tx)
+            .await?;
+        let r = sqlx::query(
+            "UPDATE sync_parts SET state = 'DONE', counts = $1, error = $2, done_by = $3 \
+             WHERE credential_id = $4 AND part = $5 AND run_id = $6",
+        )
+        .bind(&part.counts)
+        .bind(part.error.clone())
+        .bind(done_by)
+        .bind(credential_id)
+        .bind(&part.part)
+        .bind(&part.run_id)
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() == 1 {
+            let rows = sqlx::query(
+                "SELECT part, run_id, state, counts, error FROM sync_parts WHERE credential_id = $1 AND run_id = $2",
+            )
+            .bind(credential_id)
+            .bind(&part.run_id)
+            .fetch_all(&mut *tx)
+            .await?;
+            let parts = rows
+                .iter()
+                .map(part_from)
+                .collect::<StoreResult<Vec<_>>>()?;
+            if parts.iter().all(|p| p.state == "DONE") {
+                let (counts, error) = finish(&parts);
+                sqlx::query(
+                    "UPDATE sync_status SET state = $1, finished_at = $2, counts = $3, last_error = $4 WHERE leaf_user_id = $5",
+                )
+                .bind(if error.is_some() { "FAILED" } else { "DONE" })
+                .bind(leaf_time_now())
+                .bind(counts)
+                .bind(error)
+                .bind(user)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
