@@ -350,6 +350,19 @@ async fn forbidden_org_is_skipped_and_others_sync(db: Db) {
     assert_eq!(status["counts"]["organizationsFailed"], json!([org]));
     let fields = fields_of(&app, &user, "").await;
     assert_eq!(fields.len(), 3, "the other organization's fields arrive");
+    // The credential says so, and its events record the refusal and the status change.
+    let (_, cred) = app.credential(&user).await;
+    assert_eq!(cred["status"], "MISSING_PERMISSION", "{cred}");
+    let (_, events) = app.events(&user).await;
+    let events = events.as_array().unwrap();
+    assert!(events.iter().any(|e| e["statusCode"] == 403), "{events:?}");
+    assert!(
+        events.iter().any(|e| e["body"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("MISSING_PERMISSION")),
+        "{events:?}"
+    );
     // The organization is marked with the reason; the other is not.
     let (_, marked) = app
         .call(

@@ -100,7 +100,10 @@ async fn platform_check(
             if let Err(e) = crate::sync::organizations::store(state, credential_id, &orgs).await {
                 tracing::warn!(credential = %credential_id, error = %e, "organizations not stored");
             }
-            status_for_scopes(scopes)
+            match status_for_scopes(scopes) {
+                (CredentialStatus::Ok, _) => refused_by_an_organization(state, credential_id).await,
+                lacking => lacking,
+            }
         }
         Err(DeereError::Unauthorized { message }) => (
             CredentialStatus::Unauthenticated,
@@ -111,6 +114,63 @@ async fn platform_check(
             (status, Some(reason))
         }
     }
+}
+
+/// MISSING_PERMISSION while an organization being synced refused its last sync (403: missing
+/// scope or licence, terms to accept), which a successful sync of it clears; otherwise OK.
+async fn refused_by_an_organization(
+    state: &AppState,
+    credential_id: &str,
+) -> (CredentialStatus, Option<String>) {
+    let orgs = state
+        .store
+        .organizations(credential_id)
+        .await
+        .unwrap_or_default();
+    match orgs
+        .iter()
+        .filter(|o| o.status != crate::domain::organization::OrgStatus::Blocked.as_str())
+        .find_map(|o| o.sync_error.as_ref().map(|e| (o, e)))
+    {
+        Some((org, error)) => (
+            CredentialStatus::MissingPermission,
+            Some(format!(
+                "organization {} refused the sync: {error}",
+                org.provider_org_id
+            )),
+        ),
+        None => (CredentialStatus::Ok, None),
+    }
+}
+
+/// A sync found an organization refusing access (403): an OK credential becomes
+/// MISSING_PERMISSION now (with its event and alert), not only at the next health check.
+pub async fn sync_refused(
+    state: &AppState,
+    credential_id: &str,
+    reason: &str,
+) -> Result<(), CredentialError> {
+    let Some(cred) = state.store.credential(credential_id).await? else {
+        return Ok(());
+    };
+    if cred.status != CredentialStatus::Ok.as_str() {
+        return Ok(());
+    }
+    let status = CredentialStatus::MissingPermission.as_str();
+    let events = vec![status_event(Some(&cred.status), status, Some(reason))];
+    let alerts = status_alerts(state, &cred, status, Some(reason)).await?;
+    state
+        .store
+        .set_status(
+            &cred.id,
+            cred.version,
+            status,
+            Some(reason),
+            &events,
+            &alerts,
+        )
+        .await?;
+    Ok(())
 }
 
 /// Creates (or replaces) a user's credential: one token exchange, stored before use, then a

@@ -851,6 +851,10 @@ async fn sync_part(
                 .store
                 .set_organization_sync_error(&cred.id, org_id, Some(&e.to_string()))
                 .await?;
+            let reason = format!("organization {org_id} refused the sync: {e}");
+            if let Err(e) = crate::sync::credentials::sync_refused(state, &cred.id, &reason).await {
+                tracing::warn!(credential = %cred.id, error = %e, "status not updated");
+            }
             run.counts.organizations_failed.push(org_id.to_string());
             Ok(run.counts)
         }
