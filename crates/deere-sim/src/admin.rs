@@ -47,6 +47,10 @@ pub(crate) fn routes() -> Router<Sim> {
             get(list_faults).post(add_fault).delete(clear_faults),
         )
         .route("/__admin/faults/{id}", delete(remove_fault))
+        .route(
+            "/__admin/subscriptions/{id}",
+            axum::routing::patch(patch_subscription),
+        )
         .route("/__admin/requests", get(requests).delete(clear_requests))
         .route("/__admin/deliveries", get(deliveries))
 }
@@ -174,6 +178,30 @@ async fn patch_app(
         app.webhook_access = access;
     }
     ok(json!({"clientKey": key, "webhookAccess": app.webhook_access}))
+}
+
+#[derive(Deserialize)]
+struct SubscriptionPatch {
+    /// `Active`, `Expired` or `Terminated` (John Deere ends subscriptions on its own).
+    status: String,
+}
+
+/// What John Deere does to a subscription by itself: expire or terminate it (no more deliveries).
+async fn patch_subscription(
+    State(sim): State<Sim>,
+    Path(id): Path<String>,
+    Json(body): Json<SubscriptionPatch>,
+) -> AdminResult {
+    if !["Active", "Expired", "Terminated"].contains(&body.status.as_str()) {
+        return Err(bad("status must be Active, Expired or Terminated"));
+    }
+    let mut state = sim.state();
+    let subscription = state
+        .subscriptions
+        .get_mut(&id)
+        .ok_or_else(|| missing("subscription"))?;
+    subscription.status = body.status.clone();
+    ok(json!({"id": id, "status": body.status}))
 }
 
 #[derive(Deserialize)]

@@ -479,7 +479,47 @@ async fn without_webhook_access_furrow_polls(db: Db) {
     app.finish().await;
 }
 
+/// John Deere ends a subscription on its own (Terminated): the next health check notices, and
+/// furrow subscribes again.
+async fn ended_subscriptions_are_replaced(db: Db) {
+    let app = spawn_with(db, |s| s.health_check_interval_secs = 3600).await;
+    let user = synced_user(&app, json!({})).await;
+    let before = sim_subscriptions(&app, None);
+    assert_eq!(before.len(), 8);
+    let ended = before[0].clone();
+    app.admin(
+        Method::PATCH,
+        &format!("subscriptions/{}", ended.id),
+        Some(json!({"status": "Terminated"})),
+    )
+    .await;
+    // A health check now: the credential job runs it when due.
+    sqlx::query("UPDATE jd_credentials SET last_check_ms = 0")
+        .execute(app.furrow.state.store.pool())
+        .await
+        .unwrap();
+    sqlx::query("UPDATE jobs SET run_at_ms = 0 WHERE kind = 'credential'")
+        .execute(app.furrow.state.store.pool())
+        .await
+        .unwrap();
+    wait_for("a replacement subscription", async || {
+        let now = sim_subscriptions(&app, None);
+        let active = now.iter().filter(|s| s.status == "Active").count();
+        let replaced = now.iter().all(|s| s.id != ended.id);
+        (active == 8 && replaced).then_some(())
+    })
+    .await;
+    let renewed = sim_subscriptions(&app, None)
+        .into_iter()
+        .find(|s| s.event_type_id == ended.event_type_id && s.filters == ended.filters)
+        .unwrap();
+    assert_ne!(renewed.token, ended.token, "a fresh token");
+    let _ = user;
+    app.finish().await;
+}
+
 both_backends!(webhook_changes, changes_arrive_by_webhook);
+both_backends!(ended, ended_subscriptions_are_replaced);
 both_backends!(forged, forged_deliveries_are_refused);
 both_backends!(selection, subscriptions_follow_selection_and_credentials);
 both_backends!(no_webhook_access, without_webhook_access_furrow_polls);

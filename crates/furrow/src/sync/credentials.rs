@@ -100,6 +100,7 @@ async fn platform_check(
             if let Err(e) = crate::sync::organizations::store(state, credential_id, &orgs).await {
                 tracing::warn!(credential = %credential_id, error = %e, "organizations not stored");
             }
+            crate::sync::webhooks::verify(state, credential_id, &session.api, token).await;
             match status_for_scopes(scopes) {
                 (CredentialStatus::Ok, _) => refused_by_an_organization(state, credential_id).await,
                 lacking => lacking,

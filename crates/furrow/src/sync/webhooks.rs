@@ -174,6 +174,40 @@ async fn remove_on_deere(api: &ApiClient, token: &AccessToken, uri: &str) -> Res
     }
 }
 
+/// Forgets subscriptions John Deere no longer delivers to (Expired, Terminated or gone),
+/// removing what is left of them there, and starts a sync to subscribe again. Runs with each
+/// health check; a failure only means the next check tries again.
+pub async fn verify(state: &AppState, credential_id: &str, api: &ApiClient, token: &AccessToken) {
+    let outcome = async {
+        let ours = state.store.subscriptions(credential_id).await?;
+        if ours.is_empty() {
+            return Ok::<_, SyncError>(());
+        }
+        let theirs = api.event_subscriptions(token).await?;
+        let mut lost = false;
+        for s in ours {
+            let active = theirs.iter().any(|t| {
+                t.id == s.provider_subscription_id
+                    && t.status.as_deref().unwrap_or("Active") == "Active"
+            });
+            if !active {
+                tracing::info!(subscription = %s.provider_subscription_id, "event subscription ended on John Deere; subscribing again");
+                remove_on_deere(api, token, &s.subscription_uri).await?;
+                state.store.delete_subscription(&s.id).await?;
+                lost = true;
+            }
+        }
+        if lost {
+            state.store.wake_job(credential_id, "sync").await?;
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = outcome {
+        tracing::info!(credential = %credential_id, error = %e, "event subscriptions not verified");
+    }
+}
+
 /// Why a delivery was refused (the receiver answers 401 and queues nothing).
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
