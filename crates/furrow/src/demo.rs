@@ -15,6 +15,10 @@ pub async fn run(mut settings: Settings) -> Result<(), StartError> {
             addr: sim_addr,
             source,
         })?;
+    // Health checks every few seconds (unless configured) so a revoked grant shows at once.
+    if settings.health_check_interval_secs == Settings::default().health_check_interval_secs {
+        settings.health_check_interval_secs = 5;
+    }
     settings.deere_auth_url = sim.issuer_url();
     settings.deere_stage_api_url = sim.platform_url().to_string();
     settings.deere_production_api_url = sim.platform_url().to_string();
@@ -82,7 +86,8 @@ curl -s "{base}/services/operations/api/operations?leafUserId=$USER" -H "Authori
 curl -s -X POST {sim_root}/__admin/fields/{field}/operations -H 'content-type: application/json' -d '{{"type":"seeding"}}'
 curl -s -o /dev/null -D - "{base}/services/operations/api/operations?leafUserId=$USER" -H "Authorization: Bearer $TOKEN" | grep -i x-total-count
 
-# Revoke the grower's grant in the simulator; within a health check furrow reports UNAUTHENTICATED:
+# Revoke the grower's grant in the simulator; within a health check (every 5 s in the demo) furrow
+# reports UNAUTHENTICATED:
 curl -s -X POST {sim_root}/__admin/grants/revoke -H 'content-type: application/json' -d '{{"userName":"grower001"}}'
 curl -s {base}/services/usermanagement/api/users/$USER/john-deere-credentials -H "Authorization: Bearer $TOKEN"
 
