@@ -1,0 +1,741 @@
+//! One pass over an export held in columns: every point becomes a standard GeoJSON Feature
+//! (serialised once, written to the standard output and, when it passes Leaf's cleaning, to the
+//! filtered one), while the summary's statistics accumulate; then the maps are drawn.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use serde_json::{json, Map, Value};
+
+use crate::geo::{Boundary, Local};
+use crate::image::{Canvas, PropertyImage};
+use crate::layout::{Col, OperationKind};
+use crate::properties::{normalise_crop, properties, Property, Source, Values};
+use crate::read::Export;
+use crate::units::{from_si, leaf_unit, Quantity, UnitSystem};
+use crate::DataError;
+
+/// Leaf's cleaning: slower than this (m/s) is not working.
+pub const MIN_SPEED_M_S: f64 = 0.5;
+
+/// The names Leaf repeats under `originalOperationData`.
+#[derive(Debug, Clone, Default)]
+pub struct OriginalData {
+    pub farm: Option<String>,
+    pub field: Option<String>,
+    pub grower: Option<String>,
+    /// John Deere's `fieldOperationType`.
+    pub operation_type: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options<'a> {
+    pub kind: OperationKind,
+    pub system: UnitSystem,
+    /// `operationsRemoveOutliers`: drop harvest points whose dry volume per area is more than
+    /// `outliers_limit` standard deviations from the mean.
+    pub remove_outliers: bool,
+    pub outliers_limit: f64,
+    /// Draw the maps.
+    pub images: bool,
+    /// Longer side of each map, pixels.
+    pub image_size: u32,
+    /// The field's active boundary: points outside are left out of the filtered output.
+    pub boundary: Option<&'a Boundary>,
+    pub original: OriginalData,
+}
+
+/// Why points were left out of the filtered output.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Removed {
+    pub slow: usize,
+    pub outside_boundary: usize,
+    pub outliers: usize,
+}
+
+#[derive(Debug)]
+pub struct Processed {
+    /// Leaf's summary Feature.
+    pub summary: Value,
+    /// Property → Leaf unit.
+    pub units: Value,
+    pub images: Vec<PropertyImage>,
+    pub points: usize,
+    pub filtered_points: usize,
+    pub removed: Removed,
+    /// Share of the operation's area inside the boundary, 0–100 (with a boundary).
+    pub coverage: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Stat {
+    min: f64,
+    max: f64,
+    sum: f64,
+    n: u64,
+}
+
+impl Default for Stat {
+    fn default() -> Self {
+        Self {
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            sum: 0.0,
+            n: 0,
+        }
+    }
+}
+
+impl Stat {
+    fn add(&mut self, v: f64) {
+        if v.is_finite() {
+            self.min = self.min.min(v);
+            self.max = self.max.max(v);
+            self.sum += v;
+            self.n += 1;
+        }
+    }
+
+    fn json(&self, unit: &str) -> Value {
+        if self.n == 0 {
+            return Value::Null;
+        }
+        json!({"avg": from_si(self.sum / self.n as f64, unit), "min": from_si(self.min, unit),
+               "max": from_si(self.max, unit), "unit": unit})
+    }
+}
+
+/// Totals of one variety or product.
+#[derive(Debug, Default, Clone)]
+struct Group {
+    area: f64,
+    wet_mass: f64,
+    dry_mass: f64,
+    wet_volume: f64,
+    dry_volume: f64,
+    seeds: f64,
+    applied: f64,
+    moisture: Stat,
+    rate: Stat,
+    target: Stat,
+}
+
+fn amount(value: f64, unit: &str) -> Value {
+    json!({"value": from_si(value, unit), "unit": unit})
+}
+
+/// Writes JSON text fast: numbers through `ryu`/`itoa`, non-finite numbers as `null`.
+struct Json<'b>(&'b mut Vec<u8>);
+
+impl Json<'_> {
+    fn raw(&mut self, s: &str) {
+        self.0.extend_from_slice(s.as_bytes());
+    }
+
+    fn number(&mut self, v: f64) {
+        if v.is_finite() {
+            let mut b = ryu::Buffer::new();
+            self.raw(b.format_finite(v));
+        } else {
+            self.raw("null");
+        }
+    }
+}
+
+/// A JSON string literal.
+fn quoted(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+/// `yyyy-MM-ddTHH:mm:ss` of a second, cached: neighbouring points share it.
+struct Clock {
+    second: i64,
+    text: String,
+}
+
+impl Clock {
+    fn write(&mut self, out: &mut Json, ms: i64) {
+        if ms == i64::MIN {
+            out.raw("null");
+            return;
+        }
+        let second = ms.div_euclid(1000);
+        if second != self.second || self.text.is_empty() {
+            self.second = second;
+            self.text = chrono::DateTime::from_timestamp(second, 0)
+                .unwrap_or_default()
+                .format("%Y-%m-%dT%H:%M:%S")
+                .to_string();
+        }
+        out.raw("\"");
+        out.raw(&self.text);
+        out.raw(&format!(".{:03}Z\"", ms.rem_euclid(1000)));
+    }
+}
+
+/// Processes `export`, writing the standard GeoJSON to `standard` and the filtered one to
+/// `filtered` (pass [`std::io::sink`] when it is off).
+pub fn process(
+    export: &Export,
+    options: &Options,
+    standard: &mut dyn Write,
+    filtered: &mut dyn Write,
+) -> Result<Processed, DataError> {
+    let n = export.len();
+    if n == 0 {
+        return Err(DataError::NoPoints);
+    }
+    let props = properties(options.kind, export);
+    let units: Vec<&'static str> = props
+        .iter()
+        .map(|p| leaf_unit(p.quantity, options.system, export.english))
+        .collect();
+    let unit_of = |q: Quantity| leaf_unit(q, options.system, export.english);
+    let values = Values::new(export);
+
+    // The filter's decisions come first: outliers need the mean and spread of the moving points.
+    let speed = |i: usize| export.value(Col::Speed, i);
+    let slow = |i: usize| speed(i) < MIN_SPEED_M_S;
+    let outlier_bounds = if options.kind == OperationKind::Harvested
+        && options.remove_outliers
+        && export.has(Col::DryYieldVolume)
+    {
+        let (mut sum, mut sq, mut k) = (0.0, 0.0, 0.0);
+        for i in (0..n).filter(|&i| !slow(i)) {
+            let v = export.value(Col::DryYieldVolume, i);
+            if v.is_finite() {
+                sum += v;
+                sq += v * v;
+                k += 1.0;
+            }
+        }
+        (k > 1.0).then(|| {
+            let mean = sum / k;
+            let sd = ((sq / k) - mean * mean).max(0.0).sqrt();
+            (
+                mean - options.outliers_limit * sd,
+                mean + options.outliers_limit * sd,
+            )
+        })
+    } else {
+        None
+    };
+
+    // Fixed text of every feature.
+    let original_type = options
+        .original
+        .operation_type
+        .clone()
+        .unwrap_or_else(|| options.kind.as_str().to_string());
+    let fixed = format!(
+        ",\"operationType\":\"{}\",\"originalOperationType\":{},\"recordingStatus\":\"On\"",
+        options.kind.as_str(),
+        quoted(&original_type)
+    );
+    let name_json: Vec<String> = export.names.iter().map(|s| quoted(s)).collect();
+    let crop_json: Vec<String> = export
+        .names
+        .iter()
+        .map(|s| quoted(&normalise_crop(s)))
+        .collect();
+    let machinery_json: Vec<String> = export
+        .machines
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let name = m
+                .machine_name
+                .clone()
+                .or_else(|| m.machine_serial.clone())
+                .unwrap_or_else(|| format!("machine {i}"));
+            format!("[{}]", quoted(&name))
+        })
+        .collect();
+    let keys: Vec<String> = props.iter().map(|p| format!("\"{}\":", p.name)).collect();
+
+    let mut stats = vec![Stat::default(); props.len()];
+    let mut groups: BTreeMap<u32, Group> = BTreeMap::new();
+    let mut crops: BTreeMap<String, ()> = BTreeMap::new();
+    let mut machines_used = vec![false; export.machines.len().max(1)];
+    let (mut total_area, mut total_distance, mut inside_area) = (0.0, 0.0, 0.0);
+    let (mut start, mut end) = (i64::MAX, i64::MIN);
+    let mut removed = Removed::default();
+    let mut keep = vec![false; n];
+    let mut clock = Clock {
+        second: 0,
+        text: String::new(),
+    };
+    let mut feature = Vec::with_capacity(1024);
+    let mut si = vec![0.0; props.len()];
+
+    standard.write_all(b"{\"type\":\"FeatureCollection\",\"features\":[\n")?;
+    filtered.write_all(b"{\"type\":\"FeatureCollection\",\"features\":[\n")?;
+    let mut filtered_points = 0usize;
+    for i in 0..n {
+        for (k, p) in props.iter().enumerate() {
+            si[k] = values.get(p.source, i);
+        }
+        // The feature, serialised once.
+        feature.clear();
+        let mut out = Json(&mut feature);
+        out.raw("{\"type\":\"Feature\",\"geometry\":");
+        write_geometry(&mut out, export, i);
+        out.raw(",\"properties\":{");
+        for (k, key) in keys.iter().enumerate() {
+            if k > 0 {
+                out.raw(",");
+            }
+            out.raw(key);
+            out.number(from_si(si[k], units[k]));
+        }
+        out.raw(",\"timestamp\":");
+        clock.write(&mut out, export.time_ms[i]);
+        out.raw(&fixed);
+        let crop = export.crop[i];
+        if crop != 0 {
+            out.raw(",\"crop\":");
+            out.raw(&crop_json[crop as usize]);
+        }
+        let variety = export.variety[i];
+        if variety != 0 {
+            out.raw(",\"variety\":");
+            out.raw(&name_json[variety as usize]);
+        }
+        let product = export.product[i];
+        if product != 0 {
+            out.raw(",\"products\":[{\"name\":");
+            out.raw(&name_json[product as usize]);
+            out.raw(",\"rate\":{\"value\":");
+            let rate = props.iter().position(|p| p.name == "appliedRate");
+            out.number(rate.map_or(f64::NAN, |k| from_si(si[k], units[k])));
+            out.raw("}}]");
+        }
+        if let Some(m) = machinery_json.get(export.machine[i] as usize) {
+            out.raw(",\"machinery\":");
+            out.raw(m);
+        }
+        out.raw("}}");
+
+        if i > 0 {
+            standard.write_all(b",\n")?;
+        }
+        standard.write_all(&feature)?;
+
+        let inside = options
+            .boundary
+            .is_none_or(|b| b.contains(export.lon[i], export.lat[i]));
+        let passes = if slow(i) {
+            removed.slow += 1;
+            false
+        } else if !inside {
+            removed.outside_boundary += 1;
+            false
+        } else if outlier_bounds.is_some_and(|(lo, hi)| {
+            let v = export.value(Col::DryYieldVolume, i);
+            v < lo || v > hi
+        }) {
+            removed.outliers += 1;
+            false
+        } else {
+            true
+        };
+        if passes {
+            if filtered_points > 0 {
+                filtered.write_all(b",\n")?;
+            }
+            filtered.write_all(&feature)?;
+            filtered_points += 1;
+            keep[i] = true;
+        }
+
+        // The summary's statistics, over every point as Leaf's are.
+        for (k, v) in si.iter().enumerate() {
+            stats[k].add(*v);
+        }
+        let area = values.area(i);
+        let area = if area.is_finite() { area } else { 0.0 };
+        total_area += area;
+        if inside {
+            inside_area += area;
+        }
+        total_distance += export.value(Col::Distance, i).max(0.0);
+        let t = export.time_ms[i];
+        if t != i64::MIN {
+            start = start.min(t);
+            end = end.max(t);
+        }
+        if crop != 0 {
+            crops.entry(normalise_crop(export.name(crop))).or_default();
+        }
+        if let Some(used) = machines_used.get_mut(export.machine[i] as usize) {
+            *used = true;
+        }
+        let group_key = if product != 0 { product } else { variety };
+        if group_key != 0 {
+            let g = groups.entry(group_key).or_default();
+            g.area += area;
+            match options.kind {
+                OperationKind::Harvested => {
+                    g.wet_mass += values.get(Source::Column(Col::WetMass), i);
+                    g.dry_mass += values.get(Source::DryMass, i);
+                    g.wet_volume += values.get(Source::WetVolume, i);
+                    g.dry_volume += values.get(Source::DryVolume, i);
+                    g.moisture.add(export.value(Col::Moisture, i));
+                }
+                OperationKind::Planted => {
+                    let rate = export.value(Col::SeedRate, i);
+                    g.seeds += rate * area;
+                    g.rate.add(rate);
+                    g.target.add(export.value(Col::SeedRateTarget, i));
+                }
+                OperationKind::Applied => {
+                    let rate = export.value(Col::AppliedRate, i);
+                    g.applied += rate * area;
+                    g.rate.add(rate);
+                    g.target.add(export.value(Col::AppliedRateTarget, i));
+                }
+                OperationKind::Tillage => {}
+            }
+        }
+    }
+    standard.write_all(b"\n]}\n")?;
+    filtered.write_all(b"\n]}\n")?;
+    standard.flush()?;
+    filtered.flush()?;
+
+    // Summary.
+    let mut p = Map::new();
+    let stat_of = |name: &str| props.iter().position(|p| p.name == name);
+    p.insert(
+        "totalDistance".into(),
+        amount(total_distance, unit_of(Quantity::Length)),
+    );
+    for name in ["speed", "elevation"] {
+        if let Some(k) = stat_of(name) {
+            p.insert(name.into(), stats[k].json(units[k]));
+        }
+    }
+    p.insert("startTime".into(), json!(leaf_time(start)));
+    p.insert("endTime".into(), json!(leaf_time(end)));
+    p.insert(
+        "totalArea".into(),
+        amount(total_area, unit_of(Quantity::TotalArea)),
+    );
+    if !crops.is_empty() {
+        p.insert("crop".into(), json!(crops.keys().collect::<Vec<_>>()));
+    }
+    p.insert("operationType".into(), json!(options.kind.as_str()));
+    p.insert("originalOperationType".into(), json!(original_type));
+    let group_name = |key: &u32| export.name(*key).to_string();
+    match options.kind {
+        OperationKind::Harvested => {
+            for (k, prop) in props.iter().enumerate().skip(6) {
+                p.insert(prop.name.into(), stats[k].json(units[k]));
+            }
+            let totals = [
+                ("totalWetMass", "wetMass", Quantity::Mass),
+                ("totalDryMass", "dryMass", Quantity::Mass),
+                ("totalWetVolume", "wetVolume", Quantity::Volume),
+                ("totalDryVolume", "dryVolume", Quantity::Volume),
+            ];
+            for (total, of, q) in totals {
+                if let Some(k) = stat_of(of) {
+                    p.insert(total.into(), amount(stats[k].sum, unit_of(q)));
+                }
+            }
+            let per_area = |v: f64, area: f64, q| json!({"value": from_si(if area > 0.0 { v / area } else { 0.0 }, unit_of(q)), "unit": unit_of(q)});
+            let varieties: Vec<Value> = groups
+                .iter()
+                .map(|(key, g)| {
+                    json!({
+                        "name": group_name(key),
+                        "harvestMoisture": g.moisture.json(unit_of(Quantity::Moisture)),
+                        "wetMass": amount(g.wet_mass, unit_of(Quantity::Mass)),
+                        "wetMassPerArea": per_area(g.wet_mass, g.area, Quantity::MassPerArea),
+                        "wetVolume": amount(g.wet_volume, unit_of(Quantity::Volume)),
+                        "area": amount(g.area, unit_of(Quantity::PointArea)),
+                        "dryVolume": amount(g.dry_volume, unit_of(Quantity::Volume)),
+                        "dryMassPerArea": per_area(g.dry_mass, g.area, Quantity::MassPerArea),
+                        "dryMass": amount(g.dry_mass, unit_of(Quantity::Mass)),
+                    })
+                })
+                .collect();
+            p.insert("varieties".into(), json!(varieties));
+        }
+        OperationKind::Planted => {
+            for (k, prop) in props.iter().enumerate().skip(6) {
+                p.insert(prop.name.into(), stats[k].json(units[k]));
+            }
+            let seeds: f64 = groups.values().map(|g| g.seeds).sum();
+            p.insert(
+                "totalPlanted".into(),
+                json!({"value": seeds.round(), "unit": "seeds"}),
+            );
+            let rate_unit = unit_of(Quantity::SeedsPerArea);
+            let varieties: Vec<Value> = groups
+                .iter()
+                .map(|(key, g)| {
+                    let mut rate = g.rate.json(rate_unit);
+                    if let (Some(r), true) = (rate.as_object_mut(), g.target.n > 0) {
+                        r.insert("minTarget".into(), json!(from_si(g.target.min, rate_unit)));
+                        r.insert("maxTarget".into(), json!(from_si(g.target.max, rate_unit)));
+                        r.insert(
+                            "avgTarget".into(),
+                            json!(from_si(g.target.sum / g.target.n as f64, rate_unit)),
+                        );
+                    }
+                    json!({
+                        "name": group_name(key), "rate": rate,
+                        "area": amount(g.area, unit_of(Quantity::PointArea)),
+                        "totalPlanted": {"value": g.seeds.round(), "unit": "seeds"},
+                    })
+                })
+                .collect();
+            p.insert("varieties".into(), json!(varieties));
+        }
+        OperationKind::Applied => {
+            for (k, prop) in props.iter().enumerate().skip(6) {
+                p.insert(prop.name.into(), stats[k].json(units[k]));
+            }
+            let applied: f64 = groups.values().map(|g| g.applied).sum();
+            p.insert(
+                "totalApplied".into(),
+                amount(applied, unit_of(Quantity::Liquid)),
+            );
+            p.insert("tankMix".into(), json!(groups.len() > 1));
+            let rate_unit = unit_of(Quantity::LiquidPerArea);
+            let products: Vec<Value> = groups
+                .iter()
+                .map(|(key, g)| {
+                    json!({
+                        "name": group_name(key), "type": if groups.len() > 1 { "Component" } else { "Product" },
+                        "rate": {"unit": rate_unit, "value": from_si(if g.rate.n > 0 { g.rate.sum / g.rate.n as f64 } else { 0.0 }, rate_unit)},
+                        "totalApplied": amount(g.applied, unit_of(Quantity::Liquid)),
+                        "area": amount(g.area, unit_of(Quantity::PointArea)),
+                    })
+                })
+                .collect();
+            p.insert("products".into(), json!(products));
+        }
+        OperationKind::Tillage => {
+            for (k, prop) in props.iter().enumerate().skip(6) {
+                p.insert(prop.name.into(), stats[k].json(units[k]));
+            }
+        }
+    }
+    let machinery: Vec<Value> = export
+        .machines
+        .iter()
+        .zip(&machines_used)
+        .filter(|(_, used)| **used)
+        .map(|(m, _)| {
+            json!({"name": m.machine_name.clone().or_else(|| m.machine_serial.clone()),
+                   "type": "machine", "serialNumber": m.machine_serial, "brand": m.make.clone().unwrap_or_else(|| "unknown".into())})
+        })
+        .collect();
+    p.insert("machinery".into(), json!(machinery));
+    let o = &options.original;
+    p.insert(
+        "originalOperationData".into(),
+        json!({"originalOperationFarm": o.farm, "originalOperationField": o.field,
+               "originalOperationGrower": o.grower, "originalOperationType": original_type}),
+    );
+    let summary =
+        json!({"type": "Feature", "properties": p, "geometry": covered_area(export, &values)});
+    let units_json: Map<String, Value> = props
+        .iter()
+        .zip(&units)
+        .map(|(p, u)| (p.name.to_string(), json!(u)))
+        .collect();
+
+    let images = if options.images {
+        draw(
+            export,
+            &values,
+            &props,
+            &units,
+            &keep,
+            filtered_points,
+            options,
+        )?
+    } else {
+        Vec::new()
+    };
+    Ok(Processed {
+        summary,
+        units: Value::Object(units_json),
+        images,
+        points: n,
+        filtered_points,
+        removed,
+        coverage: options.boundary.map(|_| {
+            if total_area > 0.0 {
+                inside_area / total_area * 100.0
+            } else {
+                0.0
+            }
+        }),
+    })
+}
+
+fn write_geometry(out: &mut Json, export: &Export, i: usize) {
+    match &export.polygons {
+        None => {
+            out.raw("{\"type\":\"Point\",\"coordinates\":[");
+            out.number(export.lon[i]);
+            out.raw(",");
+            out.number(export.lat[i]);
+            out.raw("]}");
+        }
+        Some(polys) => {
+            out.raw("{\"type\":\"Polygon\",\"coordinates\":[");
+            let rings = polys.poly_starts[i] as usize..polys.poly_starts[i + 1] as usize;
+            for (r, ring) in rings.enumerate() {
+                if r > 0 {
+                    out.raw(",");
+                }
+                out.raw("[");
+                let coords = polys.ring_starts[ring] as usize..polys.ring_starts[ring + 1] as usize;
+                for (c, p) in polys.coords[coords].iter().enumerate() {
+                    if c > 0 {
+                        out.raw(",");
+                    }
+                    out.raw("[");
+                    out.number(p[0]);
+                    out.raw(",");
+                    out.number(p[1]);
+                    out.raw("]");
+                }
+                out.raw("]");
+            }
+            out.raw("]}");
+        }
+    }
+}
+
+fn leaf_time(ms: i64) -> Option<String> {
+    (ms != i64::MIN && ms != i64::MAX).then(|| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .unwrap_or_default()
+            .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+            .to_string()
+    })
+}
+
+/// The area the machine covered, as a MultiPolygon of grid rows: every cell (about a swath
+/// wide, at most 256 across) holding a working point, merged into runs along each row.
+fn covered_area(export: &Export, values: &Values) -> Value {
+    let working: Vec<usize> = (0..export.len())
+        .filter(|&i| values.area(i) > 0.0 && export.lon[i].is_finite())
+        .collect();
+    let Some(&first) = working.first() else {
+        return Value::Null;
+    };
+    let local = Local::new(export.lon[first], export.lat[first]);
+    let xy: Vec<(f64, f64)> = working
+        .iter()
+        .map(|&i| local.to_xy(export.lon[i], export.lat[i]))
+        .collect();
+    let (mut x0, mut y0, mut x1, mut y1) = (
+        f64::INFINITY,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NEG_INFINITY,
+    );
+    for &(x, y) in &xy {
+        x0 = x0.min(x);
+        y0 = y0.min(y);
+        x1 = x1.max(x);
+        y1 = y1.max(y);
+    }
+    let width = export
+        .columns
+        .get(Col::SwathWidth as usize)
+        .and_then(|c| c.iter().copied().find(|w| w.is_finite() && *w > 0.0))
+        .unwrap_or(10.0);
+    let cell = width.max((x1 - x0).max(y1 - y0) / 256.0);
+    // The grid starts half a swath beyond the outermost points, so each point's swath fits.
+    let (ox, oy) = (x0 - width / 2.0, y0 - width / 2.0);
+    let cols = (((x1 - x0) + width) / cell).ceil() as usize + 1;
+    let rows = (((y1 - y0) + width) / cell).ceil() as usize + 1;
+    let mut grid = vec![false; cols * rows];
+    for &(x, y) in &xy {
+        let (c, r) = (((x - ox) / cell) as usize, ((y - oy) / cell) as usize);
+        grid[r.min(rows - 1) * cols + c.min(cols - 1)] = true;
+    }
+    let mut polygons = Vec::new();
+    for r in 0..rows {
+        let mut c = 0;
+        while c < cols {
+            if !grid[r * cols + c] {
+                c += 1;
+                continue;
+            }
+            let from = c;
+            while c < cols && grid[r * cols + c] {
+                c += 1;
+            }
+            let corner = |cx: usize, cy: usize| {
+                let (lon, lat) = local.to_lonlat(ox + cx as f64 * cell, oy + cy as f64 * cell);
+                json!([lon, lat])
+            };
+            polygons.push(json!([[
+                corner(from, r),
+                corner(c, r),
+                corner(c, r + 1),
+                corner(from, r + 1),
+                corner(from, r)
+            ]]));
+        }
+    }
+    json!({"type": "MultiPolygon", "coordinates": polygons})
+}
+
+/// The maps Leaf draws per type, from the filtered points (or all, when none passed).
+fn draw(
+    export: &Export,
+    values: &Values,
+    props: &[Property],
+    units: &[&str],
+    keep: &[bool],
+    kept: usize,
+    options: &Options,
+) -> Result<Vec<PropertyImage>, DataError> {
+    let wanted: &[&str] = match options.kind {
+        OperationKind::Harvested => &[
+            "dryVolumePerArea",
+            "wetMassPerArea",
+            "harvestMoisture",
+            "speed",
+            "elevation",
+        ],
+        OperationKind::Planted => &["seedRate", "speed", "elevation"],
+        OperationKind::Applied => &["appliedRate", "speed", "elevation"],
+        OperationKind::Tillage => &["tillageDepthActual", "speed", "elevation"],
+    };
+    let chosen: Vec<usize> = (0..export.len())
+        .filter(|&i| kept == 0 || keep[i])
+        .collect();
+    let lon: Vec<f64> = chosen.iter().map(|&i| export.lon[i]).collect();
+    let lat: Vec<f64> = chosen.iter().map(|&i| export.lat[i]).collect();
+    let widths: Vec<f64> = chosen
+        .iter()
+        .map(|&i| export.value(Col::SwathWidth, i))
+        .collect();
+    let Some(canvas) = Canvas::covering(&lon, &lat, options.image_size) else {
+        return Ok(Vec::new());
+    };
+    let mut images = Vec::new();
+    for name in wanted {
+        let Some(k) = props.iter().position(|p| p.name == *name) else {
+            continue;
+        };
+        let v: Vec<f64> = chosen
+            .iter()
+            .map(|&i| from_si(values.get(props[k].source, i), units[k]))
+            .collect();
+        images.push(canvas.render(name, &lon, &lat, &widths, &v)?);
+    }
+    Ok(images)
+}
