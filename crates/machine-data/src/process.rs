@@ -2,8 +2,9 @@
 //! (serialised once, written to the standard output and, when it passes Leaf's cleaning, to the
 //! filtered one), while the summary's statistics accumulate; then the maps are drawn.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::{json, Map, Value};
 
@@ -12,7 +13,7 @@ use crate::image::{Canvas, PropertyImage};
 use crate::layout::{Col, OperationKind};
 use crate::properties::{normalise_crop, properties, Property, Source, Values};
 use crate::read::Export;
-use crate::units::{from_si, leaf_unit, Quantity, UnitSystem};
+use crate::units::{from_si, leaf_unit, si_factor, Quantity, UnitSystem};
 use crate::DataError;
 
 /// Leaf's cleaning: slower than this (m/s) is not working.
@@ -97,6 +98,13 @@ impl Stat {
         }
     }
 
+    fn merge(&mut self, other: &Stat) {
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+        self.sum += other.sum;
+        self.n += other.n;
+    }
+
     fn json(&self, unit: &str) -> Value {
         if self.n == 0 {
             return Value::Null;
@@ -121,6 +129,21 @@ struct Group {
     target: Stat,
 }
 
+impl Group {
+    fn merge(&mut self, other: &Group) {
+        self.area += other.area;
+        self.wet_mass += other.wet_mass;
+        self.dry_mass += other.dry_mass;
+        self.wet_volume += other.wet_volume;
+        self.dry_volume += other.dry_volume;
+        self.seeds += other.seeds;
+        self.applied += other.applied;
+        self.moisture.merge(&other.moisture);
+        self.rate.merge(&other.rate);
+        self.target.merge(&other.target);
+    }
+}
+
 fn amount(value: f64, unit: &str) -> Value {
     json!({"value": from_si(value, unit), "unit": unit})
 }
@@ -131,6 +154,36 @@ struct Json<'b>(&'b mut Vec<u8>);
 impl Json<'_> {
     fn raw(&mut self, s: &str) {
         self.0.extend_from_slice(s.as_bytes());
+    }
+
+    /// Property values keep six decimals: finer than any sensor, and half the text. Written
+    /// as an integer and a fraction, which is several times faster than shortest-float text.
+    fn rounded(&mut self, v: f64) {
+        let scaled = (v * 1e6).round();
+        if !scaled.is_finite() || scaled.abs() >= 9e15 {
+            return self.number(v);
+        }
+        let scaled = scaled as i64;
+        if scaled < 0 {
+            self.0.push(b'-');
+        }
+        let (whole, mut fraction) = (
+            scaled.unsigned_abs() / 1_000_000,
+            scaled.unsigned_abs() % 1_000_000,
+        );
+        let mut b = itoa::Buffer::new();
+        self.raw(b.format(whole));
+        if fraction == 0 {
+            return;
+        }
+        let mut digits = [b'0'; 6];
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (fraction % 10) as u8;
+            fraction /= 10;
+        }
+        let len = 6 - digits.iter().rev().take_while(|&&d| d == b'0').count();
+        self.0.push(b'.');
+        self.0.extend_from_slice(&digits[..len]);
     }
 
     fn number(&mut self, v: f64) {
@@ -149,6 +202,7 @@ fn quoted(s: &str) -> String {
 }
 
 /// `yyyy-MM-ddTHH:mm:ss` of a second, cached: neighbouring points share it.
+#[derive(Default)]
 struct Clock {
     second: i64,
     text: String,
@@ -168,14 +222,351 @@ impl Clock {
                 .format("%Y-%m-%dT%H:%M:%S")
                 .to_string();
         }
+        let millis = ms.rem_euclid(1000) as u32;
+        let digits = [
+            b'.',
+            b'0' + (millis / 100) as u8,
+            b'0' + (millis / 10 % 10) as u8,
+            b'0' + (millis % 10) as u8,
+            b'Z',
+            b'"',
+        ];
         out.raw("\"");
         out.raw(&self.text);
-        out.raw(&format!(".{:03}Z\"", ms.rem_euclid(1000)));
+        out.0.extend_from_slice(&digits);
     }
 }
 
 /// Processes `export`, writing the standard GeoJSON to `standard` and the filtered one to
 /// `filtered` (pass [`std::io::sink`] when it is off).
+/// Points serialised per task.
+const CHUNK_POINTS: usize = 16_384;
+
+/// Summary statistics of a run of points; runs merge.
+struct Accumulator {
+    stats: Vec<Stat>,
+    groups: BTreeMap<u32, Group>,
+    /// Indexes into the export's names.
+    crops: BTreeSet<u32>,
+    machines_used: Vec<bool>,
+    total_area: f64,
+    total_distance: f64,
+    inside_area: f64,
+    start: i64,
+    end: i64,
+    removed: Removed,
+    filtered_points: usize,
+}
+
+impl Accumulator {
+    fn new(properties: usize, machines: usize) -> Self {
+        Self {
+            stats: vec![Stat::default(); properties],
+            groups: BTreeMap::new(),
+            crops: BTreeSet::new(),
+            machines_used: vec![false; machines.max(1)],
+            total_area: 0.0,
+            total_distance: 0.0,
+            inside_area: 0.0,
+            start: i64::MAX,
+            end: i64::MIN,
+            removed: Removed::default(),
+            filtered_points: 0,
+        }
+    }
+
+    fn merge(&mut self, other: Accumulator) {
+        for (a, b) in self.stats.iter_mut().zip(other.stats) {
+            a.merge(&b);
+        }
+        for (key, g) in other.groups {
+            self.groups.entry(key).or_default().merge(&g);
+        }
+        self.crops.extend(other.crops);
+        for (a, b) in self.machines_used.iter_mut().zip(other.machines_used) {
+            *a |= b;
+        }
+        self.total_area += other.total_area;
+        self.total_distance += other.total_distance;
+        self.inside_area += other.inside_area;
+        self.start = self.start.min(other.start);
+        self.end = self.end.max(other.end);
+        self.removed.slow += other.removed.slow;
+        self.removed.outside_boundary += other.removed.outside_boundary;
+        self.removed.outliers += other.removed.outliers;
+        self.filtered_points += other.filtered_points;
+    }
+}
+
+/// A run of points serialised: each feature preceded by `,\n`.
+struct Chunk {
+    index: usize,
+    standard: Vec<u8>,
+    filtered: Vec<u8>,
+    keep: Vec<bool>,
+    acc: Accumulator,
+}
+
+/// Everything a worker needs, computed once.
+struct Context<'a> {
+    export: &'a Export,
+    options: &'a Options<'a>,
+    props: Vec<Property>,
+    units: Vec<&'static str>,
+    /// SI per output unit, per property.
+    factors: Vec<f64>,
+    keys: Vec<String>,
+    fixed: String,
+    original_type: String,
+    name_json: Vec<String>,
+    crop_json: Vec<String>,
+    machinery_json: Vec<String>,
+    values: Values<'a>,
+    outlier_bounds: Option<(f64, f64)>,
+    applied_rate: Option<usize>,
+}
+
+impl<'a> Context<'a> {
+    fn new(export: &'a Export, options: &'a Options<'a>) -> Self {
+        let props = properties(options.kind, export);
+        let units: Vec<&'static str> = props
+            .iter()
+            .map(|p| leaf_unit(p.quantity, options.system, export.english))
+            .collect();
+        let original_type = options
+            .original
+            .operation_type
+            .clone()
+            .unwrap_or_else(|| options.kind.as_str().to_string());
+        let fixed = format!(
+            ",\"operationType\":\"{}\",\"originalOperationType\":{},\"recordingStatus\":\"On\"",
+            options.kind.as_str(),
+            quoted(&original_type)
+        );
+        let machinery_json = export
+            .machines
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let name = m
+                    .machine_name
+                    .clone()
+                    .or_else(|| m.machine_serial.clone())
+                    .unwrap_or_else(|| format!("machine {i}"));
+                format!("[{}]", quoted(&name))
+            })
+            .collect();
+        let applied_rate = props.iter().position(|p| p.name == "appliedRate");
+        let keys = props.iter().map(|p| format!("\"{}\":", p.name)).collect();
+        Self {
+            factors: units.iter().map(|u| si_factor(u).unwrap_or(1.0)).collect(),
+            export,
+            options,
+            outlier_bounds: outlier_bounds(export, options),
+            keys,
+            fixed,
+            original_type,
+            name_json: export.names.iter().map(|s| quoted(s)).collect(),
+            crop_json: export
+                .names
+                .iter()
+                .map(|s| quoted(&normalise_crop(s)))
+                .collect(),
+            machinery_json,
+            values: Values::new(export),
+            applied_rate,
+            props,
+            units,
+        }
+    }
+
+    /// Leaf's cleaning: why point `i` stays out of the filtered output, if it does.
+    fn rejection(&self, i: usize, inside: bool) -> Option<fn(&mut Removed)> {
+        let e = self.export;
+        if e.value(Col::Speed, i) < MIN_SPEED_M_S {
+            Some(|r| r.slow += 1)
+        } else if !inside {
+            Some(|r| r.outside_boundary += 1)
+        } else if self.outlier_bounds.is_some_and(|(lo, hi)| {
+            let v = e.value(Col::DryYieldVolume, i);
+            v < lo || v > hi
+        }) {
+            Some(|r| r.outliers += 1)
+        } else {
+            None
+        }
+    }
+
+    fn chunk(&self, index: usize, range: std::ops::Range<usize>) -> Chunk {
+        let e = self.export;
+        let mut acc = Accumulator::new(self.props.len(), e.machines.len());
+        let mut standard = Vec::with_capacity(range.len() * 640);
+        let mut filtered = Vec::with_capacity(range.len() * 640);
+        let mut keep = Vec::with_capacity(range.len());
+        let mut clock = Clock::default();
+        let mut si = vec![0.0; self.props.len()];
+        for i in range {
+            for (k, p) in self.props.iter().enumerate() {
+                si[k] = self.values.get(p.source, i);
+            }
+            let start = standard.len();
+            self.write_feature(&mut Json(&mut standard), &mut clock, i, &si);
+            let inside = self
+                .options
+                .boundary
+                .is_none_or(|b| b.contains(e.lon[i], e.lat[i]));
+            match self.rejection(i, inside) {
+                Some(count) => {
+                    count(&mut acc.removed);
+                    keep.push(false);
+                }
+                None => {
+                    filtered.extend_from_slice(&standard[start..]);
+                    acc.filtered_points += 1;
+                    keep.push(true);
+                }
+            }
+            self.account(&mut acc, i, &si, inside);
+        }
+        Chunk {
+            index,
+            standard,
+            filtered,
+            keep,
+            acc,
+        }
+    }
+
+    fn write_feature(&self, out: &mut Json, clock: &mut Clock, i: usize, si: &[f64]) {
+        let e = self.export;
+        out.raw(",\n{\"type\":\"Feature\",\"geometry\":");
+        write_geometry(out, e, i);
+        out.raw(",\"properties\":{");
+        for (k, key) in self.keys.iter().enumerate() {
+            if k > 0 {
+                out.raw(",");
+            }
+            out.raw(key);
+            out.rounded(si[k] / self.factors[k]);
+        }
+        out.raw(",\"timestamp\":");
+        clock.write(out, e.time_ms[i]);
+        out.raw(&self.fixed);
+        let crop = e.crop[i];
+        if crop != 0 {
+            out.raw(",\"crop\":");
+            out.raw(&self.crop_json[crop as usize]);
+        }
+        let variety = e.variety[i];
+        if variety != 0 {
+            out.raw(",\"variety\":");
+            out.raw(&self.name_json[variety as usize]);
+        }
+        let product = e.product[i];
+        if product != 0 {
+            out.raw(",\"products\":[{\"name\":");
+            out.raw(&self.name_json[product as usize]);
+            out.raw(",\"rate\":{\"value\":");
+            out.rounded(
+                self.applied_rate
+                    .map_or(f64::NAN, |k| si[k] / self.factors[k]),
+            );
+            out.raw("}}]");
+        }
+        if let Some(m) = self.machinery_json.get(e.machine[i] as usize) {
+            out.raw(",\"machinery\":");
+            out.raw(m);
+        }
+        out.raw("}}");
+    }
+
+    /// Adds point `i` to the summary's statistics (over every point, as Leaf's are).
+    fn account(&self, acc: &mut Accumulator, i: usize, si: &[f64], inside: bool) {
+        let e = self.export;
+        for (k, v) in si.iter().enumerate() {
+            acc.stats[k].add(*v);
+        }
+        let area = self.values.area(i);
+        let area = if area.is_finite() { area } else { 0.0 };
+        acc.total_area += area;
+        if inside {
+            acc.inside_area += area;
+        }
+        acc.total_distance += e.value(Col::Distance, i).max(0.0);
+        let t = e.time_ms[i];
+        if t != i64::MIN {
+            acc.start = acc.start.min(t);
+            acc.end = acc.end.max(t);
+        }
+        if e.crop[i] != 0 {
+            acc.crops.insert(e.crop[i]);
+        }
+        if let Some(used) = acc.machines_used.get_mut(e.machine[i] as usize) {
+            *used = true;
+        }
+        let group_key = if e.product[i] != 0 {
+            e.product[i]
+        } else {
+            e.variety[i]
+        };
+        if group_key == 0 {
+            return;
+        }
+        let g = acc.groups.entry(group_key).or_default();
+        g.area += area;
+        match self.options.kind {
+            OperationKind::Harvested => {
+                g.wet_mass += self.values.get(Source::Column(Col::WetMass), i);
+                g.dry_mass += self.values.get(Source::DryMass, i);
+                g.wet_volume += self.values.get(Source::WetVolume, i);
+                g.dry_volume += self.values.get(Source::DryVolume, i);
+                g.moisture.add(e.value(Col::Moisture, i));
+            }
+            OperationKind::Planted => {
+                let rate = e.value(Col::SeedRate, i);
+                g.seeds += rate * area;
+                g.rate.add(rate);
+                g.target.add(e.value(Col::SeedRateTarget, i));
+            }
+            OperationKind::Applied => {
+                let rate = e.value(Col::AppliedRate, i);
+                g.applied += rate * area;
+                g.rate.add(rate);
+                g.target.add(e.value(Col::AppliedRateTarget, i));
+            }
+            OperationKind::Tillage => {}
+        }
+    }
+}
+
+/// Harvest outlier limits: mean ± limit × standard deviation of the moving points' dry volume
+/// per area.
+fn outlier_bounds(export: &Export, options: &Options) -> Option<(f64, f64)> {
+    if options.kind != OperationKind::Harvested
+        || !options.remove_outliers
+        || !export.has(Col::DryYieldVolume)
+    {
+        return None;
+    }
+    let (mut sum, mut sq, mut k) = (0.0, 0.0, 0.0);
+    for i in 0..export.len() {
+        let v = export.value(Col::DryYieldVolume, i);
+        if export.value(Col::Speed, i) >= MIN_SPEED_M_S && v.is_finite() {
+            sum += v;
+            sq += v * v;
+            k += 1.0;
+        }
+    }
+    (k > 1.0).then(|| {
+        let mean = sum / k;
+        let sd = ((sq / k) - mean * mean).max(0.0).sqrt();
+        (
+            mean - options.outliers_limit * sd,
+            mean + options.outliers_limit * sd,
+        )
+    })
+}
+
 pub fn process(
     export: &Export,
     options: &Options,
@@ -186,223 +577,81 @@ pub fn process(
     if n == 0 {
         return Err(DataError::NoPoints);
     }
-    let props = properties(options.kind, export);
-    let units: Vec<&'static str> = props
-        .iter()
-        .map(|p| leaf_unit(p.quantity, options.system, export.english))
-        .collect();
+    let ctx = Context::new(export, options);
+    let props = &ctx.props;
+    let units = &ctx.units;
     let unit_of = |q: Quantity| leaf_unit(q, options.system, export.english);
-    let values = Values::new(export);
+    let values = &ctx.values;
+    let original_type = ctx.original_type.clone();
 
-    // The filter's decisions come first: outliers need the mean and spread of the moving points.
-    let speed = |i: usize| export.value(Col::Speed, i);
-    let slow = |i: usize| speed(i) < MIN_SPEED_M_S;
-    let outlier_bounds = if options.kind == OperationKind::Harvested
-        && options.remove_outliers
-        && export.has(Col::DryYieldVolume)
-    {
-        let (mut sum, mut sq, mut k) = (0.0, 0.0, 0.0);
-        for i in (0..n).filter(|&i| !slow(i)) {
-            let v = export.value(Col::DryYieldVolume, i);
-            if v.is_finite() {
-                sum += v;
-                sq += v * v;
-                k += 1.0;
-            }
-        }
-        (k > 1.0).then(|| {
-            let mean = sum / k;
-            let sd = ((sq / k) - mean * mean).max(0.0).sqrt();
-            (
-                mean - options.outliers_limit * sd,
-                mean + options.outliers_limit * sd,
-            )
-        })
-    } else {
-        None
-    };
-
-    // Fixed text of every feature.
-    let original_type = options
-        .original
-        .operation_type
-        .clone()
-        .unwrap_or_else(|| options.kind.as_str().to_string());
-    let fixed = format!(
-        ",\"operationType\":\"{}\",\"originalOperationType\":{},\"recordingStatus\":\"On\"",
-        options.kind.as_str(),
-        quoted(&original_type)
-    );
-    let name_json: Vec<String> = export.names.iter().map(|s| quoted(s)).collect();
-    let crop_json: Vec<String> = export
-        .names
-        .iter()
-        .map(|s| quoted(&normalise_crop(s)))
-        .collect();
-    let machinery_json: Vec<String> = export
-        .machines
-        .iter()
-        .enumerate()
-        .map(|(i, m)| {
-            let name = m
-                .machine_name
-                .clone()
-                .or_else(|| m.machine_serial.clone())
-                .unwrap_or_else(|| format!("machine {i}"));
-            format!("[{}]", quoted(&name))
-        })
-        .collect();
-    let keys: Vec<String> = props.iter().map(|p| format!("\"{}\":", p.name)).collect();
-
-    let mut stats = vec![Stat::default(); props.len()];
-    let mut groups: BTreeMap<u32, Group> = BTreeMap::new();
-    let mut crops: BTreeMap<String, ()> = BTreeMap::new();
-    let mut machines_used = vec![false; export.machines.len().max(1)];
-    let (mut total_area, mut total_distance, mut inside_area) = (0.0, 0.0, 0.0);
-    let (mut start, mut end) = (i64::MAX, i64::MIN);
-    let mut removed = Removed::default();
+    // Chunks of points are serialised on every core; this thread writes them in order.
+    let chunks = n.div_ceil(CHUNK_POINTS);
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 4);
+    let next = AtomicUsize::new(0);
     let mut keep = vec![false; n];
-    let mut clock = Clock {
-        second: 0,
-        text: String::new(),
-    };
-    let mut feature = Vec::with_capacity(1024);
-    let mut si = vec![0.0; props.len()];
-
+    let mut acc = Accumulator::new(props.len(), export.machines.len());
     standard.write_all(b"{\"type\":\"FeatureCollection\",\"features\":[\n")?;
     filtered.write_all(b"{\"type\":\"FeatureCollection\",\"features\":[\n")?;
-    let mut filtered_points = 0usize;
-    for i in 0..n {
-        for (k, p) in props.iter().enumerate() {
-            si[k] = values.get(p.source, i);
-        }
-        // The feature, serialised once.
-        feature.clear();
-        let mut out = Json(&mut feature);
-        out.raw("{\"type\":\"Feature\",\"geometry\":");
-        write_geometry(&mut out, export, i);
-        out.raw(",\"properties\":{");
-        for (k, key) in keys.iter().enumerate() {
-            if k > 0 {
-                out.raw(",");
-            }
-            out.raw(key);
-            out.number(from_si(si[k], units[k]));
-        }
-        out.raw(",\"timestamp\":");
-        clock.write(&mut out, export.time_ms[i]);
-        out.raw(&fixed);
-        let crop = export.crop[i];
-        if crop != 0 {
-            out.raw(",\"crop\":");
-            out.raw(&crop_json[crop as usize]);
-        }
-        let variety = export.variety[i];
-        if variety != 0 {
-            out.raw(",\"variety\":");
-            out.raw(&name_json[variety as usize]);
-        }
-        let product = export.product[i];
-        if product != 0 {
-            out.raw(",\"products\":[{\"name\":");
-            out.raw(&name_json[product as usize]);
-            out.raw(",\"rate\":{\"value\":");
-            let rate = props.iter().position(|p| p.name == "appliedRate");
-            out.number(rate.map_or(f64::NAN, |k| from_si(si[k], units[k])));
-            out.raw("}}]");
-        }
-        if let Some(m) = machinery_json.get(export.machine[i] as usize) {
-            out.raw(",\"machinery\":");
-            out.raw(m);
-        }
-        out.raw("}}");
-
-        if i > 0 {
-            standard.write_all(b",\n")?;
-        }
-        standard.write_all(&feature)?;
-
-        let inside = options
-            .boundary
-            .is_none_or(|b| b.contains(export.lon[i], export.lat[i]));
-        let passes = if slow(i) {
-            removed.slow += 1;
-            false
-        } else if !inside {
-            removed.outside_boundary += 1;
-            false
-        } else if outlier_bounds.is_some_and(|(lo, hi)| {
-            let v = export.value(Col::DryYieldVolume, i);
-            v < lo || v > hi
-        }) {
-            removed.outliers += 1;
-            false
-        } else {
-            true
-        };
-        if passes {
-            if filtered_points > 0 {
-                filtered.write_all(b",\n")?;
-            }
-            filtered.write_all(&feature)?;
-            filtered_points += 1;
-            keep[i] = true;
-        }
-
-        // The summary's statistics, over every point as Leaf's are.
-        for (k, v) in si.iter().enumerate() {
-            stats[k].add(*v);
-        }
-        let area = values.area(i);
-        let area = if area.is_finite() { area } else { 0.0 };
-        total_area += area;
-        if inside {
-            inside_area += area;
-        }
-        total_distance += export.value(Col::Distance, i).max(0.0);
-        let t = export.time_ms[i];
-        if t != i64::MIN {
-            start = start.min(t);
-            end = end.max(t);
-        }
-        if crop != 0 {
-            crops.entry(normalise_crop(export.name(crop))).or_default();
-        }
-        if let Some(used) = machines_used.get_mut(export.machine[i] as usize) {
-            *used = true;
-        }
-        let group_key = if product != 0 { product } else { variety };
-        if group_key != 0 {
-            let g = groups.entry(group_key).or_default();
-            g.area += area;
-            match options.kind {
-                OperationKind::Harvested => {
-                    g.wet_mass += values.get(Source::Column(Col::WetMass), i);
-                    g.dry_mass += values.get(Source::DryMass, i);
-                    g.wet_volume += values.get(Source::WetVolume, i);
-                    g.dry_volume += values.get(Source::DryVolume, i);
-                    g.moisture.add(export.value(Col::Moisture, i));
+    std::thread::scope(|scope| -> Result<(), DataError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(workers * 2);
+        for _ in 0..workers {
+            let (tx, ctx, next) = (tx.clone(), &ctx, &next);
+            scope.spawn(move || loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                if index >= chunks {
+                    break;
                 }
-                OperationKind::Planted => {
-                    let rate = export.value(Col::SeedRate, i);
-                    g.seeds += rate * area;
-                    g.rate.add(rate);
-                    g.target.add(export.value(Col::SeedRateTarget, i));
+                let from = index * CHUNK_POINTS;
+                let chunk = ctx.chunk(index, from..(from + CHUNK_POINTS).min(n));
+                if tx.send(chunk).is_err() {
+                    break;
                 }
-                OperationKind::Applied => {
-                    let rate = export.value(Col::AppliedRate, i);
-                    g.applied += rate * area;
-                    g.rate.add(rate);
-                    g.target.add(export.value(Col::AppliedRateTarget, i));
-                }
-                OperationKind::Tillage => {}
+            });
+        }
+        drop(tx);
+        let mut pending = BTreeMap::new();
+        let mut wanted = 0;
+        let (mut wrote_standard, mut wrote_filtered) = (false, false);
+        for chunk in rx {
+            pending.insert(chunk.index, chunk);
+            while let Some(chunk) = pending.remove(&wanted) {
+                // Every feature comes with a leading separator; the first one's is dropped.
+                let skip = |wrote: &mut bool, bytes: &[u8]| {
+                    let s = if *wrote || bytes.is_empty() { 0 } else { 2 };
+                    *wrote |= !bytes.is_empty();
+                    s
+                };
+                let s = skip(&mut wrote_standard, &chunk.standard);
+                standard.write_all(&chunk.standard[s..])?;
+                let s = skip(&mut wrote_filtered, &chunk.filtered);
+                filtered.write_all(&chunk.filtered[s..])?;
+                let from = chunk.index * CHUNK_POINTS;
+                keep[from..from + chunk.keep.len()].copy_from_slice(&chunk.keep);
+                acc.merge(chunk.acc);
+                wanted += 1;
             }
         }
-    }
+        Ok(())
+    })?;
     standard.write_all(b"\n]}\n")?;
     filtered.write_all(b"\n]}\n")?;
     standard.flush()?;
     filtered.flush()?;
+    let Accumulator {
+        stats,
+        groups,
+        crops,
+        machines_used,
+        total_area,
+        total_distance,
+        inside_area,
+        start,
+        end,
+        removed,
+        filtered_points,
+    } = acc;
 
     // Summary.
     let mut p = Map::new();
@@ -423,7 +672,11 @@ pub fn process(
         amount(total_area, unit_of(Quantity::TotalArea)),
     );
     if !crops.is_empty() {
-        p.insert("crop".into(), json!(crops.keys().collect::<Vec<_>>()));
+        let names: BTreeSet<String> = crops
+            .iter()
+            .map(|&c| normalise_crop(export.name(c)))
+            .collect();
+        p.insert("crop".into(), json!(names));
     }
     p.insert("operationType".into(), json!(options.kind.as_str()));
     p.insert("originalOperationType".into(), json!(original_type));
@@ -542,19 +795,18 @@ pub fn process(
                "originalOperationGrower": o.grower, "originalOperationType": original_type}),
     );
     let summary =
-        json!({"type": "Feature", "properties": p, "geometry": covered_area(export, &values)});
+        json!({"type": "Feature", "properties": p, "geometry": covered_area(export, values)});
     let units_json: Map<String, Value> = props
         .iter()
-        .zip(&units)
+        .zip(units)
         .map(|(p, u)| (p.name.to_string(), json!(u)))
         .collect();
-
     let images = if options.images {
         draw(
             export,
-            &values,
-            &props,
-            &units,
+            values,
+            props,
+            units,
             &keep,
             filtered_points,
             options,
@@ -738,4 +990,25 @@ fn draw(
         images.push(canvas.render(name, &lon, &lat, &widths, &v)?);
     }
     Ok(images)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Json;
+
+    #[test]
+    fn rounded_numbers_are_exact_decimal_text() {
+        let text = |v: f64| {
+            let mut buf = Vec::new();
+            Json(&mut buf).rounded(v);
+            String::from_utf8(buf).unwrap()
+        };
+        assert_eq!(text(7.333_333_333), "7.333333");
+        assert_eq!(text(-0.5), "-0.5");
+        assert_eq!(text(12.0), "12");
+        assert_eq!(text(0.000_000_4), "0");
+        assert_eq!(text(-89.804_348_945), "-89.804349");
+        assert_eq!(text(f64::NAN), "null");
+        assert_eq!(text(1e300), "1e300");
+    }
 }

@@ -121,7 +121,7 @@ impl ReadableRecord for Row {
             product: None,
         };
         // The iterator ends at the record's last field.
-        while let Some(field) = fields.next() {
+        for field in fields.by_ref() {
             let field = field?;
             let number = match &field.value {
                 FieldValue::Numeric(v) => *v,
@@ -177,11 +177,14 @@ impl Interner {
     }
 }
 
-/// Reads `zip_path`, unpacking the `.shp` and `.dbf` into `scratch` (a directory the caller
-/// owns and removes) so that the readers can seek.
-pub fn read_export(zip_path: &Path, scratch: &Path) -> Result<Export, DataError> {
-    let mut archive = zip::ZipArchive::new(BufReader::new(File::open(zip_path)?))
-        .map_err(|e| DataError::Invalid(format!("not a zip archive: {e}")))?;
+/// Reads `zip_path`: the `.shp` and the `.dbf` are decompressed and parsed at the same time,
+/// each on its own thread, straight from the archive.
+pub fn read_export(zip_path: &Path) -> Result<Export, DataError> {
+    let open = || -> Result<zip::ZipArchive<BufReader<File>>, DataError> {
+        zip::ZipArchive::new(BufReader::new(File::open(zip_path)?))
+            .map_err(|e| DataError::Invalid(format!("not a zip archive: {e}")))
+    };
+    let mut archive = open()?;
     let names: Vec<String> = archive.file_names().map(str::to_string).collect();
     let find = |suffix: &str| {
         names
@@ -206,45 +209,117 @@ pub fn read_export(zip_path: &Path, scratch: &Path) -> Result<Export, DataError>
             machines: HashMap::new(),
         },
     };
-    std::fs::create_dir_all(scratch)?;
-    let unpack = |archive: &mut zip::ZipArchive<BufReader<File>>, name: &str, to: &str| {
-        let path = scratch.join(to);
-        let mut entry = archive
-            .by_name(name)
-            .map_err(|e| DataError::Invalid(e.to_string()))?;
-        std::io::copy(
-            &mut entry,
-            &mut std::io::BufWriter::new(File::create(&path)?),
-        )?;
-        Ok::<_, DataError>(path)
-    };
-    let shp_path = unpack(&mut archive, &shp_name, "export.shp")?;
-    let dbf_path = unpack(&mut archive, &dbf_name, "export.dbf")?;
-    drop(archive);
-
     let english = !matches!(sidecar.uom.as_deref(), Some("METRIC"));
-    let mut export = Export {
-        english,
-        columns: vec![Vec::new(); COLUMN_COUNT],
-        ..Export::default()
-    };
-    let machines = &sidecar.machines;
-    let max_index = machines
+    let max_index = sidecar
+        .machines
         .keys()
         .filter_map(|k| k.parse::<usize>().ok())
         .max();
-    export.machines = (0..=max_index.unwrap_or(0))
-        .map(|i| machines.get(&i.to_string()).cloned().unwrap_or_default())
+    let machines = (0..=max_index.unwrap_or(0))
+        .map(|i| {
+            sidecar
+                .machines
+                .get(&i.to_string())
+                .cloned()
+                .unwrap_or_default()
+        })
         .collect();
 
-    read_shapes(&shp_path, &mut export)?;
-    read_records(&dbf_path, &sidecar, &mut export)?;
-    Ok(export)
+    let (shapes, records) = std::thread::scope(|scope| {
+        let shapes = scope.spawn(|| {
+            let mut archive = open()?;
+            let file = archive
+                .by_name(&shp_name)
+                .map_err(|e| DataError::Invalid(e.to_string()))?;
+            read_shapes(ForwardSeek::new(BufReader::with_capacity(1 << 16, file)))
+        });
+        let records = (|| {
+            let file = archive
+                .by_name(&dbf_name)
+                .map_err(|e| DataError::Invalid(e.to_string()))?;
+            read_records(
+                ForwardSeek::new(BufReader::with_capacity(1 << 16, file)),
+                &sidecar,
+                english,
+            )
+        })();
+        let shapes = shapes
+            .join()
+            .unwrap_or_else(|_| Err(DataError::Invalid("the shape reader failed".into())));
+        (shapes, records)
+    });
+    let (lon, lat, polygons) = shapes?;
+    let records = records?;
+    if records.time_ms.len() != lon.len() {
+        return Err(DataError::Invalid(format!(
+            "{} shapes but {} attribute records",
+            lon.len(),
+            records.time_ms.len()
+        )));
+    }
+    Ok(Export {
+        lon,
+        lat,
+        polygons,
+        machines,
+        english,
+        ..records
+    })
 }
 
-fn read_shapes(path: &Path, export: &mut Export) -> Result<(), DataError> {
-    let mut reader = ShapeReader::new(BufReader::with_capacity(1 << 20, File::open(path)?))
-        .map_err(|e| DataError::Invalid(format!("shapefile: {e}")))?;
+/// Lets the readers "seek" in a decompressing stream: forward only, by reading past bytes.
+/// The shapefile and dBase readers only ever move forward when reading front to back. (It
+/// wraps the buffer, never the other way round: a `BufReader` turns forward seeks into
+/// backward ones on what it wraps.)
+struct ForwardSeek<R> {
+    inner: R,
+    position: u64,
+}
+
+impl<R: Read> ForwardSeek<R> {
+    fn new(inner: R) -> Self {
+        Self { inner, position: 0 }
+    }
+}
+
+impl<R: Read> Read for ForwardSeek<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.position += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R: Read> Seek for ForwardSeek<R> {
+    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+        let target = match to {
+            std::io::SeekFrom::Start(p) => Some(p),
+            std::io::SeekFrom::Current(d) => self.position.checked_add_signed(d),
+            std::io::SeekFrom::End(_) => None,
+        };
+        match target {
+            Some(t) if t >= self.position => {
+                let skip = t - self.position;
+                let skipped = std::io::copy(&mut (&mut *self).take(skip), &mut std::io::sink())?;
+                if skipped < skip {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+                Ok(self.position)
+            }
+            _ => Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "the export is read front to back",
+            )),
+        }
+    }
+}
+
+type Shapes = (Vec<f64>, Vec<f64>, Option<Polygons>);
+
+fn read_shapes<R: Read + Seek>(source: R) -> Result<Shapes, DataError> {
+    let mut export = Export::default();
+    let mut reader =
+        ShapeReader::new(source).map_err(|e| DataError::Invalid(format!("shapefile: {e}")))?;
     let bad = |e: shapefile::Error| DataError::Invalid(format!("shapefile: {e}"));
     match reader.header().shape_type {
         ShapeType::Point | ShapeType::PointM | ShapeType::PointZ => {
@@ -292,12 +367,22 @@ fn read_shapes(path: &Path, export: &mut Export) -> Result<(), DataError> {
             )))
         }
     }
-    Ok(())
+    Ok((export.lon, export.lat, export.polygons))
 }
 
-fn read_records(path: &Path, sidecar: &Sidecar, export: &mut Export) -> Result<(), DataError> {
-    let mut reader = dbase::Reader::new(BufReader::with_capacity(1 << 20, File::open(path)?))
-        .map_err(|e| DataError::Invalid(format!("dbf: {e}")))?;
+/// The attribute columns; coordinates and machines are filled in by the caller.
+fn read_records<R: Read + Seek>(
+    source: R,
+    sidecar: &Sidecar,
+    english: bool,
+) -> Result<Export, DataError> {
+    let mut export = Export {
+        english,
+        columns: vec![Vec::new(); COLUMN_COUNT],
+        ..Export::default()
+    };
+    let mut reader =
+        dbase::Reader::new(source).map_err(|e| DataError::Invalid(format!("dbf: {e}")))?;
     // Each present column's factor from the export's unit to SI.
     let mut factors = [f64::NAN; COLUMN_COUNT];
     for field in reader.fields() {
@@ -318,7 +403,7 @@ fn read_records(path: &Path, sidecar: &Sidecar, export: &mut Export) -> Result<(
             DataError::Invalid(format!("column {}: unknown unit {unit}", spec.name))
         })?;
     }
-    let n = export.lon.len();
+    let n = reader.header().num_records as usize;
     for spec in COLUMNS.iter() {
         if !factors[spec.col as usize].is_nan() {
             export.columns[spec.col as usize] = Vec::with_capacity(n);
@@ -357,13 +442,6 @@ fn read_records(path: &Path, sidecar: &Sidecar, export: &mut Export) -> Result<(
         export.variety.push(interner.intern(row.variety));
         export.product.push(interner.intern(row.product));
     }
-    if export.time_ms.len() != n {
-        return Err(DataError::Invalid(format!(
-            "{} shapes but {} attribute records",
-            n,
-            export.time_ms.len()
-        )));
-    }
     export.names = interner.names;
-    Ok(())
+    Ok(export)
 }

@@ -414,7 +414,7 @@ fn walk(spec: &SynthSpec) -> Result<Walked, DataError> {
                     yield_kg_m2 * (1.0 - moisture / 100.0) / (1.0 - 0.155) / GRAIN_DENSITY;
             }
             OperationKind::Planted => {
-                let target = 34_000.0 / 4046.856_422_4;
+                let target = 34_000.0 / 4_046.856_422_4;
                 nums[Col::SeedRateTarget as usize] = target;
                 nums[Col::SeedRate as usize] = if moving {
                     target * pattern.sqrt() * rng.random_range(0.97..1.03)
@@ -427,7 +427,7 @@ fn walk(spec: &SynthSpec) -> Result<Walked, DataError> {
                 nums[Col::Doubles as usize] = rng.random_range(0.0..1.2);
             }
             OperationKind::Applied => {
-                let target = 15.0 * 0.003_785_411_784 / 4046.856_422_4;
+                let target = 15.0 * 0.003_785_411_784 / 4_046.856_422_4;
                 nums[Col::AppliedRateTarget as usize] = target;
                 nums[Col::AppliedRate as usize] = if moving {
                     target * rng.random_range(0.96..1.04)
@@ -460,11 +460,7 @@ fn walk(spec: &SynthSpec) -> Result<Walked, DataError> {
     let zero_per_turn = 3;
     let mut zero_left = zero;
     let second_from = segments.len() * 3 / 4;
-    let outlier_every = if outliers > 0 {
-        main / outliers
-    } else {
-        usize::MAX
-    };
+    let outlier_every = main.checked_div(outliers).unwrap_or(usize::MAX);
     let mut placed = 0usize;
     let mut offset = spacing / 2.0;
     for (s, &(y, from, to)) in segments.iter().enumerate() {

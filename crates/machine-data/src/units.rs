@@ -66,7 +66,7 @@ pub enum Quantity {
 
 /// How many SI units one of `unit` is (John Deere ids and Leaf names alike).
 pub fn si_factor(unit: &str) -> Option<f64> {
-    const ACRE: f64 = 4046.856_422_4;
+    const ACRE: f64 = 4_046.856_422_4;
     const BUSHEL: f64 = 0.035_239_070_166_88;
     const GALLON: f64 = 0.003_785_411_784;
     Some(match unit {
@@ -171,7 +171,7 @@ mod tests {
         // 34,000 seeds/ac = 84,016 seeds/ha.
         let seeds = 34_000.0 * si_factor("seeds1ac-1").unwrap();
         assert!((from_si(seeds, "seeds/ha") - 84_015.8).abs() < 0.1);
-        assert!((from_si(1.0, "ac") - 1.0 / 4046.856_422_4).abs() < 1e-15);
+        assert!((from_si(1.0, "ac") - 1.0 / 4_046.856_422_4).abs() < 1e-15);
         assert_eq!(si_factor("furlongs"), None);
     }
 

@@ -52,7 +52,7 @@ fn run(spec: &SynthSpec, system: UnitSystem, remove_outliers: bool) -> Run {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("e.zip");
     std::fs::write(&path, zip).unwrap();
-    let export = read_export(&path, &dir.join("scratch")).unwrap();
+    let export = read_export(&path).unwrap();
     let boundary = Boundary::new(vec![vec![FIELD.to_vec()]]).unwrap();
     let options = Options {
         kind: spec.kind,
@@ -235,7 +235,7 @@ fn imperial_and_metric_convert_every_unit() {
     let s = &imperial.processed.summary["properties"];
     assert_eq!(s["totalArea"]["unit"], "ac");
     assert!(close(
-        s["totalArea"]["value"].as_f64().unwrap() * 4046.856_422_4,
+        s["totalArea"]["value"].as_f64().unwrap() * 4_046.856_422_4,
         imperial.truth.area_m2,
         1e-9
     ));
