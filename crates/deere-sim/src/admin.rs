@@ -41,6 +41,7 @@ pub(crate) fn routes() -> Router<Sim> {
             "/__admin/operations/{id}",
             axum::routing::patch(edit_operation).delete(delete_operation),
         )
+        .route("/__admin/operations/{id}/export", get(export_truth))
         .route("/__admin/files/{id}", delete(delete_file))
         .route(
             "/__admin/faults",
@@ -470,6 +471,11 @@ struct NewOperation {
     operation_type: Option<String>,
     /// Default: the current year.
     crop_season: Option<i32>,
+    /// Points in its shapefile export (default: the `exportPoints` setting).
+    points: Option<usize>,
+    /// John Deere cannot make a shapefile of it: `/fieldOps` answers 406.
+    #[serde(default)]
+    no_spatial_data: bool,
 }
 
 async fn add_operation(
@@ -491,6 +497,8 @@ async fn add_operation(
             .world
             .new_operation(&kind.to_ascii_lowercase(), season);
         op.operation_type = kind.clone();
+        op.export_points = body.points;
+        op.spatial = !body.no_spatial_data;
         op.modified = Utc::now();
         op.stamp.modified_seq = seq;
         let op_id = op.id.clone();
@@ -500,6 +508,31 @@ async fn add_operation(
     };
     announce_operation(&sim, &loc.org, &id, &op_id, &kind, &season);
     Ok((StatusCode::CREATED, Json(json!({"id": op_id}))).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct ExportQuery {
+    /// `ENGLISH` (default) or `METRIC`.
+    uom: Option<String>,
+    #[serde(rename = "shapeType")]
+    shape_type: Option<String>,
+}
+
+/// What the operation's export holds (every point's coordinates, the defects planted, totals
+/// in SI units), made and cached as `/fieldOps` would.
+async fn export_truth(
+    State(sim): State<Sim>,
+    Path(id): Path<String>,
+    Query(q): Query<ExportQuery>,
+) -> AdminResult {
+    let english = q.uom.as_deref() != Some("METRIC");
+    let polygons = q.shape_type.as_deref() == Some("Polygon");
+    let request =
+        crate::export::request(&sim.state(), &id, english, polygons).map_err(|reason| {
+            (StatusCode::NOT_ACCEPTABLE, Json(json!({"error": reason}))).into_response()
+        })?;
+    let ready = crate::export::make(&sim, request).await.map_err(bad)?;
+    Ok(Json(&ready.truth).into_response())
 }
 
 fn announce_operation(sim: &Sim, org: &str, field_id: &str, op_id: &str, kind: &str, season: &str) {

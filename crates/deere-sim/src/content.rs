@@ -40,18 +40,6 @@ pub(crate) fn machine_file(seed: u64, size: u32) -> Bytes {
     ])
 }
 
-/// The shapefile export of an operation (minimal but real zip members).
-pub(crate) fn shapefile_zip(op_id: &str) -> Bytes {
-    let machines = format!("{{\"0\":{{\"MachineId\":637795,\"MachineSerial\":\"1H0S780SXXX000001\",\"OperatorId\":\"OP-1\",\"operation\":\"{op_id}\"}}}}");
-    zip_of(&[
-        ("operation.shp", b"\x00\x00\x27\x0a"),
-        ("operation.shx", b"\x00\x00\x27\x0a"),
-        ("operation.dbf", b"\x03"),
-        ("operation.prj", b"GEOGCS[\"GCS_WGS_1984\"]"),
-        ("machines.json", machines.as_bytes()),
-    ])
-}
-
 /// Serves bytes honouring `Range: bytes=a-b` (206) or `?offset=&size=` (header wins).
 pub(crate) fn ranged(
     bytes: Bytes,

@@ -27,6 +27,7 @@ use tokio::net::TcpListener;
 
 pub mod admin;
 mod content;
+pub mod export;
 mod oauth;
 mod pipeline;
 mod platform;
@@ -63,6 +64,13 @@ pub struct Settings {
     /// How many times `/fieldOps/{id}` answers 202 before the 307.
     pub export_polls: u32,
     pub presign_ttl_secs: u64,
+    /// Points in an operation's shapefile export unless the operation says otherwise.
+    pub export_points: usize,
+    /// Units of an export asked for without `Accept-UOM-System` (the organization's
+    /// preference): `ENGLISH` or `METRIC`.
+    pub export_units: String,
+    /// Tillage exports are made (John Deere's documentation says 406 for tillage).
+    pub export_tillage: bool,
     /// Delivery attempts per webhook batch before it is given up.
     pub webhook_max_attempts: u32,
     /// Delay before the first redelivery; doubles each attempt.
@@ -94,6 +102,9 @@ impl Default for Settings {
             max_page_size: 100,
             export_polls: 2,
             presign_ttl_secs: 3600,
+            export_points: 400,
+            export_units: "ENGLISH".into(),
+            export_tillage: false,
             webhook_max_attempts: 5,
             webhook_retry_ms: 1000,
             duplicate_deliveries: false,
@@ -300,6 +311,7 @@ pub(crate) struct SigRec {
 
 pub(crate) struct Presigned {
     pub op_id: String,
+    pub export: export::ExportRequest,
     pub created: Instant,
 }
 
@@ -332,6 +344,7 @@ pub struct SimState {
     pub(crate) presigned: HashMap<String, Presigned>,
     pub(crate) buckets: HashMap<String, Bucket>,
     pub(crate) file_cache: HashMap<String, Bytes>,
+    pub(crate) exports: export::ExportCache,
 }
 
 impl SimState {
@@ -419,6 +432,7 @@ impl Sim {
             presigned: HashMap::new(),
             buckets: HashMap::new(),
             file_cache: HashMap::new(),
+            exports: export::ExportCache::default(),
         };
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))

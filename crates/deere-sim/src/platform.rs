@@ -244,7 +244,7 @@ impl Ctx<'_> {
             }
             (["organizations", org, rest @ ..], true) => self.org_data(state, req, org, rest),
             (["fieldOperations", id, rest @ ..], true) => self.operation(state, req, id, rest),
-            (["fieldOps", id], true) => self.shapefile(state, id),
+            (["fieldOps", id], true) => self.shapefile(state, req, id),
             (["files", id], true) => self.file(state, req, id),
             (["eventSubscriptionEventTypes"], true) => self.event_types(),
             (["eventSubscriptions", rest @ ..], _) => self.subscriptions(state, req, rest),
@@ -612,21 +612,32 @@ impl Ctx<'_> {
         }
     }
 
-    /// `/fieldOps/{id}`: 202 for the configured number of polls, then 307 to a pre-signed URL.
-    fn shapefile(&self, state: &mut SimState, id: &str) -> Response {
-        let Some((loc, index)) = state.world.find_operation(id) else {
+    /// `/fieldOps/{id}`: 202 for the configured number of polls, then 307 to a pre-signed URL
+    /// of a shapefile zip in the units `Accept-UOM-System` asks for (else the organization's
+    /// preference, the `exportUnits` setting) and `shapeType` (`Point`, or `Polygon`); 406 when
+    /// none can be made (tillage unless `exportTillage`, no boundary, `noSpatialData`).
+    fn shapefile(&self, state: &mut SimState, req: &Req, id: &str) -> Response {
+        let Some((loc, _)) = state.world.find_operation(id) else {
             return not_found();
         };
         if let Err(r) = self.check_org(state, &loc.org, "ag2") {
             return r;
         }
-        let op = &state.world.orgs[&loc.org].fields[loc.field].operations[index];
-        if op.kind() == "tillage" {
-            return error(
-                StatusCode::NOT_ACCEPTABLE,
-                "A shapefile cannot be generated for this operation type.",
-            );
-        }
+        let units = req
+            .headers
+            .get("accept-uom-system")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_ascii_uppercase)
+            .unwrap_or_else(|| state.settings.export_units.clone());
+        let polygons = match req.query.get("shapeType").map(String::as_str) {
+            None | Some("Point") => false,
+            Some("Polygon") => true,
+            Some(_) => return bad_request("shapeType", "must be Point or Polygon"),
+        };
+        let export = match crate::export::request(state, id, units != "METRIC", polygons) {
+            Ok(e) => e,
+            Err(reason) => return error(StatusCode::NOT_ACCEPTABLE, reason),
+        };
         let needed = state.settings.export_polls;
         let polls = state.export_polls.entry(id.to_string()).or_insert(0);
         if *polls < needed {
@@ -638,6 +649,7 @@ impl Ctx<'_> {
             token.clone(),
             crate::Presigned {
                 op_id: id.to_string(),
+                export,
                 created: Instant::now(),
             },
         );
@@ -1005,23 +1017,29 @@ pub(crate) async fn presigned(
             "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, Signature query string parameter or the Authorization header should be specified",
         );
     }
-    let state = sim.state();
-    let Some(p) = state.presigned.get(&token) else {
-        return s3_error(StatusCode::FORBIDDEN, "AccessDenied", "Request has expired");
+    let (op_id, export) = {
+        let state = sim.state();
+        let Some(p) = state.presigned.get(&token) else {
+            return s3_error(StatusCode::FORBIDDEN, "AccessDenied", "Request has expired");
+        };
+        if p.created.elapsed().as_secs() > state.settings.presign_ttl_secs {
+            return s3_error(StatusCode::FORBIDDEN, "AccessDenied", "Request has expired");
+        }
+        (p.op_id.clone(), p.export.clone())
     };
-    if p.created.elapsed().as_secs() > state.settings.presign_ttl_secs {
-        return s3_error(StatusCode::FORBIDDEN, "AccessDenied", "Request has expired");
-    }
-    let body = content::shapefile_zip(&p.op_id);
+    let ready = match crate::export::make(&sim, export).await {
+        Ok(ready) => ready,
+        Err(e) => return s3_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", &e),
+    };
     (
         [
             (header::CONTENT_TYPE, "application/zip".to_string()),
             (
                 header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{}.zip\"", p.op_id),
+                format!("attachment; filename=\"{op_id}.zip\""),
             ),
         ],
-        body,
+        ready.zip.clone(),
     )
         .into_response()
 }

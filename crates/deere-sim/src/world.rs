@@ -181,6 +181,10 @@ pub struct OperationRec {
     pub area_ha: f64,
     /// Main measurement total (yield, rate, depth), unit depends on the type.
     pub total: f64,
+    /// Points in its shapefile export (`None`: the `exportPoints` setting).
+    pub export_points: Option<usize>,
+    /// `false`: John Deere cannot make a shapefile of it (406).
+    pub spatial: bool,
     pub stamp: Stamp,
 }
 
@@ -439,6 +443,8 @@ impl World {
             operator_name: pick(&mut self.rng, &OPERATORS).to_string(),
             area_ha: area,
             total: (self.rng.random_range(100.0..400.0_f64) * 10.0).round() / 10.0,
+            export_points: None,
+            spatial: true,
             stamp: Stamp::new(self.seq),
         }
     }

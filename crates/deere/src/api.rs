@@ -288,16 +288,25 @@ impl ApiClient {
     /// Requests the shapefile of a field operation (`shapeFileAsync` link, `/fieldOps/{id}`):
     /// polls while John Deere answers 202, returns the pre-signed URL of the 307. A 406 means no
     /// shapefile can be made for this operation (e.g. tillage): [`DeereError::NotAcceptable`].
+    /// `uom_system` (`METRIC`, `ENGLISH`, `MIXED`) goes out as `Accept-UOM-System`; without it
+    /// John Deere uses the organization's preference.
     pub async fn request_shapefile(
         &self,
         token: &AccessToken,
         url: &Url,
+        uom_system: Option<&str>,
         polling: &ExportPolling,
     ) -> Result<ShapefileExport> {
         let mut polls = 0;
         loop {
             let response = self
-                .send(Method::GET, url, token, |r| r.header(ACCEPT, DEERE_JSON))
+                .send(Method::GET, url, token, |r| {
+                    let r = r.header(ACCEPT, DEERE_JSON);
+                    match uom_system {
+                        Some(system) => r.header("Accept-UOM-System", system),
+                        None => r,
+                    }
+                })
                 .await?;
             match response.status() {
                 StatusCode::ACCEPTED => {

@@ -463,7 +463,7 @@ async fn shapefile_export_polls_through_202s_then_fetches_the_presigned_url_with
         .unwrap();
     let export = h
         .api
-        .request_shapefile(&token, &export_url, &polling)
+        .request_shapefile(&token, &export_url, None, &polling)
         .await
         .unwrap();
     assert_eq!(export.polls, 2);
@@ -501,7 +501,7 @@ async fn shapefile_export_polls_through_202s_then_fetches_the_presigned_url_with
         .unwrap();
     assert!(matches!(
         h.api
-            .request_shapefile(&token, &tillage_url, &polling)
+            .request_shapefile(&token, &tillage_url, None, &polling)
             .await,
         Err(DeereError::NotAcceptable { .. })
     ));

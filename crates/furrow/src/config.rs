@@ -56,6 +56,11 @@ pub struct Settings {
     pub sync_parts_per_credential: u64,
     /// Machine files are downloaded in ranged requests of this many bytes.
     pub file_chunk_bytes: u64,
+    /// First wait between polls of a field operation's shapefile export (John Deere: 5 s,
+    /// doubling each poll).
+    pub export_poll_ms: u64,
+    /// Polls of one export before the attempt is given up (and retried later).
+    pub export_max_polls: u64,
     /// Multiplies Leaf's alert retry delays (1, 30, 60, 240 minutes); tests use a tiny value.
     pub alert_retry_scale: f64,
     /// Credential reads are served from memory for up to this long; writes on the same
@@ -93,6 +98,8 @@ impl Default for Settings {
             sync_interval_secs: 86_400,
             sync_parts_per_credential: 4,
             file_chunk_bytes: 8 * 1024 * 1024,
+            export_poll_ms: 5000,
+            export_max_polls: 30,
             alert_retry_scale: 1.0,
             credential_cache_ms: 1000,
             deere_webhooks: true,

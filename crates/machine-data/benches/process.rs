@@ -40,13 +40,13 @@ fn main() {
         kind: OperationKind::Harvested,
         points,
         seed: 1,
-        boundary: vec![
+        boundary: vec![vec![
             [-89.816, 40.470],
             [-89.800, 40.470],
             [-89.800, 40.479],
             [-89.816, 40.479],
             [-89.816, 40.470],
-        ],
+        ]],
         start_ms: 1_696_342_333_000,
         english: true,
         crop: "CORN_WET".into(),

@@ -34,8 +34,8 @@ pub struct SynthSpec {
     /// Points in the export, defects included.
     pub points: usize,
     pub seed: u64,
-    /// The field's exterior ring, [lon, lat].
-    pub boundary: Vec<[f64; 2]>,
+    /// The field's rings, [lon, lat]: the exterior first, then holes the machine drives around.
+    pub boundary: Vec<Vec<[f64; 2]>>,
     pub start_ms: i64,
     /// John Deere's ENGLISH units (else METRIC).
     pub english: bool,
@@ -183,7 +183,7 @@ pub fn synthesize(spec: &SynthSpec) -> Result<(Vec<u8>, Truth), DataError> {
     {
         let shapes = shapefile::ShapeWriter::with_shx(&mut shp, &mut shx);
         let mut writer = shapefile::Writer::new(shapes, table.build_with_dest(&mut dbf));
-        let local = Local::new(spec.boundary[0][0], spec.boundary[0][1]);
+        let local = Local::new(spec.boundary[0][0][0], spec.boundary[0][0][1]);
         let invalid = |e: shapefile::Error| DataError::Invalid(e.to_string());
         for p in points {
             let record = Record {
@@ -315,9 +315,10 @@ fn swath_rectangle(local: &Local, p: &Point) -> Vec<shapefile::Point> {
     ]
 }
 
-/// The passes, in metres: (y, x_from, x_to) for each pass inside the field.
-fn passes(ring: &[(f64, f64)], width: f64) -> Vec<(f64, f64, f64)> {
-    let (ymin, ymax) = ring
+/// The passes, in metres: (y, x_from, x_to) for each stretch inside the field (between the
+/// crossings of every ring, so holes are driven around).
+fn passes(rings: &[Vec<(f64, f64)>], width: f64) -> Vec<(f64, f64, f64)> {
+    let (ymin, ymax) = rings[0]
         .iter()
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
             (lo.min(p.1), hi.max(p.1))
@@ -326,7 +327,8 @@ fn passes(ring: &[(f64, f64)], width: f64) -> Vec<(f64, f64, f64)> {
     let mut y = ymin + width / 2.0;
     let mut forward = true;
     while y < ymax {
-        let xs = crossings(ring, y);
+        let mut xs: Vec<f64> = rings.iter().flat_map(|r| crossings(r, y)).collect();
+        xs.sort_by(f64::total_cmp);
         let mut segments: Vec<(f64, f64)> = xs
             .chunks_exact(2)
             .map(|c| (c[0] + 0.5, c[1] - 0.5))
@@ -351,17 +353,18 @@ struct Walked {
 }
 
 fn walk(spec: &SynthSpec) -> Result<Walked, DataError> {
-    if spec.boundary.len() < 3 {
+    if spec.boundary.first().is_none_or(|r| r.len() < 3) {
         return Err(DataError::Invalid("the boundary needs three points".into()));
     }
-    let local = Local::new(spec.boundary[0][0], spec.boundary[0][1]);
-    let ring: Vec<(f64, f64)> = spec
+    let local = Local::new(spec.boundary[0][0][0], spec.boundary[0][0][1]);
+    let rings: Vec<Vec<(f64, f64)>> = spec
         .boundary
         .iter()
-        .map(|p| local.to_xy(p[0], p[1]))
+        .map(|ring| ring.iter().map(|p| local.to_xy(p[0], p[1])).collect())
         .collect();
+    let ring = &rings[0];
     let (width, speed) = implement(spec.kind);
-    let segments = passes(&ring, width);
+    let segments = passes(&rings, width);
     if segments.is_empty() {
         return Err(DataError::Invalid(
             "the field is narrower than one pass".into(),
@@ -541,13 +544,13 @@ mod tests {
             kind,
             points,
             seed: 7,
-            boundary: vec![
+            boundary: vec![vec![
                 [-89.8080, 40.4700],
                 [-89.8000, 40.4700],
                 [-89.8000, 40.4760],
                 [-89.8080, 40.4760],
                 [-89.8080, 40.4700],
-            ],
+            ]],
             start_ms: 1_696_342_333_000,
             english: true,
             crop: "CORN_WET".into(),

@@ -28,7 +28,7 @@ fn spec(kind: OperationKind, points: usize, english: bool, polygons: bool) -> Sy
         kind,
         points,
         seed: 42,
-        boundary: FIELD.to_vec(),
+        boundary: vec![FIELD.to_vec()],
         start_ms: 1_700_000_000_000,
         english,
         crop: "CORN_WET".into(),

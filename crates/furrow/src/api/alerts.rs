@@ -17,7 +17,7 @@ use crate::store::WebhookRecord;
 const BASE: &str = "/services/alerts/api/alerts/webhooks";
 
 /// Events furrow emits.
-pub const EVENTS: [&str; 10] = [
+pub const EVENTS: [&str; 11] = [
     "credentialsUnauthenticated",
     "credentialsLimitedPermission",
     "fieldCreated",
@@ -26,6 +26,7 @@ pub const EVENTS: [&str; 10] = [
     "fieldBoundaryUpdated",
     "operationCreated",
     "operationUpdated",
+    "operationProcessingFinished",
     "providerFileProcessingFinished",
     "providerFileProcessingFailed",
 ];

@@ -1,8 +1,10 @@
 //! `/services/operations/api/operations`: synced field operations.
 
+use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
-use axum::routing::get;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
@@ -10,7 +12,7 @@ use super::auth::Owner;
 use super::error::{ApiError, ApiResult};
 use super::extract::{parse_id, Paging, Params};
 use crate::app::AppState;
-use crate::store::{OperationFilter, OperationRecord};
+use crate::store::{OperationDataRecord, OperationFilter, OperationRecord};
 
 const BASE: &str = "/services/operations/api/operations";
 
@@ -18,15 +20,323 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route(BASE, get(list))
         .route(&format!("{BASE}/{{id}}"), get(one))
+        .route(
+            &format!("{BASE}/{{id}}/standardGeojson"),
+            get(standard_geojson),
+        )
+        .route(
+            &format!("{BASE}/{{id}}/filteredGeojson"),
+            get(filtered_geojson),
+        )
+        .route(
+            &format!("{BASE}/{{id}}/standardGeojson/download"),
+            get(download_standard),
+        )
+        .route(
+            &format!("{BASE}/{{id}}/filteredGeojson/download"),
+            get(download_filtered),
+        )
+        .route(&format!("{BASE}/{{id}}/summary"), get(summary))
+        .route(&format!("{BASE}/{{id}}/units"), get(units))
+        .route(&format!("{BASE}/{{id}}/images"), get(images))
+        .route(&format!("{BASE}/{{id}}/imagesV2"), get(images_v2))
+        .route(
+            &format!("{BASE}/{{id}}/images/{{property}}/download"),
+            get(download_image),
+        )
+        .route(&format!("{BASE}/{{id}}/status"), get(status))
+        .route(&format!("{BASE}/{{id}}/reprocess"), post(reprocess))
 }
 
-fn operation_json(op: &OperationRecord, owner_email: &str) -> Value {
+/// Leaf's (version 1) images ramp, the same for every image.
+fn ramp() -> Value {
+    json!({"0%": [200, 0, 0], "35%": [255, 40, 0], "45%": [255, 150, 0], "55%": [255, 240, 0],
+           "65%": [0, 230, 0], "75%": [0, 190, 0], "100%": [0, 130, 0], "nv": [0, 0, 0, 0]})
+}
+
+/// The caller's operation and its machine data, processed.
+async fn processed(
+    state: &AppState,
+    owner: &Owner,
+    id: &str,
+) -> ApiResult<(OperationRecord, OperationDataRecord)> {
+    let id = parse_id(id, "operation")?;
+    let op = state
+        .store
+        .operation(&owner.id, &id)
+        .await?
+        .ok_or(ApiError::NotFound("operation"))?;
+    match state.store.operation_data(&op.id).await? {
+        Some(data) if data.processed_at.is_some() => Ok((op, data)),
+        _ => Err(ApiError::NotFound(
+            "processed machine data of this operation (see its /status)",
+        )),
+    }
+}
+
+fn operation_url(state: &AppState, id: &str, rest: &str) -> String {
+    format!("{}{BASE}/{id}/{rest}", state.settings.public_url())
+}
+
+async fn standard_geojson(
+    State(state): State<AppState>,
+    owner: Owner,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let (op, _) = processed(&state, &owner, &id).await?;
+    let url = operation_url(&state, &op.id, "standardGeojson/download");
+    Ok(Json(
+        json!({"standardGeojson": url, "downloadStandardGeojson": url}),
+    ))
+}
+
+async fn filtered_geojson(
+    State(state): State<AppState>,
+    owner: Owner,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let (op, data) = processed(&state, &owner, &id).await?;
+    if data.filtered_key.is_none() {
+        return Err(ApiError::NotFound(
+            "filtered GeoJSON (operationsFilteredGeojson was off when the operation was processed)",
+        ));
+    }
+    let url = operation_url(&state, &op.id, "filteredGeojson/download");
+    Ok(Json(
+        json!({"filteredGeojson": url, "downloadFilteredGeojson": url}),
+    ))
+}
+
+/// Streams a stored output (never loaded whole into memory).
+async fn stream(state: &AppState, key: &str, content_type: &'static str) -> ApiResult<Response> {
+    let (size, bytes) = state.files.read(key).await.map_err(|e| {
+        tracing::warn!(%key, error = %e, "stored machine data unreadable");
+        ApiError::NotFound("stored machine data")
+    })?;
+    let mut response = Body::from_stream(bytes).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    Ok(response)
+}
+
+async fn download_standard(
+    State(state): State<AppState>,
+    owner: Owner,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let (_, data) = processed(&state, &owner, &id).await?;
+    let key = data
+        .standard_key
+        .ok_or(ApiError::NotFound("standard GeoJSON"))?;
+    stream(&state, &key, "application/geo+json").await
+}
+
+async fn download_filtered(
+    State(state): State<AppState>,
+    owner: Owner,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let (_, data) = processed(&state, &owner, &id).await?;
+    let key = data
+        .filtered_key
+        .ok_or(ApiError::NotFound("filtered GeoJSON"))?;
+    stream(&state, &key, "application/geo+json").await
+}
+
+fn stored_json(text: Option<&str>) -> Value {
+    text.and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or(Value::Null)
+}
+
+async fn summary(
+    State(state): State<AppState>,
+    owner: Owner,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let (_, data) = processed(&state, &owner, &id).await?;
+    Ok(Json(stored_json(data.summary.as_deref())))
+}
+
+async fn units(
+    State(state): State<AppState>,
+    owner: Owner,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let (_, data) = processed(&state, &owner, &id).await?;
+    Ok(Json(stored_json(data.units.as_deref())))
+}
+
+/// The stored images with furrow's download URL for each.
+fn image_list(state: &AppState, op: &OperationRecord, data: &OperationDataRecord) -> Vec<Value> {
+    let Value::Array(images) = stored_json(data.images.as_deref()) else {
+        return Vec::new();
+    };
+    images
+        .into_iter()
+        .map(|mut image| {
+            let property = image["property"].as_str().unwrap_or_default().to_string();
+            let url = operation_url(state, &op.id, &format!("images/{property}/download"));
+            if let Some(map) = image.as_object_mut() {
+                map.remove("key");
+                map.insert("url".into(), json!(url));
+                map.insert("downloadUrl".into(), json!(url));
+            }
+            image
+        })
+        .collect()
+}
+
+/// Leaf's first images endpoint: property, ramp, URL.
+async fn images(
+    State(state): State<AppState>,
+    owner: Owner,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let (op, data) = processed(&state, &owner, &id).await?;
+    let list: Vec<Value> = image_list(&state, &op, &data)
+        .into_iter()
+        .map(|i| json!({"property": i["property"], "ramp": ramp(), "url": i["url"], "downloadUrl": i["downloadUrl"]}))
+        .collect();
+    Ok(Json(Value::Array(list)))
+}
+
+/// Leaf's images V2: property, legend (seven quantile classes), extent, URL.
+async fn images_v2(
+    State(state): State<AppState>,
+    owner: Owner,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let (op, data) = processed(&state, &owner, &id).await?;
+    Ok(Json(Value::Array(image_list(&state, &op, &data))))
+}
+
+async fn download_image(
+    State(state): State<AppState>,
+    owner: Owner,
+    Path((id, property)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let (_, data) = processed(&state, &owner, &id).await?;
+    let Value::Array(images) = stored_json(data.images.as_deref()) else {
+        return Err(ApiError::NotFound("image"));
+    };
+    let key = images
+        .iter()
+        .find(|i| i["property"] == property.as_str())
+        .and_then(|i| i["key"].as_str())
+        .ok_or(ApiError::NotFound("image"))?
+        .to_string();
+    stream(&state, &key, "image/png").await
+}
+
+/// Leaf's per-step statuses (as for files), with furrow's state, message and recent events.
+async fn status(
+    State(state): State<AppState>,
+    owner: Owner,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = parse_id(&id, "operation")?;
+    let op = state
+        .store
+        .operation(&owner.id, &id)
+        .await?
+        .ok_or(ApiError::NotFound("operation"))?;
+    let data = state.store.operation_data(&op.id).await?;
+    Ok(Json(status_json(data.as_ref())))
+}
+
+fn status_json(data: Option<&OperationDataRecord>) -> Value {
+    let Some(d) = data else {
+        return json!({"status": "NOT_QUEUED", "message": "the operation is outside operationsProcessingRange or was synced before machine data existed; POST …/reprocess queues it"});
+    };
+    let step = |status: &str, message: &str| json!({"status": status, "message": message});
+    let done = d.processed_at.is_some() && d.status != "NO_DATA" && d.status != "FAILED";
+    let (original, rest) = match d.status.as_str() {
+        "NO_DATA" => (
+            step("failed", d.message.as_deref().unwrap_or("no spatial data")),
+            step("skipped", "skipped"),
+        ),
+        "FAILED" => (
+            step("failed", d.message.as_deref().unwrap_or("failed")),
+            step("skipped", "skipped"),
+        ),
+        _ if done => (step("processed", "ok"), step("processed", "ok")),
+        _ => (
+            step("processing", "processing"),
+            step("processing", "processing"),
+        ),
+    };
+    let filtered = if done && d.filtered_key.is_none() {
+        step("skipped", "operationsFilteredGeojson is off")
+    } else {
+        rest.clone()
+    };
+    let images = match stored_json(d.images.as_deref()) {
+        Value::Array(list) if done && list.is_empty() => {
+            step("skipped", "operationsImageCreation is off")
+        }
+        _ => rest.clone(),
+    };
+    json!({
+        "originalFile": original, "standardGeojson": rest, "filteredGeojson": filtered,
+        "summary": rest, "units": rest, "propertiesPNGs": images,
+        "status": d.status, "message": d.message, "attempts": d.attempts,
+        "points": d.points, "filteredPoints": d.filtered_points, "removedPoints": stored_json(d.removed.as_deref()),
+        "processedTime": d.processed_at, "updatedTime": d.updated_at,
+        "events": stored_json(Some(&d.events)),
+    })
+}
+
+/// Leaf's reprocess: the operation's machine data is processed again (with the current
+/// configuration).
+async fn reprocess(
+    State(state): State<AppState>,
+    owner: Owner,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let id = parse_id(&id, "operation")?;
+    let op = state
+        .store
+        .operation(&owner.id, &id)
+        .await?
+        .ok_or(ApiError::NotFound("operation"))?;
+    if op.deleted_on_provider {
+        return Err(ApiError::Conflict(
+            "the operation was deleted on John Deere".into(),
+        ));
+    }
+    let credential = state
+        .store
+        .credential_of_user(&owner.id, &op.leaf_user_id)
+        .await?
+        .ok_or_else(|| ApiError::Conflict("the Leaf user has no John Deere credentials".into()))?;
+    state
+        .store
+        .queue_operation_data(
+            &op.id,
+            &op.leaf_user_id,
+            &credential.id,
+            "queued: reprocess requested",
+        )
+        .await?;
+    state.wake.notify_one();
+    let data = state.store.operation_data(&op.id).await?;
+    Ok((StatusCode::ACCEPTED, Json(status_json(data.as_ref()))))
+}
+
+fn operation_json(
+    op: &OperationRecord,
+    machine_data: Option<&OperationDataRecord>,
+    owner_email: &str,
+) -> Value {
     let data: Value = serde_json::from_str(&op.data).unwrap_or(json!({}));
+    // Coverage: the share (0–100) of the operation's worked area inside the field's boundary.
+    let coverage = machine_data.and_then(|d| d.coverage);
     json!({
         "id": op.id, "apiOwnerUsername": owner_email, "leafUserId": op.leaf_user_id,
         "startTime": op.start_time, "endTime": op.end_time, "updatedTime": op.updated_at,
         "createdTime": op.created_at, "type": op.operation_type, "operationType": op.operation_type,
-        "files": [], "fields": [{"id": op.field_id}], "providers": ["JohnDeere"], "provider": "JohnDeere",
+        "files": [], "fields": [{"id": op.field_id, "coverage": coverage}], "providers": ["JohnDeere"], "provider": "JohnDeere",
         "origin": "provider", "providerOperationId": op.provider_operation_id,
         "cropSeason": op.crop_season, "crops": data["crops"], "varieties": data["varieties"],
         "products": data["products"], "machines": data["machines"], "operators": data["operators"],
@@ -77,7 +387,11 @@ async fn list(
         .owner_email(&owner.id)
         .await?
         .unwrap_or_default();
-    let body: Vec<Value> = ops.iter().map(|o| operation_json(o, &email)).collect();
+    let mut body = Vec::with_capacity(ops.len());
+    for o in &ops {
+        let data = state.store.operation_data(&o.id).await?;
+        body.push(operation_json(o, data.as_ref(), &email));
+    }
     Ok((paging.headers(total, BASE), Json(Value::Array(body))))
 }
 
@@ -97,5 +411,6 @@ async fn one(
         .owner_email(&owner.id)
         .await?
         .unwrap_or_default();
-    Ok(Json(operation_json(&op, &email)))
+    let data = state.store.operation_data(&op.id).await?;
+    Ok(Json(operation_json(&op, data.as_ref(), &email)))
 }

@@ -10,6 +10,11 @@ pub fn defaults() -> Map<String, Value> {
         "operationsAutoSync": true,
         "operationsProcessingRange": 12,
         "syncPartnerData": false,
+        "operationsFilteredGeojson": true,
+        "operationsRemoveOutliers": true,
+        "operationsOutliersLimit": 3,
+        "operationsImageCreation": false,
+        "unitMeasurement": "DEFAULT",
     }) {
         Value::Object(map) => map,
         _ => unreachable!("a JSON object literal"),
@@ -23,7 +28,20 @@ pub fn validate(key: &str, value: &Value) -> Result<(), String> {
             Some("ALL") | Some("SELECTED_ONLY") => Ok(()),
             _ => Err("must be ALL or SELECTED_ONLY".into()),
         },
-        "fieldsAutoSync" | "operationsAutoSync" | "syncPartnerData" => value
+        "unitMeasurement" => match value.as_str() {
+            Some("DEFAULT") | Some("METRIC") | Some("IMPERIAL") => Ok(()),
+            _ => Err("must be DEFAULT, METRIC or IMPERIAL".into()),
+        },
+        "operationsOutliersLimit" => match value.as_f64() {
+            Some(limit) if limit > 0.0 && limit <= 100.0 => Ok(()),
+            _ => Err("must be a number of standard deviations above 0 (at most 100)".into()),
+        },
+        "fieldsAutoSync"
+        | "operationsAutoSync"
+        | "syncPartnerData"
+        | "operationsFilteredGeojson"
+        | "operationsRemoveOutliers"
+        | "operationsImageCreation" => value
             .is_boolean()
             .then_some(())
             .ok_or_else(|| "must be true or false".into()),
@@ -87,5 +105,12 @@ mod tests {
         assert!(validate_patch(&json!({"fieldsAutoSync": null})).is_err());
         assert!(validate_patch(&json!([1])).is_err());
         assert!(validate_patch(&json!({"syncPartnerData": true})).is_ok());
+        assert!(validate_patch(
+            &json!({"unitMeasurement": "IMPERIAL", "operationsOutliersLimit": 2.5})
+        )
+        .is_ok());
+        assert!(validate_patch(&json!({"unitMeasurement": "imperial"})).is_err());
+        assert!(validate_patch(&json!({"operationsOutliersLimit": 0})).is_err());
+        assert!(validate_patch(&json!({"operationsImageCreation": 1})).is_err());
     }
 }

@@ -14,6 +14,7 @@ mod credentials;
 mod fields;
 mod files;
 mod jobs;
+mod operation_data;
 mod operations;
 mod organizations;
 mod parts;
@@ -30,6 +31,7 @@ pub use fields::{
 };
 pub use files::{FileFilter, FileRecord};
 pub use jobs::ClaimedJob;
+pub use operation_data::{OperationDataRecord, ProcessedData, OPERATION_DATA_JOB_PREFIX};
 pub use operations::{OperationFilter, OperationRecord};
 pub use organizations::OrganizationRecord;
 pub use parts::{SyncPart, PART_JOB_PREFIX};
@@ -61,6 +63,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0007_deere_webhooks",
         include_str!("../../migrations/0007_deere_webhooks.sql"),
+    ),
+    (
+        "0008_operation_data",
+        include_str!("../../migrations/0008_operation_data.sql"),
     ),
 ];
 

@@ -39,7 +39,7 @@ pub struct OperationFilter {
     pub end_ms: Option<i64>,
 }
 
-fn operation_from(r: &AnyRow) -> StoreResult<OperationRecord> {
+pub(super) fn operation_from(r: &AnyRow) -> StoreResult<OperationRecord> {
     Ok(OperationRecord {
         id: r.try_get("id")?,
         leaf_user_id: r.try_get("leaf_user_id")?,
@@ -60,17 +60,20 @@ fn operation_from(r: &AnyRow) -> StoreResult<OperationRecord> {
     })
 }
 
-const COLUMNS: &str = "o.id, o.leaf_user_id, o.field_id, o.provider_operation_id, o.operation_type, o.crop_season, \
+pub(super) const COLUMNS: &str = "o.id, o.leaf_user_id, o.field_id, o.provider_operation_id, o.operation_type, o.crop_season, \
     o.start_time, o.end_time, o.start_ms, o.end_ms, o.data, o.data_hash, o.deleted_on_provider, o.provider_modified_ms, o.created_at, o.updated_at";
 
 impl Store {
     /// Inserts or updates an operation; rows change only when the content did, and never back
     /// to an older version (a slow poll finishing after a webhook's fresher read).
     /// `alerts` are queued in the same transaction, for the outcome.
+    /// A new or changed operation's machine data is queued for processing by `process_for`
+    /// (the credential whose token fetches it), in the same transaction.
     pub async fn upsert_operation(
         &self,
         op: &OperationRecord,
         alerts: &super::ChangeAlerts,
+        process_for: Option<&str>,
     ) -> StoreResult<super::Change> {
         // Read before the transaction: on SQLite a transaction that reads first cannot take the
         // write lock once another connection wrote (SQLITE_BUSY without waiting).
@@ -110,6 +113,23 @@ impl Store {
             super::Change::Created
         };
         super::alerts::queue_in(&mut tx, alerts.for_change(change)).await?;
+        if let (Some(credential_id), super::Change::Created | super::Change::Updated) =
+            (process_for, change)
+        {
+            let reason = if change == super::Change::Created {
+                "queued: new operation"
+            } else {
+                "queued: the operation changed on John Deere"
+            };
+            super::operation_data::queue_in(
+                &mut tx,
+                &op.id,
+                &op.leaf_user_id,
+                credential_id,
+                reason,
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(change)
     }

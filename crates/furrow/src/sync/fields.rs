@@ -485,7 +485,10 @@ impl<'a> Run<'a> {
             created: self.alerts("operationCreated", payload.clone()),
             updated: self.alerts("operationUpdated", payload),
         };
-        self.state.store.upsert_operation(&record, &alerts).await?;
+        self.state
+            .store
+            .upsert_operation(&record, &alerts, Some(&self.cred.id))
+            .await?;
         self.counts.operations += 1;
         Ok(())
     }
@@ -672,6 +675,8 @@ pub fn operation_record(user: &str, field_id: &str, op: &FieldOperation) -> Oper
         })).collect::<Vec<_>>(),
         "measurements": measurements,
         "providerModifiedTime": op.modified_time,
+        // John Deere's export of the machine data, followed by the processing job.
+        "links": {"shapeFileAsync": op.link("shapeFileAsync")},
     })
     .to_string();
     OperationRecord {

@@ -13,6 +13,7 @@ pub mod alerts;
 pub mod credentials;
 pub mod fields;
 pub mod link;
+pub mod machine_data;
 pub mod organizations;
 pub mod webhooks;
 
@@ -59,6 +60,9 @@ pub async fn run_engine(state: AppState, mut stop: watch::Receiver<bool>) {
                                 "sync" => fields::run_job(&state, &job).await,
                                 kind if kind.starts_with(crate::store::PART_JOB_PREFIX) => {
                                     fields::run_part_job(&state, &job).await
+                                }
+                                kind if kind.starts_with(crate::store::OPERATION_DATA_JOB_PREFIX) => {
+                                    machine_data::run_job(&state, &job).await.map_err(Into::into)
                                 }
                                 _ => credentials::maintain(&state, &job).await,
                             };
