@@ -61,6 +61,8 @@ pub struct Settings {
     pub export_poll_ms: u64,
     /// Polls of one export before the attempt is given up (and retried later).
     pub export_max_polls: u64,
+    /// Operations' machine data processed at once by one replica (slots of their own).
+    pub machine_data_concurrency: u64,
     /// Multiplies Leaf's alert retry delays (1, 30, 60, 240 minutes); tests use a tiny value.
     pub alert_retry_scale: f64,
     /// Credential reads are served from memory for up to this long; writes on the same
@@ -100,6 +102,7 @@ impl Default for Settings {
             file_chunk_bytes: 8 * 1024 * 1024,
             export_poll_ms: 5000,
             export_max_polls: 30,
+            machine_data_concurrency: 2,
             alert_retry_scale: 1.0,
             credential_cache_ms: 1000,
             deere_webhooks: true,

@@ -17,20 +17,28 @@ impl Store {
     /// Claims up to `limit` due jobs for `owner` (a replica id) until `lease_until_ms`, in one
     /// statement. The lease condition sits in the outer WHERE so that, when two replicas race
     /// for a row, the second one's re-check after the first commits excludes it.
+    /// `machine_data` picks the machine-data processing jobs (which have slots of their own,
+    /// so that long exports never hold up credentials and syncs), or every other kind.
     pub async fn claim_jobs(
         &self,
         owner: &str,
         lease_until_ms: i64,
         limit: i64,
+        machine_data: bool,
     ) -> StoreResult<Vec<ClaimedJob>> {
         let now = now_ms();
-        let rows = sqlx::query(
+        let kind = if machine_data {
+            "kind LIKE 'opdata:%'"
+        } else {
+            "kind NOT LIKE 'opdata:%'"
+        };
+        let rows = sqlx::query(&format!(
             "UPDATE jobs SET lease_owner = $1, lease_until_ms = $2, woken = 0 \
-             WHERE id IN (SELECT id FROM jobs WHERE run_at_ms <= $3 \
+             WHERE id IN (SELECT id FROM jobs WHERE run_at_ms <= $3 AND {kind} \
                           AND (lease_until_ms IS NULL OR lease_until_ms < $3) ORDER BY run_at_ms LIMIT $4) \
              AND run_at_ms <= $3 AND (lease_until_ms IS NULL OR lease_until_ms < $3) \
              RETURNING id, kind, credential_id, attempts",
-        )
+        ))
         .bind(owner)
         .bind(lease_until_ms)
         .bind(now)

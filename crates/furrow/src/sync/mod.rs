@@ -22,6 +22,9 @@ pub async fn run_engine(state: AppState, mut stop: watch::Receiver<bool>) {
     let concurrency = state.settings.engine_concurrency.max(1);
     let permits = Arc::new(Semaphore::new(concurrency));
     let event_permits = Arc::new(Semaphore::new(concurrency));
+    let machine_data_permits = Arc::new(Semaphore::new(
+        state.settings.machine_data_concurrency.max(1) as usize,
+    ));
     let poll = Duration::from_millis(state.settings.engine_poll_ms.max(10));
     let mut last_retention = 0i64;
     let alert_http = reqwest::Client::builder()
@@ -49,7 +52,7 @@ pub async fn run_engine(state: AppState, mut stop: watch::Receiver<bool>) {
             let lease_until = now_ms() + (state.settings.lease_secs * 1000) as i64;
             match state
                 .store
-                .claim_jobs(&state.replica_id, lease_until, free)
+                .claim_jobs(&state.replica_id, lease_until, free, false)
                 .await
             {
                 Ok(jobs) => {
@@ -60,9 +63,6 @@ pub async fn run_engine(state: AppState, mut stop: watch::Receiver<bool>) {
                                 "sync" => fields::run_job(&state, &job).await,
                                 kind if kind.starts_with(crate::store::PART_JOB_PREFIX) => {
                                     fields::run_part_job(&state, &job).await
-                                }
-                                kind if kind.starts_with(crate::store::OPERATION_DATA_JOB_PREFIX) => {
-                                    machine_data::run_job(&state, &job).await.map_err(Into::into)
                                 }
                                 _ => credentials::maintain(&state, &job).await,
                             };
@@ -76,6 +76,31 @@ pub async fn run_engine(state: AppState, mut stop: watch::Receiver<bool>) {
                     .await
                 }
                 Err(e) => tracing::warn!(error = %e, "claiming jobs failed"),
+            }
+        }
+        // Machine data has permits of its own: exports wait minutes and parsing takes the CPU,
+        // neither may hold up token refreshes or syncs.
+        let free = machine_data_permits.available_permits() as i64;
+        if free > 0 {
+            let lease_until = now_ms() + (state.settings.lease_secs * 1000) as i64;
+            match state
+                .store
+                .claim_jobs(&state.replica_id, lease_until, free, true)
+                .await
+            {
+                Ok(jobs) => {
+                    spawn_each(&machine_data_permits, jobs, |job| {
+                        let state = state.clone();
+                        async move {
+                            if let Err(e) = machine_data::run_job(&state, &job).await {
+                                tracing::warn!(job = %job.id, error = %e, "machine data job failed; its lease will expire and it will run again");
+                            }
+                            state.wake.notify_one();
+                        }
+                    })
+                    .await
+                }
+                Err(e) => tracing::warn!(error = %e, "claiming machine data jobs failed"),
             }
         }
         // Delivered events have permits of their own: a long sync never holds them up.
