@@ -19,6 +19,12 @@ pub async fn run(mut settings: Settings) -> Result<(), StartError> {
     if settings.health_check_interval_secs == Settings::default().health_check_interval_secs {
         settings.health_check_interval_secs = 5;
     }
+    // The simulator's exports are ready at once: no need for John Deere's 5 s first wait.
+    if settings.export_poll_ms == Settings::default().export_poll_ms {
+        settings.export_poll_ms = 200;
+    }
+    // Denser machine data than the simulator's default, for maps worth looking at.
+    sim.sim.state().settings.export_points = 6000;
     settings.deere_auth_url = sim.issuer_url();
     settings.deere_stage_api_url = sim.platform_url().to_string();
     settings.deere_production_api_url = sim.platform_url().to_string();
@@ -27,9 +33,12 @@ pub async fn run(mut settings: Settings) -> Result<(), StartError> {
         Ok(_) | Err(crate::api::auth::OwnerError::Exists(_)) => {}
         Err(e) => tracing::warn!(error = %e, "demo owner not created"),
     }
-    // The simulator's seeded operations are from 2022–2024: let the demo owner see them.
+    // The simulator's seeded operations are from 2022–2024: let the demo owner see them, with
+    // the maps of their machine data.
     if let Ok(Some(owner)) = running.state.store.owner_by_email(DEMO_EMAIL).await {
-        let config = serde_json::json!({"operationsProcessingRange": 120}).to_string();
+        let config =
+            serde_json::json!({"operationsProcessingRange": 120, "operationsImageCreation": true})
+                .to_string();
         if let Err(e) = running.state.store.put_config(&owner.id, "", &config).await {
             tracing::warn!(error = %e, "demo configuration not stored");
         }
@@ -81,6 +90,15 @@ curl -s {base}/services/usermanagement/api/users/$USER/john-deere-credentials/ev
 curl -s {base}/services/fields/api/users/$USER/fields/sync -H "Authorization: Bearer $TOKEN"
 curl -s "{base}/services/fields/api/fields?leafUserId=$USER" -H "Authorization: Bearer $TOKEN"
 curl -s "{base}/services/operations/api/operations?leafUserId=$USER" -H "Authorization: Bearer $TOKEN"
+
+# Machine data: every operation's standard GeoJSON, summary, units and maps. A harvest's yield map:
+OP=$(curl -s "{base}/services/operations/api/operations?leafUserId=$USER&operationType=harvested" \
+  -H "Authorization: Bearer $TOKEN" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+curl -s {base}/services/operations/api/operations/$OP/status -H "Authorization: Bearer $TOKEN"
+curl -s {base}/services/operations/api/operations/$OP/summary -H "Authorization: Bearer $TOKEN"
+curl -s {base}/services/operations/api/operations/$OP/imagesV2 -H "Authorization: Bearer $TOKEN"
+curl -s -o yield.png {base}/services/operations/api/operations/$OP/images/dryVolumePerArea/download \
+  -H "Authorization: Bearer $TOKEN"    # then open yield.png
 
 # A new field operation in John Deere reaches furrow by webhook within a second (one more operation):
 curl -s -X POST {sim_root}/__admin/fields/{field}/operations -H 'content-type: application/json' -d '{{"type":"seeding"}}'

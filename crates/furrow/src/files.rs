@@ -70,10 +70,12 @@ impl FileStore {
             .fold(self.prefix.clone(), |path, part| path.child(part))
     }
 
-    /// A streaming upload of `key`: written in parts, visible only once finished.
+    /// A streaming upload of `key`: written in parts, visible only once finished. At most
+    /// two parts of 8 MiB are in flight, so a large output costs little memory.
     pub fn upload(&self, key: &str) -> Upload {
         Upload {
-            inner: BufWriter::new(self.store.clone(), self.path(key)),
+            inner: BufWriter::with_capacity(self.store.clone(), self.path(key), 8 << 20)
+                .with_max_concurrency(2),
             hasher: Sha256::new(),
         }
     }

@@ -240,7 +240,7 @@ impl Clock {
 /// Processes `export`, writing the standard GeoJSON to `standard` and the filtered one to
 /// `filtered` (pass [`std::io::sink`] when it is off).
 /// Points serialised per task.
-const CHUNK_POINTS: usize = 16_384;
+const CHUNK_POINTS: usize = 4_096;
 
 /// Summary statistics of a run of points; runs merge.
 struct Accumulator {
@@ -400,8 +400,8 @@ impl<'a> Context<'a> {
     fn chunk(&self, index: usize, range: std::ops::Range<usize>) -> Chunk {
         let e = self.export;
         let mut acc = Accumulator::new(self.props.len(), e.machines.len());
-        let mut standard = Vec::with_capacity(range.len() * 640);
-        let mut filtered = Vec::with_capacity(range.len() * 640);
+        let mut standard = Vec::with_capacity(range.len() * 600);
+        let mut filtered = Vec::with_capacity(range.len() * 600);
         let mut keep = Vec::with_capacity(range.len());
         let mut clock = Clock::default();
         let mut si = vec![0.0; self.props.len()];
@@ -595,7 +595,7 @@ pub fn process(
     standard.write_all(b"{\"type\":\"FeatureCollection\",\"features\":[\n")?;
     filtered.write_all(b"{\"type\":\"FeatureCollection\",\"features\":[\n")?;
     std::thread::scope(|scope| -> Result<(), DataError> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(workers * 2);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(workers);
         for _ in 0..workers {
             let (tx, ctx, next) = (tx.clone(), &ctx, &next);
             scope.spawn(move || loop {

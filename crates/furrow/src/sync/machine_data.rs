@@ -263,6 +263,7 @@ async fn export_and_process(
         max_delay: std::time::Duration::from_secs(120),
         max_polls: state.settings.export_max_polls.clamp(1, 1000) as u32,
     };
+    let started = std::time::Instant::now();
     let scratch = state.settings.data_dir.join("tmp");
     tokio::fs::create_dir_all(&scratch).await?;
     let zip_path = scratch.join(format!("{}.zip", uuid::Uuid::new_v4()));
@@ -295,6 +296,7 @@ async fn export_and_process(
         }
     }
 
+    let downloaded = started.elapsed();
     let boundary = active_boundary(state, &op.field_id).await?;
     let original = original_data(state, op).await?;
     let remove_outliers = config
@@ -356,6 +358,7 @@ async fn export_and_process(
     let processed = processed?;
     standard_hash?;
     filtered_hash.transpose()?;
+    let stored = started.elapsed();
 
     let mut images = Vec::new();
     for image in &processed.images {
@@ -369,6 +372,14 @@ async fn export_and_process(
             "width": image.width, "height": image.height,
         }));
     }
+    tracing::info!(
+        operation = %op.id,
+        points = processed.points,
+        export_and_download_ms = downloaded.as_millis() as u64,
+        processed_and_stored_ms = (stored - downloaded).as_millis() as u64,
+        images_ms = (started.elapsed() - stored).as_millis() as u64,
+        "machine data processed"
+    );
     Ok(ProcessedData {
         standard_key,
         filtered_key,
