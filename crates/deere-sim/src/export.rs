@@ -24,13 +24,16 @@ pub struct Ready {
     pub truth: Truth,
 }
 
+/// Exports kept, oldest dropped first once their zips pass [`CACHED_BYTES`].
 #[derive(Default)]
 pub struct ExportCache {
     ready: HashMap<String, Arc<Ready>>,
+    order: std::collections::VecDeque<String>,
+    bytes: usize,
 }
 
-/// Exports kept at once (a million-point export is about 25 MB).
-const CACHED: usize = 32;
+/// A million-point export is about 25 MB of zip (and 16 MB of coordinates).
+const CACHED_BYTES: usize = 256 << 20;
 
 /// Why no export can be made (John Deere answers 406).
 pub const NOT_ACCEPTABLE: &str = "A shapefile cannot be generated for this operation.";
@@ -117,9 +120,19 @@ pub async fn make(sim: &Sim, request: ExportRequest) -> Result<Arc<Ready>, Strin
         truth,
     });
     let mut state = sim.state();
-    if state.exports.ready.len() >= CACHED {
-        state.exports.ready.clear();
+    let cache = &mut state.exports;
+    if cache
+        .ready
+        .insert(request.key.clone(), ready.clone())
+        .is_none()
+    {
+        cache.order.push_back(request.key);
+        cache.bytes += ready.zip.len();
     }
-    state.exports.ready.insert(request.key, ready.clone());
+    while cache.bytes > CACHED_BYTES && cache.order.len() > 1 {
+        if let Some(old) = cache.order.pop_front().and_then(|k| cache.ready.remove(&k)) {
+            cache.bytes -= old.zip.len();
+        }
+    }
     Ok(ready)
 }

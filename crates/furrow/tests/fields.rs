@@ -573,6 +573,19 @@ async fn machine_files_arrive_byte_identical(db: Db) {
         .issue_tokens("sim-client", "grower001", ALL_SCOPES)
         .unwrap()
         .access_token;
+    let (status, steps) = app
+        .call(
+            Method::GET,
+            &format!(
+                "/services/operations/api/files/{}/status",
+                files[0]["id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(steps["originalFile"]["status"], "processed");
+    assert_eq!(steps["standardGeojson"]["status"], "skipped");
     for f in &files {
         assert_eq!(f["status"], "processed");
         let ours = app

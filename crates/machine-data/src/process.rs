@@ -590,6 +590,10 @@ pub fn process(
         .map_or(2, |n| n.get())
         .clamp(1, 4);
     let next = AtomicUsize::new(0);
+    // Chunks written so far: a worker stays within a window of them, so a stalled chunk cannot
+    // make finished ones pile up in memory behind it.
+    let written = AtomicUsize::new(0);
+    let window = workers * 2;
     let mut keep = vec![false; n];
     let mut acc = Accumulator::new(props.len(), export.machines.len());
     standard.write_all(b"{\"type\":\"FeatureCollection\",\"features\":[\n")?;
@@ -597,11 +601,14 @@ pub fn process(
     std::thread::scope(|scope| -> Result<(), DataError> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(workers);
         for _ in 0..workers {
-            let (tx, ctx, next) = (tx.clone(), &ctx, &next);
+            let (tx, ctx, next, written) = (tx.clone(), &ctx, &next, &written);
             scope.spawn(move || loop {
                 let index = next.fetch_add(1, Ordering::Relaxed);
                 if index >= chunks {
                     break;
+                }
+                while index >= written.load(Ordering::Acquire) + window {
+                    std::thread::sleep(std::time::Duration::from_micros(200));
                 }
                 let from = index * CHUNK_POINTS;
                 let chunk = ctx.chunk(index, from..(from + CHUNK_POINTS).min(n));
@@ -631,6 +638,7 @@ pub fn process(
                 keep[from..from + chunk.keep.len()].copy_from_slice(&chunk.keep);
                 acc.merge(chunk.acc);
                 wanted += 1;
+                written.store(wanted, Ordering::Release);
             }
         }
         Ok(())

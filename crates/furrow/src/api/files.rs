@@ -22,6 +22,29 @@ pub fn router() -> Router<AppState> {
         .route(BASE, get(list))
         .route(&format!("{BASE}/{{id}}"), get(one))
         .route(&format!("{BASE}/{{id}}/originalFile"), get(original))
+        .route(&format!("{BASE}/{{id}}/status"), get(status))
+}
+
+/// Leaf's per-step statuses. A John Deere machine file is kept as John Deere sends it; its data
+/// is converted per field operation (`/operations/{id}/status`), so the conversion steps are
+/// `skipped` here with that reason.
+async fn status(
+    State(state): State<AppState>,
+    owner: Owner,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let f = find(&state, &owner, &id).await?;
+    let original = match f.status.as_str() {
+        "processed" => json!({"status": "processed", "message": "ok"}),
+        "failed" => json!({"status": "failed", "message": "the download from John Deere failed"}),
+        _ => json!({"status": "processing", "message": "downloading from John Deere"}),
+    };
+    let skipped = json!({"status": "skipped", "message": "John Deere machine data is converted per field operation: see /services/operations/api/operations/{id}/status"});
+    Ok(Json(json!({
+        "originalFile": original,
+        "rawGeojson": skipped, "normalizedGeojson": skipped, "standardGeojson": skipped,
+        "filteredGeojson": skipped, "propertiesPNGs": skipped, "summary": skipped, "units": skipped,
+    })))
 }
 
 fn file_json(state: &AppState, f: &FileRecord, owner_email: &str) -> Value {
