@@ -47,6 +47,10 @@ impl Store {
         super::retry_conflicts(|| self.replace_organizations_once(credential_id, orgs)).await
     }
 
+    /// An existing organization's status follows the selection rules against the row as it is
+    /// now, not as the caller read it: a sync that read the list before a user's PATCH never
+    /// undoes the user's choice (connected: SELECTED and PREVIEW stay, BLOCKED becomes PREVIEW;
+    /// unconnected: BLOCKED).
     async fn replace_organizations_once(
         &self,
         credential_id: &str,
@@ -58,7 +62,9 @@ impl Store {
             sqlx::query(
                 "INSERT INTO jd_organizations (credential_id, provider_org_id, name, status, connected, \
                  management_uri, links, position, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                 ON CONFLICT (credential_id, provider_org_id) DO UPDATE SET name = $3, status = $4, \
+                 ON CONFLICT (credential_id, provider_org_id) DO UPDATE SET name = $3, \
+                 status = CASE WHEN $5 = 0 THEN 'BLOCKED' WHEN jd_organizations.status = 'BLOCKED' THEN 'PREVIEW' \
+                               ELSE jd_organizations.status END, \
                  connected = $5, management_uri = $6, links = $7, position = $8, updated_at = $9",
             )
             .bind(credential_id)
