@@ -136,3 +136,75 @@ pub async fn make(sim: &Sim, request: ExportRequest) -> Result<Arc<Ready>, Strin
     }
     Ok(ready)
 }
+
+/// The map image of an operation's measurement (`Accept: application/vnd.deere.axiom.v3.image+json`
+/// on `/fieldOperations/{id}/measurementTypes/{name}`): John Deere documents a base64 PNG with a
+/// legend and an extent; the field names here are the simulator's. Drawn from the operation's
+/// export (made now, under the state lock, unless cached: default exports are small).
+pub fn measurement_image(
+    state: &mut SimState,
+    op_id: &str,
+    measurement: &str,
+) -> Result<serde_json::Value, &'static str> {
+    let english = state.settings.export_units != "METRIC";
+    let request = request(state, op_id, english, false)?;
+    let ready = match state.exports.ready.get(&request.key) {
+        Some(ready) => ready.clone(),
+        None => {
+            let (zip, truth) = synthesize(&request.spec).map_err(|_| NOT_ACCEPTABLE)?;
+            let ready = Arc::new(Ready {
+                zip: Bytes::from(zip),
+                truth,
+            });
+            state
+                .exports
+                .ready
+                .insert(request.key.clone(), ready.clone());
+            state.exports.order.push_back(request.key);
+            state.exports.bytes += ready.zip.len();
+            ready
+        }
+    };
+    let property = match measurement {
+        "HarvestYieldResult" => "dryVolumePerArea",
+        "HarvestMoistureResult" => "harvestMoisture",
+        "SeedingRateResult" => "seedRate",
+        "ApplicationRateResult" => "appliedRate",
+        "TillageDepthResult" => "tillageDepthActual",
+        _ => "speed",
+    };
+    let export = machine_data::read_export_bytes(&ready.zip).map_err(|_| NOT_ACCEPTABLE)?;
+    let options = machine_data::Options {
+        kind: request.spec.kind,
+        system: machine_data::UnitSystem::Default,
+        remove_outliers: true,
+        outliers_limit: 3.0,
+        images: true,
+        image_size: 256,
+        boundary: None,
+        original: machine_data::OriginalData::default(),
+    };
+    let processed = machine_data::process(
+        &export,
+        &options,
+        &mut std::io::sink(),
+        &mut std::io::sink(),
+    )
+    .map_err(|_| NOT_ACCEPTABLE)?;
+    let image = processed
+        .images
+        .into_iter()
+        .find(|i| i.property == property)
+        .ok_or(NOT_ACCEPTABLE)?;
+    use base64::Engine;
+    Ok(serde_json::json!({
+        "@type": "MeasurementImage",
+        "measurementName": measurement,
+        "mimeType": "image/png",
+        "value": base64::engine::general_purpose::STANDARD.encode(&image.png),
+        "width": image.width,
+        "height": image.height,
+        "legend": {"unit": processed.units[property], "ranges": image.legend},
+        "extent": image.extent,
+    }))
+}

@@ -19,6 +19,8 @@ use crate::{content, oauth, Grant, SigRec, Sim, SimState, Subscription, Unconnec
 pub(crate) const SIGNATURE: &str = "x-deere-signature";
 pub(crate) const DEERE_JSON: &str = "application/vnd.deere.axiom.v3+json";
 pub(crate) const DEERE_JSON_UTF8: &str = "application/vnd.deere.axiom.v3+json;charset=UTF-8";
+/// A measurement's map image.
+pub(crate) const DEERE_IMAGE_JSON: &str = "application/vnd.deere.axiom.v3.image+json";
 
 /// A JSON body with John Deere's content type and caching headers.
 pub(crate) fn deere_json(value: &Value) -> Response {
@@ -199,7 +201,11 @@ pub(crate) async fn dispatch(
         && req.segs.len() == 2
         && !req.accepts(DEERE_JSON)
         && (req.accepts("zip") || req.accepts("octet-stream"));
-    if !is_download && !req.accepts(DEERE_JSON) && !req.accepts("application/json") {
+    if !is_download
+        && !req.accepts(DEERE_JSON)
+        && !req.accepts(DEERE_IMAGE_JSON)
+        && !req.accepts("application/json")
+    {
         return error(
             StatusCode::NOT_ACCEPTABLE,
             "Not Acceptable: send Accept: application/vnd.deere.axiom.v3+json",
@@ -601,6 +607,27 @@ impl Ctx<'_> {
                 deere_json(
                     &json!({"links": [{"rel": "self", "uri": self_uri}], "total": values.len(), "values": values}),
                 )
+            }
+            ["measurementTypes", name] if req.accepts(DEERE_IMAGE_JSON) => {
+                let known = links
+                    .measurements(op)
+                    .iter()
+                    .any(|m| m["measurementName"] == *name);
+                if !known {
+                    return not_found();
+                }
+                let id = op.id.clone();
+                match crate::export::measurement_image(state, &id, name) {
+                    Ok(image) => {
+                        let mut response = deere_json(&image);
+                        response.headers_mut().insert(
+                            header::CONTENT_TYPE,
+                            HeaderValue::from_static(DEERE_IMAGE_JSON),
+                        );
+                        response
+                    }
+                    Err(reason) => error(StatusCode::NOT_ACCEPTABLE, reason),
+                }
             }
             ["measurementTypes", name] => single(
                 links

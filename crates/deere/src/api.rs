@@ -23,6 +23,8 @@ use crate::observe::{observe, Observer};
 
 /// John Deere's media type for JSON resources.
 pub const DEERE_JSON: &str = "application/vnd.deere.axiom.v3+json";
+/// A measurement's map image: base64 PNG, legend and extent in JSON.
+pub const DEERE_IMAGE_JSON: &str = "application/vnd.deere.axiom.v3.image+json";
 /// Request and response header carrying the change signature of a collection.
 pub const SIGNATURE_HEADER: &str = "x-deere-signature";
 
@@ -112,6 +114,16 @@ impl Default for ExportPolling {
             max_polls: 30,
         }
     }
+}
+
+/// A measurement's map image (`measurementTypes/{name}` as `image+json`).
+#[derive(Debug, Clone)]
+pub struct MapImage {
+    /// The decoded PNG.
+    pub png: Vec<u8>,
+    /// The legend and the extent as John Deere sends them.
+    pub legend: serde_json::Value,
+    pub extent: serde_json::Value,
 }
 
 /// A ready shapefile export: where to fetch it, without our token.
@@ -341,6 +353,29 @@ impl ApiClient {
                 }
             }
         }
+    }
+
+    /// `GET` of a measurement (`measurementTypes/{name}` link) as its map image: a base64 PNG
+    /// (`value`), `legend` and `extent`.
+    pub async fn measurement_image(&self, token: &AccessToken, url: &Url) -> Result<MapImage> {
+        use base64::Engine;
+        let response = self
+            .send(Method::GET, url, token, |r| {
+                r.header(ACCEPT, DEERE_IMAGE_JSON)
+            })
+            .await?;
+        let body: serde_json::Value = parse_json(response).await?;
+        let encoded = body["value"]
+            .as_str()
+            .ok_or_else(|| DeereError::InvalidResponse("map image without a value".into()))?;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .map_err(|e| DeereError::InvalidResponse(format!("map image value: {e}")))?;
+        Ok(MapImage {
+            png,
+            legend: body["legend"].clone(),
+            extent: body["extent"].clone(),
+        })
     }
 
     /// Fetches a pre-signed URL. It gets no Authorization header: such URLs carry their own

@@ -16,7 +16,9 @@ pub mod models;
 pub mod oauth;
 pub mod observe;
 
-pub use api::{ApiClient, Download, Environment, ExportPolling, Listing, Pager, ShapefileExport};
+pub use api::{
+    ApiClient, Download, Environment, ExportPolling, Listing, MapImage, Pager, ShapefileExport,
+};
 pub use error::{DeereError, ForbiddenKind, Result, TransientReason};
 pub use http::{HttpSettings, RetryPolicy};
 pub use oauth::{AccessToken, OAuthClient, Pkce, RefreshToken, TokenResponse};

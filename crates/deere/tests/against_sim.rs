@@ -495,6 +495,56 @@ async fn shapefile_export_polls_through_202s_then_fetches_the_presigned_url_with
         .unwrap();
     assert_eq!(with_auth.status(), StatusCode::BAD_REQUEST);
 
+    // The export is a real shapefile zip of the operation's points.
+    let names: Vec<String> = zip::ZipArchive::new(std::io::Cursor::new(&zip))
+        .unwrap()
+        .file_names()
+        .map(str::to_string)
+        .collect();
+    for part in [".shp", ".shx", ".dbf", ".prj", "machines.json"] {
+        assert!(
+            names.iter().any(|n| n.ends_with(part)),
+            "{part} in {names:?}"
+        );
+    }
+
+    // The yield measurement as a map image: a PNG, a seven-class legend, an extent.
+    let measurements: serde_json::Value = h
+        .api
+        .get_json(
+            &token,
+            &h.api
+                .link_url(harvest.link("measurementTypes").unwrap())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let yield_url = measurements["values"][0]["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["rel"] == "self")
+        .unwrap()["uri"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let image = h
+        .api
+        .measurement_image(&token, &h.api.link_url(&yield_url).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(&image.png[..8], b"\x89PNG\r\n\x1a\n");
+    assert_eq!(image.legend["ranges"].as_array().unwrap().len(), 7);
+    let (xmin, xmax) = (
+        image.extent["xmin"].as_f64().unwrap(),
+        image.extent["xmax"].as_f64().unwrap(),
+    );
+    assert!(
+        xmin < xmax && xmin > -180.0 && xmax < 180.0,
+        "{}",
+        image.extent
+    );
+
     let tillage_url = h
         .api
         .link_url(tillage.link("shapeFileAsync").unwrap())

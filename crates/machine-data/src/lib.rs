@@ -19,7 +19,7 @@ pub use geo::{Boundary, MultiPolygon};
 pub use image::PropertyImage;
 pub use layout::OperationKind;
 pub use process::{process, Options, OriginalData, Processed, Removed};
-pub use read::{read_export, Export};
+pub use read::{read_export, read_export_bytes, Export};
 pub use units::UnitSystem;
 
 #[derive(Debug, thiserror::Error)]

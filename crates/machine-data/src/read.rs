@@ -180,8 +180,22 @@ impl Interner {
 /// Reads `zip_path`: the `.shp` and the `.dbf` are decompressed and parsed at the same time,
 /// each on its own thread, straight from the archive.
 pub fn read_export(zip_path: &Path) -> Result<Export, DataError> {
-    let open = || -> Result<zip::ZipArchive<BufReader<File>>, DataError> {
-        zip::ZipArchive::new(BufReader::new(File::open(zip_path)?))
+    read_with(|| Ok(BufReader::new(File::open(zip_path)?)))
+}
+
+/// [`read_export`] of a zip in memory.
+pub fn read_export_bytes(zip: &[u8]) -> Result<Export, DataError> {
+    read_with(|| Ok(std::io::Cursor::new(zip)))
+}
+
+/// Reads an export whose bytes `source` opens (once per reading thread).
+fn read_with<R, F>(source: F) -> Result<Export, DataError>
+where
+    R: Read + Seek + Send,
+    F: Fn() -> Result<R, DataError> + Sync,
+{
+    let open = || -> Result<zip::ZipArchive<R>, DataError> {
+        zip::ZipArchive::new(source()?)
             .map_err(|e| DataError::Invalid(format!("not a zip archive: {e}")))
     };
     let mut archive = open()?;

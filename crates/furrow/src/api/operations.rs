@@ -54,18 +54,23 @@ fn ramp() -> Value {
            "65%": [0, 230, 0], "75%": [0, 190, 0], "100%": [0, 130, 0], "nv": [0, 0, 0, 0]})
 }
 
+/// The caller's operation (another owner's is a 404).
+async fn find(state: &AppState, owner: &Owner, id: &str) -> ApiResult<OperationRecord> {
+    let id = parse_id(id, "operation")?;
+    state
+        .store
+        .operation(&owner.id, &id)
+        .await?
+        .ok_or(ApiError::NotFound("operation"))
+}
+
 /// The caller's operation and its machine data, processed.
 async fn processed(
     state: &AppState,
     owner: &Owner,
     id: &str,
 ) -> ApiResult<(OperationRecord, OperationDataRecord)> {
-    let id = parse_id(id, "operation")?;
-    let op = state
-        .store
-        .operation(&owner.id, &id)
-        .await?
-        .ok_or(ApiError::NotFound("operation"))?;
+    let op = find(state, owner, id).await?;
     match state.store.operation_data(&op.id).await? {
         Some(data) if data.processed_at.is_some() => Ok((op, data)),
         _ => Err(ApiError::NotFound(
@@ -235,12 +240,7 @@ async fn status(
     owner: Owner,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let id = parse_id(&id, "operation")?;
-    let op = state
-        .store
-        .operation(&owner.id, &id)
-        .await?
-        .ok_or(ApiError::NotFound("operation"))?;
+    let op = find(&state, &owner, &id).await?;
     let data = state.store.operation_data(&op.id).await?;
     Ok(Json(status_json(data.as_ref())))
 }
@@ -294,12 +294,7 @@ async fn reprocess(
     owner: Owner,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let id = parse_id(&id, "operation")?;
-    let op = state
-        .store
-        .operation(&owner.id, &id)
-        .await?
-        .ok_or(ApiError::NotFound("operation"))?;
+    let op = find(&state, &owner, &id).await?;
     if op.deleted_on_provider {
         return Err(ApiError::Conflict(
             "the operation was deleted on John Deere".into(),
@@ -400,12 +395,7 @@ async fn one(
     owner: Owner,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let id = parse_id(&id, "operation")?;
-    let op = state
-        .store
-        .operation(&owner.id, &id)
-        .await?
-        .ok_or(ApiError::NotFound("operation"))?;
+    let op = find(&state, &owner, &id).await?;
     let email = state
         .store
         .owner_email(&owner.id)
