@@ -74,6 +74,37 @@ pub struct Export {
 }
 
 impl Export {
+    /// Appends the records of `other` (read from the same file), re-indexing its names.
+    fn append(&mut self, other: Export) {
+        let mut index: HashMap<String, u32> = self
+            .names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), i as u32))
+            .collect();
+        let remap: Vec<u32> = other
+            .names
+            .into_iter()
+            .map(|name| {
+                *index.entry(name.clone()).or_insert_with(|| {
+                    self.names.push(name);
+                    (self.names.len() - 1) as u32
+                })
+            })
+            .collect();
+        for (mine, theirs) in self.columns.iter_mut().zip(other.columns) {
+            mine.extend(theirs);
+        }
+        self.time_ms.extend(other.time_ms);
+        self.machine.extend(other.machine);
+        self.crop
+            .extend(other.crop.iter().map(|&i| remap[i as usize]));
+        self.variety
+            .extend(other.variety.iter().map(|&i| remap[i as usize]));
+        self.product
+            .extend(other.product.iter().map(|&i| remap[i as usize]));
+    }
+
     pub fn len(&self) -> usize {
         self.lon.len()
     }
@@ -180,16 +211,19 @@ impl Interner {
 /// Reads `zip_path`: the `.shp` and the `.dbf` are decompressed and parsed at the same time,
 /// each on its own thread, straight from the archive.
 pub fn read_export(zip_path: &Path) -> Result<Export, DataError> {
-    read_with(|| Ok(BufReader::new(File::open(zip_path)?)))
+    read_with(|| Ok(BufReader::new(File::open(zip_path)?)), SPLIT_FROM)
 }
 
 /// [`read_export`] of a zip in memory.
 pub fn read_export_bytes(zip: &[u8]) -> Result<Export, DataError> {
-    read_with(|| Ok(std::io::Cursor::new(zip)))
+    read_with(|| Ok(std::io::Cursor::new(zip)), SPLIT_FROM)
 }
 
+/// Exports of at least this many records are read by two threads.
+const SPLIT_FROM: usize = 100_000;
+
 /// Reads an export whose bytes `source` opens (once per reading thread).
-fn read_with<R, F>(source: F) -> Result<Export, DataError>
+fn read_with<R, F>(source: F, split_from: usize) -> Result<Export, DataError>
 where
     R: Read + Seek + Send,
     F: Fn() -> Result<R, DataError> + Sync,
@@ -239,6 +273,33 @@ where
         })
         .collect();
 
+    // The attribute records are split in two halves read at once (the second reader inflates
+    // its way past the first half): parsing them is most of the work.
+    let dbf = |archive: &mut zip::ZipArchive<R>, range: Option<(usize, usize)>| {
+        let file = archive
+            .by_name(&dbf_name)
+            .map_err(|e| DataError::Invalid(e.to_string()))?;
+        read_records(
+            ForwardSeek::new(BufReader::with_capacity(1 << 16, file)),
+            &sidecar,
+            english,
+            range,
+        )
+    };
+    let records_total = {
+        let file = archive
+            .by_name(&dbf_name)
+            .map_err(|e| DataError::Invalid(e.to_string()))?;
+        dbase::Reader::new(ForwardSeek::new(BufReader::new(file)))
+            .map_err(|e| DataError::Invalid(format!("dbf: {e}")))?
+            .header()
+            .num_records as usize
+    };
+    let half = if records_total >= split_from {
+        records_total / 2
+    } else {
+        records_total
+    };
     let (shapes, records) = std::thread::scope(|scope| {
         let shapes = scope.spawn(|| {
             let mut archive = open()?;
@@ -247,20 +308,16 @@ where
                 .map_err(|e| DataError::Invalid(e.to_string()))?;
             read_shapes(ForwardSeek::new(BufReader::with_capacity(1 << 16, file)))
         });
-        let records = (|| {
-            let file = archive
-                .by_name(&dbf_name)
-                .map_err(|e| DataError::Invalid(e.to_string()))?;
-            read_records(
-                ForwardSeek::new(BufReader::with_capacity(1 << 16, file)),
-                &sidecar,
-                english,
-            )
-        })();
-        let shapes = shapes
-            .join()
-            .unwrap_or_else(|_| Err(DataError::Invalid("the shape reader failed".into())));
-        (shapes, records)
+        let second = (half < records_total)
+            .then(|| scope.spawn(|| dbf(&mut open()?, Some((half, records_total - half)))));
+        let failed = || DataError::Invalid("a reader thread failed".into());
+        let records = dbf(&mut archive, Some((0, half))).and_then(|mut first| {
+            if let Some(second) = second {
+                first.append(second.join().map_err(|_| failed())??);
+            }
+            Ok(first)
+        });
+        (shapes.join().map_err(|_| failed()).and_then(|s| s), records)
     });
     let (lon, lat, polygons) = shapes?;
     let records = records?;
@@ -385,10 +442,12 @@ fn read_shapes<R: Read + Seek>(source: R) -> Result<Shapes, DataError> {
 }
 
 /// The attribute columns; coordinates and machines are filled in by the caller.
+/// `range`: the records `(first, count)` to read, else all.
 fn read_records<R: Read + Seek>(
     source: R,
     sidecar: &Sidecar,
     english: bool,
+    range: Option<(usize, usize)>,
 ) -> Result<Export, DataError> {
     let mut export = Export {
         english,
@@ -417,7 +476,13 @@ fn read_records<R: Read + Seek>(
             DataError::Invalid(format!("column {}: unknown unit {unit}", spec.name))
         })?;
     }
-    let n = reader.header().num_records as usize;
+    let total = reader.header().num_records as usize;
+    let (first, n) = range.unwrap_or((0, total));
+    if first > 0 {
+        reader
+            .seek(first)
+            .map_err(|e| DataError::Invalid(format!("dbf: {e}")))?;
+    }
     for spec in COLUMNS.iter() {
         if !factors[spec.col as usize].is_nan() {
             export.columns[spec.col as usize] = Vec::with_capacity(n);
@@ -427,7 +492,7 @@ fn read_records<R: Read + Seek>(
     export.machine.reserve(n);
     let mut interner = Interner::new();
     let (mut last_time, mut last_ms) = (String::new(), 0i64);
-    for row in reader.iter_records_as::<Row>() {
+    for row in reader.iter_records_as::<Row>().take(n) {
         let row = row.map_err(|e| DataError::Invalid(format!("dbf: {e}")))?;
         for (i, factor) in factors.iter().enumerate() {
             if !factor.is_nan() {
@@ -458,4 +523,41 @@ fn read_records<R: Read + Seek>(
     }
     export.names = interner.names;
     Ok(export)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::tests::spec;
+    use crate::OperationKind;
+
+    #[test]
+    fn records_read_in_two_halves_equal_one_read() {
+        let (zip, truth) = crate::synth::synthesize(&spec(OperationKind::Planted, 3001)).unwrap();
+        let open = || Ok(std::io::Cursor::new(zip.as_slice()));
+        let whole = read_with(open, usize::MAX).unwrap();
+        let halves = read_with(open, 1000).unwrap();
+        assert_eq!(whole.len(), truth.points);
+        assert_eq!(halves.len(), truth.points);
+        assert_eq!(whole.lon, halves.lon);
+        assert_eq!(whole.time_ms, halves.time_ms);
+        assert_eq!(whole.machine, halves.machine);
+        for (a, b) in whole.columns.iter().zip(&halves.columns) {
+            assert_eq!(a.len(), b.len());
+            assert!(a
+                .iter()
+                .zip(b)
+                .all(|(x, y)| x == y || (x.is_nan() && y.is_nan())));
+        }
+        let names = |e: &Export, ids: &[u32]| {
+            ids.iter()
+                .map(|&i| e.name(i).to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(&whole, &whole.variety),
+            names(&halves, &halves.variety)
+        );
+        assert_eq!(names(&whole, &whole.crop), names(&halves, &halves.crop));
+    }
 }

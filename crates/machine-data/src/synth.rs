@@ -528,7 +528,7 @@ fn walk(spec: &SynthSpec) -> Result<Walked, DataError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn spec(kind: OperationKind, points: usize) -> SynthSpec {
