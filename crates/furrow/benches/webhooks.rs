@@ -90,6 +90,8 @@ async fn main() {
         deere_production_api_url: sim.platform_url().to_string(),
         // The default poll: latency must come from the webhook path, not from fast polling.
         health_check_interval_secs: 86_400,
+        // The alert receiver listens on loopback.
+        alert_allow_private_networks: true,
         ..Settings::default()
     };
     let app = furrow::app::start(settings).await.unwrap();

@@ -23,6 +23,8 @@ pub struct AppState {
     pub deere: DeereHosts,
     /// Machine files' bytes.
     pub files: crate::files::FileStore,
+    /// Where owner-supplied URLs (alert webhooks) may lead.
+    pub outbound: crate::outbound::OutboundPolicy,
     /// Identifies this replica in job leases.
     pub replica_id: String,
     /// Owners recently confirmed to exist (id → until, ms): spares a query per request.
@@ -41,6 +43,8 @@ pub enum StartError {
     Hosts(#[from] crate::sync::link::HostError),
     #[error(transparent)]
     Files(#[from] crate::files::FileStoreError),
+    #[error(transparent)]
+    Outbound(#[from] crate::outbound::PolicyError),
     #[error("demo: {0}")]
     Demo(String),
     #[error("cannot listen on {addr}: {source}")]
@@ -65,7 +69,9 @@ impl AppState {
         let jwt = JwtKeys::new(keyring.decrypt(&jwt_enc)?.expose_secret().as_bytes());
         let deere = DeereHosts::from_settings(&settings)?;
         let files = crate::files::FileStore::from_settings(&settings)?;
+        let outbound = crate::outbound::OutboundPolicy::from_settings(&settings)?;
         Ok(Self {
+            outbound,
             settings: Arc::new(settings),
             store,
             keyring: Arc::new(keyring),

@@ -63,6 +63,11 @@ pub struct Settings {
     pub export_max_polls: u64,
     /// Operations' machine data processed at once by one replica (slots of their own).
     pub machine_data_concurrency: u64,
+    /// Alert webhooks may point into furrow's own network (loopback, private, link-local…).
+    /// Off by default; tests and the demo, whose receivers listen on loopback, turn it on.
+    pub alert_allow_private_networks: bool,
+    /// Comma-separated CIDR ranges alert webhooks may reach even though they are private.
+    pub alert_allowed_networks: String,
     /// Multiplies Leaf's alert retry delays (1, 30, 60, 240 minutes); tests use a tiny value.
     pub alert_retry_scale: f64,
     /// Credential reads are served from memory for up to this long; writes on the same
@@ -104,6 +109,8 @@ impl Default for Settings {
             export_max_polls: 30,
             machine_data_concurrency: 2,
             alert_retry_scale: 1.0,
+            alert_allow_private_networks: false,
+            alert_allowed_networks: String::new(),
             credential_cache_ms: 1000,
             deere_webhooks: true,
             deere_webhook_authorization: None,

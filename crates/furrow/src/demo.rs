@@ -25,6 +25,9 @@ pub async fn run(mut settings: Settings) -> Result<(), StartError> {
     }
     // Denser machine data than the simulator's default, for maps worth looking at.
     sim.sim.state().settings.export_points = 6000;
+    // A first look registers alert receivers on this machine: the demo lets them (never the
+    // default of `furrow serve`).
+    settings.alert_allow_private_networks = true;
     settings.deere_auth_url = sim.issuer_url();
     settings.deere_stage_api_url = sim.platform_url().to_string();
     settings.deere_production_api_url = sim.platform_url().to_string();

@@ -10,5 +10,6 @@ pub mod crypto;
 pub mod demo;
 pub mod domain;
 pub mod files;
+pub mod outbound;
 pub mod store;
 pub mod sync;

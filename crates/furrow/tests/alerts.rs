@@ -58,7 +58,12 @@ async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
 const SECRET: &str = "a-webhook-secret";
 
 async fn alerts_are_signed_retried_and_recorded(db: Db) {
-    let app = spawn_with(db, |s| s.alert_retry_scale = 0.0005).await;
+    // The receivers listen on loopback: allowed explicitly.
+    let app = spawn_with(db, |s| {
+        s.alert_retry_scale = 0.0005;
+        s.alert_allow_private_networks = true;
+    })
+    .await;
     let (rx, url) = receiver().await;
     let hooks = "/services/alerts/api/alerts/webhooks";
 
@@ -197,9 +202,11 @@ async fn alerts_are_signed_retried_and_recorded(db: Db) {
 both_backends!(alerts, alerts_are_signed_retried_and_recorded);
 
 async fn sync_changes_become_alerts(db: Db) {
+    // The receiver listens on loopback: allowed explicitly.
     let app = spawn_with(db, |s| {
         s.alert_retry_scale = 0.0005;
         s.health_check_interval_secs = 3600;
+        s.alert_allow_private_networks = true;
     })
     .await;
     let (rx, url) = receiver().await;

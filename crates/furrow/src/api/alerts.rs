@@ -60,8 +60,9 @@ fn webhook_json(state: &AppState, w: &WebhookRecord) -> ApiResult<Value> {
     }))
 }
 
-/// http or https, a host, no credentials in the URL.
-fn check_url(raw: &str) -> ApiResult<()> {
+/// http or https, a host, no credentials in the URL, and not into furrow's own network (see
+/// [`crate::outbound`]).
+async fn check_url(state: &AppState, raw: &str) -> ApiResult<()> {
     let url = url::Url::parse(raw)
         .map_err(|_| ApiError::bad("url", "must be an absolute http or https URL"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
@@ -76,7 +77,11 @@ fn check_url(raw: &str) -> ApiResult<()> {
             "must not carry credentials; use the secret to verify deliveries",
         ));
     }
-    Ok(())
+    state
+        .outbound
+        .check_url(&url)
+        .await
+        .map_err(|why| ApiError::bad("url", why))
 }
 
 async fn create(
@@ -84,7 +89,7 @@ async fn create(
     owner: Owner,
     ApiJson(body): ApiJson<NewWebhook>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    check_url(&body.url)?;
+    check_url(&state, &body.url).await?;
     if body.name.trim().is_empty() {
         return Err(ApiError::bad("name", "is required"));
     }

@@ -159,6 +159,21 @@ async fn deliver(
                 .await;
         }
     };
+    // Names are checked by the client's resolver; an address literal here.
+    let refused = url::Url::parse(&webhook.url)
+        .map_err(|e| e.to_string())
+        .and_then(|u| state.outbound.check_literal(&u));
+    if let Err(why) = refused {
+        let failure = FailedCall {
+            url: webhook.url.clone(),
+            status: None,
+            response: None,
+            connection_error: Some(format!("not sent: {why}")),
+            request_body: d.body.clone(),
+            created_at: leaf_time_now(),
+        };
+        return record_failure(state, &webhook, &d, failure).await;
+    }
     let sent = http
         .post(&webhook.url)
         .header("content-type", "application/json")
@@ -179,11 +194,11 @@ async fn deliver(
         }
         Ok(r) => {
             let status = r.status().as_u16();
-            let text = r.text().await.unwrap_or_default();
+            let text = body_prefix(r, secret.expose_secret()).await;
             FailedCall {
                 url: webhook.url.clone(),
                 status: Some(i64::from(status)),
-                response: Some(text.chars().take(2000).collect()),
+                response: Some(text),
                 connection_error: None,
                 request_body: d.body.clone(),
                 created_at: leaf_time_now(),
@@ -193,11 +208,51 @@ async fn deliver(
             url: webhook.url.clone(),
             status: None,
             response: None,
-            connection_error: Some(e.without_url().to_string()),
+            connection_error: Some(error_chain(&e.without_url())),
             request_body: d.body.clone(),
             created_at: leaf_time_now(),
         },
     };
+    record_failure(state, &webhook, &d, failure).await
+}
+
+/// What a failed call keeps of the receiver's answer: at most this many bytes.
+pub const FAILED_CALL_BODY_BYTES: usize = 1024;
+
+/// The first [`FAILED_CALL_BODY_BYTES`] of a response body (never more is read), with the
+/// webhook's secret hidden should the receiver echo it.
+async fn body_prefix(mut response: reqwest::Response, secret: &str) -> String {
+    let mut prefix = Vec::new();
+    while prefix.len() < FAILED_CALL_BODY_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => prefix.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    prefix.truncate(FAILED_CALL_BODY_BYTES);
+    crate::domain::redact::redact_body(&String::from_utf8_lossy(&prefix), &[secret])
+}
+
+/// An error with its causes: "error sending request: … : why".
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Records a failed call and schedules the next attempt (or gives up).
+async fn record_failure(
+    state: &AppState,
+    webhook: &crate::store::WebhookRecord,
+    d: &crate::store::DeliveryRecord,
+    failure: FailedCall,
+) -> Result<(), StoreError> {
+    let attempts = d.attempts + 1;
     state
         .store
         .record_failed_call(&webhook.owner_id, &webhook.id, &failure)

@@ -281,6 +281,8 @@ async fn export_and_process(
             }
             other => other?,
         };
+        crate::outbound::provider_redirect_allowed(api.base_url(), &export.presigned_url)
+            .map_err(ProcessError::Other)?;
         let mut file = tokio::fs::File::create(&zip_path).await?;
         match api
             .download_presigned(&export.presigned_url, &mut file)

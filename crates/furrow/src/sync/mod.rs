@@ -27,11 +27,8 @@ pub async fn run_engine(state: AppState, mut stop: watch::Receiver<bool>) {
     ));
     let poll = Duration::from_millis(state.settings.engine_poll_ms.max(10));
     let mut last_retention = 0i64;
-    let alert_http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("static HTTP client configuration");
+    // Alerts go where API owners say: through the outbound policy's client.
+    let alert_http = state.outbound.http_client();
     loop {
         if *stop.borrow() {
             break;
