@@ -202,6 +202,11 @@ impl Bench {
 
 #[tokio::main]
 async fn main() {
+    // RUST_LOG=furrow=info shows each operation's phases (export, processing, images).
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let points: usize = env_or("FURROW_BENCH_POINTS", 1_000_000);
     let small_ops: usize = env_or("FURROW_BENCH_SMALL_OPS", 100);
     let small_points: usize = env_or("FURROW_BENCH_SMALL_POINTS", 2_000);

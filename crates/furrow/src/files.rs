@@ -35,6 +35,9 @@ pub enum FileStoreError {
 pub struct FileStore {
     store: Arc<dyn ObjectStore>,
     prefix: Path,
+    /// The directory behind a local store: large outputs written by blocking code go straight
+    /// to their file there (see [`FileStore::blocking_writer`]).
+    local_root: Option<std::path::PathBuf>,
 }
 
 impl FileStore {
@@ -46,6 +49,7 @@ impl FileStore {
                 Ok(Self {
                     store: Arc::new(local),
                     prefix: Path::default(),
+                    local_root: Some(settings.data_dir.clone()),
                 })
             }
             Some(raw) => {
@@ -59,8 +63,19 @@ impl FileStore {
                 Ok(Self {
                     store: Arc::new(s3),
                     prefix: Path::from(url.path().trim_matches('/')),
+                    local_root: None,
                 })
             }
+        }
+    }
+
+    /// A store in memory, standing in for a bucket in tests.
+    #[cfg(test)]
+    pub fn in_memory() -> Self {
+        Self {
+            store: Arc::new(object_store::memory::InMemory::new()),
+            prefix: Path::from("bucket-prefix"),
+            local_root: None,
         }
     }
 
@@ -88,6 +103,75 @@ impl FileStore {
         let result = self.store.get(&self.path(key)).await?;
         let size = result.meta.size;
         Ok((size, result.into_stream().boxed()))
+    }
+}
+
+/// A file of a local store written from blocking code: into a hidden part file beside the
+/// final one, renamed into place by [`LocalWriter::finish`] (so, as with uploads, only a complete
+/// file is ever visible); dropped unfinished, the part file is removed.
+pub struct LocalWriter {
+    file: std::io::BufWriter<std::fs::File>,
+    part: std::path::PathBuf,
+    target: std::path::PathBuf,
+    finished: bool,
+}
+
+impl LocalWriter {
+    pub fn finish(mut self) -> std::io::Result<()> {
+        use std::io::Write;
+        self.file.flush()?;
+        std::fs::rename(&self.part, &self.target)?;
+        self.finished = true;
+        Ok(())
+    }
+}
+
+impl std::io::Write for LocalWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file.write(buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.file.write_all(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Drop for LocalWriter {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = std::fs::remove_file(&self.part);
+        }
+    }
+}
+
+impl FileStore {
+    /// For a local store, a blocking writer of `key` straight to its file (no copies through an
+    /// async upload); `None` for a bucket, whose uploads go through [`FileStore::upload`].
+    pub fn blocking_writer(&self, key: &str) -> std::io::Result<Option<LocalWriter>> {
+        let Some(root) = &self.local_root else {
+            return Ok(None);
+        };
+        let target = key
+            .split('/')
+            .filter(|part| !part.is_empty())
+            .fold(root.clone(), |path, part| path.join(part));
+        let dir = target.parent().unwrap_or(root);
+        std::fs::create_dir_all(dir)?;
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let part = dir.join(format!(".{name}.{}.part", uuid::Uuid::new_v4().simple()));
+        Ok(Some(LocalWriter {
+            file: std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&part)?),
+            part,
+            target,
+            finished: false,
+        }))
     }
 }
 
@@ -187,6 +271,26 @@ mod tests {
         assert_eq!(size, data.len() as u64);
         let read: Vec<u8> = stream.map(|b| b.unwrap().to_vec()).concat().await;
         assert_eq!(read, data);
+
+        // Blocking writers of a local store: visible once finished, gone when dropped before.
+        {
+            use std::io::Write;
+            let mut w = store.blocking_writer("ops/u/o/a.geojson").unwrap().unwrap();
+            w.write_all(&data).unwrap();
+            assert!(
+                store.read("ops/u/o/a.geojson").await.is_err(),
+                "not before finish"
+            );
+            w.finish().unwrap();
+            let (size, _) = store.read("ops/u/o/a.geojson").await.unwrap();
+            assert_eq!(size, data.len() as u64);
+            let mut dropped = store.blocking_writer("ops/u/o/b.geojson").unwrap().unwrap();
+            dropped.write_all(&data).unwrap();
+            drop(dropped);
+            assert!(store.read("ops/u/o/b.geojson").await.is_err());
+            let left: Vec<_> = std::fs::read_dir(dir.join("ops/u/o")).unwrap().collect();
+            assert_eq!(left.len(), 1, "no part file left behind");
+        }
 
         let mut aborted = store.upload("files/user/b");
         aborted.write_all(&data).await.unwrap();

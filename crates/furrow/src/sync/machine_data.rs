@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::app::AppState;
 use crate::domain::config::effective;
-use crate::files::{FileStore, Upload};
+use crate::files::{FileStore, LocalWriter, Upload};
 use crate::store::{ClaimedJob, ProcessedData, OPERATION_DATA_JOB_PREFIX};
 use crate::sync::link::Authorized;
 
@@ -314,11 +314,12 @@ async fn export_and_process(
     let version = uuid::Uuid::new_v4();
     let standard_key = format!("{prefix}/{version}/standard.geojson");
     let filtered_key = filtered_on.then(|| format!("{prefix}/{version}/filtered.geojson"));
-    let (standard_tx, standard_task) = upload_task(&state.files, &standard_key);
-    let filtered_upload = filtered_key.as_ref().map(|k| upload_task(&state.files, k));
-
-    let (filtered_tx, filtered_task) = match filtered_upload {
-        Some((tx, task)) => (Some(tx), Some(task)),
+    let (standard, standard_task) = open_output(&state.files, &standard_key)?;
+    let (filtered, filtered_task) = match &filtered_key {
+        Some(key) => {
+            let (sink, task) = open_output(&state.files, key)?;
+            (Some(sink), task)
+        }
         None => (None, None),
     };
     let blocking = tokio::task::spawn_blocking(move || {
@@ -333,8 +334,8 @@ async fn export_and_process(
             boundary: boundary.as_ref(),
             original,
         };
-        let mut standard = ChannelWriter::new(standard_tx);
-        let mut filtered = filtered_tx.map(ChannelWriter::new);
+        let mut standard = standard;
+        let mut filtered = filtered;
         let mut sink = std::io::sink();
         let filtered_out: &mut dyn Write = match filtered.as_mut() {
             Some(writer) => writer,
@@ -350,16 +351,12 @@ async fn export_and_process(
     let processed = blocking
         .await
         .map_err(|e| ProcessError::Other(format!("processing stopped: {e}")))?;
-    let standard_hash = standard_task
-        .await
-        .map_err(|e| ProcessError::Other(e.to_string()))?;
-    let filtered_hash = match filtered_task {
-        Some(task) => Some(task.await.map_err(|e| ProcessError::Other(e.to_string()))?),
-        None => None,
-    };
+    // Uploads (a bucket) complete once their writer finished; local files are in place.
+    for task in [standard_task, filtered_task].into_iter().flatten() {
+        task.await
+            .map_err(|e| ProcessError::Other(e.to_string()))??;
+    }
     let processed = processed?;
-    standard_hash?;
-    filtered_hash.transpose()?;
     let stored = started.elapsed();
 
     let mut images = Vec::new();
@@ -406,13 +403,7 @@ impl Drop for RemoveOnDrop {
 /// An upload fed from a blocking thread: chunks go through a bounded channel (so a slow store
 /// slows the writer instead of filling memory); the task returns the SHA-256, or aborts the
 /// upload when the writer goes away without finishing.
-fn upload_task(
-    files: &FileStore,
-    key: &str,
-) -> (
-    mpsc::Sender<Chunk>,
-    tokio::task::JoinHandle<Result<String, ProcessError>>,
-) {
+fn upload_task(files: &FileStore, key: &str) -> (mpsc::Sender<Chunk>, UploadTask) {
     let (tx, mut rx) = mpsc::channel::<Chunk>(8);
     let mut upload: Upload = files.upload(key);
     let task = tokio::spawn(async move {
@@ -444,6 +435,58 @@ fn upload_task(
 enum Chunk {
     Data(Bytes),
     End,
+}
+
+/// Where a large output goes: straight to its file in a local store, or through a channel to
+/// an upload task for a bucket.
+enum Output {
+    Local(LocalWriter),
+    Upload(ChannelWriter),
+}
+
+type UploadTask = tokio::task::JoinHandle<Result<String, ProcessError>>;
+
+fn open_output(files: &FileStore, key: &str) -> Result<(Output, Option<UploadTask>), ProcessError> {
+    Ok(match files.blocking_writer(key)? {
+        Some(local) => (Output::Local(local), None),
+        None => {
+            let (tx, task) = upload_task(files, key);
+            (Output::Upload(ChannelWriter::new(tx)), Some(task))
+        }
+    })
+}
+
+impl Output {
+    /// The whole output was written: it becomes visible.
+    fn finish(self) -> std::io::Result<()> {
+        match self {
+            Self::Local(w) => w.finish(),
+            Self::Upload(w) => w.finish(),
+        }
+    }
+}
+
+impl Write for Output {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Self::Local(w) => w.write(buf),
+            Self::Upload(w) => w.write(buf),
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        match self {
+            Self::Local(w) => w.write_all(buf),
+            Self::Upload(w) => w.write_all(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Self::Local(w) => w.flush(),
+            Self::Upload(w) => w.flush(),
+        }
+    }
 }
 
 /// `std::io::Write` into an upload task, in 1 MiB chunks; [`ChannelWriter::finish`] completes
@@ -564,4 +607,49 @@ async fn alerts_for(
         })
         .map(|w| (w.id, body.clone()))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+
+    async fn read(files: &FileStore, key: &str) -> Option<Vec<u8>> {
+        let (_, stream) = files.read(key).await.ok()?;
+        Some(stream.map(|b| b.unwrap().to_vec()).concat().await)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn outputs_reach_a_bucket_whole_or_not_at_all() {
+        let files = FileStore::in_memory();
+        let data: Vec<u8> = (0..3_500_000u32).map(|i| (i % 253) as u8).collect();
+        let (output, task) = open_output(&files, "ops/u/o/standard.geojson").unwrap();
+        let written = data.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut output = output;
+            for chunk in written.chunks(100_000) {
+                output.write_all(chunk).unwrap();
+            }
+            output.finish().unwrap();
+        })
+        .await
+        .unwrap();
+        let hash = task.expect("a bucket uploads").await.unwrap().unwrap();
+        assert_eq!(hash, crate::store::content_hash_bytes(&data));
+        assert_eq!(
+            read(&files, "ops/u/o/standard.geojson").await,
+            Some(data.clone())
+        );
+
+        // A writer dropped before it finished (a failed processing) leaves nothing.
+        let (output, task) = open_output(&files, "ops/u/o/filtered.geojson").unwrap();
+        tokio::task::spawn_blocking(move || {
+            let mut output = output;
+            output.write_all(&data[..2_000_000]).unwrap();
+        })
+        .await
+        .unwrap();
+        assert!(task.unwrap().await.unwrap().is_err());
+        assert_eq!(read(&files, "ops/u/o/filtered.geojson").await, None);
+    }
 }
