@@ -141,10 +141,15 @@ pub async fn start(mut settings: Settings) -> Result<Running, StartError> {
     settings.listen = addr;
     let state = AppState::build(settings).await?;
     let (stop, stopped) = watch::channel(false);
-    let router = crate::api::router(state.clone());
+    // The trailing-slash rewrite wraps the router so that it runs before routing.
+    let app = tower::Layer::layer(
+        &axum::middleware::map_request(crate::api::strip_trailing_slash),
+        crate::api::router(state.clone()),
+    );
+    let app = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
     let mut server_stop = stopped.clone();
     let server = tokio::spawn(async move {
-        let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
             let _ = server_stop.wait_for(|s| *s).await;
         });
         if let Err(e) = serve.await {

@@ -99,6 +99,49 @@ async fn full_sync_then_incremental(db: Db) {
     );
     let status = wait_for_sync(&app, &user, &Value::Null).await;
 
+    // Leaf's single-resource reads of a grower and of a user's farm.
+    let (_, growers) = app
+        .call(
+            Method::GET,
+            &format!("/services/fields/api/growers?leafUserId={user}"),
+            None,
+        )
+        .await;
+    let grower = &growers[0];
+    let (found, one) = app
+        .call(
+            Method::GET,
+            &format!("/services/fields/api/growers/{}", grower["id"]),
+            None,
+        )
+        .await;
+    assert_eq!((found, &one), (StatusCode::OK, grower));
+    let (_, farms) = app
+        .call(
+            Method::GET,
+            &format!("/services/fields/api/farms?leafUserId={user}"),
+            None,
+        )
+        .await;
+    let farm = &farms[0];
+    let (found, one) = app
+        .call(
+            Method::GET,
+            &format!("/services/fields/api/users/{user}/farms/{}", farm["id"]),
+            None,
+        )
+        .await;
+    assert_eq!((found, &one), (StatusCode::OK, farm));
+    for missing in [
+        "/services/fields/api/growers/12345",
+        "/services/fields/api/growers/abc",
+    ] {
+        assert_eq!(
+            app.call(Method::GET, missing, None).await.0,
+            StatusCode::NOT_FOUND
+        );
+    }
+
     // Every field of the two connected organizations, none of the unconnected one.
     let world = app.admin(Method::GET, "world", None).await;
     let expected = sim_connected_fields(&world, 0);

@@ -160,11 +160,44 @@ async fn crud_paging_and_filters(db: Db) {
     .unwrap();
     assert_eq!(jobs, 0);
 
+    // Leaf's clients: other providers' credential references are accepted (and ignored), the
+    // trailing-slash form of the collection works, and a 201 says where the user lives.
+    let response = app
+        .http
+        .post(app.url(&format!("{USERS}/")))
+        .bearer_auth(&app.token)
+        .json(&json!({"name": "x", "climateFieldViewCredentials": {"id": "c"}, "cnhiCredentials": null}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let location = response.headers()["location"].to_str().unwrap().to_string();
+    let created: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        location,
+        format!("{USERS}/{}", created["id"].as_str().unwrap())
+    );
+    let (status, fetched) = app.call(Method::GET, &location, None).await;
+    assert_eq!(status, StatusCode::OK);
+    // What a GET returned can be PUT back as it is.
+    let mut full = fetched.clone();
+    full["name"] = json!("renamed");
+    let (status, put) = app
+        .call(Method::PUT, &format!("{USERS}/"), Some(full))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{put}");
+    assert_eq!(put["name"], "renamed");
+    let (status, listed) = app
+        .call(Method::GET, &format!("{USERS}/?name=renamed"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    // Anything else unknown is still refused.
     let (status, p) = app
         .call(
             Method::POST,
             USERS,
-            Some(json!({"name": "x", "climateFieldViewCredentials": {}})),
+            Some(json!({"name": "x", "favouriteColour": "green"})),
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{p}");

@@ -88,7 +88,7 @@ async fn create(
     State(state): State<AppState>,
     owner: Owner,
     ApiJson(body): ApiJson<NewWebhook>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<axum::response::Response> {
     check_url(&state, &body.url).await?;
     if body.name.trim().is_empty() {
         return Err(ApiError::bad("name", "is required"));
@@ -140,7 +140,10 @@ async fn create(
         .store
         .enqueue_delivery(&record.id, &confirmation)
         .await?;
-    Ok((StatusCode::CREATED, Json(webhook_json(&state, &record)?)))
+    Ok(super::created(
+        format!("{BASE}/{}", record.id),
+        Json(webhook_json(&state, &record)?),
+    ))
 }
 
 async fn list(State(state): State<AppState>, owner: Owner) -> ApiResult<Json<Value>> {

@@ -123,8 +123,8 @@ async fn create_user(
         ));
     }
     merge_into(&state, &owner, &id, &body).await?;
-    Ok((
-        StatusCode::CREATED,
+    Ok(super::created(
+        format!("/services/config/api/configs/{id}"),
         render(&state, &owner, Some(&id)).await?,
     ))
 }

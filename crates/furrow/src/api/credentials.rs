@@ -126,7 +126,10 @@ async fn create_credential(
         },
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(credential_json(&state, &record)?)))
+    Ok(super::created(
+        format!("/services/usermanagement/api/users/{user}/john-deere-credentials"),
+        Json(credential_json(&state, &record)?),
+    ))
 }
 
 async fn delete_credential(

@@ -39,7 +39,9 @@ pub fn router() -> Router<AppState> {
             get(active_boundary),
         )
         .route(&format!("{BASE}/farms"), get(farms))
+        .route(&format!("{BASE}/users/{{user}}/farms/{{id}}"), get(farm))
         .route(&format!("{BASE}/growers"), get(growers))
+        .route(&format!("{BASE}/growers/{{id}}"), get(grower))
 }
 
 /// John Deere's provider id in Leaf's numbering.
@@ -209,22 +211,65 @@ async fn farms(
     let all = state.store.list_farms(&owner.id, user.as_deref()).await?;
     let filtered: Vec<Value> = all
         .iter()
-        .map(|f| {
-            let grower_id = f
-                .provider_grower_id
-                .as_deref()
-                .map(|g| crate::store::stable_int_id_for_grower(&f.leaf_user_id, g));
-            (grower_id, f)
-        })
-        .filter(|(g, _)| grower.is_none() || *g == grower)
-        .map(|(grower_id, f)| {
-            json!({"id": f.id, "name": f.name, "providerId": JOHN_DEERE_PROVIDER_ID, "providerName": "JohnDeere",
-                   "providerFarmId": f.provider_farm_id, "providerFarmName": f.name, "leafUserId": f.leaf_user_id,
-                   "growerId": grower_id, "organizationId": f.organization_id,
-                   "createdTime": f.created_at, "updatedTime": f.updated_at})
-        })
+        .filter(|f| grower.is_none() || farm_grower_id(f) == grower)
+        .map(farm_json)
         .collect();
     page_of(paging, filtered, &format!("{BASE}/farms"))
+}
+
+fn farm_grower_id(f: &crate::store::FarmRecord) -> Option<i64> {
+    f.provider_grower_id
+        .as_deref()
+        .map(|g| crate::store::stable_int_id_for_grower(&f.leaf_user_id, g))
+}
+
+fn farm_json(f: &crate::store::FarmRecord) -> Value {
+    json!({"id": f.id, "name": f.name, "providerId": JOHN_DEERE_PROVIDER_ID, "providerName": "JohnDeere",
+           "providerFarmId": f.provider_farm_id, "providerFarmName": f.name, "leafUserId": f.leaf_user_id,
+           "growerId": farm_grower_id(f), "organizationId": f.organization_id,
+           "createdTime": f.created_at, "updatedTime": f.updated_at})
+}
+
+fn grower_json(g: &crate::store::GrowerRecord) -> Value {
+    json!({"id": g.id, "name": g.name, "leafUserId": g.leaf_user_id, "providerName": "JohnDeere",
+           "providerId": JOHN_DEERE_PROVIDER_ID, "providerGrowerId": g.provider_grower_id,
+           "organizationId": g.organization_id, "createdTime": g.created_at, "updatedTime": g.updated_at})
+}
+
+/// An integer id from the path (Leaf's farm and grower ids); anything else is a 404.
+fn int_id(raw: &str, what: &'static str) -> ApiResult<i64> {
+    raw.parse().map_err(|_| ApiError::NotFound(what))
+}
+
+/// Leaf's `GET /users/{leafUserId}/farms/{id}`.
+async fn farm(
+    State(state): State<AppState>,
+    owner: Owner,
+    Path((user, id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let user = parse_id(&user, "Leaf user")?;
+    let id = int_id(&id, "farm")?;
+    let farms = state.store.list_farms(&owner.id, Some(&user)).await?;
+    farms
+        .iter()
+        .find(|f| f.id == id)
+        .map(|f| Json(farm_json(f)))
+        .ok_or(ApiError::NotFound("farm"))
+}
+
+/// Leaf's `GET /growers/{id}`.
+async fn grower(
+    State(state): State<AppState>,
+    owner: Owner,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = int_id(&id, "grower")?;
+    let growers = state.store.list_growers(&owner.id, None).await?;
+    growers
+        .iter()
+        .find(|g| g.id == id)
+        .map(|g| Json(grower_json(g)))
+        .ok_or(ApiError::NotFound("grower"))
 }
 
 async fn growers(
@@ -238,14 +283,7 @@ async fn growers(
         .map(|u| parse_id(u, "Leaf user"))
         .transpose()?;
     let all = state.store.list_growers(&owner.id, user.as_deref()).await?;
-    let items: Vec<Value> = all
-        .iter()
-        .map(|g| {
-            json!({"id": g.id, "name": g.name, "leafUserId": g.leaf_user_id, "providerName": "JohnDeere",
-                   "providerId": JOHN_DEERE_PROVIDER_ID, "providerGrowerId": g.provider_grower_id,
-                   "organizationId": g.organization_id, "createdTime": g.created_at, "updatedTime": g.updated_at})
-        })
-        .collect();
+    let items: Vec<Value> = all.iter().map(grower_json).collect();
     page_of(paging, items, &format!("{BASE}/growers"))
 }
 

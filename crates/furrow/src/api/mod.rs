@@ -21,6 +21,40 @@ pub mod operations;
 pub mod organizations;
 pub mod users;
 
+/// Leaf's clients call some collections with a trailing slash (`…/api/users/`, as Leaf's
+/// Postman collection does): such a path is served as the one without it. Runs before routing.
+pub async fn strip_trailing_slash(mut request: axum::extract::Request) -> axum::extract::Request {
+    let path = request.uri().path();
+    if path.len() > 1 && path.ends_with('/') {
+        let trimmed = path.trim_end_matches('/');
+        let trimmed = if trimmed.is_empty() { "/" } else { trimmed };
+        let rebuilt = match request.uri().query() {
+            Some(query) => format!("{trimmed}?{query}"),
+            None => trimmed.to_string(),
+        };
+        if let Ok(uri) = rebuilt.parse() {
+            *request.uri_mut() = uri;
+        }
+    }
+    request
+}
+
+/// A 201 with the new resource's `Location` (its path), as Leaf's (JHipster) API answers:
+/// Leaf's clients read new ids from it.
+pub fn created(
+    location: String,
+    body: impl axum::response::IntoResponse,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut response = (axum::http::StatusCode::CREATED, body).into_response();
+    if let Ok(value) = axum::http::HeaderValue::from_str(&location) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::LOCATION, value);
+    }
+    response
+}
+
 /// Request bodies above this size are refused with 413.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 

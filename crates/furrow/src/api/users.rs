@@ -5,6 +5,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
+use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -28,14 +29,15 @@ pub fn router() -> Router<AppState> {
 }
 
 /// A reference to an existing credential (`{"id": "…"}`), as Leaf accepts on create and PUT.
+/// The whole credential object a GET returned is accepted too (only its `id` counts).
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct CredentialRef {
     id: String,
 }
 
-/// Body of POST, PUT and PATCH. Unknown fields are rejected; other providers' credentials are
-/// not supported by furrow.
+/// Body of POST, PUT and PATCH: Leaf's user resource. Other providers' credential references
+/// and the read-only fields a GET returned are accepted and ignored (furrow connects John Deere
+/// only); anything else is a 400.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct UserBody {
@@ -46,6 +48,38 @@ struct UserBody {
     address: Option<String>,
     external_id: Option<String>,
     john_deere_credentials: Option<CredentialRef>,
+    #[serde(rename = "climateFieldViewCredentials")]
+    _climate_field_view: Option<IgnoredAny>,
+    #[serde(rename = "cnhiCredentials")]
+    _cnhi: Option<IgnoredAny>,
+    #[serde(rename = "trimbleCredentials")]
+    _trimble: Option<IgnoredAny>,
+    #[serde(rename = "ravenCredentials")]
+    _raven: Option<IgnoredAny>,
+    #[serde(rename = "staraCredentials")]
+    _stara: Option<IgnoredAny>,
+    #[serde(rename = "agLeaderCredentials")]
+    _ag_leader: Option<IgnoredAny>,
+    #[serde(rename = "ravenSlingshotCredentials")]
+    _raven_slingshot: Option<IgnoredAny>,
+    #[serde(rename = "lindsayCredentials")]
+    _lindsay: Option<IgnoredAny>,
+    #[serde(rename = "valleyCredentials")]
+    _valley: Option<IgnoredAny>,
+    #[serde(rename = "senteraCredentials")]
+    _sentera: Option<IgnoredAny>,
+    #[serde(rename = "agvanceCredentials")]
+    _agvance: Option<IgnoredAny>,
+    #[serde(rename = "panoramaCredentials")]
+    _panorama: Option<IgnoredAny>,
+    #[serde(rename = "claasCredentials")]
+    _claas: Option<IgnoredAny>,
+    #[serde(rename = "apiOwnerUsername")]
+    _api_owner_username: Option<IgnoredAny>,
+    #[serde(rename = "createdTime")]
+    _created_time: Option<IgnoredAny>,
+    #[serde(rename = "updatedTime")]
+    _updated_time: Option<IgnoredAny>,
 }
 
 fn checked(field: &str, value: Option<String>) -> ApiResult<Option<String>> {
@@ -166,8 +200,8 @@ async fn create(
     check_reference(&state, &owner, None, &reference).await?;
     let id = uuid::Uuid::new_v4().to_string();
     let user = state.store.insert_user(&owner.id, &id, &write).await?;
-    Ok((
-        StatusCode::CREATED,
+    Ok(super::created(
+        format!("{BASE}/{id}"),
         Json(user_json(&state, &owner, &user).await?),
     ))
 }
