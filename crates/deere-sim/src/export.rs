@@ -181,6 +181,7 @@ pub fn measurement_image(
         outliers_limit: 3.0,
         images: true,
         image_size: 256,
+        image_properties: None,
         boundary: None,
         original: machine_data::OriginalData::default(),
     };

@@ -525,7 +525,8 @@ async fn imperial_expired_urls_and_tenancy(db: Db) {
         .call(
             Method::PATCH,
             &format!("/services/config/api/configs/{}", s.user),
-            Some(json!({"unitMeasurement": "IMPERIAL"})),
+            Some(json!({"unitMeasurement": "IMPERIAL",
+                        "operationsImageAttributeCreation": {"harvested": {"wetMass": true, "speed": true, "elevation": false}}})),
         )
         .await;
     assert_eq!(status, StatusCode::OK);
@@ -554,6 +555,18 @@ async fn imperial_expired_urls_and_tenancy(db: Db) {
         .map(|r| r["status"].as_u64().unwrap())
         .collect();
     assert_eq!(presigned, [403, 200], "an expired URL is re-requested");
+    // operationsImageAttributeCreation picks the maps.
+    let (_, images) = app
+        .call(Method::GET, &format!("{OPS}/{op}/imagesV2"), None)
+        .await;
+    let mut drawn: Vec<&str> = images
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["property"].as_str().unwrap())
+        .collect();
+    drawn.sort();
+    assert_eq!(drawn, ["speed", "wetMass"]);
     let (_, units) = app
         .call(Method::GET, &format!("{OPS}/{op}/units"), None)
         .await;

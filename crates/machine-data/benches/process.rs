@@ -93,6 +93,7 @@ fn main() {
         outliers_limit: 3.0,
         images: true,
         image_size: 512,
+        image_properties: None,
         boundary: None,
         original: OriginalData::default(),
     };

@@ -41,6 +41,9 @@ pub struct Options<'a> {
     pub images: bool,
     /// Longer side of each map, pixels.
     pub image_size: u32,
+    /// Which properties get a map (Leaf's `operationsImageAttributeCreation`); `None`: the
+    /// type's main ones.
+    pub image_properties: Option<Vec<String>>,
     /// The field's active boundary: points outside are left out of the filtered output.
     pub boundary: Option<&'a Boundary>,
     pub original: OriginalData,
@@ -962,7 +965,7 @@ fn draw(
     kept: usize,
     options: &Options,
 ) -> Result<Vec<PropertyImage>, DataError> {
-    let wanted: &[&str] = match options.kind {
+    let defaults: &[&str] = match options.kind {
         OperationKind::Harvested => &[
             "dryVolumePerArea",
             "wetMassPerArea",
@@ -973,6 +976,10 @@ fn draw(
         OperationKind::Planted => &["seedRate", "speed", "elevation"],
         OperationKind::Applied => &["appliedRate", "speed", "elevation"],
         OperationKind::Tillage => &["tillageDepthActual", "speed", "elevation"],
+    };
+    let wanted: Vec<&str> = match &options.image_properties {
+        Some(chosen) => chosen.iter().map(String::as_str).collect(),
+        None => defaults.to_vec(),
     };
     let chosen: Vec<usize> = (0..export.len())
         .filter(|&i| kept == 0 || keep[i])
@@ -988,7 +995,7 @@ fn draw(
     };
     let mut images = Vec::new();
     for name in wanted {
-        let Some(k) = props.iter().position(|p| p.name == *name) else {
+        let Some(k) = props.iter().position(|p| p.name == name) else {
             continue;
         };
         let v: Vec<f64> = chosen

@@ -61,6 +61,7 @@ fn run(spec: &SynthSpec, system: UnitSystem, remove_outliers: bool) -> Run {
         outliers_limit: 3.0,
         images: true,
         image_size: 256,
+        image_properties: None,
         boundary: Some(&boundary),
         original: OriginalData {
             farm: Some("Farm".into()),

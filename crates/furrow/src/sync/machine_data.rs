@@ -309,6 +309,18 @@ async fn export_and_process(
         .get("operationsOutliersLimit")
         .and_then(Value::as_f64)
         .unwrap_or(3.0);
+    // operationsImageAttributeCreation: the properties set true for this type, when given.
+    let image_properties = config
+        .get("operationsImageAttributeCreation")
+        .and_then(|kinds| kinds.get(kind.as_str()))
+        .and_then(Value::as_object)
+        .map(|props| {
+            props
+                .iter()
+                .filter(|(_, on)| on.as_bool() == Some(true))
+                .map(|(name, _)| name.clone())
+                .collect::<Vec<_>>()
+        });
     let prefix = storage_prefix(&op.leaf_user_id, &op.id);
     // Keys carry a fresh id: a reprocessing never overwrites files being served.
     let version = uuid::Uuid::new_v4();
@@ -331,6 +343,7 @@ async fn export_and_process(
             outliers_limit,
             images: images_on,
             image_size: IMAGE_SIZE,
+            image_properties,
             boundary: boundary.as_ref(),
             original,
         };
