@@ -125,16 +125,25 @@ async fn stream(state: &AppState, key: &str, content_type: &'static str) -> ApiR
     Ok(response)
 }
 
+/// Streams one of the operation's GeoJSON files, the one `pick` names.
+async fn download_geojson(
+    state: &AppState,
+    owner: &Owner,
+    id: &str,
+    pick: fn(OperationDataRecord) -> Option<String>,
+    what: &'static str,
+) -> ApiResult<Response> {
+    let (_, data) = processed(state, owner, id).await?;
+    let key = pick(data).ok_or(ApiError::NotFound(what))?;
+    stream(state, &key, "application/geo+json").await
+}
+
 async fn download_standard(
     State(state): State<AppState>,
     owner: Owner,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let (_, data) = processed(&state, &owner, &id).await?;
-    let key = data
-        .standard_key
-        .ok_or(ApiError::NotFound("standard GeoJSON"))?;
-    stream(&state, &key, "application/geo+json").await
+    download_geojson(&state, &owner, &id, |d| d.standard_key, "standard GeoJSON").await
 }
 
 async fn download_filtered(
@@ -142,11 +151,7 @@ async fn download_filtered(
     owner: Owner,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let (_, data) = processed(&state, &owner, &id).await?;
-    let key = data
-        .filtered_key
-        .ok_or(ApiError::NotFound("filtered GeoJSON"))?;
-    stream(&state, &key, "application/geo+json").await
+    download_geojson(&state, &owner, &id, |d| d.filtered_key, "filtered GeoJSON").await
 }
 
 fn stored_json(text: Option<&str>) -> Value {
