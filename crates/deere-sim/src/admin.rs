@@ -138,6 +138,8 @@ struct NewApp {
     client_secret: String,
     #[serde(default = "yes")]
     webhook_access: bool,
+    #[serde(default)]
+    redirect_uris: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -150,6 +152,7 @@ async fn create_app(State(sim): State<Sim>, Json(body): Json<NewApp>) -> AdminRe
     }
     let mut app = App::new(body.client_secret);
     app.webhook_access = body.webhook_access;
+    app.redirect_uris = body.redirect_uris;
     sim.state().apps.insert(body.client_key.clone(), app);
     Ok((
         StatusCode::CREATED,
@@ -163,6 +166,7 @@ async fn create_app(State(sim): State<Sim>, Json(body): Json<NewApp>) -> AdminRe
 struct AppPatch {
     client_secret: Option<String>,
     webhook_access: Option<bool>,
+    redirect_uris: Option<Vec<String>>,
 }
 
 async fn patch_app(
@@ -178,7 +182,13 @@ async fn patch_app(
     if let Some(access) = body.webhook_access {
         app.webhook_access = access;
     }
-    ok(json!({"clientKey": key, "webhookAccess": app.webhook_access}))
+    if let Some(uris) = body.redirect_uris {
+        app.redirect_uris = uris;
+    }
+    ok(
+        json!({"clientKey": key, "webhookAccess": app.webhook_access,
+              "redirectUris": app.redirect_uris}),
+    )
 }
 
 #[derive(Deserialize)]

@@ -151,6 +151,9 @@ pub struct App {
     /// Licensed for the Data Subscription Service ("Webhook Read/Write"); without it,
     /// `/eventSubscriptions` answers 403.
     pub webhook_access: bool,
+    /// Redirect URIs registered on developer.deere.com; the authorize page refuses any other.
+    /// Empty: any (the simulator's default, so tests need not register one).
+    pub redirect_uris: Vec<String>,
 }
 
 impl App {
@@ -160,6 +163,7 @@ impl App {
             authorization_header_value: None,
             delivery_paused: false,
             webhook_access: true,
+            redirect_uris: Vec::new(),
         }
     }
 }

@@ -199,8 +199,14 @@ async fn authorize_page(
     }
     let users: Vec<String> = {
         let state = sim.state();
-        if !state.apps.contains_key(client_id) {
+        let Some(app) = state.apps.get(client_id) else {
             return bad_request_page("unknown client_id");
+        };
+        if !app.redirect_uris.is_empty() && !app.redirect_uris.contains(redirect_uri) {
+            // Okta's words for an unregistered redirect URI.
+            return bad_request_page(
+                "The 'redirect_uri' parameter must be a Login redirect URI in the client app settings",
+            );
         }
         state.world.users.keys().cloned().collect()
     };
@@ -254,6 +260,22 @@ struct AuthorizeDecision {
     #[serde(default)]
     user: String,
     decision: String,
+}
+
+/// The simulated John Deere sign-in session (the user name), set when a grower allows access.
+pub(crate) const SESSION_COOKIE: &str = "sim_session";
+
+/// The signed-in user of a browser request, if the session names a known one.
+pub(crate) fn signed_in_user(state: &SimState, headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v.to_string())
+        .filter(|user| state.world.users.contains_key(user))
 }
 
 fn with_query(uri: &str, pairs: &[(&str, &str)]) -> Result<String, Response> {
@@ -319,7 +341,18 @@ async fn authorize_decision(
         code
     };
     match with_query(&d.redirect_uri, &[("code", &code), ("state", &d.state)]) {
-        Ok(location) => Redirect::to(&location).into_response(),
+        Ok(location) => {
+            // The grower is now signed in at John Deere: its connections page knows who it is.
+            let session = format!(
+                "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax",
+                d.user
+            );
+            let mut response = Redirect::to(&location).into_response();
+            if let Ok(value) = header::HeaderValue::from_str(&session) {
+                response.headers_mut().append(header::SET_COOKIE, value);
+            }
+            response
+        }
         Err(r) => r,
     }
 }

@@ -1083,9 +1083,11 @@ pub(crate) async fn connections_page(
     State(sim): State<Sim>,
     Path(client): Path<String>,
     uri: Uri,
+    headers: axum::http::HeaderMap,
     Query(q): Query<ConnectionsQuery>,
 ) -> Response {
     let state = sim.state();
+    let user = crate::oauth::signed_in_user(&state, &headers);
     if !state.apps.contains_key(&client) {
         return (
             StatusCode::NOT_FOUND,
@@ -1093,10 +1095,14 @@ pub(crate) async fn connections_page(
         )
             .into_response();
     }
-    let rows: String = state
-        .world
-        .orgs
-        .values()
+    // A signed-in grower sees its own organizations; without a session (a test posting
+    // directly) every organization is listed.
+    let orgs: Vec<&crate::world::Org> = match &user {
+        Some(user) => state.world.user_orgs(user),
+        None => state.world.orgs.values().collect(),
+    };
+    let rows: String = orgs
+        .into_iter()
         .filter(|o| q.org_id.as_ref().is_none_or(|id| &o.id == id))
         .map(|o| {
             let checked = if o.connected_apps.contains(&client) { " checked" } else { "" };
@@ -1128,6 +1134,7 @@ fn html_escape(s: &str) -> String {
 pub(crate) async fn connections_submit(
     State(sim): State<Sim>,
     Path(client): Path<String>,
+    headers: axum::http::HeaderMap,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
     let value = |k: &str| {
@@ -1150,13 +1157,19 @@ pub(crate) async fn connections_submit(
             )
                 .into_response();
         }
-        let ids: Vec<String> = state
-            .world
-            .orgs
-            .keys()
-            .filter(|id| scope_org.as_ref().is_none_or(|s| s == *id))
-            .cloned()
-            .collect();
+        // Only the organizations the page listed change: a signed-in grower's own.
+        let ids: Vec<String> = match crate::oauth::signed_in_user(&state, &headers) {
+            Some(user) => state
+                .world
+                .user_orgs(&user)
+                .into_iter()
+                .map(|o| o.id.clone())
+                .collect::<Vec<String>>(),
+            None => state.world.orgs.keys().cloned().collect(),
+        }
+        .into_iter()
+        .filter(|id| scope_org.as_ref().is_none_or(|s| s == id))
+        .collect();
         for id in ids {
             set_connected(&mut state.world, &id, &client, chosen.contains(&id));
         }

@@ -198,6 +198,19 @@ pub async fn rewrap_all(store: &Store, keyring: &Keyring) -> Result<usize, Start
             rewrapped += 1;
         }
     }
+    for (table, id, column, enc) in store.onboarding_secrets().await? {
+        // An empty verifier belongs to a flow whose browser has not started it yet.
+        if enc.is_empty() || keyring.is_current(&enc) {
+            continue;
+        }
+        let new = keyring.encrypt(keyring.decrypt(&enc)?.expose_secret());
+        if store
+            .rewrap_onboarding_secret(table, &id, column, &enc, &new)
+            .await?
+        {
+            rewrapped += 1;
+        }
+    }
     for (name, enc) in store.instance_secrets().await? {
         if !keyring.is_current(&enc) {
             let new = keyring.encrypt(keyring.decrypt(&enc)?.expose_secret());

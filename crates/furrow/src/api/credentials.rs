@@ -59,7 +59,11 @@ pub fn credential_json(state: &AppState, c: &CredentialRecord) -> ApiResult<Valu
     }))
 }
 
-async fn user_must_exist(state: &AppState, owner: &Owner, raw_id: &str) -> ApiResult<String> {
+pub(crate) async fn user_must_exist(
+    state: &AppState,
+    owner: &Owner,
+    raw_id: &str,
+) -> ApiResult<String> {
     let id = parse_id(raw_id, "Leaf user")?;
     state
         .store
@@ -94,7 +98,7 @@ struct CreateBody {
     client_environment: Option<String>,
 }
 
-fn required(value: Option<String>, field: &str) -> ApiResult<String> {
+pub(crate) fn required(value: Option<String>, field: &str) -> ApiResult<String> {
     match value.map(|v| v.trim().to_string()) {
         Some(v) if !v.is_empty() && v.len() <= 4096 => Ok(v),
         Some(v) if v.len() > 4096 => Err(ApiError::bad(field, "must be at most 4096 characters")),

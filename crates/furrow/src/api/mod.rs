@@ -11,12 +11,14 @@ use error::ApiError;
 pub mod alerts;
 pub mod auth;
 pub mod configs;
+pub mod connect;
 pub mod credentials;
 pub mod deere_events;
 pub mod error;
 pub mod extract;
 pub mod fields;
 pub mod files;
+pub mod onboarding;
 pub mod operations;
 pub mod organizations;
 pub mod users;
@@ -71,6 +73,8 @@ pub fn router(state: AppState) -> Router {
         .merge(fields::router())
         .merge(operations::router())
         .merge(files::router())
+        .merge(onboarding::router())
+        .merge(connect::router())
         .fallback(|| async { ApiError::NotFound("resource") })
         .method_not_allowed_fallback(|| async {
             ApiError::Rejected {

@@ -55,6 +55,20 @@ pub struct NewEvent {
     pub body: String,
 }
 
+impl NewEvent {
+    /// An event that is not an HTTP exchange: furrow's own note (a status change, a browser
+    /// connection attempt).
+    pub fn note(body: serde_json::Value) -> Self {
+        Self {
+            method: None,
+            url: None,
+            status_code: None,
+            headers: "{}".into(),
+            body: body.to_string(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct EventRecord {
     pub id: String,

@@ -14,6 +14,7 @@ mod credentials;
 mod fields;
 mod files;
 mod jobs;
+mod onboarding;
 mod operation_data;
 mod operations;
 mod organizations;
@@ -31,6 +32,7 @@ pub use fields::{
 };
 pub use files::{FileFilter, FileRecord};
 pub use jobs::ClaimedJob;
+pub use onboarding::{AppKeyRecord, FlowPhase, MagicLinkRecord, OAuthFlowRecord};
 pub use operation_data::{OperationDataRecord, ProcessedData, OPERATION_DATA_JOB_PREFIX};
 pub use operations::{OperationFilter, OperationRecord};
 pub use organizations::OrganizationRecord;
@@ -67,6 +69,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0008_operation_data",
         include_str!("../../migrations/0008_operation_data.sql"),
+    ),
+    (
+        "0009_onboarding",
+        include_str!("../../migrations/0009_onboarding.sql"),
     ),
 ];
 

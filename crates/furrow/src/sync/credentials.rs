@@ -187,12 +187,6 @@ pub async fn create(
         &input.client_key,
         input.client_secret.clone(),
     );
-    let mut secrets = Secrets {
-        client_secret: input.client_secret.clone(),
-        refresh_token: input.refresh_token.clone(),
-        access_token: None,
-        seen: Vec::new(),
-    };
     let timeout = Duration::from_secs(state.settings.token_exchange_timeout_secs.max(1));
     let refresh_token = RefreshToken::new(input.refresh_token.expose_secret());
     let outcome = tokio::time::timeout(timeout, session.oauth.refresh(&refresh_token))
@@ -203,6 +197,25 @@ pub async fn create(
                 detail: "token exchange timed out".into(),
             })
         });
+    store_new(state, leaf_user_id, &session, input, outcome).await
+}
+
+/// Stores a new credential from the outcome of its first token call (a refresh of the given
+/// token, or the browser flow's code exchange, made through `session` so its exchanges become
+/// the credential's first events), then checks the platform with the access token.
+pub async fn store_new(
+    state: &AppState,
+    leaf_user_id: &str,
+    session: &Session,
+    input: NewCredential,
+    outcome: Result<TokenResponse, DeereError>,
+) -> Result<CredentialRecord, CredentialError> {
+    let mut secrets = Secrets {
+        client_secret: input.client_secret.clone(),
+        refresh_token: input.refresh_token.clone(),
+        access_token: None,
+        seen: Vec::new(),
+    };
     let now = now_ms();
     let mut record = CredentialRecord {
         id: uuid::Uuid::new_v4().to_string(),
@@ -278,7 +291,7 @@ pub async fn create(
         let (status, reason) = platform_check(
             state,
             &record.id,
-            &session,
+            session,
             &tokens.access_token,
             &tokens.scopes,
         )

@@ -180,14 +180,7 @@ impl Authorized {
 
 /// An event describing a status change (no HTTP exchange of its own).
 pub fn status_event(previous: Option<&str>, status: &str, reason: Option<&str>) -> NewEvent {
-    NewEvent {
-        method: None,
-        url: None,
-        status_code: None,
-        headers: "{}".into(),
-        body: serde_json::json!({
-            "type": "statusChange", "previousStatus": previous, "status": status, "reason": reason,
-        })
-        .to_string(),
-    }
+    NewEvent::note(serde_json::json!({
+        "type": "statusChange", "previousStatus": previous, "status": status, "reason": reason,
+    }))
 }

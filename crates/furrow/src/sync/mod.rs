@@ -43,6 +43,10 @@ pub async fn run_engine(state: AppState, mut stop: watch::Receiver<bool>) {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "retention failed"),
             }
+            // Connection flows are kept a day past their expiry, to be looked up, then go.
+            if let Err(e) = state.store.delete_flows_before(now_ms() - 86_400_000).await {
+                tracing::warn!(error = %e, "retention of connection flows failed");
+            }
         }
         let free = permits.available_permits() as i64;
         if free > 0 {
