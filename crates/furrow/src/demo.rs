@@ -46,6 +46,12 @@ pub async fn run(mut settings: Settings) -> Result<(), StartError> {
             tracing::warn!(error = %e, "demo configuration not stored");
         }
     }
+    let magic_link = match running.state.store.owner_by_email(DEMO_EMAIL).await {
+        Ok(Some(owner)) => demo_magic_link(&running.state, &owner.id)
+            .await
+            .unwrap_or_else(|e| format!("(not created: {e})")),
+        _ => "(not created: no demo owner)".into(),
+    };
     let tokens = sim
         .issue_tokens(
             "sim-client",
@@ -73,7 +79,11 @@ furrow demo
   John Deere (sim):    {sim_root}  (admin: {sim_root}/__admin/world)
   API owner:           {DEMO_EMAIL} / {DEMO_PASSWORD}
 
-Paste these, in order:
+Connect a grower in your browser (the simulator's grower001; its John Deere pages are the
+simulator's): open this magic link, allow access, tick the organizations, see the result:
+  {magic_link}
+
+Or, as an application would, through the API. Paste these, in order:
 
 TOKEN=$(curl -s {base}/api/authenticate -H 'content-type: application/json' \
   -d '{{"username":"{DEMO_EMAIL}","password":"{DEMO_PASSWORD}","rememberMe":"false"}}' \
@@ -119,4 +129,60 @@ Ctrl-C stops both.
     running.until_signal().await;
     sim.shutdown().await;
     Ok(())
+}
+
+/// The demo's John Deere app registration, a Leaf user for the browser flow and a day-long
+/// magic link for it.
+async fn demo_magic_link(
+    state: &crate::app::AppState,
+    owner_id: &str,
+) -> Result<String, crate::store::StoreError> {
+    use crate::store::{leaf_time_now, now_ms, AppKeyRecord, MagicLinkRecord, UserWrite};
+    let key = match state
+        .store
+        .app_key(owner_id, crate::onboarding::JOHN_DEERE, "Demo", "STAGE")
+        .await?
+    {
+        Some(key) => key,
+        None => {
+            let key = AppKeyRecord {
+                id: uuid::Uuid::new_v4().to_string(),
+                owner_id: owner_id.into(),
+                provider: crate::onboarding::JOHN_DEERE.into(),
+                app_name: "Demo".into(),
+                client_environment: "STAGE".into(),
+                client_key: "sim-client".into(),
+                client_secret_enc: state.keyring.encrypt("sim-secret"),
+                scopes: String::new(),
+                created_at: leaf_time_now(),
+            };
+            state.store.put_app_key(&key).await?;
+            key
+        }
+    };
+    let user_id = uuid::Uuid::new_v4().to_string();
+    let user = UserWrite {
+        name: Some("Browser Grower".into()),
+        email: Some("browser.grower@example.com".into()),
+        ..UserWrite::default()
+    };
+    state.store.insert_user(owner_id, &user_id, &user).await?;
+    let link = MagicLinkRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        owner_id: owner_id.into(),
+        leaf_user_id: user_id,
+        app_key_id: key.id,
+        widget: "PROVIDER".into(),
+        settings: serde_json::json!({"companyName": "furrow demo", "showLeafUserName": true})
+            .to_string(),
+        allowed_providers: serde_json::json!([crate::onboarding::JOHN_DEERE]).to_string(),
+        return_url: None,
+        max_usage: 3,
+        usage_count: 0,
+        created_at: leaf_time_now(),
+        expires_at_ms: now_ms() + 86_400_000,
+        last_accessed_ms: None,
+    };
+    state.store.insert_magic_link(&link).await?;
+    Ok(crate::onboarding::magic_link_url(state, &link.id))
 }

@@ -527,19 +527,13 @@ async fn a_magic_link_connects_a_grower_end_to_end(db: Db) {
         )
         .await;
     assert_eq!(orgs["notConnectedOrganizations"], json!([]), "{orgs}");
-    let mut sync = Value::Null;
-    for _ in 0..400 {
-        sync = app
-            .call(Method::GET, &format!("/services/fields/api/users/{user}/fields/sync"), None)
-            .await
-            .1;
-        if sync["state"] == "DONE" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let sync = app.wait_for_sync_done(&user).await;
     let (_, fields) = app
-        .call(Method::GET, &format!("/services/fields/api/fields?leafUserId={user}&size=100"), None)
+        .call(
+            Method::GET,
+            &format!("/services/fields/api/fields?leafUserId={user}&size=100"),
+            None,
+        )
         .await;
     assert!(
         fields.as_array().is_some_and(|f| !f.is_empty()),

@@ -14,7 +14,7 @@ use crate::app::AppState;
 use crate::onboarding::{
     self, check_link_usable, CallbackParams, FlowError, FlowOutcome, Next, BROWSER_COOKIE,
 };
-use crate::store::{content_hash, leaf_time_from_ms, MagicLinkRecord, OAuthFlowRecord};
+use crate::store::{content_hash, MagicLinkRecord, OAuthFlowRecord};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -296,7 +296,9 @@ async fn landing(
          <button type=\"submit\" id=\"continue\">Continue to John Deere</button></form>\
          <p class=\"muted\">This link expires {expires}.</p>",
         csrf = escape(&browser.secret),
-        expires = escape(&leaf_time_from_ms(link.expires_at_ms)[..16].replace('T', " ")),
+        expires = chrono::DateTime::from_timestamp_millis(link.expires_at_ms)
+            .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+            .unwrap_or_default(),
     );
     let mut response = page(
         StatusCode::OK,

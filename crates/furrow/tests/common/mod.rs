@@ -246,6 +246,26 @@ impl TestApp {
         panic!("credential never reached {status}; last: {last}");
     }
 
+    /// Polls the user's sync status until it is `DONE` (up to 20 s); the last status seen.
+    pub async fn wait_for_sync_done(&self, user_id: &str) -> Value {
+        let mut sync = Value::Null;
+        for _ in 0..400 {
+            sync = self
+                .call(
+                    Method::GET,
+                    &format!("/services/fields/api/users/{user_id}/fields/sync"),
+                    None,
+                )
+                .await
+                .1;
+            if sync["state"] == "DONE" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        sync
+    }
+
     pub async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> Value {
         let mut request = self
             .http
