@@ -108,6 +108,22 @@ impl Browser {
         self.post_form(app, link, &[("csrf", &csrf)]).await
     }
 
+    /// Opens a magic link, answers the consent page as `user` and follows John Deere's
+    /// redirect to furrow's callback: what the callback answered.
+    async fn through_consent(
+        &mut self,
+        app: &TestApp,
+        link: &str,
+        user: &str,
+        decision: &str,
+    ) -> Hop {
+        let to_deere = self.open_link(app, link).await;
+        let answered = self
+            .consent(app, &to_deere.location.unwrap(), user, decision)
+            .await;
+        self.get(app, &answered.location.unwrap()).await
+    }
+
     /// Answers the simulator's consent page as `user`.
     async fn consent(
         &mut self,
@@ -565,13 +581,9 @@ async fn failures_are_clear_and_store_nothing(db: Db) {
     // Consent refused: back to the application with access_denied; nothing stored.
     let link = magic_link(&app, &user, json!({"returnUrl": RETURN_URL})).await;
     let mut browser = Browser::new();
-    let to_deere = browser
-        .open_link(&app, link["link"].as_str().unwrap())
+    let back = browser
+        .through_consent(&app, link["link"].as_str().unwrap(), "grower001", "deny")
         .await;
-    let denied = browser
-        .consent(&app, &to_deere.location.unwrap(), "grower001", "deny")
-        .await;
-    let back = browser.get(&app, &denied.location.unwrap()).await;
     let outcome = back.location.expect("back to the application");
     assert!(outcome.starts_with("https://app.example/connected"));
     assert_eq!(param(&outcome, "error").as_deref(), Some("access_denied"));
@@ -598,13 +610,9 @@ async fn failures_are_clear_and_store_nothing(db: Db) {
         Some(json!({"pathContains": "/v1/token", "kind": {"type": "status", "status": 503}})),
     )
     .await;
-    let to_deere = browser
-        .open_link(&app, link["link"].as_str().unwrap())
+    let back = browser
+        .through_consent(&app, link["link"].as_str().unwrap(), "grower001", "allow")
         .await;
-    let consented = browser
-        .consent(&app, &to_deere.location.unwrap(), "grower001", "allow")
-        .await;
-    let back = browser.get(&app, &consented.location.unwrap()).await;
     let outcome = back.location.expect("back to the application");
     assert_eq!(
         param(&outcome, "error").as_deref(),
@@ -654,6 +662,41 @@ async fn failures_are_clear_and_store_nothing(db: Db) {
     let late = browser.get(&app, &consented.location.unwrap()).await;
     assert_eq!(late.status, StatusCode::GONE);
     assert_eq!(app.credential(&user).await.0, StatusCode::NOT_FOUND);
+
+    // The wrong environment: the token exchange works but the platform refuses the app (401).
+    // The grower hears what that likely means; the credentials are kept, UNAUTHENTICATED, with
+    // their events, as POST …/john-deere-credentials keeps rejected ones.
+    app.admin(
+        Method::POST,
+        "faults",
+        Some(json!({"pathContains": "/organizations", "kind": {"type": "unlicensed"}})),
+    )
+    .await;
+    let wrong_env = magic_link(&app, &user, json!({"returnUrl": RETURN_URL})).await;
+    let back = browser
+        .through_consent(
+            &app,
+            wrong_env["link"].as_str().unwrap(),
+            "grower001",
+            "allow",
+        )
+        .await;
+    let outcome = back.location.expect("back to the application");
+    assert_eq!(
+        param(&outcome, "error").as_deref(),
+        Some("credentials_rejected"),
+        "{outcome}"
+    );
+    assert!(param(&outcome, "error_description")
+        .unwrap()
+        .contains("environment"));
+    assert_eq!(app.credential(&user).await.1["status"], "UNAUTHENTICATED");
+    let (_, events) = app.events(&user).await;
+    assert!(
+        events.to_string().contains("credentials_rejected"),
+        "{events}"
+    );
+    app.admin(Method::DELETE, "faults", None).await;
     app.finish().await;
 }
 both_backends!(failures, failures_are_clear_and_store_nothing);

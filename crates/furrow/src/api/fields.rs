@@ -23,6 +23,14 @@ pub fn router() -> Router<AppState> {
             get(sync_status).post(sync_now),
         )
         .route(
+            &format!("{BASE}/users/{{id}}/fields/{{field}}/enableSync"),
+            axum::routing::post(enable_field),
+        )
+        .route(
+            &format!("{BASE}/growers/enableSync"),
+            axum::routing::post(enable_growers),
+        )
+        .route(
             &format!("{BASE}/users/{{id}}/fields/{{field}}"),
             get(one_field),
         )
@@ -70,7 +78,7 @@ async fn field_json(state: &AppState, f: &FieldRecord) -> ApiResult<Value> {
         "files": [], "boundaries": boundaries.iter().map(|b| b.id.clone()).collect::<Vec<_>>(),
         "geometry": active.and_then(|b| serde_json::from_str::<Value>(&b.geometry).ok()),
         "area": active.map(|b| json!({"value": b.area_ha, "unit": "ha"})),
-        "status": "PROCESSED", "deletedOnProvider": f.deleted_on_provider,
+        "status": f.sync_state, "deletedOnProvider": f.deleted_on_provider,
         "createdTime": f.created_at, "updatedTime": f.updated_at,
     }))
 }
@@ -153,6 +161,80 @@ async fn one_field(
 ) -> ApiResult<Json<Value>> {
     let f = find_field(&state, &owner, &user, &field).await?;
     Ok(Json(field_json(&state, &f).await?))
+}
+
+/// Leaf's "enable a preview field": PREVIEW → WAITING, read whole at the sync this queues.
+/// A field that is not in preview is answered as it is.
+async fn enable_field(
+    State(state): State<AppState>,
+    owner: Owner,
+    Path((user, field)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let f = find_field(&state, &owner, &user, &field).await?;
+    if state
+        .store
+        .enable_preview_fields(&f.leaf_user_id, Some(std::slice::from_ref(&f.id)))
+        .await?
+        > 0
+    {
+        wake_sync(&state, &owner, &f.leaf_user_id).await?;
+    }
+    let f = find_field(&state, &owner, &user, &field).await?;
+    Ok(Json(field_json(&state, &f).await?))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct GrowerIds {
+    grower_ids: Vec<i64>,
+}
+
+/// Leaf's "enable preview fields by grower" (`{growerIds: [...]}`, Leaf's integer grower ids):
+/// every preview field of those growers' farms becomes WAITING and their users' syncs are
+/// queued. An id that is not one of the owner's growers is a 400 and nothing changes.
+async fn enable_growers(
+    State(state): State<AppState>,
+    owner: Owner,
+    super::extract::ApiJson(body): super::extract::ApiJson<GrowerIds>,
+) -> ApiResult<Json<Value>> {
+    if body.grower_ids.is_empty() || body.grower_ids.len() > 1000 {
+        return Err(ApiError::bad("growerIds", "must list 1 to 1000 grower ids"));
+    }
+    let growers = state.store.list_growers(&owner.id, None).await?;
+    if let Some(unknown) = body
+        .grower_ids
+        .iter()
+        .find(|id| !growers.iter().any(|g| g.id == **id))
+    {
+        return Err(ApiError::bad("growerIds", format!("no grower {unknown}")));
+    }
+    let fields = state
+        .store
+        .fields_of_growers(&owner.id, &body.grower_ids)
+        .await?;
+    let mut by_user: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (user, field) in fields {
+        by_user.entry(user).or_default().push(field);
+    }
+    let mut enabled = 0;
+    for (user, ids) in &by_user {
+        let changed = state.store.enable_preview_fields(user, Some(ids)).await?;
+        if changed > 0 {
+            wake_sync(&state, &owner, user).await?;
+        }
+        enabled += changed;
+    }
+    Ok(Json(
+        json!({"growerIds": body.grower_ids, "enabledFields": enabled}),
+    ))
+}
+
+/// Queues the user's sync (when it has credentials).
+async fn wake_sync(state: &AppState, owner: &Owner, user: &str) -> ApiResult<()> {
+    if let Some(cred) = state.store.credential_of_user(&owner.id, user).await? {
+        state.store.wake_job(&cred.id, "sync").await?;
+    }
+    Ok(())
 }
 
 async fn boundaries(

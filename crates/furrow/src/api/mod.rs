@@ -18,6 +18,7 @@ pub mod error;
 pub mod extract;
 pub mod fields;
 pub mod files;
+pub mod integrations;
 pub mod onboarding;
 pub mod operations;
 pub mod organizations;
@@ -74,6 +75,7 @@ pub fn router(state: AppState) -> Router {
         .merge(operations::router())
         .merge(files::router())
         .merge(onboarding::router())
+        .merge(integrations::router())
         .merge(connect::router())
         .fallback(|| async { ApiError::NotFound("resource") })
         .method_not_allowed_fallback(|| async {

@@ -3,7 +3,8 @@
 use serde_json::{json, Map, Value};
 
 /// Owner-level defaults of every key Leaf documents (configurations_overview), with Leaf's
-/// default values. Keys that change John Deere data in furrow: `organizationDataSync`,
+/// default values (but `customDataSync`, see below). Keys that change John Deere data in
+/// furrow: `organizationDataSync`, `customDataSync`,
 /// `fieldsAutoSync`, `operationsAutoSync`, `operationsProcessingRange`, the machine-data keys
 /// (`operationsFilteredGeojson`, `operationsRemoveOutliers`, `operationsOutliersLimit`,
 /// `operationsImageCreation`, `operationsImageAttributeCreation`, `unitMeasurement`). The others
@@ -11,7 +12,9 @@ use serde_json::{json, Map, Value};
 pub fn defaults() -> Map<String, Value> {
     match json!({
         "organizationDataSync": "ALL",
-        "customDataSync": true,
+        // Leaf documents `true` (every field a preview until enabled); furrow's default syncs
+        // everything, as a new deployment's users expect (README, Configurations).
+        "customDataSync": false,
         "fieldsAutoSync": true,
         "operationsAutoSync": true,
         "implementsAutoSync": false,

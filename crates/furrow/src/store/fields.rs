@@ -86,6 +86,8 @@ pub struct FieldRecord {
     pub deleted_on_provider: bool,
     pub created_at: String,
     pub updated_at: String,
+    /// Leaf's `status`: `PREVIEW`, `WAITING` or `PROCESSED`.
+    pub sync_state: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -160,6 +162,7 @@ fn field_from(r: &AnyRow) -> StoreResult<FieldRecord> {
         deleted_on_provider: r.try_get::<i64, _>("deleted_on_provider")? != 0,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
+        sync_state: r.try_get("sync_state")?,
     })
 }
 
@@ -180,7 +183,7 @@ fn boundary_from(r: &AnyRow) -> StoreResult<BoundaryRecord> {
 
 const FIELD_COLUMNS: &str =
     "f.id, f.leaf_user_id, f.organization_id, f.provider_field_id, f.name, \
-    f.provider_farm_id, f.deleted_on_provider, f.created_at, f.updated_at";
+    f.provider_farm_id, f.deleted_on_provider, f.created_at, f.updated_at, f.sync_state";
 const BOUNDARY_COLUMNS: &str =
     "id, field_id, provider_boundary_id, status, provider_status, geometry, \
     geometry_hash, area_ha, created_at, updated_at";
@@ -195,6 +198,10 @@ pub struct FieldWrite<'a> {
     pub provider_farm_id: Option<&'a str>,
     /// The field's `fieldOperation` link.
     pub operations_uri: Option<&'a str>,
+    /// The field's `boundaries` link.
+    pub boundaries_uri: Option<&'a str>,
+    /// A new field starts in PREVIEW (customDataSync) rather than PROCESSED.
+    pub preview: bool,
 }
 
 impl Store {
@@ -264,6 +271,8 @@ impl Store {
             name,
             provider_farm_id,
             operations_uri,
+            boundaries_uri,
+            preview,
         } = *field;
         let id = stable_uuid(&[user, "field", provider_id]);
         // Read before the transaction (see upsert_operation).
@@ -271,8 +280,8 @@ impl Store {
         let mut tx = self.pool().begin().await?;
         let now = leaf_time_now();
         let r = sqlx::query(
-            "INSERT INTO fields (id, leaf_user_id, organization_id, provider_field_id, name, provider_farm_id, deleted_on_provider, created_at, updated_at, operations_uri) \
-             VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7, $8) ON CONFLICT (id) DO UPDATE SET name = $5, provider_farm_id = $6, \
+            "INSERT INTO fields (id, leaf_user_id, organization_id, provider_field_id, name, provider_farm_id, deleted_on_provider, created_at, updated_at, operations_uri, sync_state, boundaries_uri) \
+             VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7, $8, $9, $10) ON CONFLICT (id) DO UPDATE SET name = $5, provider_farm_id = $6, \
              deleted_on_provider = 0, updated_at = $7, operations_uri = $8 \
              WHERE fields.name <> $5 OR COALESCE(fields.provider_farm_id, '') <> COALESCE($6, '') OR fields.deleted_on_provider <> 0 \
              OR COALESCE(fields.operations_uri, '') <> COALESCE($8, '')",
@@ -285,6 +294,16 @@ impl Store {
         .bind(provider_farm_id.map(str::to_string))
         .bind(now)
         .bind(operations_uri.map(str::to_string))
+        .bind(if preview { "PREVIEW" } else { "PROCESSED" })
+        .bind(boundaries_uri.map(str::to_string))
+        .execute(&mut *tx)
+        .await?;
+        // The link is bookkeeping, not a change of the field: no alert, no updatedTime.
+        sqlx::query(
+            "UPDATE fields SET boundaries_uri = $1 WHERE id = $2 AND COALESCE(boundaries_uri, '') <> COALESCE($1, '')",
+        )
+        .bind(boundaries_uri.map(str::to_string))
+        .bind(&id)
         .execute(&mut *tx)
         .await?;
         let change = if existed {
@@ -340,7 +359,7 @@ impl Store {
     ) -> StoreResult<Vec<(String, String)>> {
         let rows = sqlx::query(
             "SELECT id, operations_uri FROM fields WHERE leaf_user_id = $1 AND organization_id = $2 \
-             AND deleted_on_provider = 0 AND operations_uri IS NOT NULL ORDER BY id",
+             AND deleted_on_provider = 0 AND operations_uri IS NOT NULL AND sync_state = 'PROCESSED' ORDER BY id",
         )
         .bind(user)
         .bind(org)
@@ -349,6 +368,106 @@ impl Store {
         rows.iter()
             .map(|r| Ok((r.try_get("id")?, r.try_get("operations_uri")?)))
             .collect()
+    }
+
+    /// A field's sync state (`PREVIEW`, `WAITING`, `PROCESSED`).
+    pub async fn field_sync_state(&self, field_id: &str) -> StoreResult<Option<String>> {
+        let row = sqlx::query("SELECT sync_state FROM fields WHERE id = $1")
+            .bind(field_id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.map(|r| r.try_get("sync_state")).transpose()?)
+    }
+
+    /// Sets a field's sync state.
+    pub async fn set_field_sync_state(&self, field_id: &str, state: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE fields SET sync_state = $1 WHERE id = $2")
+            .bind(state)
+            .bind(field_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// The live fields of an organization waiting to be read whole: (field id, boundaries link).
+    pub async fn waiting_fields(
+        &self,
+        user: &str,
+        org: &str,
+    ) -> StoreResult<Vec<(String, Option<String>)>> {
+        let rows = sqlx::query(
+            "SELECT id, boundaries_uri FROM fields WHERE leaf_user_id = $1 AND organization_id = $2 \
+             AND deleted_on_provider = 0 AND sync_state = 'WAITING' ORDER BY id",
+        )
+        .bind(user)
+        .bind(org)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, opt_string(r, "boundaries_uri")?)))
+            .collect()
+    }
+
+    /// PREVIEW → WAITING for the given fields of a user (all of them: `None`); how many changed.
+    pub async fn enable_preview_fields(
+        &self,
+        user: &str,
+        field_ids: Option<&[String]>,
+    ) -> StoreResult<u64> {
+        let mut changed = 0;
+        match field_ids {
+            None => {
+                changed += sqlx::query(
+                    "UPDATE fields SET sync_state = 'WAITING' WHERE leaf_user_id = $1 AND sync_state = 'PREVIEW'",
+                )
+                .bind(user)
+                .execute(self.pool())
+                .await?
+                .rows_affected();
+            }
+            Some(ids) => {
+                let mut tx = self.pool().begin().await?;
+                for id in ids {
+                    changed += sqlx::query(
+                        "UPDATE fields SET sync_state = 'WAITING' WHERE id = $1 AND leaf_user_id = $2 AND sync_state = 'PREVIEW'",
+                    )
+                    .bind(id)
+                    .bind(user)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                }
+                tx.commit().await?;
+            }
+        }
+        Ok(changed)
+    }
+
+    /// The live fields of the owner's growers (Leaf's integer ids), by user: a grower's fields
+    /// are those of its farms.
+    pub async fn fields_of_growers(
+        &self,
+        owner: &str,
+        grower_ids: &[i64],
+    ) -> StoreResult<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        for grower in grower_ids {
+            let rows = sqlx::query(
+                "SELECT f.leaf_user_id AS leaf_user_id, f.id AS id FROM fields f \
+                 JOIN farms fa ON fa.leaf_user_id = f.leaf_user_id AND fa.provider_farm_id = f.provider_farm_id \
+                 JOIN growers g ON g.leaf_user_id = fa.leaf_user_id AND g.provider_grower_id = fa.provider_grower_id \
+                 JOIN leaf_users u ON u.id = f.leaf_user_id \
+                 WHERE g.id = $1 AND u.owner_id = $2 AND f.deleted_on_provider = 0",
+            )
+            .bind(*grower)
+            .bind(owner)
+            .fetch_all(self.pool())
+            .await?;
+            for r in rows {
+                out.push((r.try_get("leaf_user_id")?, r.try_get("id")?));
+            }
+        }
+        Ok(out)
     }
 
     pub async fn boundaries_of(&self, field_id: &str) -> StoreResult<Vec<BoundaryRecord>> {
@@ -596,4 +715,68 @@ pub(crate) async fn sync_status_in(
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// One Leaf user's synced John Deere data in numbers (Leaf's integrations summary).
+#[derive(Debug, Clone)]
+pub struct IntegrationSummary {
+    pub leaf_user_id: String,
+    pub growers: i64,
+    pub farms: i64,
+    /// Fields still on John Deere (deleted ones are not counted).
+    pub fields: i64,
+    /// When the user's last sync finished.
+    pub sync_reference_time: Option<String>,
+}
+
+impl Store {
+    /// A page of the owner's users with John Deere credentials, with their counts, oldest
+    /// user first; `user` narrows it to one.
+    pub async fn integration_summaries(
+        &self,
+        owner: &str,
+        user: Option<&str>,
+        offset: i64,
+        limit: i64,
+    ) -> StoreResult<(Vec<IntegrationSummary>, i64)> {
+        let rows = sqlx::query(
+            "SELECT u.id AS leaf_user_id, \
+             (SELECT COUNT(*) FROM growers g WHERE g.leaf_user_id = u.id) AS growers, \
+             (SELECT COUNT(*) FROM farms f WHERE f.leaf_user_id = u.id) AS farms, \
+             (SELECT COUNT(*) FROM fields d WHERE d.leaf_user_id = u.id AND d.deleted_on_provider = 0) AS fields, \
+             s.finished_at AS finished_at \
+             FROM leaf_users u JOIN jd_credentials c ON c.leaf_user_id = u.id \
+             LEFT JOIN sync_status s ON s.leaf_user_id = u.id \
+             WHERE u.owner_id = $1 AND ($2 = '' OR u.id = $2) \
+             ORDER BY u.created_at, u.id LIMIT $3 OFFSET $4",
+        )
+        .bind(owner)
+        .bind(user.unwrap_or(""))
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(self.pool())
+        .await?;
+        let total: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM leaf_users u JOIN jd_credentials c ON c.leaf_user_id = u.id \
+             WHERE u.owner_id = $1 AND ($2 = '' OR u.id = $2)",
+        )
+        .bind(owner)
+        .bind(user.unwrap_or(""))
+        .fetch_one(self.pool())
+        .await?
+        .try_get("n")?;
+        let summaries = rows
+            .iter()
+            .map(|r| {
+                Ok(IntegrationSummary {
+                    leaf_user_id: r.try_get("leaf_user_id")?,
+                    growers: r.try_get("growers")?,
+                    farms: r.try_get("farms")?,
+                    fields: r.try_get("fields")?,
+                    sync_reference_time: opt_string(r, "finished_at")?,
+                })
+            })
+            .collect::<StoreResult<_>>()?;
+        Ok((summaries, total))
+    }
 }

@@ -28,7 +28,7 @@ pub use credentials::{CredentialRecord, EventRecord, JobReschedule, NewEvent, To
 pub use fields::{
     content_hash, content_hash_bytes, hex, stable_int_id_for_farm, stable_int_id_for_grower,
     stable_uuid, BoundaryRecord, FarmRecord, FieldFilter, FieldRecord, FieldWrite, GrowerRecord,
-    SyncStatus,
+    IntegrationSummary, SyncStatus,
 };
 pub use files::{FileFilter, FileRecord};
 pub use jobs::ClaimedJob;
@@ -73,6 +73,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0009_onboarding",
         include_str!("../../migrations/0009_onboarding.sql"),
+    ),
+    (
+        "0010_preview_fields",
+        include_str!("../../migrations/0010_preview_fields.sql"),
     ),
 ];
 

@@ -81,6 +81,8 @@ pub(super) struct Run<'a> {
     pub(super) operations_since_ms: Option<i64>,
     /// The owner's alert webhooks: (id, subscribed events), loaded once per run.
     hooks: Vec<(String, Vec<String>)>,
+    /// customDataSync: new fields arrive as PREVIEW.
+    custom_data_sync: bool,
 }
 
 /// What a signed read returned.
@@ -115,6 +117,7 @@ impl<'a> Run<'a> {
             counts: SyncCounts::default(),
             operations_since_ms: None,
             hooks: Vec::new(),
+            custom_data_sync: false,
         })
     }
 
@@ -146,6 +149,10 @@ impl<'a> Run<'a> {
                 .unwrap_or(12);
             self.operations_since_ms = Some(crate::store::now_ms() - months * 2_630_016_000);
         }
+        self.custom_data_sync = config
+            .get("customDataSync")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         Ok(config.get("organizationDataSync").and_then(Value::as_str) == Some("SELECTED_ONLY"))
     }
 
@@ -275,7 +282,12 @@ impl<'a> Run<'a> {
                 self.commit(pending).await?;
             }
         }
-        // Every live field's operations: new operations do not change the field itself.
+        if !self.custom_data_sync {
+            // customDataSync turned off: earlier preview fields are read whole now.
+            self.state.store.enable_preview_fields(&user, None).await?;
+        }
+        self.waiting_fields(org_id).await?;
+        // Every live processed field's operations: new operations do not change the field.
         if let Some(since) = self.operations_since_ms {
             for (field_id, uri) in self
                 .state
@@ -422,6 +434,9 @@ impl<'a> Run<'a> {
         since_ms: i64,
     ) -> Result<(), SyncError> {
         let user = self.cred.leaf_user_id.clone();
+        if !self.field_processed(field_id).await? {
+            return Ok(());
+        }
         let uri = format!(
             "{uri}{}embed=measurementTypes",
             if uri.contains('?') { '&' } else { '?' }
@@ -460,6 +475,17 @@ impl<'a> Run<'a> {
         }
         self.commit(pending).await?;
         Ok(())
+    }
+
+    /// Whether a field is read whole (not a preview waiting to be enabled).
+    pub(super) async fn field_processed(&self, field_id: &str) -> Result<bool, SyncError> {
+        Ok(self
+            .state
+            .store
+            .field_sync_state(field_id)
+            .await?
+            .as_deref()
+            == Some("PROCESSED"))
     }
 
     /// Stores one operation read from John Deere (unless it is outside
@@ -513,6 +539,8 @@ impl<'a> Run<'a> {
                     name: &f.name,
                     provider_farm_id: farm.as_deref(),
                     operations_uri: f.link("fieldOperation"),
+                    boundaries_uri: f.link("boundaries"),
+                    preview: self.custom_data_sync,
                 },
                 |field_id| {
                     let payload =
@@ -525,11 +553,35 @@ impl<'a> Run<'a> {
             )
             .await?;
         self.counts.fields += 1;
-        let Some(uri) = f.link("boundaries").map(str::to_string) else {
+        let sync_state = self
+            .state
+            .store
+            .field_sync_state(&field_id)
+            .await?
+            .unwrap_or_default();
+        // A preview field is listed, nothing more (customDataSync).
+        if sync_state == "PREVIEW" {
             return Ok(field_id);
-        };
-        let Read::Items(boundaries, _, pending) = self.read::<Boundary>(&uri).await? else {
-            return Ok(field_id);
+        }
+        if let Some(uri) = f.link("boundaries") {
+            self.boundaries(&field_id, uri).await?;
+        }
+        if sync_state == "WAITING" {
+            self.state
+                .store
+                .set_field_sync_state(&field_id, "PROCESSED")
+                .await?;
+        }
+        Ok(field_id)
+    }
+
+    /// A field's boundaries, read with their signature: new shapes become new records, the
+    /// active one is kept current, replaced ones are outdated (with their alerts).
+    async fn boundaries(&mut self, field_id: &str, uri: &str) -> Result<(), SyncError> {
+        let user = self.cred.leaf_user_id.clone();
+        let field_id = field_id.to_string();
+        let Read::Items(boundaries, _, pending) = self.read::<Boundary>(uri).await? else {
+            return Ok(());
         };
         let before = self.state.store.boundaries_of(&field_id).await?;
         let previously_active: Vec<String> = before
@@ -617,7 +669,23 @@ impl<'a> Run<'a> {
             }
         }
         self.commit(pending).await?;
-        Ok(field_id)
+        Ok(())
+    }
+
+    /// Fields enabled since their organization was last read (PREVIEW → WAITING): their
+    /// boundaries now, then PROCESSED, so their operations are read with the others.
+    async fn waiting_fields(&mut self, org_id: &str) -> Result<(), SyncError> {
+        let user = self.cred.leaf_user_id.clone();
+        for (field_id, uri) in self.state.store.waiting_fields(&user, org_id).await? {
+            if let Some(uri) = uri {
+                self.boundaries(&field_id, &uri).await?;
+            }
+            self.state
+                .store
+                .set_field_sync_state(&field_id, "PROCESSED")
+                .await?;
+        }
+        Ok(())
     }
 }
 

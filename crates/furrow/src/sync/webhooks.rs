@@ -349,7 +349,9 @@ impl Run<'_> {
                     return Ok(());
                 }
                 if let Some(since) = self.operations_since_ms {
-                    self.apply_operation(&field_id, &op, since).await?;
+                    if self.field_processed(&field_id).await? {
+                        self.apply_operation(&field_id, &op, since).await?;
+                    }
                 }
                 Ok(())
             }
