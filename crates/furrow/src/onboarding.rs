@@ -446,6 +446,11 @@ pub async fn callback(
     }
 }
 
+/// Whether this browser (its cookie's hash) is the one that started the flow.
+fn started_in(flow: &OAuthFlowRecord, browser_hash: Option<&str>) -> bool {
+    flow.browser_hash.is_some() && flow.browser_hash.as_deref() == browser_hash
+}
+
 /// The flow a callback belongs to, taken (once) for the exchange.
 async fn callback_flow(
     state: &AppState,
@@ -462,7 +467,7 @@ async fn callback_flow(
         .flow_by_state(&content_hash(oauth_state))
         .await?
         .ok_or(FlowError::UnknownFlow)?;
-    if flow.browser_hash.is_none() || flow.browser_hash.as_deref() != browser_hash {
+    if !started_in(&flow, browser_hash) {
         return Err(FlowError::WrongBrowser);
     }
     if flow.phase != FlowPhase::Authorizing.as_str() {
@@ -626,7 +631,7 @@ pub async fn organizations_chosen(
             }
         }
     };
-    if flow.browser_hash.is_none() || flow.browser_hash.as_deref() != browser_hash {
+    if !started_in(&flow, browser_hash) {
         return Next::Failed {
             flow: None,
             error: FlowError::WrongBrowser,

@@ -282,10 +282,6 @@ impl<'a> Run<'a> {
                 self.commit(pending).await?;
             }
         }
-        if !self.custom_data_sync {
-            // customDataSync turned off: earlier preview fields are read whole now.
-            self.state.store.enable_preview_fields(&user, None).await?;
-        }
         self.waiting_fields(org_id).await?;
         // Every live processed field's operations: new operations do not change the field.
         if let Some(since) = self.operations_since_ms {
@@ -434,9 +430,6 @@ impl<'a> Run<'a> {
         since_ms: i64,
     ) -> Result<(), SyncError> {
         let user = self.cred.leaf_user_id.clone();
-        if !self.field_processed(field_id).await? {
-            return Ok(());
-        }
         let uri = format!(
             "{uri}{}embed=measurementTypes",
             if uri.contains('?') { '&' } else { '?' }
@@ -477,7 +470,8 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// Whether a field is read whole (not a preview waiting to be enabled).
+    /// Whether a field is read whole (not a preview waiting to be enabled). The full sync's
+    /// list of fields to read operations of is already narrowed to these; events check here.
     pub(super) async fn field_processed(&self, field_id: &str) -> Result<bool, SyncError> {
         Ok(self
             .state
@@ -827,6 +821,11 @@ pub async fn sync_credential(
         run.commit(pending).await?;
     }
     let selected_only = run.load_config().await?;
+    if !run.custom_data_sync {
+        // customDataSync turned off: earlier preview fields are read whole by this sync. Once
+        // per credential sync, before its parts, rather than per organization.
+        state.store.enable_preview_fields(&user, None).await?;
+    }
     let orgs: Vec<_> = state
         .store
         .organizations(&cred.id)

@@ -377,7 +377,9 @@ impl Run<'_> {
                 if let (Some(since), Some(ops)) =
                     (self.operations_since_ms, field.link("fieldOperation"))
                 {
-                    self.operations(&field_id, ops, since).await?;
+                    if self.field_processed(&field_id).await? {
+                        self.operations(&field_id, ops, since).await?;
+                    }
                 }
                 Ok(())
             }
