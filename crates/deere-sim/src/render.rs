@@ -53,7 +53,7 @@ impl Links<'_> {
         }
         json!({
             "@type": "Organization", "id": org.id, "name": org.name,
-            "type": "customer", "member": true, "internal": false, "links": links,
+            "type": "customer", "member": org.member, "internal": false, "links": links,
         })
     }
 

@@ -82,6 +82,9 @@ pub struct Org {
     pub name: String,
     /// Client keys of the apps the org's owner approved (`manage_connections` vs `connections`).
     pub connected_apps: HashSet<String>,
+    /// False for an organization the user reaches through a partnership (another org's data
+    /// shared with them) rather than as its staff: John Deere's `member`.
+    pub member: bool,
     pub stamp: Stamp,
     pub clients: Vec<ClientRec>,
     pub farms: Vec<FarmRec>,
@@ -255,6 +258,7 @@ impl World {
                 orgs.push(OrgSpec {
                     name: None,
                     connected_to: connected.then(|| client_key.to_string()),
+                    partner: false,
                     clients: size.clients_per_org,
                     farms_per_client: size.farms_per_client,
                     fields: size.fields_per_org,
@@ -315,6 +319,7 @@ impl World {
             id: id.clone(),
             name,
             connected_apps: spec.connected_to.iter().cloned().collect(),
+            member: !spec.partner,
             stamp: Stamp::new(seq),
             clients: Vec::new(),
             farms: Vec::new(),
@@ -579,6 +584,8 @@ pub struct OrgSpec {
     pub name: Option<String>,
     /// Client key of an app this org is connected to (None: not connected to any).
     pub connected_to: Option<String>,
+    /// Reached through a partnership (`member: false`), not as staff.
+    pub partner: bool,
     pub clients: u32,
     pub farms_per_client: u32,
     pub fields: u32,
@@ -592,6 +599,7 @@ impl Default for OrgSpec {
         Self {
             name: None,
             connected_to: None,
+            partner: false,
             clients: 1,
             farms_per_client: 1,
             fields: 2,

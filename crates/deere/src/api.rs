@@ -75,6 +75,21 @@ pub enum Listing<T> {
     Changed(Pager<T>),
 }
 
+/// John Deere's largest page of a classic (matrix-parameter) collection.
+pub const MAX_PAGE_SIZE: usize = 100;
+
+/// `url` asking for John Deere's largest page (`;count=100`, a matrix parameter at the end of
+/// the path, before any query), unless it already says how it pages: the default page is ten
+/// items, so a collection of a hundred costs one request instead of ten. `nextPage` links keep
+/// the count.
+pub fn largest_page(url: &Url) -> Url {
+    let mut paged = url.clone();
+    if !url.path().contains(';') {
+        paged.set_path(&format!("{};count={MAX_PAGE_SIZE}", url.path()));
+    }
+    paged
+}
+
 /// Walks a collection by its `nextPage` links.
 pub struct Pager<T> {
     client: ApiClient,
@@ -176,7 +191,7 @@ impl ApiClient {
     /// `GET /organizations`, all pages.
     pub async fn organizations(&self, token: &AccessToken) -> Result<Vec<Organization>> {
         let url = self.endpoint("organizations")?;
-        self.collect_all(token, &url).await
+        self.collect_all(token, &largest_page(&url)).await
     }
 
     /// GET a single resource.
@@ -692,6 +707,18 @@ pub fn content_disposition_filename(headers: &HeaderMap) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn largest_page_is_a_matrix_parameter_before_the_query() {
+        let url = |s: &str| Url::parse(s).unwrap();
+        assert_eq!(
+            largest_page(&url("https://api.example/platform/organizations/1/fieldOperations?embed=measurementTypes")).as_str(),
+            "https://api.example/platform/organizations/1/fieldOperations;count=100?embed=measurementTypes"
+        );
+        // A link that already pages (a nextPage link) is left as it is.
+        let next = url("https://api.example/platform/organizations;start=10;count=10");
+        assert_eq!(largest_page(&next), next);
+    }
 
     #[test]
     fn parses_content_headers() {

@@ -17,7 +17,8 @@ pub mod oauth;
 pub mod observe;
 
 pub use api::{
-    ApiClient, Download, Environment, ExportPolling, Listing, MapImage, Pager, ShapefileExport,
+    largest_page, ApiClient, Download, Environment, ExportPolling, Listing, MapImage, Pager,
+    ShapefileExport,
 };
 pub use error::{DeereError, ForbiddenKind, Result, TransientReason};
 pub use http::{HttpSettings, RetryPolicy};

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use chrono::{Datelike, Timelike};
 use serde_json::{json, Map, Value};
 
 use crate::geo::{Boundary, Local};
@@ -220,10 +221,25 @@ impl Clock {
         let second = ms.div_euclid(1000);
         if second != self.second || self.text.is_empty() {
             self.second = second;
-            self.text = chrono::DateTime::from_timestamp(second, 0)
-                .unwrap_or_default()
-                .format("%Y-%m-%dT%H:%M:%S")
-                .to_string();
+            // Written digit by digit: chrono's formatter per point was a tenth of the work.
+            let t = chrono::DateTime::from_timestamp(second, 0).unwrap_or_default();
+            let mut text = [0u8; 19];
+            let mut put = |at: usize, width: usize, mut v: u32| {
+                for d in text[at..at + width].iter_mut().rev() {
+                    *d = b'0' + (v % 10) as u8;
+                    v /= 10;
+                }
+            };
+            put(0, 4, t.year().clamp(0, 9999) as u32);
+            put(5, 2, t.month());
+            put(8, 2, t.day());
+            put(11, 2, t.hour());
+            put(14, 2, t.minute());
+            put(17, 2, t.second());
+            for (at, c) in [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')] {
+                text[at] = c;
+            }
+            self.text = String::from_utf8_lossy(&text).into_owned();
         }
         let millis = ms.rem_euclid(1000) as u32;
         let digits = [
@@ -301,11 +317,12 @@ impl Accumulator {
     }
 }
 
-/// A run of points serialised: each feature preceded by `,\n`.
+/// A run of points serialised: each feature preceded by `,\n`. The filtered output is the
+/// same text without the `dropped` byte ranges, so it is never copied.
 struct Chunk {
     index: usize,
     standard: Vec<u8>,
-    filtered: Vec<u8>,
+    dropped: Vec<std::ops::Range<usize>>,
     keep: Vec<bool>,
     acc: Accumulator,
 }
@@ -400,11 +417,12 @@ impl<'a> Context<'a> {
         }
     }
 
-    fn chunk(&self, index: usize, range: std::ops::Range<usize>) -> Chunk {
+    /// Serialises the points `range` into `standard` (a buffer from the pool, emptied).
+    fn chunk(&self, index: usize, range: std::ops::Range<usize>, mut standard: Vec<u8>) -> Chunk {
         let e = self.export;
         let mut acc = Accumulator::new(self.props.len(), e.machines.len());
-        let mut standard = Vec::with_capacity(range.len() * 600);
-        let mut filtered = Vec::with_capacity(range.len() * 600);
+        standard.clear();
+        let mut dropped: Vec<std::ops::Range<usize>> = Vec::new();
         let mut keep = Vec::with_capacity(range.len());
         let mut clock = Clock::default();
         let mut si = vec![0.0; self.props.len()];
@@ -422,9 +440,12 @@ impl<'a> Context<'a> {
                 Some(count) => {
                     count(&mut acc.removed);
                     keep.push(false);
+                    match dropped.last_mut() {
+                        Some(last) if last.end == start => last.end = standard.len(),
+                        _ => dropped.push(start..standard.len()),
+                    }
                 }
                 None => {
-                    filtered.extend_from_slice(&standard[start..]);
                     acc.filtered_points += 1;
                     keep.push(true);
                 }
@@ -434,7 +455,7 @@ impl<'a> Context<'a> {
         Chunk {
             index,
             standard,
-            filtered,
+            dropped,
             keep,
             acc,
         }
@@ -597,6 +618,9 @@ pub fn process(
     // make finished ones pile up in memory behind it.
     let written = AtomicUsize::new(0);
     let window = workers * 2;
+    // Written chunks' buffers go back to the workers: fresh multi-megabyte buffers cost page
+    // faults and zeroing in the kernel for every chunk.
+    let pool = std::sync::Mutex::new(Vec::<Vec<u8>>::new());
     let mut keep = vec![false; n];
     let mut acc = Accumulator::new(props.len(), export.machines.len());
     standard.write_all(b"{\"type\":\"FeatureCollection\",\"features\":[\n")?;
@@ -604,7 +628,7 @@ pub fn process(
     std::thread::scope(|scope| -> Result<(), DataError> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(workers);
         for _ in 0..workers {
-            let (tx, ctx, next, written) = (tx.clone(), &ctx, &next, &written);
+            let (tx, ctx, next, written, pool) = (tx.clone(), &ctx, &next, &written, &pool);
             scope.spawn(move || loop {
                 let index = next.fetch_add(1, Ordering::Relaxed);
                 if index >= chunks {
@@ -614,7 +638,12 @@ pub fn process(
                     std::thread::sleep(std::time::Duration::from_micros(200));
                 }
                 let from = index * CHUNK_POINTS;
-                let chunk = ctx.chunk(index, from..(from + CHUNK_POINTS).min(n));
+                let buffer = pool
+                    .lock()
+                    .ok()
+                    .and_then(|mut p| p.pop())
+                    .unwrap_or_else(|| Vec::with_capacity(CHUNK_POINTS * 600));
+                let chunk = ctx.chunk(index, from..(from + CHUNK_POINTS).min(n), buffer);
                 if tx.send(chunk).is_err() {
                     break;
                 }
@@ -628,18 +657,28 @@ pub fn process(
             pending.insert(chunk.index, chunk);
             while let Some(chunk) = pending.remove(&wanted) {
                 // Every feature comes with a leading separator; the first one's is dropped.
-                let skip = |wrote: &mut bool, bytes: &[u8]| {
-                    let s = if *wrote || bytes.is_empty() { 0 } else { 2 };
+                let put = |out: &mut dyn Write, wrote: &mut bool, bytes: &[u8]| {
+                    let skip = if *wrote || bytes.is_empty() { 0 } else { 2 };
                     *wrote |= !bytes.is_empty();
-                    s
+                    out.write_all(&bytes[skip..])
                 };
-                let s = skip(&mut wrote_standard, &chunk.standard);
-                standard.write_all(&chunk.standard[s..])?;
-                let s = skip(&mut wrote_filtered, &chunk.filtered);
-                filtered.write_all(&chunk.filtered[s..])?;
+                put(standard, &mut wrote_standard, &chunk.standard)?;
+                let mut at = 0;
+                for gap in &chunk.dropped {
+                    put(
+                        filtered,
+                        &mut wrote_filtered,
+                        &chunk.standard[at..gap.start],
+                    )?;
+                    at = gap.end;
+                }
+                put(filtered, &mut wrote_filtered, &chunk.standard[at..])?;
                 let from = chunk.index * CHUNK_POINTS;
                 keep[from..from + chunk.keep.len()].copy_from_slice(&chunk.keep);
                 acc.merge(chunk.acc);
+                if let Ok(mut p) = pool.lock() {
+                    p.push(chunk.standard);
+                }
                 wanted += 1;
                 written.store(wanted, Ordering::Release);
             }
@@ -993,23 +1032,69 @@ fn draw(
     let Some(canvas) = Canvas::covering(&lon, &lat, options.image_size) else {
         return Ok(Vec::new());
     };
-    let mut images = Vec::new();
-    for name in wanted {
-        let Some(k) = props.iter().position(|p| p.name == name) else {
-            continue;
-        };
-        let v: Vec<f64> = chosen
-            .iter()
-            .map(|&i| from_si(values.get(props[k].source, i), units[k]))
+    let jobs: Vec<(&str, usize)> = wanted
+        .into_iter()
+        .filter_map(|name| Some((name, props.iter().position(|p| p.name == name)?)))
+        .collect();
+    // The maps are independent: drawn on every core, kept in the order asked.
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let per_worker = jobs.len().div_ceil(workers.max(1)).max(1);
+    let (lon, lat, widths, canvas, chosen) = (&lon, &lat, &widths, &canvas, &chosen);
+    let images = std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .chunks(per_worker)
+            .map(|batch| {
+                scope.spawn(move || {
+                    batch
+                        .iter()
+                        .map(|&(name, k)| {
+                            let v: Vec<f64> = chosen
+                                .iter()
+                                .map(|&i| from_si(values.get(props[k].source, i), units[k]))
+                                .collect();
+                            canvas.render(name, lon, lat, widths, &v)
+                        })
+                        .collect::<Result<Vec<_>, DataError>>()
+                })
+            })
             .collect();
-        images.push(canvas.render(name, &lon, &lat, &widths, &v)?);
-    }
+        let mut images = Vec::with_capacity(jobs.len());
+        for handle in handles {
+            let batch = handle
+                .join()
+                .map_err(|_| DataError::Invalid("a map-drawing thread failed".into()))??;
+            images.extend(batch);
+        }
+        Ok::<_, DataError>(images)
+    })?;
     Ok(images)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Json;
+    use super::{Clock, Json};
+
+    #[test]
+    fn clock_text_equals_chronos_rfc3339_with_millis() {
+        let mut clock = Clock::default();
+        // Leap day, a second boundary, the epoch, before it, and a repeat of the cached second.
+        for ms in [
+            1_709_208_000_123,
+            1_709_208_000_999,
+            1_709_208_001_000,
+            0,
+            -1,
+            1_696_342_333_050,
+        ] {
+            let mut buf = Vec::new();
+            clock.write(&mut Json(&mut buf), ms);
+            let expected = chrono::DateTime::from_timestamp_millis(ms)
+                .unwrap()
+                .format("\"%Y-%m-%dT%H:%M:%S%.3fZ\"")
+                .to_string();
+            assert_eq!(String::from_utf8(buf).unwrap(), expected, "{ms}");
+        }
+    }
 
     #[test]
     fn rounded_numbers_are_exact_decimal_text() {

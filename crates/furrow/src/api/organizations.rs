@@ -68,7 +68,7 @@ async fn credential(
 
 fn org_json(o: &OrganizationRecord) -> Value {
     json!({"providerOrgId": o.provider_org_id, "providerOrgName": o.name, "status": o.status,
-           "managementUri": o.management_uri, "syncError": o.sync_error})
+           "managementUri": o.management_uri, "syncError": o.sync_error, "partner": o.partner})
 }
 
 async fn connection_list(

@@ -34,6 +34,23 @@ impl OrgStatus {
     }
 }
 
+/// Which of a credential's organizations its sync reads: never BLOCKED ones; with Leaf's
+/// `organizationDataSync: SELECTED_ONLY` only SELECTED ones; partner organizations only with
+/// `syncPartnerData`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OrgSelection {
+    pub selected_only: bool,
+    pub partners: bool,
+}
+
+impl OrgSelection {
+    pub fn syncs(&self, org: &OrganizationRecord) -> bool {
+        org.status != OrgStatus::Blocked.as_str()
+            && (!self.selected_only || org.status == OrgStatus::Selected.as_str())
+            && (self.partners || !org.partner)
+    }
+}
+
 /// Data link rels kept for the sync.
 const DATA_RELS: [&str; 5] = ["clients", "farms", "fields", "boundaries", "files"];
 
@@ -67,6 +84,7 @@ pub fn merge(previous: &[OrganizationRecord], fresh: &[Organization]) -> Vec<Org
                 name: org.name.clone(),
                 status: status.as_str().into(),
                 connected,
+                partner: !org.member,
                 management_uri,
                 links: serde_json::Value::Object(links).to_string(),
                 sync_error: None,
@@ -81,7 +99,7 @@ mod tests {
 
     fn org(id: &str, rel: &str) -> Organization {
         serde_json::from_value(serde_json::json!({
-            "id": id, "name": format!("Org {id}"),
+            "id": id, "name": format!("Org {id}"), "member": true,
             "links": [{"rel": rel, "uri": format!("https://connections.example/{rel}/{id}")},
                       {"rel": "fields", "uri": format!("https://api.example/organizations/{id}/fields")}]
         }))

@@ -78,6 +78,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0010_preview_fields",
         include_str!("../../migrations/0010_preview_fields.sql"),
     ),
+    (
+        "0011_partner_orgs",
+        include_str!("../../migrations/0011_partner_orgs.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -12,6 +12,8 @@ pub struct OrganizationRecord {
     /// `SELECTED`, `PREVIEW` or `BLOCKED`.
     pub status: String,
     pub connected: bool,
+    /// Reached through a partnership (John Deere's `member: false`), not as the org's staff.
+    pub partner: bool,
     pub management_uri: Option<String>,
     /// The org's data links (rel → uri) as John Deere sent them, JSON.
     pub links: String,
@@ -25,6 +27,7 @@ fn org_from_row(r: &AnyRow) -> StoreResult<OrganizationRecord> {
         name: r.try_get("name")?,
         status: r.try_get("status")?,
         connected: r.try_get::<i64, _>("connected")? != 0,
+        partner: r.try_get::<i64, _>("partner")? != 0,
         management_uri: opt_string(r, "management_uri")?,
         links: r.try_get("links")?,
         sync_error: opt_string(r, "sync_error")?,
@@ -32,7 +35,7 @@ fn org_from_row(r: &AnyRow) -> StoreResult<OrganizationRecord> {
 }
 
 const ORG_COLUMNS: &str =
-    "provider_org_id, name, status, connected, management_uri, links, sync_error";
+    "provider_org_id, name, status, connected, partner, management_uri, links, sync_error";
 
 impl Store {
     /// Replaces the credential's organization list with `orgs` (in John Deere's order) in one
@@ -61,11 +64,13 @@ impl Store {
         for (position, org) in orgs.iter().enumerate() {
             sqlx::query(
                 "INSERT INTO jd_organizations (credential_id, provider_org_id, name, status, connected, \
-                 management_uri, links, position, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 management_uri, links, position, updated_at, partner) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
                  ON CONFLICT (credential_id, provider_org_id) DO UPDATE SET name = $3, \
                  status = CASE WHEN $5 = 0 THEN 'BLOCKED' WHEN jd_organizations.status = 'BLOCKED' THEN 'PREVIEW' \
                                ELSE jd_organizations.status END, \
-                 connected = $5, management_uri = $6, links = $7, position = $8, updated_at = $9",
+                 connected = $5, management_uri = $6, links = $7, position = $8, updated_at = $9, \
+                 partner = $10",
             )
             .bind(credential_id)
             .bind(&org.provider_org_id)
@@ -76,6 +81,7 @@ impl Store {
             .bind(&org.links)
             .bind(position as i64)
             .bind(now.clone())
+            .bind(i64::from(org.partner))
             .execute(&mut *tx)
             .await?;
         }

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use crate::app::AppState;
 use crate::domain::config::effective;
 use crate::domain::credential::CredentialStatus;
-use crate::domain::organization::OrgStatus;
+use crate::domain::organization::OrgSelection;
 use crate::store::{
     leaf_time_now, BoundaryRecord, ChangeAlerts, CredentialRecord, Deliveries, FieldWrite,
     OperationRecord, StoreError, SyncStatus,
@@ -121,9 +121,9 @@ impl<'a> Run<'a> {
         })
     }
 
-    /// Loads the owner's alert webhooks and the effective configuration; returns whether only
-    /// SELECTED organizations sync.
-    pub(super) async fn load_config(&mut self) -> Result<bool, SyncError> {
+    /// Loads the owner's alert webhooks and the effective configuration; returns which
+    /// organizations sync.
+    pub(super) async fn load_config(&mut self) -> Result<OrgSelection, SyncError> {
         let state = self.state;
         let user = &self.cred.leaf_user_id;
         let owner = state.store.owner_of_user(user).await?.unwrap_or_default();
@@ -153,7 +153,14 @@ impl<'a> Run<'a> {
             .get("customDataSync")
             .and_then(Value::as_bool)
             .unwrap_or(false);
-        Ok(config.get("organizationDataSync").and_then(Value::as_str) == Some("SELECTED_ONLY"))
+        Ok(OrgSelection {
+            selected_only: config.get("organizationDataSync").and_then(Value::as_str)
+                == Some("SELECTED_ONLY"),
+            partners: config
+                .get("syncPartnerData")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        })
     }
 
     /// Stores the exchanges so far as the credential's events (failed ones are what an
@@ -168,11 +175,12 @@ impl<'a> Run<'a> {
             return Err(SyncError::NotReady("deleted".into()));
         }
         let url = self.api.link_url(uri)?;
+        // The signature belongs to the collection, whatever page size reads it.
         let key = url.as_str().to_string();
         let stored = self.state.store.signature(&self.cred.id, &key).await?;
         match self
             .api
-            .list::<T>(&self.token, &url, stored.as_deref())
+            .list::<T>(&self.token, &deere::largest_page(&url), stored.as_deref())
             .await?
         {
             Listing::NotModified => {
@@ -820,7 +828,7 @@ pub async fn sync_credential(
         crate::sync::organizations::store(state, &cred.id, &orgs).await?;
         run.commit(pending).await?;
     }
-    let selected_only = run.load_config().await?;
+    let selection = run.load_config().await?;
     if !run.custom_data_sync {
         // customDataSync turned off: earlier preview fields are read whole by this sync. Once
         // per credential sync, before its parts, rather than per organization.
@@ -831,10 +839,7 @@ pub async fn sync_credential(
         .organizations(&cred.id)
         .await?
         .into_iter()
-        .filter(|o| {
-            o.status != OrgStatus::Blocked.as_str()
-                && (!selected_only || o.status == OrgStatus::Selected.as_str())
-        })
+        .filter(|o| selection.syncs(o))
         .collect();
     let org_ids: Vec<String> = orgs.iter().map(|o| o.provider_org_id.clone()).collect();
     run.counts.webhooks = crate::sync::webhooks::reconcile(&run, &org_ids).await;

@@ -274,7 +274,18 @@ pub async fn process(state: &AppState, item: &InboxItem) -> Result<Processed, Sy
         Err(SyncError::NotReady(reason)) => return Ok(Processed::Retry(reason)),
         Err(e) => return Err(e),
     };
-    run.load_config().await?;
+    let selection = run.load_config().await?;
+    // An organization that stopped syncing (blocked, deselected, a partner's with
+    // syncPartnerData off) takes no changes until it syncs again.
+    let synced = state
+        .store
+        .organizations(&cred.id)
+        .await?
+        .iter()
+        .any(|o| o.provider_org_id == item.provider_org_id && selection.syncs(o));
+    if !synced {
+        return Ok(Processed::Dropped("the organization is not synced".into()));
+    }
     let outcome = run
         .apply_event(
             &item.provider_org_id,
