@@ -72,13 +72,23 @@ fn fail(message: impl std::fmt::Display) -> ! {
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,sqlx=warn".into());
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn".into()),
-        )
-        .init();
+        .with_env_filter(filter);
+    // Read before the settings: their own errors must be logged in the chosen format.
+    match std::env::var("FURROW_LOG_FORMAT").as_deref() {
+        Ok("json") => logs
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+        Ok("text") | Err(_) => logs.init(),
+        Ok(other) => fail(format!(
+            "FURROW_LOG_FORMAT must be text or json, not {other:?}"
+        )),
+    }
     let cli = Cli::parse();
     let settings =
         || Settings::load(cli.config.as_deref(), std::env::vars()).unwrap_or_else(|e| fail(e));

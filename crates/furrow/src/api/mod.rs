@@ -1,9 +1,7 @@
 //! The HTTP API: one module per Leaf service, each owning its routes, merged here.
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::json;
+use axum::Router;
 
 use crate::app::AppState;
 use error::ApiError;
@@ -21,6 +19,7 @@ pub mod files;
 pub mod integrations;
 pub mod onboarding;
 pub mod operations;
+pub mod ops;
 pub mod organizations;
 pub mod users;
 
@@ -62,8 +61,8 @@ pub fn created(
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+    let router = Router::new()
+        .merge(ops::router())
         .merge(auth::router())
         .merge(alerts::router())
         .merge(users::router())
@@ -85,5 +84,6 @@ pub fn router(state: AppState) -> Router {
             }
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state)
+        .with_state(state);
+    ops::with_request_log(router)
 }
