@@ -400,13 +400,14 @@ impl ApiClient {
         url: &Url,
         out: &mut W,
     ) -> Result<Download> {
-        let response = self
-            .http
-            .get(url.clone())
-            .send()
-            .await
-            .map_err(DeereError::transport)?;
-        let response = check_status(response, None, "GET", url).await?;
+        let started = std::time::Instant::now();
+        let sent = self.http.get(url.clone()).send().await;
+        crate::observe::record_request(
+            "presigned",
+            sent.as_ref().ok().map(|r| r.status().as_u16()),
+            started.elapsed(),
+        );
+        let response = check_status(sent.map_err(DeereError::transport)?, None, "GET", url).await?;
         let file_name = content_disposition_filename(response.headers());
         let bytes_written = write_body(response, out).await?;
         out.flush().await?;
@@ -517,9 +518,21 @@ impl ApiClient {
                     .header(AUTHORIZATION, bearer.clone()),
             );
             let observer = self.observer.as_ref().map(|o| &o.0);
+            let started = std::time::Instant::now();
             let outcome = match request.send().await {
-                Ok(response) => check_status(response, observer, method.as_str(), url).await,
-                Err(err) => Err(DeereError::transport(err)),
+                Ok(response) => {
+                    crate::observe::record_request(
+                        &crate::observe::endpoint_kind(url),
+                        Some(response.status().as_u16()),
+                        started.elapsed(),
+                    );
+                    check_status(response, observer, method.as_str(), url).await
+                }
+                Err(err) => {
+                    let kind = crate::observe::endpoint_kind(url);
+                    crate::observe::record_request(&kind, None, started.elapsed());
+                    Err(DeereError::transport(err))
+                }
             };
             let err = match outcome {
                 Ok(response) => return Ok(response),

@@ -322,6 +322,7 @@ impl OAuthClient {
 
     async fn token_attempt(&self, form: &[(&str, &str)]) -> Result<TokenResponse> {
         let url = &self.token_endpoint;
+        let started = std::time::Instant::now();
         let sent = self
             .http
             .post(url.clone())
@@ -330,6 +331,11 @@ impl OAuthClient {
             .form(form)
             .send()
             .await;
+        crate::observe::record_request(
+            "token",
+            sent.as_ref().ok().map(|r| r.status().as_u16()),
+            started.elapsed(),
+        );
         let response = match sent {
             Ok(response) => response,
             Err(err) => {

@@ -69,3 +69,63 @@ pub(crate) fn observe(
         error,
     });
 }
+
+/// Counts one request to John Deere and its latency through the `metrics` facade (nothing is
+/// recorded unless the application installed a recorder): `deere_client_requests_total{kind,
+/// status}` (`status` is `error` when no response came) and
+/// `deere_client_request_duration_seconds{kind}`.
+pub(crate) fn record_request(kind: &str, status: Option<u16>, elapsed: std::time::Duration) {
+    let status = status.map_or_else(|| "error".to_string(), |s| s.to_string());
+    metrics::counter!("deere_client_requests_total", "kind" => kind.to_string(), "status" => status)
+        .increment(1);
+    metrics::histogram!("deere_client_request_duration_seconds", "kind" => kind.to_string())
+        .record(elapsed.as_secs_f64());
+}
+
+/// A platform URL's kind, for metrics: its path after `/platform` with ids and paging left out
+/// (`organizations/{id}/fields`), so that the label stays a short list.
+pub(crate) fn endpoint_kind(url: &url::Url) -> String {
+    let segments: Vec<&str> = url.path_segments().map(|s| s.collect()).unwrap_or_default();
+    let from = segments
+        .iter()
+        .position(|s| *s == "platform")
+        .map_or(0, |p| p + 1);
+    let kind: Vec<&str> = segments[from..]
+        .iter()
+        .map(|s| s.split(';').next().unwrap_or(""))
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            if s.bytes().any(|b| b.is_ascii_digit()) || s.len() >= 20 {
+                "{id}"
+            } else {
+                s
+            }
+        })
+        .collect();
+    if kind.is_empty() {
+        "catalog".into()
+    } else {
+        kind.join("/")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::endpoint_kind;
+
+    #[test]
+    fn kinds_leave_out_ids_and_paging() {
+        let kind = |s: &str| endpoint_kind(&url::Url::parse(s).unwrap());
+        assert_eq!(
+            kind(
+                "https://sandboxapi.deere.com/platform/organizations/4471/fields;count=100?embed=x"
+            ),
+            "organizations/{id}/fields"
+        );
+        assert_eq!(
+            kind("https://sandboxapi.deere.com/platform/fieldOps/bf7a4a4e-5e6d-4b4f-9a4e-3c2d1b0a9f8e"),
+            "fieldOps/{id}"
+        );
+        assert_eq!(kind("https://sandboxapi.deere.com/platform/"), "catalog");
+    }
+}

@@ -88,10 +88,13 @@ impl AppState {
 /// A running server.
 pub struct Running {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served, when `metrics_listen` is set.
+    pub metrics_addr: Option<SocketAddr>,
     pub state: AppState,
     stop: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
     engine: tokio::task::JoinHandle<()>,
+    metrics: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -104,6 +107,9 @@ impl Running {
         let _ = self.stop.send(true);
         let _ = self.server.await;
         let _ = self.engine.await;
+        if let Some(metrics) = self.metrics {
+            let _ = metrics.await;
+        }
     }
 
     /// Runs until Ctrl-C (or SIGTERM), then shuts down.
@@ -156,9 +162,20 @@ pub async fn start(mut settings: Settings) -> Result<Running, StartError> {
             tracing::error!(error = %e, "server failed");
         }
     });
+    let (metrics_addr, metrics) = match state.settings.metrics_listen {
+        Some(at) => {
+            let (bound, server) = crate::metrics::serve(at, state.clone(), stopped.clone())
+                .await
+                .map_err(|source| StartError::Bind { addr: at, source })?;
+            (Some(bound), Some(server))
+        }
+        None => (None, None),
+    };
     let engine = tokio::spawn(crate::sync::run_engine(state.clone(), stopped));
     Ok(Running {
         addr,
+        metrics_addr,
+        metrics,
         state,
         stop,
         server,

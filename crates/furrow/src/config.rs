@@ -79,6 +79,9 @@ pub struct Settings {
     /// When set, a John Deere delivery must carry exactly this `Authorization` header (the
     /// app's `authorizationHeaderValue` on `eventSubscriptionDelivery`).
     pub deere_webhook_authorization: Option<String>,
+    /// Address of the Prometheus `/metrics` endpoint (unauthenticated, so on its own address).
+    /// Unset: no metrics endpoint.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for Settings {
@@ -114,6 +117,7 @@ impl Default for Settings {
             credential_cache_ms: 1000,
             deere_webhooks: true,
             deere_webhook_authorization: None,
+            metrics_listen: None,
         }
     }
 }
@@ -137,6 +141,7 @@ impl std::fmt::Debug for Settings {
             .field("deere_stage_api_url", &self.deere_stage_api_url)
             .field("deere_production_api_url", &self.deere_production_api_url)
             .field("deere_webhooks", &self.deere_webhooks)
+            .field("metrics_listen", &self.metrics_listen)
             .field(
                 "deere_webhook_authorization",
                 &self

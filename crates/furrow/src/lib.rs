@@ -10,6 +10,7 @@ pub mod crypto;
 pub mod demo;
 pub mod domain;
 pub mod files;
+pub mod metrics;
 pub mod onboarding;
 pub mod outbound;
 pub mod store;

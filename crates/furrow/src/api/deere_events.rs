@@ -25,6 +25,7 @@ async fn receive(
     let authorization = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
     match accept_delivery(&state, authorization, &events).await {
         Ok(queued) => {
+            crate::metrics::deere_event("accepted");
             if queued > 0 {
                 state.wake.notify_one();
             }
@@ -32,6 +33,7 @@ async fn receive(
         }
         Err(DeliveryError::Store(e)) => Err(e.into()),
         Err(refused) => {
+            crate::metrics::deere_event("refused");
             tracing::info!(reason = %refused, events = events.len(), "John Deere delivery refused");
             Err(ApiError::Unauthorized(refused.to_string()))
         }

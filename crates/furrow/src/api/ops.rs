@@ -98,10 +98,30 @@ pub fn with_request_log(router: Router) -> Router {
         .on_failure(());
     // Layers run outside in: the id is set (or the caller's checked) before the span opens.
     router
+        .layer(axum::middleware::from_fn(measure))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(trace)
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(axum::middleware::map_request(drop_unacceptable_request_id))
+}
+
+/// Counts the answer and its latency by route template (see [`crate::metrics`]).
+async fn measure(request: Request, next: axum::middleware::Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_string();
+    let method = request.method().clone();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    crate::metrics::http_answered(
+        &route,
+        method.as_str(),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ mod configs;
 mod credentials;
 mod fields;
 mod files;
+mod gauges;
 mod jobs;
 mod onboarding;
 mod operation_data;
@@ -31,6 +32,7 @@ pub use fields::{
     IntegrationSummary, SyncStatus,
 };
 pub use files::{FileFilter, FileRecord};
+pub use gauges::Gauges;
 pub use jobs::ClaimedJob;
 pub use onboarding::{AppKeyRecord, FlowPhase, MagicLinkRecord, OAuthFlowRecord};
 pub use operation_data::{OperationDataRecord, ProcessedData, OPERATION_DATA_JOB_PREFIX};

@@ -187,6 +187,7 @@ async fn deliver(
     let attempts = d.attempts + 1;
     let failure = match sent {
         Ok(r) if r.status().is_success() => {
+            crate::metrics::alert_delivery("delivered");
             return state
                 .store
                 .finish_delivery(&d.id, "delivered", attempts, now_ms())
@@ -252,6 +253,7 @@ async fn record_failure(
     d: &crate::store::DeliveryRecord,
     failure: FailedCall,
 ) -> Result<(), StoreError> {
+    crate::metrics::alert_delivery("failed");
     let attempts = d.attempts + 1;
     state
         .store

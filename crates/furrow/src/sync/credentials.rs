@@ -430,6 +430,7 @@ pub async fn maintain(state: &AppState, job: &ClaimedJob) -> Result<(), Credenti
             .await
         {
             Ok(tokens) => {
+                crate::metrics::token_refresh("ok");
                 secrets.remember(&tokens);
                 let write = token_write(state, &tokens);
                 let mut events = session.take_events(&secrets.all());
@@ -484,11 +485,21 @@ pub async fn maintain(state: &AppState, job: &ClaimedJob) -> Result<(), Credenti
             }
             Err(e) => {
                 let (status, reason) = status_for_error(&e);
+                crate::metrics::token_refresh(refresh_failure(status));
                 outcome = Some((status, Some(reason)));
             }
         }
     }
     finish(state, job, &current, &session, &secrets, outcome).await
+}
+
+/// A refresh failure's cause, as a metric label: the status it leads to.
+fn refresh_failure(status: CredentialStatus) -> &'static str {
+    match status {
+        CredentialStatus::Unauthenticated => "refused",
+        CredentialStatus::MissingPermission => "missing_permission",
+        _ => "unavailable",
+    }
 }
 
 fn scopes_of(c: &CredentialRecord) -> Vec<String> {

@@ -1001,10 +1001,14 @@ pub async fn run_part_job(
             return Ok(());
         }
         Err(e) => {
+            crate::metrics::sync_part(resource, "failed");
             part.error = Some(format!("{org_id} {resource}: {e}"));
             SyncCounts::default()
         }
     };
+    if part.error.is_none() {
+        crate::metrics::sync_part(resource, "done");
+    }
     part.counts = counts.to_json().to_string();
     state
         .store
