@@ -5,7 +5,9 @@
 //!    credentials/s on SQLite).
 //!
 //! Loopback only. Knobs: FURROW_BENCH_SECS (default 5), FURROW_BENCH_CREDENTIALS (5000),
-//! FURROW_BENCH_DATABASE_URL (default: SQLite in a temp dir).
+//! FURROW_BENCH_DATABASE_URL (default: SQLite in a temp dir), FURROW_BENCH_OBSERVE (`1`: as in
+//! production with everything on — the JSON request log written, to a sink, and the
+//! Prometheus recorder installed — to measure what they cost against a run without).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -75,6 +77,16 @@ async fn load(
 
 #[tokio::main]
 async fn main() {
+    let observe = env_or("FURROW_BENCH_OBSERVE", 0) == 1;
+    if observe {
+        tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_writer(std::io::sink)
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info,sqlx=warn"))
+            .init();
+    }
     let secs: u64 = env_or("FURROW_BENCH_SECS", 5);
     let credentials: usize = env_or("FURROW_BENCH_CREDENTIALS", 5000);
     let sim = deere_sim::start(
@@ -95,6 +107,7 @@ async fn main() {
         deere_production_api_url: sim.platform_url().to_string(),
         engine_concurrency: env_or("FURROW_BENCH_CONCURRENCY", 64),
         engine_poll_ms: 20,
+        metrics_listen: observe.then(|| "127.0.0.1:0".parse().unwrap()),
         ..Settings::default()
     };
     let app = furrow::app::start(settings).await.unwrap();
@@ -146,12 +159,13 @@ async fn main() {
     assert_eq!(created.status(), reqwest::StatusCode::CREATED);
 
     println!(
-        "furrow credentials benchmark ({}; {} s per load run, 32 clients)",
+        "furrow credentials benchmark ({}; {} s per load run, 32 clients; request log and metrics {})",
         furrow::config::redact_url(&database_url)
             .split('?')
             .next()
             .unwrap_or(""),
-        secs
+        secs,
+        if observe { "on" } else { "off" }
     );
     let duration = Duration::from_secs(secs);
     let statik = load(format!("{base}/health"), None, 32, duration).await;
