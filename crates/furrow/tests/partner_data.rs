@@ -53,6 +53,22 @@ async fn partner_organizations_sync_only_when_asked(db: Db) {
     );
     let sync = app.wait_for_sync_done(&user).await;
     assert_eq!(sync["state"], "DONE", "{sync}");
+    // Progress per organization: only the grower's own was synced, all its parts done.
+    let progress = sync["organizations"]
+        .as_array()
+        .expect("per-organization progress");
+    assert_eq!(progress.len(), 1, "{sync}");
+    assert_eq!(progress[0]["organizationId"], json!(own));
+    assert!(progress[0]["partsTotal"].as_u64() >= Some(1));
+    assert_eq!(progress[0]["partsDone"], progress[0]["partsTotal"]);
+    let fields_part = progress[0]["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["resource"] == "fields")
+        .expect("a fields part");
+    assert_eq!(fields_part["state"], "DONE");
+    assert_eq!(fields_part["counts"]["fields"], 2, "{sync}");
 
     // Both are listed; the partner's is marked.
     let (status, orgs) = app

@@ -397,7 +397,39 @@ async fn sync_status(
     Path(user): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let user = user_of_owner(&state, &owner, &user).await?;
-    Ok(Json(status_json(state.store.sync_status(&user).await?)))
+    let mut status = status_json(state.store.sync_status(&user).await?);
+    let parts = match state.store.credential_of_user(&owner.id, &user).await? {
+        Some(cred) => state.store.sync_parts(&cred.id).await?,
+        None => Vec::new(),
+    };
+    status["organizations"] = organizations_progress(&parts);
+    Ok(Json(status))
+}
+
+/// The current (or last) run per organization: its parts (`fields`, `files`) done of total,
+/// and each part's state, counts once finished, and error.
+fn organizations_progress(parts: &[crate::store::SyncPart]) -> Value {
+    use std::collections::BTreeMap;
+    let mut by_org: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
+    for p in parts {
+        let Some((org, resource)) = p.part.rsplit_once('/') else {
+            continue;
+        };
+        by_org.entry(org).or_default().push(json!({
+            "resource": resource, "state": p.state,
+            "counts": serde_json::from_str::<Value>(&p.counts).unwrap_or(json!({})),
+            "error": p.error,
+        }));
+    }
+    Value::Array(
+        by_org
+            .into_iter()
+            .map(|(org, parts)| {
+                let done = parts.iter().filter(|p| p["state"] == "DONE").count();
+                json!({"organizationId": org, "partsDone": done, "partsTotal": parts.len(), "parts": parts})
+            })
+            .collect(),
+    )
 }
 
 /// Queues a sync now; answers 202 with the status to poll at `GET …/fields/sync`.

@@ -86,6 +86,20 @@ impl Store {
         .await
     }
 
+    /// The credential's current run's parts (not the run's own record), in name order.
+    pub async fn sync_parts(&self, credential_id: &str) -> StoreResult<Vec<SyncPart>> {
+        sqlx::query(
+            "SELECT part, run_id, state, counts, error FROM sync_parts \
+             WHERE credential_id = $1 AND part <> '_run' ORDER BY part",
+        )
+        .bind(credential_id)
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(part_from)
+        .collect()
+    }
+
     pub async fn sync_part(
         &self,
         credential_id: &str,
