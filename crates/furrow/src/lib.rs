@@ -13,5 +13,6 @@ pub mod files;
 pub mod metrics;
 pub mod onboarding;
 pub mod outbound;
+pub mod request_context;
 pub mod store;
 pub mod sync;

@@ -105,7 +105,8 @@ pub fn with_request_log(router: Router) -> Router {
         .layer(axum::middleware::map_request(drop_unacceptable_request_id))
 }
 
-/// Counts the answer and its latency by route template (see [`crate::metrics`]).
+/// Counts the answer and its latency by route template (see [`crate::metrics`]), and makes the
+/// request id the current one while the handler runs.
 async fn measure(request: Request, next: axum::middleware::Next) -> Response {
     let route = request
         .extensions()
@@ -113,8 +114,14 @@ async fn measure(request: Request, next: axum::middleware::Next) -> Response {
         .map_or("unmatched", MatchedPath::as_str)
         .to_string();
     let method = request.method().clone();
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .and_then(|id| id.header_value().to_str().ok())
+        .map(str::to_string);
     let started = std::time::Instant::now();
-    let response = next.run(request).await;
+    // Jobs this request queues carry its id (see crate::request_context).
+    let response = crate::request_context::scope(request_id, next.run(request)).await;
     crate::metrics::http_answered(
         &route,
         method.as_str(),

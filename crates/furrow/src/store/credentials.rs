@@ -218,11 +218,12 @@ impl Store {
         }
         // Two jobs per credential: keeping it alive, and syncing its data (due at once).
         for (kind, run_at) in [("credential", next_run_ms), ("sync", super::now_ms())] {
-            sqlx::query("INSERT INTO jobs (id, kind, credential_id, run_at_ms, attempts) VALUES ($1, $2, $3, $4, 0)")
+            sqlx::query("INSERT INTO jobs (id, kind, credential_id, run_at_ms, attempts, request_id) VALUES ($1, $2, $3, $4, 0, $5)")
                 .bind(uuid::Uuid::new_v4().to_string())
                 .bind(kind)
                 .bind(&credential.id)
                 .bind(run_at)
+                .bind(crate::request_context::current())
                 .execute(&mut *tx)
                 .await?;
         }
@@ -585,6 +586,7 @@ async fn write_tokens_in(conn: &mut sqlx::AnyConnection, c: &TokenCommit) -> Sto
     if let Some((job_id, owner, run_at_ms)) = &c.reschedule {
         sqlx::query(
             "UPDATE jobs SET run_at_ms = CASE WHEN woken <> 0 THEN run_at_ms ELSE $1 END, attempts = 0, \
+             request_id = CASE WHEN woken <> 0 THEN request_id ELSE NULL END, \
              last_error = NULL, lease_owner = NULL, lease_until_ms = NULL, woken = 0 \
              WHERE id = $2 AND lease_owner = $3",
         )

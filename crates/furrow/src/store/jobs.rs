@@ -11,6 +11,8 @@ pub struct ClaimedJob {
     pub kind: String,
     pub credential_id: String,
     pub attempts: i64,
+    /// The API request that queued or woke it.
+    pub request_id: Option<String>,
 }
 
 impl Store {
@@ -37,7 +39,7 @@ impl Store {
              WHERE id IN (SELECT id FROM jobs WHERE run_at_ms <= $3 AND {kind} \
                           AND (lease_until_ms IS NULL OR lease_until_ms < $3) ORDER BY run_at_ms LIMIT $4) \
              AND run_at_ms <= $3 AND (lease_until_ms IS NULL OR lease_until_ms < $3) \
-             RETURNING id, kind, credential_id, attempts",
+             RETURNING id, kind, credential_id, attempts, request_id",
         ))
         .bind(owner)
         .bind(lease_until_ms)
@@ -52,6 +54,7 @@ impl Store {
                     kind: row.try_get("kind")?,
                     credential_id: row.try_get("credential_id")?,
                     attempts: row.try_get("attempts")?,
+                    request_id: super::opt_string(row, "request_id")?,
                 })
             })
             .collect()
@@ -68,6 +71,7 @@ impl Store {
     ) -> StoreResult<bool> {
         let r = sqlx::query(
             "UPDATE jobs SET run_at_ms = CASE WHEN woken <> 0 THEN run_at_ms ELSE $1 END, attempts = $2, \
+             request_id = CASE WHEN woken <> 0 THEN request_id ELSE NULL END, \
              last_error = $3, lease_owner = NULL, lease_until_ms = NULL, woken = 0 \
              WHERE id = $4 AND lease_owner = $5",
         )
@@ -86,11 +90,12 @@ impl Store {
     /// in while it ran: the change that prompted it may have come after the run read it).
     pub async fn wake_job(&self, credential_id: &str, kind: &str) -> StoreResult<bool> {
         let r = sqlx::query(
-            "UPDATE jobs SET run_at_ms = $1, woken = 1 WHERE credential_id = $2 AND kind = $3",
+            "UPDATE jobs SET run_at_ms = $1, woken = 1, request_id = $4 WHERE credential_id = $2 AND kind = $3",
         )
         .bind(now_ms())
         .bind(credential_id)
         .bind(kind)
+        .bind(crate::request_context::current())
         .execute(self.pool())
         .await?;
         Ok(r.rows_affected() == 1)

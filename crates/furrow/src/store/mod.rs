@@ -84,6 +84,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0011_partner_orgs",
         include_str!("../../migrations/0011_partner_orgs.sql"),
     ),
+    (
+        "0012_job_request_ids",
+        include_str!("../../migrations/0012_job_request_ids.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -97,13 +97,14 @@ pub(crate) async fn queue_in(
 ) -> StoreResult<()> {
     let kind = format!("{OPERATION_DATA_JOB_PREFIX}{operation_id}");
     sqlx::query(
-        "INSERT INTO jobs (id, kind, credential_id, run_at_ms, attempts) VALUES ($1, $2, $3, $4, 0) \
-         ON CONFLICT (kind, credential_id) DO UPDATE SET run_at_ms = $4, attempts = 0, woken = 1",
+        "INSERT INTO jobs (id, kind, credential_id, run_at_ms, attempts, request_id) VALUES ($1, $2, $3, $4, 0, $5) \
+         ON CONFLICT (kind, credential_id) DO UPDATE SET run_at_ms = $4, attempts = 0, woken = 1, request_id = $5",
     )
     .bind(uuid::Uuid::new_v4().to_string())
     .bind(&kind)
     .bind(credential_id)
     .bind(now_ms())
+    .bind(crate::request_context::current())
     .execute(&mut *conn)
     .await?;
     let existing = sqlx::query("SELECT events FROM operation_data WHERE operation_id = $1")

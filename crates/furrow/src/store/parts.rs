@@ -70,12 +70,13 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
                 sqlx::query(
-                    "INSERT INTO jobs (id, kind, credential_id, run_at_ms, attempts) VALUES ($1, $2, $3, $4, 0)",
+                    "INSERT INTO jobs (id, kind, credential_id, run_at_ms, attempts, request_id) VALUES ($1, $2, $3, $4, 0, $5)",
                 )
                 .bind(uuid::Uuid::new_v4().to_string())
                 .bind(format!("{PART_JOB_PREFIX}{part}"))
                 .bind(credential_id)
                 .bind(now_ms())
+                .bind(crate::request_context::current())
                 .execute(&mut *tx)
                 .await?;
             }

@@ -854,6 +854,11 @@ pub async fn sync_credential(
         }
     }
     let run_id = uuid::Uuid::new_v4().to_string();
+    tracing::info!(
+        organizations = orgs.len(),
+        parts = parts.len(),
+        "sync run started"
+    );
     state
         .store
         .start_sync_parts(

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{watch, Semaphore};
+use tracing::Instrument;
 
 use crate::app::AppState;
 use crate::store::now_ms;
@@ -59,7 +60,8 @@ pub async fn run_engine(state: AppState, mut stop: watch::Receiver<bool>) {
                 Ok(jobs) => {
                     spawn_each(&permits, jobs, |job| {
                         let state = state.clone();
-                        async move {
+                        let (span, request_id) = job_span(&job);
+                        let work = async move {
                             let outcome = match job.kind.as_str() {
                                 "sync" => fields::run_job(&state, &job).await,
                                 kind if kind.starts_with(crate::store::PART_JOB_PREFIX) => {
@@ -72,7 +74,8 @@ pub async fn run_engine(state: AppState, mut stop: watch::Receiver<bool>) {
                             }
                             // A free slot: look for due work now rather than at the next poll.
                             state.wake.notify_one();
-                        }
+                        };
+                        crate::request_context::scope(request_id, work.instrument(span))
                     })
                     .await
                 }
@@ -92,12 +95,14 @@ pub async fn run_engine(state: AppState, mut stop: watch::Receiver<bool>) {
                 Ok(jobs) => {
                     spawn_each(&machine_data_permits, jobs, |job| {
                         let state = state.clone();
-                        async move {
+                        let (span, request_id) = job_span(&job);
+                        let work = async move {
                             if let Err(e) = machine_data::run_job(&state, &job).await {
                                 tracing::warn!(job = %job.id, error = %e, "machine data job failed; its lease will expire and it will run again");
                             }
                             state.wake.notify_one();
-                        }
+                        };
+                        crate::request_context::scope(request_id, work.instrument(span))
                     })
                     .await
                 }
@@ -136,6 +141,18 @@ pub async fn run_engine(state: AppState, mut stop: watch::Receiver<bool>) {
 }
 
 /// Runs `work` on each claimed item in its own task, each holding one of `permits`.
+/// A job's log lines name it, and the API request that queued it (whose id its own queued
+/// work inherits).
+fn job_span(job: &crate::store::ClaimedJob) -> (tracing::Span, Option<String>) {
+    let span = tracing::info_span!(
+        "job",
+        kind = %job.kind,
+        credential = %job.credential_id,
+        request_id = job.request_id.as_deref().unwrap_or(""),
+    );
+    (span, job.request_id.clone())
+}
+
 async fn spawn_each<T, F, Fut>(permits: &Arc<Semaphore>, items: Vec<T>, work: F)
 where
     F: Fn(T) -> Fut,
