@@ -74,17 +74,10 @@ async fn drop_unacceptable_request_id(mut request: Request) -> Request {
 pub fn with_request_log(router: Router) -> Router {
     let trace = TraceLayer::new_for_http()
         .make_span_with(|request: &Request| {
-            let route = request
-                .extensions()
-                .get::<MatchedPath>()
-                .map_or("unmatched", MatchedPath::as_str)
-                .to_string();
-            let id = request
-                .extensions()
-                .get::<RequestId>()
-                .and_then(|id| id.header_value().to_str().ok())
-                .unwrap_or("")
-                .to_string();
+            let (route, id) = (
+                route_of(request),
+                request_id_of(request).unwrap_or_default(),
+            );
             tracing::info_span!("request", method = %request.method(), route, request_id = id)
         })
         .on_request(())
@@ -105,20 +98,29 @@ pub fn with_request_log(router: Router) -> Router {
         .layer(axum::middleware::map_request(drop_unacceptable_request_id))
 }
 
-/// Counts the answer and its latency by route template (see [`crate::metrics`]), and makes the
-/// request id the current one while the handler runs.
-async fn measure(request: Request, next: axum::middleware::Next) -> Response {
-    let route = request
+/// The route template the request matched (`unmatched` for none).
+fn route_of(request: &Request) -> String {
+    request
         .extensions()
         .get::<MatchedPath>()
         .map_or("unmatched", MatchedPath::as_str)
-        .to_string();
-    let method = request.method().clone();
-    let request_id = request
+        .to_string()
+}
+
+/// The request id set by [`SetRequestIdLayer`].
+fn request_id_of(request: &Request) -> Option<String> {
+    request
         .extensions()
         .get::<RequestId>()
         .and_then(|id| id.header_value().to_str().ok())
-        .map(str::to_string);
+        .map(str::to_string)
+}
+
+/// Counts the answer and its latency by route template (see [`crate::metrics`]), and makes the
+/// request id the current one while the handler runs.
+async fn measure(request: Request, next: axum::middleware::Next) -> Response {
+    let (route, request_id) = (route_of(&request), request_id_of(&request));
+    let method = request.method().clone();
     let started = std::time::Instant::now();
     // Jobs this request queues carry its id (see crate::request_context).
     let response = crate::request_context::scope(request_id, next.run(request)).await;
