@@ -40,6 +40,8 @@ enum Command {
     },
     /// Apply database migrations and exit.
     Migrate,
+    /// Print the API's OpenAPI 3.1 description (as served at /openapi.json) and exit.
+    Openapi,
     /// Manage the master keys that encrypt secrets at rest.
     Keys {
         #[command(subcommand)]
@@ -130,6 +132,10 @@ async fn main() {
                 .unwrap_or_else(|e| fail(e));
             println!("created API owner {email} ({id})");
         }
+        Command::Openapi => match furrow::api::openapi().to_pretty_json() {
+            Ok(text) => println!("{text}"),
+            Err(e) => fail(e),
+        },
         Command::Migrate => {
             furrow::app::AppState::build(settings())
                 .await

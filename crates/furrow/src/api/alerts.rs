@@ -2,15 +2,17 @@
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::Owner;
 use super::error::{ApiError, ApiResult};
-use super::extract::{parse_id, ApiJson, Paging, Params};
+use super::extract::{parse_id, ApiJson, PageQuery, Paging, Params};
+use super::schemas;
 use crate::app::AppState;
 use crate::store::WebhookRecord;
 
@@ -31,16 +33,17 @@ pub const EVENTS: [&str; 11] = [
     "providerFileProcessingFailed",
 ];
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(BASE, get(list).post(create))
-        .route(&format!("{BASE}/failed-calls"), get(failed_calls))
-        .route(&format!("{BASE}/{{id}}"), get(one).delete(remove))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(failed_calls))
+        .routes(routes!(one, remove))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewWebhook {
+    /// Leaf alert names; each may be registered in one webhook only.
     events: Vec<String>,
     name: String,
     secret: String,
@@ -84,6 +87,11 @@ async fn check_url(state: &AppState, raw: &str) -> ApiResult<()> {
         .map_err(|why| ApiError::bad("url", why))
 }
 
+/// Register a webhook; it first receives a confirmation message. Its `secret` signs every
+/// delivery (`X-Leaf-Signature`).
+#[utoipa::path(post, path = "/services/alerts/api/alerts/webhooks", tag = "alerts",
+    request_body = NewWebhook,
+    responses((status = 201, description = "Registered; `Location` names it", body = schemas::Webhook)))]
 async fn create(
     State(state): State<AppState>,
     owner: Owner,
@@ -146,6 +154,9 @@ async fn create(
     ))
 }
 
+/// The API owner's webhooks.
+#[utoipa::path(get, path = "/services/alerts/api/alerts/webhooks", tag = "alerts",
+    responses((status = 200, description = "Webhooks", body = Vec<schemas::Webhook>)))]
 async fn list(State(state): State<AppState>, owner: Owner) -> ApiResult<Json<Value>> {
     let all = state.store.webhooks(&owner.id).await?;
     Ok(Json(Value::Array(
@@ -165,6 +176,10 @@ async fn find(state: &AppState, owner: &Owner, id: &str) -> ApiResult<WebhookRec
         .ok_or(ApiError::NotFound("webhook"))
 }
 
+/// One webhook.
+#[utoipa::path(get, path = "/services/alerts/api/alerts/webhooks/{id}", tag = "alerts",
+    params(("id" = uuid::Uuid, Path, description = "Webhook id")),
+    responses((status = 200, description = "The webhook", body = schemas::Webhook)))]
 async fn one(
     State(state): State<AppState>,
     owner: Owner,
@@ -174,6 +189,10 @@ async fn one(
     Ok(Json(webhook_json(&state, &w)?))
 }
 
+/// Delete a webhook; deliveries not yet made are dropped.
+#[utoipa::path(delete, path = "/services/alerts/api/alerts/webhooks/{id}", tag = "alerts",
+    params(("id" = uuid::Uuid, Path, description = "Webhook id")),
+    responses((status = 204, description = "Deleted")))]
 async fn remove(
     State(state): State<AppState>,
     owner: Owner,
@@ -184,6 +203,10 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Deliveries that failed after every retry.
+#[utoipa::path(get, path = "/services/alerts/api/alerts/webhooks/failed-calls", tag = "alerts",
+    params(PageQuery),
+    responses((status = 200, description = "Failed deliveries", body = schemas::FailedCalls)))]
 async fn failed_calls(
     State(state): State<AppState>,
     owner: Owner,

@@ -6,19 +6,20 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::Argon2;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::ApiJson;
 use crate::app::AppState;
 use crate::store::{now_ms, Store, StoreError};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/authenticate", post(authenticate))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(authenticate))
 }
 
 /// HMAC key for `id_token`s, shared by all replicas through the database.
@@ -100,16 +101,27 @@ impl FromRequestParts<AppState> for Owner {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct Login {
+    /// The API owner's email.
     username: String,
     password: String,
     /// Leaf sends a string ("true"/"false"); a JSON boolean is accepted too.
     #[serde(default)]
+    #[schema(value_type = Option<String>, example = "true")]
     remember_me: Option<Value>,
 }
 
+/// Log in as an API owner: the `id_token` lasts a day, or 30 days with `rememberMe`.
+/// Repeated failures for a username are answered 429 with `Retry-After`.
+#[utoipa::path(post, path = "/api/authenticate", tag = "authentication", security(()),
+    request_body = Login,
+    responses(
+        (status = 200, description = "Logged in", body = super::schemas::IdToken),
+        (status = 401, description = "Wrong username or password", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed logins", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ))]
 async fn authenticate(
     State(state): State<AppState>,
     ApiJson(login): ApiJson<Login>,

@@ -4,29 +4,22 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{Map, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::Owner;
 use super::error::{ApiError, ApiResult};
 use super::extract::{parse_id, ApiJson};
+use super::schemas;
 use crate::app::AppState;
 use crate::domain::config::{effective, validate_patch};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/services/config/api/configs",
-            get(get_owner).patch(patch_owner),
-        )
-        .route(
-            "/services/config/api/configs/{id}",
-            get(get_user)
-                .post(create_user)
-                .patch(patch_user)
-                .delete(delete_user),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_owner, patch_owner))
+        .routes(routes!(get_user, create_user, patch_user, delete_user))
 }
 
 async fn layer(
@@ -88,10 +81,16 @@ async fn user_id(state: &AppState, owner: &Owner, raw: &str) -> ApiResult<String
     Ok(id)
 }
 
+/// The API owner's configuration (Leaf's defaults where not set).
+#[utoipa::path(get, path = "/services/config/api/configs", tag = "configurations",
+    responses((status = 200, description = "The configuration", body = schemas::Configuration)))]
 async fn get_owner(State(state): State<AppState>, owner: Owner) -> ApiResult<Json<Value>> {
     render(&state, &owner, None).await
 }
 
+/// Change some of the API owner's configuration.
+#[utoipa::path(patch, path = "/services/config/api/configs", tag = "configurations", request_body(content = Object, description = "Leaf configuration keys and values (see Leaf's configurations page); other keys are a 400"),
+    responses((status = 200, description = "The configuration now", body = schemas::Configuration)))]
 async fn patch_owner(
     State(state): State<AppState>,
     owner: Owner,
@@ -101,6 +100,9 @@ async fn patch_owner(
     render(&state, &owner, None).await
 }
 
+/// A user's effective configuration (defaults < API owner < user).
+#[utoipa::path(get, path = "/services/config/api/configs/{id}", tag = "configurations", params(("id" = uuid::Uuid, Path, description = "Leaf user id")),
+    responses((status = 200, description = "The configuration", body = schemas::Configuration)))]
 async fn get_user(
     State(state): State<AppState>,
     owner: Owner,
@@ -110,6 +112,12 @@ async fn get_user(
     render(&state, &owner, Some(&id)).await
 }
 
+/// Give a user its own configuration.
+#[utoipa::path(post, path = "/services/config/api/configs/{id}", tag = "configurations", params(("id" = uuid::Uuid, Path, description = "Leaf user id")), request_body(content = Object, description = "Leaf configuration keys and values (see Leaf's configurations page); other keys are a 400"),
+    responses(
+        (status = 201, description = "Created", body = schemas::Configuration),
+        (status = 409, description = "The user has one already", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ))]
 async fn create_user(
     State(state): State<AppState>,
     owner: Owner,
@@ -129,6 +137,9 @@ async fn create_user(
     ))
 }
 
+/// Change some of a user's configuration.
+#[utoipa::path(patch, path = "/services/config/api/configs/{id}", tag = "configurations", params(("id" = uuid::Uuid, Path, description = "Leaf user id")), request_body(content = Object, description = "Leaf configuration keys and values (see Leaf's configurations page); other keys are a 400"),
+    responses((status = 200, description = "The configuration now", body = schemas::Configuration)))]
 async fn patch_user(
     State(state): State<AppState>,
     owner: Owner,
@@ -140,6 +151,9 @@ async fn patch_user(
     render(&state, &owner, Some(&id)).await
 }
 
+/// Remove a user's own configuration (the API owner's applies again).
+#[utoipa::path(delete, path = "/services/config/api/configs/{id}", tag = "configurations", params(("id" = uuid::Uuid, Path, description = "Leaf user id")),
+    responses((status = 204, description = "Removed")))]
 async fn delete_user(
     State(state): State<AppState>,
     owner: Owner,

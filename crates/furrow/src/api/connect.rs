@@ -2,13 +2,15 @@
 //! and the return from its connections page. Server-rendered HTML, no script, usable on a
 //! phone; public (the link, the flow id and the browser cookie are what authorise each step).
 
+use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Form, Router};
+use axum::Form;
 use serde::Deserialize;
 use serde_json::Value;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::app::AppState;
 use crate::onboarding::{
@@ -16,15 +18,12 @@ use crate::onboarding::{
 };
 use crate::store::{content_hash, MagicLinkRecord, OAuthFlowRecord};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/connect/{link_id}", get(landing).post(continue_link))
-        .route("/connect/john-deere/start/{flow_id}", get(start))
-        .route("/connect/john-deere/callback", get(callback))
-        .route(
-            "/connect/john-deere/organizations/{flow_id}",
-            get(organizations_chosen),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(landing, continue_link))
+        .routes(routes!(start))
+        .routes(routes!(callback))
+        .routes(routes!(organizations_chosen))
 }
 
 /// The browser's binding secret: the one it has, or a new one to set.
@@ -241,6 +240,10 @@ fn describe_scope(scope: &str) -> Option<&'static str> {
     })
 }
 
+/// A magic link's page: what the app asks for, and a button on to John Deere.
+#[utoipa::path(get, path = "/connect/{link_id}", tag = "connect", security(()),
+    params(("link_id" = uuid::Uuid, Path, description = "Magic link id")),
+    responses((status = 200, description = "The page", content_type = "text/html", body = String)))]
 async fn landing(
     State(state): State<AppState>,
     Path(link_id): Path<String>,
@@ -310,21 +313,28 @@ async fn landing(
     response
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct ContinueForm {
+    /// The value of the browser's cookie, as the landing page's form carries it.
     #[serde(default)]
     csrf: String,
 }
 
 /// The landing page's button: the form carries the browser's cookie value, which a form
 /// posted from another site cannot know (and its `SameSite=Lax` cookie is not sent).
+#[utoipa::path(post, path = "/connect/{link_id}", tag = "connect", security(()),
+    params(("link_id" = uuid::Uuid, Path, description = "Magic link id")),
+    request_body(content = ContinueForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 303, description = "On to John Deere's consent page")))]
 async fn continue_link(
     State(state): State<AppState>,
     Path(link_id): Path<String>,
     headers: HeaderMap,
-    Form(form): Form<ContinueForm>,
+    form: Result<Form<ContinueForm>, FormRejection>,
 ) -> Response {
-    let Some(secret) = cookie(&headers, BROWSER_COOKIE).filter(|c| *c == form.csrf) else {
+    // An unreadable form carries no proof of the browser either.
+    let csrf = form.map(|Form(f)| f.csrf).unwrap_or_default();
+    let Some(secret) = cookie(&headers, BROWSER_COOKIE).filter(|c| *c == csrf) else {
         return error_page(&Look::default(), &FlowError::WrongBrowser);
     };
     let Ok(link_id) = uuid::Uuid::parse_str(&link_id) else {
@@ -343,6 +353,10 @@ async fn continue_link(
 }
 
 /// A flow handed out by the API: bind this browser and go to John Deere.
+/// An authorization's start (its `url`): binds the browser and goes on to John Deere.
+#[utoipa::path(get, path = "/connect/john-deere/start/{flow_id}", tag = "connect", security(()),
+    params(("flow_id" = uuid::Uuid, Path, description = "Authorization id")),
+    responses((status = 302, description = "On to John Deere's consent page")))]
 async fn start(
     State(state): State<AppState>,
     Path(flow_id): Path<String>,
@@ -361,16 +375,28 @@ async fn start(
     response
 }
 
+/// Where John Deere sends the grower back after consent (the OAuth redirect URI).
+#[utoipa::path(get, path = "/connect/john-deere/callback", tag = "connect", security(()),
+    params(("code" = Option<String>, Query), ("state" = Option<String>, Query),
+        ("error" = Option<String>, Query), ("error_description" = Option<String>, Query)),
+    responses((status = 200, description = "The page", content_type = "text/html", body = String), (status = 302, description = "On to John Deere's connections page, or the app's return URL")))]
 async fn callback(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(params): Query<CallbackParams>,
+    params: Result<Query<CallbackParams>, QueryRejection>,
 ) -> Response {
+    let Ok(Query(params)) = params else {
+        return error_page(&Look::default(), &FlowError::UnknownFlow);
+    };
     let browser = cookie(&headers, BROWSER_COOKIE).map(|s| content_hash(&s));
     let next = onboarding::callback(&state, params, browser.as_deref()).await;
     render(&state, next).await
 }
 
+/// Where John Deere's connections page sends the grower back.
+#[utoipa::path(get, path = "/connect/john-deere/organizations/{flow_id}", tag = "connect", security(()),
+    params(("flow_id" = uuid::Uuid, Path, description = "Authorization id")),
+    responses((status = 200, description = "The page", content_type = "text/html", body = String), (status = 302, description = "On to the app's return URL")))]
 async fn organizations_chosen(
     State(state): State<AppState>,
     Path(flow_id): Path<String>,

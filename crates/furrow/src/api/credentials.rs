@@ -3,33 +3,31 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::Owner;
 use super::error::{ApiError, ApiResult};
-use super::extract::{parse_id, ApiJson, Paging, Params};
+use super::extract::{parse_id, ApiJson, PageQuery, Paging, Params};
+use super::schemas;
 use crate::app::AppState;
 use crate::domain::credential::ClientEnvironment;
 use crate::store::CredentialRecord;
 use crate::sync::credentials::{self, NewCredential};
 use crate::sync::webhooks::Unsubscribe;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/services/usermanagement/api/users/{id}/john-deere-credentials",
-            get(get_credential)
-                .post(create_credential)
-                .delete(delete_credential),
-        )
-        .route(
-            "/services/usermanagement/api/users/{id}/john-deere-credentials/events",
-            get(events),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(
+            get_credential,
+            create_credential,
+            delete_credential
+        ))
+        .routes(routes!(events))
 }
 
 const MASK: &str = "********";
@@ -73,6 +71,10 @@ pub(crate) async fn user_must_exist(
         .ok_or(ApiError::NotFound("Leaf user"))
 }
 
+/// The user's John Deere credentials.
+#[utoipa::path(get, path = "/services/usermanagement/api/users/{id}/john-deere-credentials",
+    tag = "credentials", params(("id" = uuid::Uuid, Path, description = "Leaf user id")),
+    responses((status = 200, description = "The credentials", body = schemas::Credential)))]
 async fn get_credential(
     State(state): State<AppState>,
     owner: Owner,
@@ -89,12 +91,14 @@ async fn get_credential(
     }
 }
 
-#[derive(Deserialize)]
+/// John Deere credentials: the app's client key and secret and the grower's refresh token.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct CreateBody {
     client_key: Option<String>,
     client_secret: Option<String>,
     refresh_token: Option<String>,
+    /// `STAGE` or `PRODUCTION`.
     client_environment: Option<String>,
 }
 
@@ -106,6 +110,12 @@ pub(crate) fn required(value: Option<String>, field: &str) -> ApiResult<String> 
     }
 }
 
+/// Add John Deere credentials to a user: the refresh token is checked with John Deere and the
+/// first sync is queued.
+#[utoipa::path(post, path = "/services/usermanagement/api/users/{id}/john-deere-credentials",
+    tag = "credentials", params(("id" = uuid::Uuid, Path, description = "Leaf user id")),
+    request_body = CreateBody,
+    responses((status = 201, description = "Stored (replacing any the user had)", body = schemas::Credential)))]
 async fn create_credential(
     State(state): State<AppState>,
     owner: Owner,
@@ -136,6 +146,10 @@ async fn create_credential(
     ))
 }
 
+/// Remove the user's John Deere credentials (and furrow's event subscriptions at John Deere).
+#[utoipa::path(delete, path = "/services/usermanagement/api/users/{id}/john-deere-credentials",
+    tag = "credentials", params(("id" = uuid::Uuid, Path, description = "Leaf user id")),
+    responses((status = 204, description = "Removed")))]
 async fn delete_credential(
     State(state): State<AppState>,
     owner: Owner,
@@ -153,6 +167,13 @@ async fn delete_credential(
     }
 }
 
+/// Calls furrow made to John Deere for these credentials (token refreshes and checks), newest
+/// first unless `sort=createdDate,asc`.
+#[utoipa::path(get, path = "/services/usermanagement/api/users/{id}/john-deere-credentials/events",
+    tag = "credentials",
+    params(("id" = uuid::Uuid, Path, description = "Leaf user id"), PageQuery,
+        ("sort" = Option<String>, Query, description = "`createdDate,desc` (default) or `createdDate,asc`")),
+    responses((status = 200, description = "Events", body = Vec<schemas::CredentialEvent>)))]
 async fn events(
     State(state): State<AppState>,
     owner: Owner,

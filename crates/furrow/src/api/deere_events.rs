@@ -4,19 +4,28 @@
 
 use axum::extract::State;
 use axum::http::{header::AUTHORIZATION, HeaderMap, StatusCode};
-use axum::routing::post;
-use axum::Router;
 use deere::models::DeliveredEvent;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::ApiJson;
 use crate::app::AppState;
 use crate::sync::webhooks::{accept_delivery, DeliveryError, RECEIVER_PATH};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route(RECEIVER_PATH, post(receive))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(receive))
 }
 
+/// John Deere's event deliveries (an array of events), verified by each subscription's token in
+/// `Authorization`. Not for API owners: John Deere calls it.
+#[utoipa::path(post, path = RECEIVER_PATH, tag = "john deere", security(()),
+    request_body(content = Vec<Object>, description = "John Deere events"),
+    params(("Authorization" = Option<String>, Header, description = "The subscription's token")),
+    responses(
+        (status = 204, description = "Queued"),
+        (status = 401, description = "No or a wrong token", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ))]
 async fn receive(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -157,3 +157,16 @@ impl Paging {
         headers
     }
 }
+
+/// [`Paging`]'s query parameters, for the OpenAPI description.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Read by the OpenAPI derive only; handlers parse them with `Paging`.
+pub struct PageQuery {
+    /// Page number, from 0.
+    #[param(minimum = 0)]
+    page: Option<i64>,
+    /// Items per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    size: Option<i64>,
+}

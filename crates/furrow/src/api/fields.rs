@@ -3,53 +3,34 @@
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::Owner;
 use super::error::{ApiError, ApiResult};
-use super::extract::{parse_id, Paging, Params};
+use super::extract::{parse_id, PageQuery, Paging, Params};
+use super::schemas;
 use crate::app::AppState;
 use crate::store::{stable_int_id_for_farm, BoundaryRecord, FieldFilter, FieldRecord, SyncStatus};
 
 const BASE: &str = "/services/fields/api";
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(&format!("{BASE}/fields"), get(list_fields))
-        .route(
-            &format!("{BASE}/users/{{id}}/fields/sync"),
-            get(sync_status).post(sync_now),
-        )
-        .route(
-            &format!("{BASE}/users/{{id}}/fields/{{field}}/enableSync"),
-            axum::routing::post(enable_field),
-        )
-        .route(
-            &format!("{BASE}/growers/enableSync"),
-            axum::routing::post(enable_growers),
-        )
-        .route(
-            &format!("{BASE}/users/{{id}}/fields/{{field}}"),
-            get(one_field),
-        )
-        .route(
-            &format!("{BASE}/users/{{id}}/fields/{{field}}/boundaries"),
-            get(boundaries),
-        )
-        .route(
-            &format!("{BASE}/users/{{id}}/fields/{{field}}/boundaries/{{boundary}}"),
-            get(one_boundary),
-        )
-        .route(
-            &format!("{BASE}/users/{{id}}/fields/{{field}}/boundary"),
-            get(active_boundary),
-        )
-        .route(&format!("{BASE}/farms"), get(farms))
-        .route(&format!("{BASE}/users/{{user}}/farms/{{id}}"), get(farm))
-        .route(&format!("{BASE}/growers"), get(growers))
-        .route(&format!("{BASE}/growers/{{id}}"), get(grower))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_fields))
+        .routes(routes!(sync_status, sync_now))
+        .routes(routes!(enable_field))
+        .routes(routes!(enable_growers))
+        .routes(routes!(one_field))
+        .routes(routes!(boundaries))
+        .routes(routes!(one_boundary))
+        .routes(routes!(active_boundary))
+        .routes(routes!(farms))
+        .routes(routes!(farm))
+        .routes(routes!(growers))
+        .routes(routes!(grower))
 }
 
 /// John Deere's provider id in Leaf's numbering.
@@ -93,6 +74,12 @@ async fn user_of_owner(state: &AppState, owner: &Owner, raw: &str) -> ApiResult<
     Ok(id)
 }
 
+/// The API owner's fields (John Deere's active boundary as geometry).
+#[utoipa::path(get, path = "/services/fields/api/fields", tag = "fields",
+    params(PageQuery, ("leafUserId" = Option<uuid::Uuid>, Query, description = "One user's"),
+        ("farmId" = Option<i64>, Query), ("provider" = Option<String>, Query, description = "`JohnDeere`; another gives an empty page"),
+        ("includeDeleted" = Option<bool>, Query, description = "Also fields deleted at John Deere")),
+    responses((status = 200, description = "Fields", body = Vec<schemas::Field>)))]
 async fn list_fields(
     State(state): State<AppState>,
     owner: Owner,
@@ -154,6 +141,9 @@ async fn find_field(
         .ok_or(ApiError::NotFound("field"))
 }
 
+/// One field of a user.
+#[utoipa::path(get, path = "/services/fields/api/users/{id}/fields/{field}", tag = "fields", params(("id" = uuid::Uuid, Path, description = "Leaf user id"), ("field" = uuid::Uuid, Path, description = "Field id")),
+    responses((status = 200, description = "The field", body = schemas::Field)))]
 async fn one_field(
     State(state): State<AppState>,
     owner: Owner,
@@ -165,6 +155,8 @@ async fn one_field(
 
 /// Leaf's "enable a preview field": PREVIEW → WAITING, read whole at the sync this queues.
 /// A field that is not in preview is answered as it is.
+#[utoipa::path(post, path = "/services/fields/api/users/{id}/fields/{field}/enableSync", tag = "fields", params(("id" = uuid::Uuid, Path, description = "Leaf user id"), ("field" = uuid::Uuid, Path, description = "Field id")),
+    responses((status = 200, description = "The field (WAITING until the sync reads it)", body = schemas::Field)))]
 async fn enable_field(
     State(state): State<AppState>,
     owner: Owner,
@@ -183,15 +175,18 @@ async fn enable_field(
     Ok(Json(field_json(&state, &f).await?))
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct GrowerIds {
+    /// 1 to 1000 of Leaf's grower ids.
     grower_ids: Vec<i64>,
 }
 
 /// Leaf's "enable preview fields by grower" (`{growerIds: [...]}`, Leaf's integer grower ids):
 /// every preview field of those growers' farms becomes WAITING and their users' syncs are
 /// queued. An id that is not one of the owner's growers is a 400 and nothing changes.
+#[utoipa::path(post, path = "/services/fields/api/growers/enableSync", tag = "fields", request_body = GrowerIds,
+    responses((status = 200, description = "How many fields were enabled", body = schemas::EnabledGrowers)))]
 async fn enable_growers(
     State(state): State<AppState>,
     owner: Owner,
@@ -237,6 +232,9 @@ async fn wake_sync(state: &AppState, owner: &Owner, user: &str) -> ApiResult<()>
     Ok(())
 }
 
+/// Every boundary of a field (the active one and older ones).
+#[utoipa::path(get, path = "/services/fields/api/users/{id}/fields/{field}/boundaries", tag = "fields", params(("id" = uuid::Uuid, Path, description = "Leaf user id"), ("field" = uuid::Uuid, Path, description = "Field id")),
+    responses((status = 200, description = "Boundaries", body = Vec<schemas::Boundary>)))]
 async fn boundaries(
     State(state): State<AppState>,
     owner: Owner,
@@ -247,6 +245,10 @@ async fn boundaries(
     Ok(Json(Value::Array(all.iter().map(boundary_json).collect())))
 }
 
+/// One boundary of a field.
+#[utoipa::path(get, path = "/services/fields/api/users/{id}/fields/{field}/boundaries/{boundary}", tag = "fields",
+    params(("id" = uuid::Uuid, Path, description = "Leaf user id"), ("field" = uuid::Uuid, Path, description = "Field id"), ("boundary" = uuid::Uuid, Path, description = "Boundary id")),
+    responses((status = 200, description = "The boundary", body = schemas::Boundary)))]
 async fn one_boundary(
     State(state): State<AppState>,
     owner: Owner,
@@ -260,6 +262,9 @@ async fn one_boundary(
         .ok_or(ApiError::NotFound("boundary"))
 }
 
+/// The field's active boundary.
+#[utoipa::path(get, path = "/services/fields/api/users/{id}/fields/{field}/boundary", tag = "fields", params(("id" = uuid::Uuid, Path, description = "Leaf user id"), ("field" = uuid::Uuid, Path, description = "Field id")),
+    responses((status = 200, description = "The active boundary", body = schemas::Boundary)))]
 async fn active_boundary(
     State(state): State<AppState>,
     owner: Owner,
@@ -273,6 +278,10 @@ async fn active_boundary(
         .ok_or(ApiError::NotFound("active boundary"))
 }
 
+/// The API owner's farms.
+#[utoipa::path(get, path = "/services/fields/api/farms", tag = "fields",
+    params(PageQuery, ("leafUserId" = Option<uuid::Uuid>, Query, description = "One user's"), ("growerId" = Option<i64>, Query)),
+    responses((status = 200, description = "Farms", body = Vec<schemas::Farm>)))]
 async fn farms(
     State(state): State<AppState>,
     owner: Owner,
@@ -324,6 +333,10 @@ fn int_id(raw: &str, what: &'static str) -> ApiResult<i64> {
 }
 
 /// Leaf's `GET /users/{leafUserId}/farms/{id}`.
+/// One farm of a user.
+#[utoipa::path(get, path = "/services/fields/api/users/{user}/farms/{id}", tag = "fields",
+    params(("user" = uuid::Uuid, Path, description = "Leaf user id"), ("id" = i64, Path, description = "Farm id")),
+    responses((status = 200, description = "The farm", body = schemas::Farm)))]
 async fn farm(
     State(state): State<AppState>,
     owner: Owner,
@@ -340,6 +353,9 @@ async fn farm(
 }
 
 /// Leaf's `GET /growers/{id}`.
+#[utoipa::path(get, path = "/services/fields/api/growers/{id}", tag = "fields",
+    params(("id" = i64, Path, description = "Grower id")),
+    responses((status = 200, description = "The grower", body = schemas::Grower)))]
 async fn grower(
     State(state): State<AppState>,
     owner: Owner,
@@ -354,6 +370,9 @@ async fn grower(
         .ok_or(ApiError::NotFound("grower"))
 }
 
+/// The API owner's growers (John Deere organizations' clients).
+#[utoipa::path(get, path = "/services/fields/api/growers", tag = "fields", params(PageQuery, ("leafUserId" = Option<uuid::Uuid>, Query, description = "One user's")),
+    responses((status = 200, description = "Growers", body = Vec<schemas::Grower>)))]
 async fn growers(
     State(state): State<AppState>,
     owner: Owner,
@@ -391,6 +410,9 @@ fn status_json(s: Option<SyncStatus>) -> Value {
     }
 }
 
+/// The user's sync: state, last run's counts and, while it runs, each organization's progress.
+#[utoipa::path(get, path = "/services/fields/api/users/{id}/fields/sync", tag = "fields", params(("id" = uuid::Uuid, Path, description = "Leaf user id")),
+    responses((status = 200, description = "The sync status", body = schemas::SyncState)))]
 async fn sync_status(
     State(state): State<AppState>,
     owner: Owner,
@@ -433,6 +455,8 @@ fn organizations_progress(parts: &[crate::store::SyncPart]) -> Value {
 }
 
 /// Queues a sync now; answers 202 with the status to poll at `GET …/fields/sync`.
+#[utoipa::path(post, path = "/services/fields/api/users/{id}/fields/sync", tag = "fields", params(("id" = uuid::Uuid, Path, description = "Leaf user id")),
+    responses((status = 202, description = "Queued", body = schemas::SyncState)))]
 async fn sync_now(
     State(state): State<AppState>,
     owner: Owner,

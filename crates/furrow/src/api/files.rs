@@ -5,29 +5,33 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::Owner;
 use super::error::{ApiError, ApiResult};
-use super::extract::{parse_id, Paging, Params};
+use super::extract::{parse_id, PageQuery, Paging, Params};
+use super::schemas;
 use crate::app::AppState;
 use crate::store::{FileFilter, FileRecord};
 
 const BASE: &str = "/services/operations/api/files";
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(BASE, get(list))
-        .route(&format!("{BASE}/{{id}}"), get(one))
-        .route(&format!("{BASE}/{{id}}/originalFile"), get(original))
-        .route(&format!("{BASE}/{{id}}/status"), get(status))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(one))
+        .routes(routes!(original))
+        .routes(routes!(status))
 }
 
 /// Leaf's per-step statuses. A John Deere machine file is kept as John Deere sends it; its data
 /// is converted per field operation (`/operations/{id}/status`), so the conversion steps are
 /// `skipped` here with that reason.
+#[utoipa::path(get, path = "/services/operations/api/files/{id}/status", tag = "files", params(("id" = uuid::Uuid, Path, description = "File id")),
+    responses((status = 200, description = "Per-step statuses", body = schemas::FileStatus)))]
 async fn status(
     State(state): State<AppState>,
     owner: Owner,
@@ -66,6 +70,16 @@ fn file_json(state: &AppState, f: &FileRecord, owner_email: &str) -> Value {
     })
 }
 
+/// The API owner's files from John Deere.
+#[utoipa::path(get, path = "/services/operations/api/files", tag = "files",
+    params(PageQuery, ("leafUserId" = Option<uuid::Uuid>, Query), ("organizationId" = Option<String>, Query),
+        ("status" = Option<String>, Query, description = "`processing`, `processed` or `failed`"),
+        ("provider" = Option<String>, Query, description = "`JohnDeere`; another gives an empty page"),
+        ("origin" = Option<String>, Query, description = "`provider`; another gives an empty page"),
+        ("createdTime" = Option<String>, Query, format = DateTime, description = "Files created at or after (also `startTime`)"),
+        ("startTime" = Option<String>, Query, format = DateTime),
+        ("endTime" = Option<String>, Query, format = DateTime, description = "Files created at or before")),
+    responses((status = 200, description = "Files", body = Vec<schemas::File>)))]
 async fn list(
     State(state): State<AppState>,
     owner: Owner,
@@ -123,6 +137,9 @@ async fn find(state: &AppState, owner: &Owner, id: &str) -> ApiResult<FileRecord
         .ok_or(ApiError::NotFound("file"))
 }
 
+/// One file.
+#[utoipa::path(get, path = "/services/operations/api/files/{id}", tag = "files", params(("id" = uuid::Uuid, Path, description = "File id")),
+    responses((status = 200, description = "The file", body = schemas::File)))]
 async fn one(
     State(state): State<AppState>,
     owner: Owner,
@@ -138,6 +155,8 @@ async fn one(
 }
 
 /// Streams the stored bytes (never loaded whole into memory).
+#[utoipa::path(get, path = "/services/operations/api/files/{id}/originalFile", tag = "files", params(("id" = uuid::Uuid, Path, description = "File id")),
+    responses((status = 200, description = "The bytes John Deere sent", content_type = "application/octet-stream", body = Vec<u8>)))]
 async fn original(
     State(state): State<AppState>,
     owner: Owner,

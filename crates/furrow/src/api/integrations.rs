@@ -2,25 +2,32 @@
 
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::Owner;
 use super::error::ApiResult;
-use super::extract::{parse_id, Paging, Params};
+use super::extract::{parse_id, PageQuery, Paging, Params};
+use super::schemas;
 use crate::app::AppState;
 use crate::onboarding::JOHN_DEERE;
 
 const PATH: &str = "/services/integrations/api/resources";
 
-pub fn router() -> Router<AppState> {
-    Router::new().route(PATH, get(resources))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(resources))
 }
 
 /// Leaf's integrations summary: per user and provider, counts of growers, farms and fields and
 /// when the data was last synced (`syncReferenceTime`, the end of the last sync; `null` before
 /// the first). furrow has one provider: another `provider` filter gives an empty page.
+#[utoipa::path(get, path = PATH, tag = "integrations",
+    params(PageQuery,
+        ("leafUserId" = Option<String>, Query, description = "One user's summary"),
+        ("provider" = Option<String>, Query, description = "`JohnDeere`; another gives an empty page")),
+    responses((status = 200, description = "Summaries", body = schemas::IntegrationResources)))]
 async fn resources(
     State(state): State<AppState>,
     owner: Owner,

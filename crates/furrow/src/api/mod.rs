@@ -18,16 +18,19 @@ pub mod fields;
 pub mod files;
 pub mod integrations;
 pub mod onboarding;
+pub mod openapi;
 pub mod operations;
 pub mod ops;
 pub mod organizations;
+pub mod schemas;
 pub mod users;
 
 /// Leaf's clients call some collections with a trailing slash (`…/api/users/`, as Leaf's
 /// Postman collection does): such a path is served as the one without it. Runs before routing.
 pub async fn strip_trailing_slash(mut request: axum::extract::Request) -> axum::extract::Request {
     let path = request.uri().path();
-    if path.len() > 1 && path.ends_with('/') {
+    // The docs UI lives under `/docs/` and loads its files relative to that slash.
+    if path.len() > 1 && path.ends_with('/') && !path.starts_with("/docs/") {
         let trimmed = path.trim_end_matches('/');
         let trimmed = if trimmed.is_empty() { "/" } else { trimmed };
         let rebuilt = match request.uri().query() {
@@ -60,8 +63,9 @@ pub fn created(
 /// Request bodies above this size are refused with 413.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
-pub fn router(state: AppState) -> Router {
-    let router = Router::new()
+/// Every route furrow serves, each registered with its OpenAPI entry.
+fn documented_routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    utoipa_axum::router::OpenApiRouter::new()
         .merge(ops::router())
         .merge(auth::router())
         .merge(alerts::router())
@@ -76,6 +80,16 @@ pub fn router(state: AppState) -> Router {
         .merge(onboarding::router())
         .merge(integrations::router())
         .merge(connect::router())
+}
+
+/// The OpenAPI 3.1 description of [`router`], as served at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    openapi::finish(documented_routes()).1
+}
+
+pub fn router(state: AppState) -> Router {
+    let (routes, _) = openapi::finish(documented_routes());
+    let router = routes
         .fallback(|| async { ApiError::NotFound("resource") })
         .method_not_allowed_fallback(|| async {
             ApiError::Rejected {

@@ -4,17 +4,19 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use url::Url;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::Owner;
 use super::credentials::{required, user_must_exist};
 use super::error::{ApiError, ApiResult};
-use super::extract::{parse_id, ApiJson, Paging, Params};
+use super::extract::{parse_id, ApiJson, PageQuery, Paging, Params};
+use super::schemas;
 use crate::app::AppState;
 use crate::domain::credential::ClientEnvironment;
 use crate::onboarding::{self, FlowApp, NewFlow, JOHN_DEERE, LEAF_PROVIDERS};
@@ -23,34 +25,21 @@ use crate::store::{leaf_time_from_ms, leaf_time_now, AppKeyRecord, MagicLinkReco
 const APP_KEYS: &str = "/services/usermanagement/api/app-keys";
 const MAGIC_LINKS: &str = "/services/widgets/api/magic-link";
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(APP_KEYS, get(list_all_app_keys))
-        .route(&format!("{APP_KEYS}/{{provider}}"), get(list_app_keys))
-        .route(
-            &format!("{APP_KEYS}/{{provider}}/{{app_name}}/{{environment}}"),
-            get(get_app_key)
-                .post(post_app_key)
-                .put(put_app_key)
-                .delete(delete_app_key),
-        )
-        .route(
-            &format!("{MAGIC_LINKS}/users/{{id}}/{{widget}}"),
-            post(create_magic_link),
-        )
-        .route(&format!("{MAGIC_LINKS}/{{widget}}"), get(list_magic_links))
-        .route(
-            &format!("{MAGIC_LINKS}/{{widget}}/{{link_id}}"),
-            get(get_magic_link).delete(delete_magic_link),
-        )
-        .route(
-            "/services/usermanagement/api/users/{id}/john-deere-credentials/authorize",
-            post(create_authorization),
-        )
-        .route(
-            "/services/usermanagement/api/users/{id}/john-deere-credentials/authorize/{flow_id}",
-            get(get_authorization),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_all_app_keys))
+        .routes(routes!(list_app_keys))
+        .routes(routes!(
+            get_app_key,
+            post_app_key,
+            put_app_key,
+            delete_app_key
+        ))
+        .routes(routes!(create_magic_link))
+        .routes(routes!(list_magic_links))
+        .routes(routes!(get_magic_link, delete_magic_link))
+        .routes(routes!(create_authorization))
+        .routes(routes!(get_authorization))
 }
 
 /// Only John Deere is connected by furrow; Leaf's other providers get a clear 400.
@@ -114,7 +103,7 @@ fn with_redirect_uri(state: &AppState, mut body: Value) -> Value {
     body
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct AppKeyBody {
     client_key: Option<String>,
@@ -122,10 +111,16 @@ struct AppKeyBody {
     scopes: Option<Vec<String>>,
 }
 
+/// The API owner's app keys (never their secrets).
+#[utoipa::path(get, path = "/services/usermanagement/api/app-keys", tag = "onboarding",
+    responses((status = 200, description = "App keys", body = Vec<schemas::AppKey>)))]
 async fn list_all_app_keys(State(state): State<AppState>, owner: Owner) -> ApiResult<Json<Value>> {
     app_key_list(&state, &owner, None).await
 }
 
+/// The API owner's app keys for one provider.
+#[utoipa::path(get, path = "/services/usermanagement/api/app-keys/{provider}", tag = "onboarding", params(("provider" = String, Path, description = "`JohnDeere`")),
+    responses((status = 200, description = "App keys", body = Vec<schemas::AppKey>)))]
 async fn list_app_keys(
     State(state): State<AppState>,
     owner: Owner,
@@ -147,6 +142,9 @@ async fn app_key_list(
     )))
 }
 
+/// One app key.
+#[utoipa::path(get, path = "/services/usermanagement/api/app-keys/{provider}/{app_name}/{environment}", tag = "onboarding", params(("provider" = String, Path, description = "`JohnDeere`"), ("app_name" = String, Path, description = "The app's name at John Deere"), ("environment" = String, Path, description = "`STAGE` or `PRODUCTION`")),
+    responses((status = 200, description = "The app key", body = schemas::AppKey)))]
 async fn get_app_key(
     State(state): State<AppState>,
     owner: Owner,
@@ -164,6 +162,12 @@ async fn get_app_key(
 }
 
 /// Creates, or replaces the key and secret of, a registration: 201 when new, 200 otherwise.
+#[utoipa::path(post, path = "/services/usermanagement/api/app-keys/{provider}/{app_name}/{environment}", tag = "onboarding", params(("provider" = String, Path, description = "`JohnDeere`"), ("app_name" = String, Path, description = "The app's name at John Deere"), ("environment" = String, Path, description = "`STAGE` or `PRODUCTION`")),
+    request_body = AppKeyBody,
+    responses(
+        (status = 201, description = "Created", body = schemas::AppKey),
+        (status = 200, description = "Replaced", body = schemas::AppKey),
+    ))]
 async fn post_app_key(
     State(state): State<AppState>,
     owner: Owner,
@@ -184,6 +188,9 @@ async fn post_app_key(
 }
 
 /// Replaces an existing registration (404 when there is none).
+#[utoipa::path(put, path = "/services/usermanagement/api/app-keys/{provider}/{app_name}/{environment}", tag = "onboarding", params(("provider" = String, Path, description = "`JohnDeere`"), ("app_name" = String, Path, description = "The app's name at John Deere"), ("environment" = String, Path, description = "`STAGE` or `PRODUCTION`")),
+    request_body = AppKeyBody,
+    responses((status = 200, description = "Replaced", body = schemas::AppKey)))]
 async fn put_app_key(
     State(state): State<AppState>,
     owner: Owner,
@@ -235,6 +242,9 @@ async fn store_app_key(
     Ok((key, created))
 }
 
+/// Delete an app key.
+#[utoipa::path(delete, path = "/services/usermanagement/api/app-keys/{provider}/{app_name}/{environment}", tag = "onboarding", params(("provider" = String, Path, description = "`JohnDeere`"), ("app_name" = String, Path, description = "The app's name at John Deere"), ("environment" = String, Path, description = "`STAGE` or `PRODUCTION`")),
+    responses((status = 204, description = "Deleted")))]
 async fn delete_app_key(
     State(state): State<AppState>,
     owner: Owner,
@@ -327,14 +337,17 @@ fn widget(raw: &str) -> ApiResult<&'static str> {
 }
 
 /// Leaf's magic link `settings`: what the grower's page shows.
-#[derive(Deserialize, Default)]
+#[derive(utoipa::ToSchema, Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct LinkSettings {
     background_color: Option<String>,
     header_image: Option<String>,
     company_logo: Option<String>,
     company_name: Option<String>,
+    /// `true` or `false` (a JSON boolean or the string).
+    #[schema(value_type = Option<bool>)]
     show_leaf_user_name: Option<FlexBool>,
+    #[schema(value_type = Option<bool>)]
     disconnect_enabled: Option<FlexBool>,
 }
 
@@ -408,7 +421,7 @@ pub fn is_hex_color(c: &str) -> bool {
         .is_some_and(|h| matches!(h.len(), 3 | 6) && h.chars().all(|ch| ch.is_ascii_hexdigit()))
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct MagicLinkBody {
     expires_in: Option<i64>,
@@ -468,6 +481,10 @@ fn providers(widget: &str, body: &MagicLinkBody) -> ApiResult<Vec<String>> {
     Ok(vec![JOHN_DEERE.to_string()])
 }
 
+/// Create a magic link for a user: a page the grower opens to connect John Deere.
+#[utoipa::path(post, path = "/services/widgets/api/magic-link/users/{id}/{widget}", tag = "onboarding", params(("id" = uuid::Uuid, Path, description = "Leaf user id"), ("widget" = String, Path, description = "`authentication` or `providersManagement`")),
+    request_body = MagicLinkBody,
+    responses((status = 201, description = "Created", body = schemas::NewMagicLink)))]
 async fn create_magic_link(
     State(state): State<AppState>,
     owner: Owner,
@@ -545,6 +562,9 @@ fn magic_link_json(state: &AppState, link: &MagicLinkRecord, key: Option<&AppKey
     })
 }
 
+/// The API owner's magic links of one kind.
+#[utoipa::path(get, path = "/services/widgets/api/magic-link/{widget}", tag = "onboarding", params(("widget" = String, Path, description = "`authentication` or `providersManagement`"), PageQuery),
+    responses((status = 200, description = "Magic links", body = Vec<schemas::MagicLink>)))]
 async fn list_magic_links(
     State(state): State<AppState>,
     owner: Owner,
@@ -582,6 +602,10 @@ async fn owned_link(
         .ok_or(ApiError::NotFound("magic link"))
 }
 
+/// One magic link.
+#[utoipa::path(get, path = "/services/widgets/api/magic-link/{widget}/{link_id}", tag = "onboarding",
+    params(("widget" = String, Path, description = "`authentication` or `providersManagement`"), ("link_id" = uuid::Uuid, Path, description = "Magic link id")),
+    responses((status = 200, description = "The magic link", body = schemas::MagicLink)))]
 async fn get_magic_link(
     State(state): State<AppState>,
     owner: Owner,
@@ -592,6 +616,10 @@ async fn get_magic_link(
     Ok(Json(magic_link_json(&state, &link, key.as_ref())))
 }
 
+/// Delete a magic link (it stops working at once).
+#[utoipa::path(delete, path = "/services/widgets/api/magic-link/{widget}/{link_id}", tag = "onboarding",
+    params(("widget" = String, Path, description = "`authentication` or `providersManagement`"), ("link_id" = uuid::Uuid, Path, description = "Magic link id")),
+    responses((status = 204, description = "Deleted")))]
 async fn delete_magic_link(
     State(state): State<AppState>,
     owner: Owner,
@@ -602,7 +630,7 @@ async fn delete_magic_link(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct AuthorizeBody {
     app_name: Option<String>,
@@ -616,6 +644,9 @@ struct AuthorizeBody {
 /// furrow's authorization-URL helper: a URL to send the grower's browser to, which starts
 /// John Deere's consent for this Leaf user and ends at `returnUrl` (Leaf's `get_url`, with
 /// the code exchange done by furrow so the refresh token never leaves it).
+#[utoipa::path(post, path = "/services/usermanagement/api/users/{id}/john-deere-credentials/authorize",
+    tag = "onboarding", params(("id" = uuid::Uuid, Path, description = "Leaf user id")), request_body = AuthorizeBody,
+    responses((status = 201, description = "Created: send the grower to `url`", body = schemas::Authorization)))]
 async fn create_authorization(
     State(state): State<AppState>,
     owner: Owner,
@@ -704,6 +735,10 @@ fn flow_json(state: &AppState, flow: &crate::store::OAuthFlowRecord) -> Value {
     })
 }
 
+/// An authorization's state (and, once finished, its outcome).
+#[utoipa::path(get, path = "/services/usermanagement/api/users/{id}/john-deere-credentials/authorize/{flow_id}",
+    tag = "onboarding", params(("id" = uuid::Uuid, Path, description = "Leaf user id"), ("flow_id" = uuid::Uuid, Path, description = "Authorization id")),
+    responses((status = 200, description = "The authorization", body = schemas::Authorization)))]
 async fn get_authorization(
     State(state): State<AppState>,
     owner: Owner,

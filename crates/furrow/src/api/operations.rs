@@ -4,48 +4,35 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::Owner;
 use super::error::{ApiError, ApiResult};
-use super::extract::{parse_id, Paging, Params};
+use super::extract::{parse_id, PageQuery, Paging, Params};
+use super::schemas;
 use crate::app::AppState;
 use crate::store::{OperationDataRecord, OperationFilter, OperationRecord};
 
 const BASE: &str = "/services/operations/api/operations";
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(BASE, get(list))
-        .route(&format!("{BASE}/{{id}}"), get(one))
-        .route(
-            &format!("{BASE}/{{id}}/standardGeojson"),
-            get(standard_geojson),
-        )
-        .route(
-            &format!("{BASE}/{{id}}/filteredGeojson"),
-            get(filtered_geojson),
-        )
-        .route(
-            &format!("{BASE}/{{id}}/standardGeojson/download"),
-            get(download_standard),
-        )
-        .route(
-            &format!("{BASE}/{{id}}/filteredGeojson/download"),
-            get(download_filtered),
-        )
-        .route(&format!("{BASE}/{{id}}/summary"), get(summary))
-        .route(&format!("{BASE}/{{id}}/units"), get(units))
-        .route(&format!("{BASE}/{{id}}/images"), get(images))
-        .route(&format!("{BASE}/{{id}}/imagesV2"), get(images_v2))
-        .route(
-            &format!("{BASE}/{{id}}/images/{{property}}/download"),
-            get(download_image),
-        )
-        .route(&format!("{BASE}/{{id}}/status"), get(status))
-        .route(&format!("{BASE}/{{id}}/reprocess"), post(reprocess))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(one))
+        .routes(routes!(standard_geojson))
+        .routes(routes!(filtered_geojson))
+        .routes(routes!(download_standard))
+        .routes(routes!(download_filtered))
+        .routes(routes!(summary))
+        .routes(routes!(units))
+        .routes(routes!(images))
+        .routes(routes!(images_v2))
+        .routes(routes!(download_image))
+        .routes(routes!(status))
+        .routes(routes!(reprocess))
 }
 
 /// Leaf's (version 1) images ramp, the same for every image.
@@ -83,6 +70,9 @@ fn operation_url(state: &AppState, id: &str, rest: &str) -> String {
     format!("{}{BASE}/{id}/{rest}", state.settings.public_url())
 }
 
+/// Where the operation's standard GeoJSON is (404 until its machine data is processed).
+#[utoipa::path(get, path = "/services/operations/api/operations/{id}/standardGeojson", tag = "machine operations", params(("id" = uuid::Uuid, Path, description = "Operation id")),
+    responses((status = 200, description = "Links", body = schemas::StandardGeojsonLinks)))]
 async fn standard_geojson(
     State(state): State<AppState>,
     owner: Owner,
@@ -95,6 +85,10 @@ async fn standard_geojson(
     ))
 }
 
+/// Where the operation's filtered GeoJSON is (404 until processed, or when
+/// `operationsFilteredGeojson` was off).
+#[utoipa::path(get, path = "/services/operations/api/operations/{id}/filteredGeojson", tag = "machine operations", params(("id" = uuid::Uuid, Path, description = "Operation id")),
+    responses((status = 200, description = "Links", body = schemas::FilteredGeojsonLinks)))]
 async fn filtered_geojson(
     State(state): State<AppState>,
     owner: Owner,
@@ -138,6 +132,9 @@ async fn download_geojson(
     stream(state, &key, "application/geo+json").await
 }
 
+/// The standard GeoJSON: one Feature per point with Leaf's standard properties.
+#[utoipa::path(get, path = "/services/operations/api/operations/{id}/standardGeojson/download", tag = "machine operations", params(("id" = uuid::Uuid, Path, description = "Operation id")),
+    responses((status = 200, description = "GeoJSON FeatureCollection", content_type = "application/geo+json", body = schemas::GeoJson)))]
 async fn download_standard(
     State(state): State<AppState>,
     owner: Owner,
@@ -146,6 +143,9 @@ async fn download_standard(
     download_geojson(&state, &owner, &id, |d| d.standard_key, "standard GeoJSON").await
 }
 
+/// The filtered GeoJSON (Leaf's cleaning: slow points and yield outliers removed).
+#[utoipa::path(get, path = "/services/operations/api/operations/{id}/filteredGeojson/download", tag = "machine operations", params(("id" = uuid::Uuid, Path, description = "Operation id")),
+    responses((status = 200, description = "GeoJSON FeatureCollection", content_type = "application/geo+json", body = schemas::GeoJson)))]
 async fn download_filtered(
     State(state): State<AppState>,
     owner: Owner,
@@ -159,6 +159,9 @@ fn stored_json(text: Option<&str>) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// Leaf's summary Feature: totals, averages, covered area as geometry.
+#[utoipa::path(get, path = "/services/operations/api/operations/{id}/summary", tag = "machine operations", params(("id" = uuid::Uuid, Path, description = "Operation id")),
+    responses((status = 200, description = "GeoJSON Feature", body = schemas::GeoJson)))]
 async fn summary(
     State(state): State<AppState>,
     owner: Owner,
@@ -168,6 +171,9 @@ async fn summary(
     Ok(Json(stored_json(data.summary.as_deref())))
 }
 
+/// The unit of every standard property (per `unitMeasurement`).
+#[utoipa::path(get, path = "/services/operations/api/operations/{id}/units", tag = "machine operations", params(("id" = uuid::Uuid, Path, description = "Operation id")),
+    responses((status = 200, description = "Property name to unit", body = Object)))]
 async fn units(
     State(state): State<AppState>,
     owner: Owner,
@@ -198,6 +204,8 @@ fn image_list(state: &AppState, op: &OperationRecord, data: &OperationDataRecord
 }
 
 /// Leaf's first images endpoint: property, ramp, URL.
+#[utoipa::path(get, path = "/services/operations/api/operations/{id}/images", tag = "machine operations", params(("id" = uuid::Uuid, Path, description = "Operation id")),
+    responses((status = 200, description = "Images", body = Vec<schemas::Image>)))]
 async fn images(
     State(state): State<AppState>,
     owner: Owner,
@@ -212,6 +220,8 @@ async fn images(
 }
 
 /// Leaf's images V2: property, legend (seven quantile classes), extent, URL.
+#[utoipa::path(get, path = "/services/operations/api/operations/{id}/imagesV2", tag = "machine operations", params(("id" = uuid::Uuid, Path, description = "Operation id")),
+    responses((status = 200, description = "Images", body = Vec<schemas::Image>)))]
 async fn images_v2(
     State(state): State<AppState>,
     owner: Owner,
@@ -221,6 +231,10 @@ async fn images_v2(
     Ok(Json(Value::Array(image_list(&state, &op, &data))))
 }
 
+/// The PNG map of one property.
+#[utoipa::path(get, path = "/services/operations/api/operations/{id}/images/{property}/download", tag = "machine operations",
+    params(("id" = uuid::Uuid, Path, description = "Operation id"), ("property" = String, Path, description = "A standard property, e.g. `harvestVolume`")),
+    responses((status = 200, description = "PNG", content_type = "image/png", body = Vec<u8>)))]
 async fn download_image(
     State(state): State<AppState>,
     owner: Owner,
@@ -240,6 +254,8 @@ async fn download_image(
 }
 
 /// Leaf's per-step statuses (as for files), with furrow's state, message and recent events.
+#[utoipa::path(get, path = "/services/operations/api/operations/{id}/status", tag = "machine operations", params(("id" = uuid::Uuid, Path, description = "Operation id")),
+    responses((status = 200, description = "Processing status", body = schemas::OperationStatus)))]
 async fn status(
     State(state): State<AppState>,
     owner: Owner,
@@ -294,6 +310,11 @@ fn status_json(data: Option<&OperationDataRecord>) -> Value {
 
 /// Leaf's reprocess: the operation's machine data is processed again (with the current
 /// configuration).
+#[utoipa::path(post, path = "/services/operations/api/operations/{id}/reprocess", tag = "machine operations", params(("id" = uuid::Uuid, Path, description = "Operation id")),
+    responses(
+        (status = 202, description = "Queued", body = schemas::OperationStatus),
+        (status = 409, description = "Deleted on John Deere, or no credentials", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ))]
 async fn reprocess(
     State(state): State<AppState>,
     owner: Owner,
@@ -344,6 +365,15 @@ fn operation_json(
     })
 }
 
+/// The API owner's field operations, filtered by user, field, type and time.
+#[utoipa::path(get, path = "/services/operations/api/operations", tag = "machine operations",
+    params(PageQuery,
+        ("leafUserId" = Option<uuid::Uuid>, Query), ("fieldId" = Option<uuid::Uuid>, Query),
+        ("operationType" = Option<String>, Query, description = "`applied`, `planted`, `harvested` or `tillage`"),
+        ("startTime" = Option<String>, Query, format = DateTime, description = "Operations ending at or after this time"),
+        ("endTime" = Option<String>, Query, format = DateTime, description = "Operations starting at or before this time"),
+        ("provider" = Option<String>, Query, description = "`JohnDeere`; another gives an empty page")),
+    responses((status = 200, description = "Operations", body = Vec<schemas::Operation>)))]
 async fn list(
     State(state): State<AppState>,
     owner: Owner,
@@ -395,6 +425,9 @@ async fn list(
     Ok((paging.headers(total, BASE), Json(Value::Array(body))))
 }
 
+/// One field operation.
+#[utoipa::path(get, path = "/services/operations/api/operations/{id}", tag = "machine operations", params(("id" = uuid::Uuid, Path, description = "Operation id")),
+    responses((status = 200, description = "The operation", body = schemas::Operation)))]
 async fn one(
     State(state): State<AppState>,
     owner: Owner,

@@ -6,7 +6,6 @@ use std::time::Duration;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
-use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use tower_http::request_id::{
@@ -14,18 +13,33 @@ use tower_http::request_id::{
 };
 use tower_http::trace::TraceLayer;
 use tracing::Span;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::api::error::ApiError;
+use crate::api::schemas;
 use crate::app::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
-        .route("/ready", get(ready))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(ready))
 }
 
-/// Ready to serve: the database answers and the key ring decrypts what is stored with it.
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/health", tag = "operations", security(()),
+    responses((status = 200, description = "Alive", body = schemas::Health)))]
+async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Readiness: the database answers and the key ring decrypts what is stored with it.
 /// 503 (problem details) otherwise, so a load balancer keeps traffic away.
+#[utoipa::path(get, path = "/ready", tag = "operations", security(()),
+    responses(
+        (status = 200, description = "Ready", body = schemas::Readiness),
+        (status = 503, description = "Not ready", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ))]
 async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let unavailable = |detail: String| ApiError::Rejected {
         status: StatusCode::SERVICE_UNAVAILABLE,

@@ -4,40 +4,28 @@
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::routing::{get, patch, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::Owner;
 use super::error::{ApiError, ApiResult};
-use super::extract::{parse_id, Paging, Params};
+use super::extract::{parse_id, PageQuery, Paging, Params};
+use super::schemas;
 use crate::app::AppState;
 use crate::domain::organization::OrgStatus;
 use crate::store::{CredentialRecord, OrganizationRecord};
 use crate::sync::organizations::{resync, ResyncError};
 
-const BASE: &str = "/services/usermanagement/api/users/{id}";
-
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            &format!("{BASE}/organizations/{{provider}}"),
-            get(connection_list),
-        )
-        .route(&format!("{BASE}/{{provider}}/organizations"), get(list))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(connection_list))
+        .routes(routes!(list))
         // Leaf's docs show both POST and PATCH for the re-sync; both are accepted.
-        .route(
-            &format!("{BASE}/{{provider}}/organizations/sync"),
-            post(sync).patch(sync),
-        )
-        .route(
-            &format!("{BASE}/{{provider}}/organizations/{{org}}"),
-            get(one),
-        )
-        .route(
-            &format!("{BASE}/{{provider}}/organizations/{{org}}/{{status}}"),
-            patch(set_status),
-        )
+        .routes(routes!(sync))
+        .routes(routes!(one))
+        .routes(routes!(set_status))
 }
 
 fn check_provider(provider: &str) -> ApiResult<()> {
@@ -71,6 +59,10 @@ fn org_json(o: &OrganizationRecord) -> Value {
            "managementUri": o.management_uri, "syncError": o.sync_error, "partner": o.partner})
 }
 
+/// The organizations the grower connected to the app at John Deere, and those not connected.
+#[utoipa::path(get, path = "/services/usermanagement/api/users/{id}/organizations/{provider}",
+    tag = "organizations", params(("id" = uuid::Uuid, Path, description = "Leaf user id"), ("provider" = String, Path, description = "`JohnDeere` (furrow connects no other provider)")),
+    responses((status = 200, description = "Connected and not connected organizations", body = schemas::OrganizationConnections)))]
 async fn connection_list(
     State(state): State<AppState>,
     owner: Owner,
@@ -86,6 +78,10 @@ async fn connection_list(
     })))
 }
 
+/// The credential's organizations with their sync status.
+#[utoipa::path(get, path = "/services/usermanagement/api/users/{id}/{provider}/organizations",
+    tag = "organizations", params(("id" = uuid::Uuid, Path, description = "Leaf user id"), ("provider" = String, Path, description = "`JohnDeere` (furrow connects no other provider)"), PageQuery),
+    responses((status = 200, description = "Organizations", body = Vec<schemas::Organization>)))]
 async fn list(
     State(state): State<AppState>,
     owner: Owner,
@@ -109,6 +105,10 @@ async fn list(
     ))
 }
 
+/// One organization.
+#[utoipa::path(get, path = "/services/usermanagement/api/users/{id}/{provider}/organizations/{org}",
+    tag = "organizations", params(("id" = uuid::Uuid, Path, description = "Leaf user id"), ("provider" = String, Path, description = "`JohnDeere` (furrow connects no other provider)"), ("org" = String, Path, description = "John Deere organization id")),
+    responses((status = 200, description = "The organization", body = schemas::Organization)))]
 async fn one(
     State(state): State<AppState>,
     owner: Owner,
@@ -123,6 +123,14 @@ async fn one(
         .ok_or(ApiError::NotFound("organization"))
 }
 
+/// Sync an organization (`SELECTED`) or only list it (`PREVIEW`).
+#[utoipa::path(patch, path = "/services/usermanagement/api/users/{id}/{provider}/organizations/{org}/{status}",
+    tag = "organizations",
+    params(("id" = uuid::Uuid, Path, description = "Leaf user id"), ("provider" = String, Path, description = "`JohnDeere` (furrow connects no other provider)"), ("org" = String, Path, description = "John Deere organization id"), ("status" = String, Path, description = "`SELECTED` or `PREVIEW`")),
+    responses(
+        (status = 200, description = "The organization with its new status", body = schemas::Organization),
+        (status = 409, description = "Changed meanwhile", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ))]
 async fn set_status(
     State(state): State<AppState>,
     owner: Owner,
@@ -172,6 +180,15 @@ async fn set_status(
     Ok(Json(org_json(&updated)))
 }
 
+/// Read the credential's organizations from John Deere again (after the grower connected or
+/// disconnected some).
+#[utoipa::path(method(post, patch), path = "/services/usermanagement/api/users/{id}/{provider}/organizations/sync",
+    tag = "organizations", params(("id" = uuid::Uuid, Path, description = "Leaf user id"), ("provider" = String, Path, description = "`JohnDeere` (furrow connects no other provider)")),
+    responses(
+        (status = 200, description = "The organizations now", body = Vec<schemas::Organization>),
+        (status = 409, description = "The credentials are not usable", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 502, description = "John Deere did not answer as expected", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ))]
 async fn sync(
     State(state): State<AppState>,
     owner: Owner,

@@ -3,34 +3,33 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::Owner;
 use super::credentials::credential_json;
 use super::error::{ApiError, ApiResult};
-use super::extract::{parse_id, ApiJson, Paging, Params};
+use super::extract::{parse_id, ApiJson, PageQuery, Paging, Params};
+use super::schemas;
 use crate::app::AppState;
 use crate::store::{UserFilter, UserRecord, UserWrite};
 use crate::sync::webhooks::Unsubscribe;
 
 const BASE: &str = "/services/usermanagement/api/users";
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(BASE, get(list).post(create).put(replace))
-        .route(
-            &format!("{BASE}/{{id}}"),
-            get(fetch).patch(patch).delete(remove),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create, replace))
+        .routes(routes!(fetch, patch, remove))
 }
 
 /// A reference to an existing credential (`{"id": "…"}`), as Leaf accepts on create and PUT.
 /// The whole credential object a GET returned is accepted too (only its `id` counts).
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct CredentialRef {
     id: String,
 }
@@ -38,7 +37,7 @@ struct CredentialRef {
 /// Body of POST, PUT and PATCH: Leaf's user resource. Other providers' credential references
 /// and the read-only fields a GET returned are accepted and ignored (furrow connects John Deere
 /// only); anything else is a 400.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct UserBody {
     id: Option<String>,
@@ -49,36 +48,52 @@ struct UserBody {
     external_id: Option<String>,
     john_deere_credentials: Option<CredentialRef>,
     #[serde(rename = "climateFieldViewCredentials")]
+    #[schema(value_type = Option<Object>)]
     _climate_field_view: Option<IgnoredAny>,
     #[serde(rename = "cnhiCredentials")]
+    #[schema(value_type = Option<Object>)]
     _cnhi: Option<IgnoredAny>,
     #[serde(rename = "trimbleCredentials")]
+    #[schema(value_type = Option<Object>)]
     _trimble: Option<IgnoredAny>,
     #[serde(rename = "ravenCredentials")]
+    #[schema(value_type = Option<Object>)]
     _raven: Option<IgnoredAny>,
     #[serde(rename = "staraCredentials")]
+    #[schema(value_type = Option<Object>)]
     _stara: Option<IgnoredAny>,
     #[serde(rename = "agLeaderCredentials")]
+    #[schema(value_type = Option<Object>)]
     _ag_leader: Option<IgnoredAny>,
     #[serde(rename = "ravenSlingshotCredentials")]
+    #[schema(value_type = Option<Object>)]
     _raven_slingshot: Option<IgnoredAny>,
     #[serde(rename = "lindsayCredentials")]
+    #[schema(value_type = Option<Object>)]
     _lindsay: Option<IgnoredAny>,
     #[serde(rename = "valleyCredentials")]
+    #[schema(value_type = Option<Object>)]
     _valley: Option<IgnoredAny>,
     #[serde(rename = "senteraCredentials")]
+    #[schema(value_type = Option<Object>)]
     _sentera: Option<IgnoredAny>,
     #[serde(rename = "agvanceCredentials")]
+    #[schema(value_type = Option<Object>)]
     _agvance: Option<IgnoredAny>,
     #[serde(rename = "panoramaCredentials")]
+    #[schema(value_type = Option<Object>)]
     _panorama: Option<IgnoredAny>,
     #[serde(rename = "claasCredentials")]
+    #[schema(value_type = Option<Object>)]
     _claas: Option<IgnoredAny>,
     #[serde(rename = "apiOwnerUsername")]
+    #[schema(value_type = Option<Object>)]
     _api_owner_username: Option<IgnoredAny>,
     #[serde(rename = "createdTime")]
+    #[schema(value_type = Option<Object>)]
     _created_time: Option<IgnoredAny>,
     #[serde(rename = "updatedTime")]
+    #[schema(value_type = Option<Object>)]
     _updated_time: Option<IgnoredAny>,
 }
 
@@ -127,6 +142,13 @@ async fn user_json(state: &AppState, owner: &Owner, user: &UserRecord) -> ApiRes
     Ok(value)
 }
 
+/// The API owner's users, filtered by `email`, `name` or `externalId`.
+#[utoipa::path(get, path = "/services/usermanagement/api/users", tag = "users",
+    params(PageQuery,
+        ("email" = Option<String>, Query), ("name" = Option<String>, Query),
+        ("externalId" = Option<String>, Query),
+        ("sort" = Option<String>, Query, description = "name, email or createdTime, with `,asc` or `,desc`")),
+    responses((status = 200, description = "Users", body = Vec<schemas::User>)))]
 async fn list(
     State(state): State<AppState>,
     owner: Owner,
@@ -188,6 +210,10 @@ async fn check_reference(
     }
 }
 
+/// Create a user. Other providers' credential references are accepted and ignored.
+#[utoipa::path(post, path = "/services/usermanagement/api/users", tag = "users",
+    request_body = UserBody,
+    responses((status = 201, description = "Created; `Location` names it", body = schemas::User)))]
 async fn create(
     State(state): State<AppState>,
     owner: Owner,
@@ -206,6 +232,9 @@ async fn create(
     ))
 }
 
+/// One user.
+#[utoipa::path(get, path = "/services/usermanagement/api/users/{id}", tag = "users", params(("id" = uuid::Uuid, Path, description = "Leaf user id")),
+    responses((status = 200, description = "The user", body = schemas::User)))]
 async fn fetch(
     State(state): State<AppState>,
     owner: Owner,
@@ -217,6 +246,10 @@ async fn fetch(
 }
 
 /// PATCH: only the fields present change.
+/// Change some of a user's fields.
+#[utoipa::path(patch, path = "/services/usermanagement/api/users/{id}", tag = "users", params(("id" = uuid::Uuid, Path, description = "Leaf user id")),
+    request_body = UserBody,
+    responses((status = 200, description = "The changed user", body = schemas::User)))]
 async fn patch(
     State(state): State<AppState>,
     owner: Owner,
@@ -258,6 +291,10 @@ async fn patch(
 
 /// PUT /users with the id in the body: replaces the user. Leaving out `johnDeereCredentials`
 /// drops the user's credentials (Leaf's documented semantics).
+/// Replace a user (Leaf's full user body, `id` naming it).
+#[utoipa::path(put, path = "/services/usermanagement/api/users", tag = "users",
+    request_body = UserBody,
+    responses((status = 200, description = "The replaced user", body = schemas::User)))]
 async fn replace(
     State(state): State<AppState>,
     owner: Owner,
@@ -284,6 +321,9 @@ async fn replace(
     Ok(Json(user_json(&state, &owner, &user).await?))
 }
 
+/// Delete a user and all its data (credentials, fields, operations, files).
+#[utoipa::path(delete, path = "/services/usermanagement/api/users/{id}", tag = "users", params(("id" = uuid::Uuid, Path, description = "Leaf user id")),
+    responses((status = 204, description = "Deleted")))]
 async fn remove(
     State(state): State<AppState>,
     owner: Owner,
