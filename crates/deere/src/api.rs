@@ -541,6 +541,7 @@ impl ApiClient {
             match self.retry.delay_for(retry, &err) {
                 Some(delay) => {
                     tracing::debug!(%method, path = url.path(), error = %err, ?delay, "retrying");
+                    crate::observe::record_rate_limit_wait(&err, delay);
                     tokio::time::sleep(delay).await;
                     retry += 1;
                 }

@@ -312,6 +312,7 @@ impl OAuthClient {
             match self.retry.delay_for(retry, &err) {
                 Some(delay) if retry_is_safe(&err) => {
                     tracing::debug!(error = %err, ?delay, "token call failed; retrying");
+                    crate::observe::record_rate_limit_wait(&err, delay);
                     tokio::time::sleep(delay).await;
                     retry += 1;
                 }

@@ -84,6 +84,15 @@ pub(crate) fn record_request(kind: &str, status: Option<u16>, elapsed: std::time
 
 /// A platform URL's kind, for metrics: its path after `/platform` with ids and paging left out
 /// (`organizations/{id}/fields`), so that the label stays a short list.
+/// Time spent waiting before a retry because John Deere refused for the rate limit (its
+/// `Retry-After`, or the backoff when it gave none): the client's wait on the rate budget
+/// (`_sum` is the total).
+pub(crate) fn record_rate_limit_wait(err: &crate::DeereError, delay: std::time::Duration) {
+    if matches!(err, crate::DeereError::RateLimited { .. }) {
+        metrics::histogram!("deere_client_rate_limit_wait_seconds").record(delay.as_secs_f64());
+    }
+}
+
 pub(crate) fn endpoint_kind(url: &url::Url) -> String {
     let segments: Vec<&str> = url.path_segments().map(|s| s.collect()).unwrap_or_default();
     let from = segments

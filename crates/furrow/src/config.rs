@@ -45,6 +45,9 @@ pub struct Settings {
     pub engine_poll_ms: u64,
     /// How long a replica owns a job it claimed before another may take it over.
     pub lease_secs: u64,
+    /// At shutdown, how long running jobs may take to finish; those still running are then
+    /// stopped and their leases released, so another replica takes them at once.
+    pub shutdown_grace_secs: u64,
     /// Credential events are deleted after this many days.
     pub event_retention_days: u64,
     /// Jobs one replica runs at once.
@@ -103,6 +106,7 @@ impl Default for Settings {
             health_check_interval_secs: 3_600,
             engine_poll_ms: 500,
             lease_secs: 120,
+            shutdown_grace_secs: 10,
             event_retention_days: 30,
             engine_concurrency: 16,
             sync_interval_secs: 86_400,

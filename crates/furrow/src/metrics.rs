@@ -109,6 +109,19 @@ pub fn token_refresh(outcome: &'static str) {
     counter!("furrow_token_refreshes_total", "outcome" => outcome).increment(1);
 }
 
+/// A job claimed from a replica whose lease ran out (it died or stalled; a replica that shuts
+/// down releases its leases, which is not counted). `kind` is `sync`, `part`, `opdata` or
+/// `credential`.
+pub fn lease_takeover(kind: &str) {
+    let kind = match kind.split_once(':').map_or(kind, |(k, _)| k) {
+        "sync" => "sync",
+        "opdata" => "opdata",
+        k if k.starts_with("part") => "part",
+        _ => "credential",
+    };
+    counter!("furrow_job_lease_takeovers_total", "kind" => kind).increment(1);
+}
+
 /// A John Deere event delivery to furrow: `accepted` or `refused`.
 pub fn deere_event(outcome: &'static str) {
     counter!("furrow_deere_events_total", "outcome" => outcome).increment(1);

@@ -158,6 +158,42 @@ async fn scenario(db: Db) {
             &[("kind", "token")]
         ) >= 1.0
     );
+    // The 429's Retry-After (1 s) was waited out: time on the rate budget.
+    assert!(
+        delta(&after, "deere_client_rate_limit_wait_seconds_sum", &[]) >= 1.0,
+        "{after}"
+    );
+    // A replica that died holding the sync job's lease: its lease runs out and this one takes
+    // the job over, which is counted.
+    sqlx::query(
+        "UPDATE jobs SET lease_owner = 'a-replica-that-died', lease_until_ms = 1, run_at_ms = 0 \
+         WHERE kind = 'sync'",
+    )
+    .execute(app.furrow.state.store.pool())
+    .await
+    .unwrap();
+    app.furrow.state.wake.notify_one();
+    for _ in 0..100 {
+        after = scrape(&app).await;
+        if delta(
+            &after,
+            "furrow_job_lease_takeovers_total",
+            &[("kind", "sync")],
+        ) >= 1.0
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        delta(
+            &after,
+            "furrow_job_lease_takeovers_total",
+            &[("kind", "sync")]
+        ),
+        1.0,
+        "{after}"
+    );
     // Gauges come from this database at scrape time.
     assert_eq!(
         sample(&after, "furrow_credentials", &[("status", "OK")]),

@@ -37,18 +37,7 @@ async fn two_replicas_never_reuse_a_rotated_refresh_token() {
         .unwrap();
 
     let http = reqwest::Client::new();
-    let token: String = http
-        .post(format!("{}/api/authenticate", a.base_url()))
-        .json(&json!({"username": "owner@example.com", "password": "correct horse battery"}))
-        .send()
-        .await
-        .unwrap()
-        .json::<serde_json::Value>()
-        .await
-        .unwrap()["id_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = login(&http, &a.base_url()).await;
     let mut users = Vec::new();
     for i in 0..6 {
         let user: serde_json::Value = http
@@ -166,78 +155,18 @@ async fn two_replicas_share_one_accounts_sync() {
     furrow::api::auth::create_owner(&a.state.store, "owner@example.com", "correct horse battery")
         .await
         .unwrap();
-    let token: String = http
-        .post(format!("{}/api/authenticate", a.base_url()))
-        .json(&json!({"username": "owner@example.com", "password": "correct horse battery"}))
-        .send()
-        .await
-        .unwrap()
-        .json::<serde_json::Value>()
-        .await
-        .unwrap()["id_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let user: serde_json::Value = http
-        .post(format!(
-            "{}/services/usermanagement/api/users",
-            a.base_url()
-        ))
-        .bearer_auth(&token)
-        .json(&json!({"name": "wide"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let user = user["id"].as_str().unwrap().to_string();
+    let token = login(&http, &a.base_url()).await;
     // Operations from any year.
-    http.post(format!(
-        "{}/services/config/api/configs/{user}",
-        a.base_url()
-    ))
-    .bearer_auth(&token)
-    .json(&json!({"operationsProcessingRange": 120}))
-    .send()
-    .await
-    .unwrap();
-    let rt = sim
-        .issue_tokens(
-            "sim-client",
-            "wide",
-            &["ag1", "ag2", "files", "offline_access"],
-        )
-        .unwrap()
-        .refresh_token
-        .unwrap();
-    let r = http
-        .post(format!("{}/services/usermanagement/api/users/{user}/john-deere-credentials", a.base_url()))
-        .bearer_auth(&token)
-        .json(&json!({"clientKey": "sim-client", "clientSecret": "sim-secret", "refreshToken": rt, "clientEnvironment": "STAGE"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let mut status = serde_json::Value::Null;
-    for _ in 0..500 {
-        status = http
-            .get(format!(
-                "{}/services/fields/api/users/{user}/fields/sync",
-                b.base_url()
-            ))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if status["state"] == "DONE" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let user = connected_user(
+        &http,
+        &a.base_url(),
+        &token,
+        &sim,
+        "wide",
+        json!({"operationsProcessingRange": 120}),
+    )
+    .await;
+    let status = wait_for_state(&http, &b.base_url(), &token, &user, "DONE").await;
     assert_eq!(status["state"], "DONE", "{status}");
     // The whole account: 4 orgs x 4 fields, 1 operation each, 1 file each.
     assert_eq!(status["counts"]["organizations"], 4, "{status}");
@@ -262,4 +191,145 @@ async fn two_replicas_share_one_accounts_sync() {
     a.shutdown().await;
     b.shutdown().await;
     sim.shutdown().await;
+}
+
+/// A replica that shuts down in the middle of a sync hands its jobs over at once: it stops
+/// what is still running after its grace period and releases its leases, so the other replica
+/// finishes the sync long before the leases (ten minutes here) would have run out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_shutting_down_hands_its_jobs_over_at_once() {
+    let sim = deere_sim::start(
+        deere_sim::SimConfig::default(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let (database_url, data_dir) = fresh_database(Db::Postgres).await;
+    let mut settings = test_settings(&sim, &database_url, &data_dir);
+    settings.engine_poll_ms = 20;
+    settings.health_check_interval_secs = 3600;
+    settings.lease_secs = 600;
+    settings.shutdown_grace_secs = 0;
+    let a = furrow::app::start(settings.clone()).await.unwrap();
+    furrow::api::auth::create_owner(&a.state.store, "owner@example.com", "correct horse battery")
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let token = login(&http, &a.base_url()).await;
+    // Every John Deere request takes 300 ms: the first sync takes many seconds.
+    sim.state().settings.latency_ms = 300;
+    let user = connected_user(&http, &a.base_url(), &token, &sim, "grower001", json!({})).await;
+    // Replica A is in the middle of the sync, holding its leases.
+    let status = wait_for_state(&http, &a.base_url(), &token, &user, "RUNNING").await;
+    assert_eq!(status["state"], "RUNNING", "{status}");
+    let held = |pool: sqlx::PgPool, owner: String| async move {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM jobs WHERE lease_owner = $1")
+            .bind(owner)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
+    assert!(held(pool.clone(), a.state.replica_id.clone()).await >= 1);
+
+    let b = furrow::app::start(settings.clone()).await.unwrap();
+    let a_id = a.state.replica_id.clone();
+    a.shutdown().await;
+    assert_eq!(held(pool.clone(), a_id).await, 0, "leases released");
+    sim.state().settings.latency_ms = 0;
+    let status = wait_for_state(&http, &b.base_url(), &token, &user, "DONE").await;
+    // Within 30 s of polling: the leases (600 s) did not have to run out.
+    assert_eq!(status["state"], "DONE", "{status}");
+    assert!(status["counts"]["fields"].as_i64().unwrap() > 0, "{status}");
+    b.shutdown().await;
+}
+
+/// The owner's id_token, from replica `base`.
+async fn login(http: &reqwest::Client, base: &str) -> String {
+    http.post(format!("{base}/api/authenticate"))
+        .json(&json!({"username": "owner@example.com", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap()["id_token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// A Leaf user with the simulated grower `grower`'s credentials (its first sync starts).
+async fn connected_user(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    sim: &deere_sim::RunningSim,
+    grower: &str,
+    configure: serde_json::Value,
+) -> String {
+    let user: serde_json::Value = http
+        .post(format!("{base}/services/usermanagement/api/users"))
+        .bearer_auth(token)
+        .json(&json!({"name": grower}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let user = user["id"].as_str().unwrap().to_string();
+    http.post(format!("{base}/services/config/api/configs/{user}"))
+        .bearer_auth(token)
+        .json(&configure)
+        .send()
+        .await
+        .unwrap();
+    let rt = sim
+        .issue_tokens(
+            "sim-client",
+            grower,
+            &["ag1", "ag2", "files", "offline_access"],
+        )
+        .unwrap()
+        .refresh_token
+        .unwrap();
+    let r = http
+        .post(format!("{base}/services/usermanagement/api/users/{user}/john-deere-credentials"))
+        .bearer_auth(token)
+        .json(&json!({"clientKey": "sim-client", "clientSecret": "sim-secret", "refreshToken": rt, "clientEnvironment": "STAGE"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    user
+}
+
+/// Polls the user's sync status on replica `base` until `state` (or 30 s), and returns it.
+async fn wait_for_state(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    user: &str,
+    state: &str,
+) -> serde_json::Value {
+    let mut status = serde_json::Value::Null;
+    for _ in 0..1200 {
+        status = http
+            .get(format!(
+                "{base}/services/fields/api/users/{user}/fields/sync"
+            ))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if status["state"] == state {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    status
 }

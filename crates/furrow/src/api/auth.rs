@@ -14,7 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult};
-use super::extract::ApiJson;
+use super::extract::{ApiJson, FlexBool};
 use crate::app::AppState;
 use crate::store::{now_ms, Store, StoreError};
 
@@ -109,8 +109,7 @@ struct Login {
     password: String,
     /// Leaf sends a string ("true"/"false"); a JSON boolean is accepted too.
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "true")]
-    remember_me: Option<Value>,
+    remember_me: Option<FlexBool>,
 }
 
 /// Log in as an API owner: the `id_token` lasts a day, or 30 days with `rememberMe`.
@@ -126,13 +125,7 @@ async fn authenticate(
     State(state): State<AppState>,
     ApiJson(login): ApiJson<Login>,
 ) -> ApiResult<Json<Value>> {
-    let remember = match &login.remember_me {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(Value::String(s)) if s == "true" => true,
-        Some(Value::String(s)) if s == "false" => false,
-        Some(_) => return Err(ApiError::bad("rememberMe", "must be \"true\" or \"false\"")),
-    };
+    let remember = login.remember_me.is_some_and(FlexBool::value);
     let email = login.username.trim().to_ascii_lowercase();
     if let Some(throttle) = state.store.login_throttle(&email).await? {
         let wait_ms = throttle.locked_until_ms - now_ms();

@@ -172,7 +172,7 @@ async fn delete_credential(
 #[utoipa::path(get, path = "/services/usermanagement/api/users/{id}/john-deere-credentials/events",
     tag = "credentials",
     params(("id" = uuid::Uuid, Path, description = "Leaf user id"), PageQuery,
-        ("sort" = Option<String>, Query, description = "`createdDate,desc` (default) or `createdDate,asc`")),
+        ("sort" = Option<String>, Query, description = "`createdDate,desc` (default) or `createdDate,asc`", pattern = "^createdDate(,(asc|desc))?$")),
     responses((status = 200, description = "Events", body = Vec<schemas::CredentialEvent>)))]
 async fn events(
     State(state): State<AppState>,

@@ -67,11 +67,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
 }
 
 impl Params {
+    /// The parameter as given. An empty value (`?leafUserId=`) is a value: each endpoint's
+    /// parsing refuses it where it is not valid, rather than reading it as "no filter".
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .get(name)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
+        self.0.get(name).map(String::as_str)
     }
 
     /// An ISO 8601 time parameter, as epoch milliseconds.
@@ -169,4 +168,26 @@ pub struct PageQuery {
     /// Items per page, 1 to 100 (default 20).
     #[param(minimum = 1, maximum = 100)]
     size: Option<i64>,
+}
+
+/// A boolean as Leaf's docs show them: a JSON boolean, or the string `"true"` or `"false"`.
+#[derive(serde::Deserialize, utoipa::ToSchema, Clone, Copy, Debug)]
+#[serde(untagged)]
+pub enum FlexBool {
+    Bool(bool),
+    Text(TrueFalse),
+}
+
+#[derive(serde::Deserialize, utoipa::ToSchema, Clone, Copy, Debug)]
+pub enum TrueFalse {
+    #[serde(rename = "true")]
+    True,
+    #[serde(rename = "false")]
+    False,
+}
+
+impl FlexBool {
+    pub fn value(self) -> bool {
+        matches!(self, Self::Bool(true) | Self::Text(TrueFalse::True))
+    }
 }

@@ -86,14 +86,6 @@ async fn list_fields(
     params: Params,
 ) -> ApiResult<(HeaderMap, Json<Value>)> {
     let paging = Paging::from_params(&params)?;
-    if let Some(provider) = params.get("provider") {
-        if provider != "JohnDeere" {
-            return Ok((
-                paging.headers(0, &format!("{BASE}/fields")),
-                Json(json!([])),
-            ));
-        }
-    }
     let filter = FieldFilter {
         leaf_user_id: params
             .get("leafUserId")
@@ -112,6 +104,14 @@ async fn list_fields(
             Some(_) => return Err(ApiError::bad("includeDeleted", "must be true or false")),
         },
     };
+    // Every parameter is checked first: another provider's fields are none, but a bad filter
+    // is still a 400.
+    if params.get("provider").is_some_and(|p| p != "JohnDeere") {
+        return Ok((
+            paging.headers(0, &format!("{BASE}/fields")),
+            Json(json!([])),
+        ));
+    }
     let (fields, total) = state
         .store
         .list_fields(&owner.id, &filter, paging.offset(), paging.size)
@@ -429,7 +429,8 @@ async fn sync_status(
 }
 
 /// The current (or last) run per organization: its parts (`fields`, `files`) done of total,
-/// and each part's state, counts once finished, and error.
+/// and each part's state, progress (items and requests so far, requests per second; updated
+/// every second while it runs), counts once finished, and error.
 fn organizations_progress(parts: &[crate::store::SyncPart]) -> Value {
     use std::collections::BTreeMap;
     let mut by_org: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
@@ -439,6 +440,7 @@ fn organizations_progress(parts: &[crate::store::SyncPart]) -> Value {
         };
         by_org.entry(org).or_default().push(json!({
             "resource": resource, "state": p.state,
+            "progress": p.progress.as_deref().and_then(|t| serde_json::from_str::<Value>(t).ok()),
             "counts": serde_json::from_str::<Value>(&p.counts).unwrap_or(json!({})),
             "error": p.error,
         }));

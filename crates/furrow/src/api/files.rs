@@ -73,7 +73,7 @@ fn file_json(state: &AppState, f: &FileRecord, owner_email: &str) -> Value {
 /// The API owner's files from John Deere.
 #[utoipa::path(get, path = "/services/operations/api/files", tag = "files",
     params(PageQuery, ("leafUserId" = Option<uuid::Uuid>, Query), ("organizationId" = Option<String>, Query),
-        ("status" = Option<String>, Query, description = "`processing`, `processed` or `failed`"),
+        ("status" = Option<String>, Query, description = "`processing`, `processed` or `failed`", pattern = "^(processing|processed|failed)$"),
         ("provider" = Option<String>, Query, description = "`JohnDeere`; another gives an empty page"),
         ("origin" = Option<String>, Query, description = "`provider`; another gives an empty page"),
         ("createdTime" = Option<String>, Query, format = DateTime, description = "Files created at or after (also `startTime`)"),
@@ -96,12 +96,7 @@ async fn list(
             ))
         }
     };
-    // Only provider files exist in furrow (no uploads or merges).
-    let other_provider = params.get("provider").is_some_and(|p| p != "JohnDeere");
-    let other_origin = params.get("origin").is_some_and(|o| o != "provider");
-    if other_provider || other_origin {
-        return Ok((paging.headers(0, BASE), Json(json!([]))));
-    }
+    let (created, start) = (params.time_ms("createdTime")?, params.time_ms("startTime")?);
     let filter = FileFilter {
         leaf_user_id: params
             .get("leafUserId")
@@ -109,12 +104,16 @@ async fn list(
             .transpose()?,
         organization_id: params.get("organizationId").map(str::to_string),
         status,
-        from_ms: match params.time_ms("createdTime")? {
-            Some(t) => Some(t),
-            None => params.time_ms("startTime")?,
-        },
+        from_ms: created.or(start),
         until_ms: params.time_ms("endTime")?,
     };
+    // Only provider files exist in furrow (no uploads or merges); checked after every
+    // parameter, so a bad filter is a 400 whatever the provider.
+    let other_provider = params.get("provider").is_some_and(|p| p != "JohnDeere");
+    let other_origin = params.get("origin").is_some_and(|o| o != "provider");
+    if other_provider || other_origin {
+        return Ok((paging.headers(0, BASE), Json(json!([]))));
+    }
     let (files, total) = state
         .store
         .list_files(&owner.id, &filter, paging.offset(), paging.size)
@@ -156,7 +155,7 @@ async fn one(
 
 /// Streams the stored bytes (never loaded whole into memory).
 #[utoipa::path(get, path = "/services/operations/api/files/{id}/originalFile", tag = "files", params(("id" = uuid::Uuid, Path, description = "File id")),
-    responses((status = 200, description = "The bytes John Deere sent", content_type = "application/octet-stream", body = Vec<u8>)))]
+    responses((status = 200, description = "The bytes John Deere sent", content_type = "application/zip", body = Vec<u8>)))]
 async fn original(
     State(state): State<AppState>,
     owner: Owner,

@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 use super::auth::Owner;
 use super::credentials::{required, user_must_exist};
 use super::error::{ApiError, ApiResult};
-use super::extract::{parse_id, ApiJson, PageQuery, Paging, Params};
+use super::extract::{parse_id, ApiJson, FlexBool, PageQuery, Paging, Params};
 use super::schemas;
 use crate::app::AppState;
 use crate::domain::credential::ClientEnvironment;
@@ -119,7 +119,7 @@ async fn list_all_app_keys(State(state): State<AppState>, owner: Owner) -> ApiRe
 }
 
 /// The API owner's app keys for one provider.
-#[utoipa::path(get, path = "/services/usermanagement/api/app-keys/{provider}", tag = "onboarding", params(("provider" = String, Path, description = "`JohnDeere`")),
+#[utoipa::path(get, path = "/services/usermanagement/api/app-keys/{provider}", tag = "onboarding", params(("provider" = String, Path, description = "`JohnDeere`", pattern = "^JohnDeere$")),
     responses((status = 200, description = "App keys", body = Vec<schemas::AppKey>)))]
 async fn list_app_keys(
     State(state): State<AppState>,
@@ -143,7 +143,7 @@ async fn app_key_list(
 }
 
 /// One app key.
-#[utoipa::path(get, path = "/services/usermanagement/api/app-keys/{provider}/{app_name}/{environment}", tag = "onboarding", params(("provider" = String, Path, description = "`JohnDeere`"), ("app_name" = String, Path, description = "The app's name at John Deere"), ("environment" = String, Path, description = "`STAGE` or `PRODUCTION`")),
+#[utoipa::path(get, path = "/services/usermanagement/api/app-keys/{provider}/{app_name}/{environment}", tag = "onboarding", params(("provider" = String, Path, description = "`JohnDeere`", pattern = "^JohnDeere$"), ("app_name" = String, Path, description = "The app's name at John Deere"), ("environment" = String, Path, description = "`STAGE` or `PRODUCTION`", pattern = "^(STAGE|PRODUCTION)$")),
     responses((status = 200, description = "The app key", body = schemas::AppKey)))]
 async fn get_app_key(
     State(state): State<AppState>,
@@ -162,7 +162,7 @@ async fn get_app_key(
 }
 
 /// Creates, or replaces the key and secret of, a registration: 201 when new, 200 otherwise.
-#[utoipa::path(post, path = "/services/usermanagement/api/app-keys/{provider}/{app_name}/{environment}", tag = "onboarding", params(("provider" = String, Path, description = "`JohnDeere`"), ("app_name" = String, Path, description = "The app's name at John Deere"), ("environment" = String, Path, description = "`STAGE` or `PRODUCTION`")),
+#[utoipa::path(post, path = "/services/usermanagement/api/app-keys/{provider}/{app_name}/{environment}", tag = "onboarding", params(("provider" = String, Path, description = "`JohnDeere`", pattern = "^JohnDeere$"), ("app_name" = String, Path, description = "The app's name at John Deere"), ("environment" = String, Path, description = "`STAGE` or `PRODUCTION`", pattern = "^(STAGE|PRODUCTION)$")),
     request_body = AppKeyBody,
     responses(
         (status = 201, description = "Created", body = schemas::AppKey),
@@ -188,7 +188,7 @@ async fn post_app_key(
 }
 
 /// Replaces an existing registration (404 when there is none).
-#[utoipa::path(put, path = "/services/usermanagement/api/app-keys/{provider}/{app_name}/{environment}", tag = "onboarding", params(("provider" = String, Path, description = "`JohnDeere`"), ("app_name" = String, Path, description = "The app's name at John Deere"), ("environment" = String, Path, description = "`STAGE` or `PRODUCTION`")),
+#[utoipa::path(put, path = "/services/usermanagement/api/app-keys/{provider}/{app_name}/{environment}", tag = "onboarding", params(("provider" = String, Path, description = "`JohnDeere`", pattern = "^JohnDeere$"), ("app_name" = String, Path, description = "The app's name at John Deere"), ("environment" = String, Path, description = "`STAGE` or `PRODUCTION`", pattern = "^(STAGE|PRODUCTION)$")),
     request_body = AppKeyBody,
     responses((status = 200, description = "Replaced", body = schemas::AppKey)))]
 async fn put_app_key(
@@ -243,7 +243,7 @@ async fn store_app_key(
 }
 
 /// Delete an app key.
-#[utoipa::path(delete, path = "/services/usermanagement/api/app-keys/{provider}/{app_name}/{environment}", tag = "onboarding", params(("provider" = String, Path, description = "`JohnDeere`"), ("app_name" = String, Path, description = "The app's name at John Deere"), ("environment" = String, Path, description = "`STAGE` or `PRODUCTION`")),
+#[utoipa::path(delete, path = "/services/usermanagement/api/app-keys/{provider}/{app_name}/{environment}", tag = "onboarding", params(("provider" = String, Path, description = "`JohnDeere`", pattern = "^JohnDeere$"), ("app_name" = String, Path, description = "The app's name at John Deere"), ("environment" = String, Path, description = "`STAGE` or `PRODUCTION`", pattern = "^(STAGE|PRODUCTION)$")),
     responses((status = 204, description = "Deleted")))]
 async fn delete_app_key(
     State(state): State<AppState>,
@@ -344,33 +344,8 @@ struct LinkSettings {
     header_image: Option<String>,
     company_logo: Option<String>,
     company_name: Option<String>,
-    /// `true` or `false` (a JSON boolean or the string).
-    #[schema(value_type = Option<bool>)]
     show_leaf_user_name: Option<FlexBool>,
-    #[schema(value_type = Option<bool>)]
     disconnect_enabled: Option<FlexBool>,
-}
-
-/// Leaf's docs show these booleans both as JSON booleans and as strings.
-#[derive(Deserialize, Clone, Copy)]
-#[serde(untagged)]
-enum FlexBool {
-    Bool(bool),
-    Text(TrueFalse),
-}
-
-#[derive(Deserialize, Clone, Copy)]
-enum TrueFalse {
-    #[serde(rename = "true")]
-    True,
-    #[serde(rename = "false")]
-    False,
-}
-
-impl FlexBool {
-    fn value(self) -> bool {
-        matches!(self, Self::Bool(true) | Self::Text(TrueFalse::True))
-    }
 }
 
 impl LinkSettings {
@@ -482,7 +457,7 @@ fn providers(widget: &str, body: &MagicLinkBody) -> ApiResult<Vec<String>> {
 }
 
 /// Create a magic link for a user: a page the grower opens to connect John Deere.
-#[utoipa::path(post, path = "/services/widgets/api/magic-link/users/{id}/{widget}", tag = "onboarding", params(("id" = uuid::Uuid, Path, description = "Leaf user id"), ("widget" = String, Path, description = "`authentication` or `providersManagement`")),
+#[utoipa::path(post, path = "/services/widgets/api/magic-link/users/{id}/{widget}", tag = "onboarding", params(("id" = uuid::Uuid, Path, description = "Leaf user id"), ("widget" = String, Path, description = "`authentication` or `provider`", pattern = "^(authentication|provider)$")),
     request_body = MagicLinkBody,
     responses((status = 201, description = "Created", body = schemas::NewMagicLink)))]
 async fn create_magic_link(
@@ -563,7 +538,7 @@ fn magic_link_json(state: &AppState, link: &MagicLinkRecord, key: Option<&AppKey
 }
 
 /// The API owner's magic links of one kind.
-#[utoipa::path(get, path = "/services/widgets/api/magic-link/{widget}", tag = "onboarding", params(("widget" = String, Path, description = "`authentication` or `providersManagement`"), PageQuery),
+#[utoipa::path(get, path = "/services/widgets/api/magic-link/{widget}", tag = "onboarding", params(("widget" = String, Path, description = "`authentication` or `provider`", pattern = "^(authentication|provider)$"), PageQuery),
     responses((status = 200, description = "Magic links", body = Vec<schemas::MagicLink>)))]
 async fn list_magic_links(
     State(state): State<AppState>,
@@ -604,7 +579,7 @@ async fn owned_link(
 
 /// One magic link.
 #[utoipa::path(get, path = "/services/widgets/api/magic-link/{widget}/{link_id}", tag = "onboarding",
-    params(("widget" = String, Path, description = "`authentication` or `providersManagement`"), ("link_id" = uuid::Uuid, Path, description = "Magic link id")),
+    params(("widget" = String, Path, description = "`authentication` or `provider`", pattern = "^(authentication|provider)$"), ("link_id" = uuid::Uuid, Path, description = "Magic link id")),
     responses((status = 200, description = "The magic link", body = schemas::MagicLink)))]
 async fn get_magic_link(
     State(state): State<AppState>,
@@ -618,7 +593,7 @@ async fn get_magic_link(
 
 /// Delete a magic link (it stops working at once).
 #[utoipa::path(delete, path = "/services/widgets/api/magic-link/{widget}/{link_id}", tag = "onboarding",
-    params(("widget" = String, Path, description = "`authentication` or `providersManagement`"), ("link_id" = uuid::Uuid, Path, description = "Magic link id")),
+    params(("widget" = String, Path, description = "`authentication` or `provider`", pattern = "^(authentication|provider)$"), ("link_id" = uuid::Uuid, Path, description = "Magic link id")),
     responses((status = 204, description = "Deleted")))]
 async fn delete_magic_link(
     State(state): State<AppState>,

@@ -369,7 +369,7 @@ fn operation_json(
 #[utoipa::path(get, path = "/services/operations/api/operations", tag = "machine operations",
     params(PageQuery,
         ("leafUserId" = Option<uuid::Uuid>, Query), ("fieldId" = Option<uuid::Uuid>, Query),
-        ("operationType" = Option<String>, Query, description = "`applied`, `planted`, `harvested` or `tillage`"),
+        ("operationType" = Option<String>, Query, description = "`applied`, `planted`, `harvested` or `tillage`", pattern = "^(applied|planted|harvested|tillage)$"),
         ("startTime" = Option<String>, Query, format = DateTime, description = "Operations ending at or after this time"),
         ("endTime" = Option<String>, Query, format = DateTime, description = "Operations starting at or before this time"),
         ("provider" = Option<String>, Query, description = "`JohnDeere`; another gives an empty page")),
@@ -390,11 +390,6 @@ async fn list(
             ))
         }
     };
-    if let Some(provider) = params.get("provider") {
-        if provider != "JohnDeere" {
-            return Ok((paging.headers(0, BASE), Json(json!([]))));
-        }
-    }
     let filter = OperationFilter {
         leaf_user_id: params
             .get("leafUserId")
@@ -408,6 +403,10 @@ async fn list(
         start_ms: params.time_ms("startTime")?,
         end_ms: params.time_ms("endTime")?,
     };
+    // Every parameter is checked first: another provider's operations are none.
+    if params.get("provider").is_some_and(|p| p != "JohnDeere") {
+        return Ok((paging.headers(0, BASE), Json(json!([]))));
+    }
     let (ops, total) = state
         .store
         .list_operations(&owner.id, &filter, paging.offset(), paging.size)

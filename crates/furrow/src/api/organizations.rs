@@ -61,7 +61,7 @@ fn org_json(o: &OrganizationRecord) -> Value {
 
 /// The organizations the grower connected to the app at John Deere, and those not connected.
 #[utoipa::path(get, path = "/services/usermanagement/api/users/{id}/organizations/{provider}",
-    tag = "organizations", params(("id" = uuid::Uuid, Path, description = "Leaf user id"), ("provider" = String, Path, description = "`JohnDeere` (furrow connects no other provider)")),
+    tag = "organizations", params(("id" = uuid::Uuid, Path, description = "Leaf user id"), ("provider" = String, Path, description = "`JohnDeere` (furrow connects no other provider)", example = "JohnDeere", pattern = "^JohnDeere$")),
     responses((status = 200, description = "Connected and not connected organizations", body = schemas::OrganizationConnections)))]
 async fn connection_list(
     State(state): State<AppState>,
@@ -80,7 +80,7 @@ async fn connection_list(
 
 /// The credential's organizations with their sync status.
 #[utoipa::path(get, path = "/services/usermanagement/api/users/{id}/{provider}/organizations",
-    tag = "organizations", params(("id" = uuid::Uuid, Path, description = "Leaf user id"), ("provider" = String, Path, description = "`JohnDeere` (furrow connects no other provider)"), PageQuery),
+    tag = "organizations", params(("id" = uuid::Uuid, Path, description = "Leaf user id"), ("provider" = String, Path, description = "`JohnDeere` (furrow connects no other provider)", example = "JohnDeere", pattern = "^JohnDeere$"), PageQuery),
     responses((status = 200, description = "Organizations", body = Vec<schemas::Organization>)))]
 async fn list(
     State(state): State<AppState>,
@@ -107,7 +107,7 @@ async fn list(
 
 /// One organization.
 #[utoipa::path(get, path = "/services/usermanagement/api/users/{id}/{provider}/organizations/{org}",
-    tag = "organizations", params(("id" = uuid::Uuid, Path, description = "Leaf user id"), ("provider" = String, Path, description = "`JohnDeere` (furrow connects no other provider)"), ("org" = String, Path, description = "John Deere organization id")),
+    tag = "organizations", params(("id" = uuid::Uuid, Path, description = "Leaf user id"), ("provider" = String, Path, description = "`JohnDeere` (furrow connects no other provider)", example = "JohnDeere", pattern = "^JohnDeere$"), ("org" = String, Path, description = "John Deere organization id")),
     responses((status = 200, description = "The organization", body = schemas::Organization)))]
 async fn one(
     State(state): State<AppState>,
@@ -126,7 +126,7 @@ async fn one(
 /// Sync an organization (`SELECTED`) or only list it (`PREVIEW`).
 #[utoipa::path(patch, path = "/services/usermanagement/api/users/{id}/{provider}/organizations/{org}/{status}",
     tag = "organizations",
-    params(("id" = uuid::Uuid, Path, description = "Leaf user id"), ("provider" = String, Path, description = "`JohnDeere` (furrow connects no other provider)"), ("org" = String, Path, description = "John Deere organization id"), ("status" = String, Path, description = "`SELECTED` or `PREVIEW`")),
+    params(("id" = uuid::Uuid, Path, description = "Leaf user id"), ("provider" = String, Path, description = "`JohnDeere` (furrow connects no other provider)", example = "JohnDeere", pattern = "^JohnDeere$"), ("org" = String, Path, description = "John Deere organization id"), ("status" = String, Path, description = "`SELECTED` or `PREVIEW`", pattern = "^(SELECTED|PREVIEW)$")),
     responses(
         (status = 200, description = "The organization with its new status", body = schemas::Organization),
         (status = 409, description = "Changed meanwhile", body = super::openapi::Problem, content_type = "application/problem+json"),
@@ -183,7 +183,7 @@ async fn set_status(
 /// Read the credential's organizations from John Deere again (after the grower connected or
 /// disconnected some).
 #[utoipa::path(method(post, patch), path = "/services/usermanagement/api/users/{id}/{provider}/organizations/sync",
-    tag = "organizations", params(("id" = uuid::Uuid, Path, description = "Leaf user id"), ("provider" = String, Path, description = "`JohnDeere` (furrow connects no other provider)")),
+    tag = "organizations", params(("id" = uuid::Uuid, Path, description = "Leaf user id"), ("provider" = String, Path, description = "`JohnDeere` (furrow connects no other provider)", example = "JohnDeere", pattern = "^JohnDeere$")),
     responses(
         (status = 200, description = "The organizations now", body = Vec<schemas::Organization>),
         (status = 409, description = "The credentials are not usable", body = super::openapi::Problem, content_type = "application/problem+json"),

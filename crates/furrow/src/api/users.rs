@@ -48,52 +48,52 @@ struct UserBody {
     external_id: Option<String>,
     john_deere_credentials: Option<CredentialRef>,
     #[serde(rename = "climateFieldViewCredentials")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     _climate_field_view: Option<IgnoredAny>,
     #[serde(rename = "cnhiCredentials")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     _cnhi: Option<IgnoredAny>,
     #[serde(rename = "trimbleCredentials")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     _trimble: Option<IgnoredAny>,
     #[serde(rename = "ravenCredentials")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     _raven: Option<IgnoredAny>,
     #[serde(rename = "staraCredentials")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     _stara: Option<IgnoredAny>,
     #[serde(rename = "agLeaderCredentials")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     _ag_leader: Option<IgnoredAny>,
     #[serde(rename = "ravenSlingshotCredentials")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     _raven_slingshot: Option<IgnoredAny>,
     #[serde(rename = "lindsayCredentials")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     _lindsay: Option<IgnoredAny>,
     #[serde(rename = "valleyCredentials")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     _valley: Option<IgnoredAny>,
     #[serde(rename = "senteraCredentials")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     _sentera: Option<IgnoredAny>,
     #[serde(rename = "agvanceCredentials")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     _agvance: Option<IgnoredAny>,
     #[serde(rename = "panoramaCredentials")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     _panorama: Option<IgnoredAny>,
     #[serde(rename = "claasCredentials")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     _claas: Option<IgnoredAny>,
     #[serde(rename = "apiOwnerUsername")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     _api_owner_username: Option<IgnoredAny>,
     #[serde(rename = "createdTime")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     _created_time: Option<IgnoredAny>,
     #[serde(rename = "updatedTime")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     _updated_time: Option<IgnoredAny>,
 }
 
@@ -147,7 +147,7 @@ async fn user_json(state: &AppState, owner: &Owner, user: &UserRecord) -> ApiRes
     params(PageQuery,
         ("email" = Option<String>, Query), ("name" = Option<String>, Query),
         ("externalId" = Option<String>, Query),
-        ("sort" = Option<String>, Query, description = "name, email or createdTime, with `,asc` or `,desc`")),
+        ("sort" = Option<String>, Query, description = "name, email or createdTime, with `,asc` or `,desc`", pattern = "^(name|email)(,(asc|desc))?$|^createdTime,(asc|desc)$")),
     responses((status = 200, description = "Users", body = Vec<schemas::User>)))]
 async fn list(
     State(state): State<AppState>,

@@ -13,6 +13,8 @@ pub struct ClaimedJob {
     pub attempts: i64,
     /// The API request that queued or woke it.
     pub request_id: Option<String>,
+    /// Claimed from another replica whose lease had run out (it died or stalled).
+    pub taken_over: bool,
 }
 
 impl Store {
@@ -35,11 +37,12 @@ impl Store {
             "kind NOT LIKE 'opdata:%'"
         };
         let rows = sqlx::query(&format!(
-            "UPDATE jobs SET lease_owner = $1, lease_until_ms = $2, woken = 0 \
+            "UPDATE jobs SET lease_owner = $1, lease_until_ms = $2, woken = 0, \
+             previous_lease_owner = lease_owner \
              WHERE id IN (SELECT id FROM jobs WHERE run_at_ms <= $3 AND {kind} \
                           AND (lease_until_ms IS NULL OR lease_until_ms < $3) ORDER BY run_at_ms LIMIT $4) \
              AND run_at_ms <= $3 AND (lease_until_ms IS NULL OR lease_until_ms < $3) \
-             RETURNING id, kind, credential_id, attempts, request_id",
+             RETURNING id, kind, credential_id, attempts, request_id, previous_lease_owner",
         ))
         .bind(owner)
         .bind(lease_until_ms)
@@ -55,6 +58,7 @@ impl Store {
                     credential_id: row.try_get("credential_id")?,
                     attempts: row.try_get("attempts")?,
                     request_id: super::opt_string(row, "request_id")?,
+                    taken_over: super::opt_string(row, "previous_lease_owner")?.is_some(),
                 })
             })
             .collect()
@@ -83,6 +87,18 @@ impl Store {
         .execute(self.pool())
         .await?;
         Ok(r.rows_affected() == 1)
+    }
+
+    /// Gives up every lease `owner` holds (a replica shutting down, its jobs stopped): the
+    /// jobs are due again at once for any replica. Returns how many were released.
+    pub async fn release_leases(&self, owner: &str) -> StoreResult<u64> {
+        let r = sqlx::query(
+            "UPDATE jobs SET lease_owner = NULL, lease_until_ms = NULL WHERE lease_owner = $1",
+        )
+        .bind(owner)
+        .execute(self.pool())
+        .await?;
+        Ok(r.rows_affected())
     }
 
     /// Makes one of a credential's jobs due now (a manual sync). A job running under a lease

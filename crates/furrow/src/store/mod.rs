@@ -88,6 +88,14 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0012_job_request_ids",
         include_str!("../../migrations/0012_job_request_ids.sql"),
     ),
+    (
+        "0013_job_lease_takeovers",
+        include_str!("../../migrations/0013_job_lease_takeovers.sql"),
+    ),
+    (
+        "0014_sync_part_progress",
+        include_str!("../../migrations/0014_sync_part_progress.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -17,6 +17,8 @@ pub struct SyncPart {
     /// The part's counts, a JSON object.
     pub counts: String,
     pub error: Option<String>,
+    /// While it runs: items and requests so far (JSON, see [`Store::set_part_progress`]).
+    pub progress: Option<String>,
 }
 
 fn part_from(r: &sqlx::any::AnyRow) -> StoreResult<SyncPart> {
@@ -26,6 +28,7 @@ fn part_from(r: &sqlx::any::AnyRow) -> StoreResult<SyncPart> {
         state: r.try_get("state")?,
         counts: r.try_get("counts")?,
         error: opt_string(r, "error")?,
+        progress: opt_string(r, "progress")?,
     })
 }
 
@@ -90,7 +93,7 @@ impl Store {
     /// The credential's current run's parts (not the run's own record), in name order.
     pub async fn sync_parts(&self, credential_id: &str) -> StoreResult<Vec<SyncPart>> {
         sqlx::query(
-            "SELECT part, run_id, state, counts, error FROM sync_parts \
+            "SELECT part, run_id, state, counts, error, progress FROM sync_parts \
              WHERE credential_id = $1 AND part <> '_run' ORDER BY part",
         )
         .bind(credential_id)
@@ -107,13 +110,35 @@ impl Store {
         part: &str,
     ) -> StoreResult<Option<SyncPart>> {
         let row = sqlx::query(
-            "SELECT part, run_id, state, counts, error FROM sync_parts WHERE credential_id = $1 AND part = $2",
+            "SELECT part, run_id, state, counts, error, progress FROM sync_parts WHERE credential_id = $1 AND part = $2",
         )
         .bind(credential_id)
         .bind(part)
         .fetch_optional(self.pool())
         .await?;
         row.as_ref().map(part_from).transpose()
+    }
+
+    /// Records how far a running part of run `run_id` has got (a JSON object). A part of a
+    /// replaced run, or one already finished, is left alone.
+    pub async fn set_part_progress(
+        &self,
+        credential_id: &str,
+        part: &str,
+        run_id: &str,
+        progress: &str,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE sync_parts SET progress = $1 \
+             WHERE credential_id = $2 AND part = $3 AND run_id = $4 AND state = 'PENDING'",
+        )
+        .bind(progress)
+        .bind(credential_id)
+        .bind(part)
+        .bind(run_id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
     }
 
     /// Parts of the credential's runs being worked on right now (leased part jobs).
@@ -164,7 +189,7 @@ impl Store {
         .await?;
         if r.rows_affected() == 1 {
             let rows = sqlx::query(
-                "SELECT part, run_id, state, counts, error FROM sync_parts WHERE credential_id = $1 AND run_id = $2",
+                "SELECT part, run_id, state, counts, error, progress FROM sync_parts WHERE credential_id = $1 AND run_id = $2",
             )
             .bind(credential_id)
             .bind(&part.run_id)

@@ -83,6 +83,20 @@ pub(super) struct Run<'a> {
     hooks: Vec<(String, Vec<String>)>,
     /// customDataSync: new fields arrive as PREVIEW.
     custom_data_sync: bool,
+    /// Requests made to John Deere's collections so far.
+    requests: u64,
+    /// When this run is a part of a sync run: where its live figures go.
+    progress: Option<PartProgress>,
+}
+
+/// Where a running part reports how far it has got, and when it last did (at most once a
+/// second, so the figures cost one small write per second of work).
+struct PartProgress {
+    part: String,
+    run_id: String,
+    started: std::time::Instant,
+    started_ms: i64,
+    written: Option<std::time::Instant>,
 }
 
 /// What a signed read returned.
@@ -118,7 +132,51 @@ impl<'a> Run<'a> {
             operations_since_ms: None,
             hooks: Vec::new(),
             custom_data_sync: false,
+            requests: 0,
+            progress: None,
         })
+    }
+
+    /// Items read so far (what the sync status shows as a part's progress).
+    fn items(&self) -> usize {
+        let c = &self.counts;
+        c.growers + c.farms + c.fields + c.boundaries + c.operations + c.files
+    }
+
+    /// Writes the part's figures: items and requests so far, and the request rate since it
+    /// started. `force` writes even within a second of the last (a part's last figures).
+    async fn report_progress(&mut self, force: bool) -> Result<(), SyncError> {
+        let (items, requests) = (self.items(), self.requests);
+        let Some(progress) = self.progress.as_mut() else {
+            return Ok(());
+        };
+        let now = std::time::Instant::now();
+        if !force
+            && progress
+                .written
+                .is_some_and(|w| now.duration_since(w) < std::time::Duration::from_secs(1))
+        {
+            return Ok(());
+        }
+        progress.written = Some(now);
+        let seconds = now.duration_since(progress.started).as_secs_f64();
+        let figures = json!({
+            "items": items,
+            "requests": requests,
+            "requestsPerSecond": if seconds > 0.0 { (requests as f64 / seconds * 10.0).round() / 10.0 } else { 0.0 },
+            "startedTime": crate::store::leaf_time_from_ms(progress.started_ms),
+            "updatedTime": crate::store::leaf_time_now(),
+        });
+        self.state
+            .store
+            .set_part_progress(
+                &self.cred.id,
+                &progress.part,
+                &progress.run_id,
+                &figures.to_string(),
+            )
+            .await?;
+        Ok(())
     }
 
     /// Loads the owner's alert webhooks and the effective configuration; returns which
@@ -185,11 +243,18 @@ impl<'a> Run<'a> {
         {
             Listing::NotModified => {
                 self.counts.requests_not_modified += 1;
+                self.requests += 1;
+                self.report_progress(false).await?;
                 Ok(Read::NotModified)
             }
-            Listing::Changed(pager) => {
+            Listing::Changed(mut pager) => {
                 let signature = pager.signature().map(|s| (key, s.to_string()));
-                let items = pager.collect_values().await?;
+                let mut items = Vec::new();
+                while let Some(page) = pager.next_page().await? {
+                    items.extend(page.values);
+                }
+                self.requests += u64::from(pager.pages_read());
+                self.report_progress(false).await?;
                 // A delta carries only changes; without a stored signature we got everything.
                 Ok(Read::Items(items, stored.is_none(), Pending(signature)))
             }
@@ -890,10 +955,19 @@ pub async fn sync_credential(
 async fn sync_part(
     state: &AppState,
     cred: &CredentialRecord,
+    part: &crate::store::SyncPart,
     org_id: &str,
     resource: &str,
 ) -> Result<SyncCounts, SyncError> {
     let mut run = Run::open(state, cred)?;
+    run.progress = Some(PartProgress {
+        part: part.part.clone(),
+        run_id: part.run_id.clone(),
+        started: std::time::Instant::now(),
+        started_ms: crate::store::now_ms(),
+        written: None,
+    });
+    run.report_progress(true).await?;
     run.load_config().await?;
     let Some(org) = state
         .store
@@ -911,6 +985,7 @@ async fn sync_part(
         _ => Ok(()),
     };
     run.flush_events().await?;
+    run.report_progress(true).await?;
     match outcome {
         Ok(()) => {
             if resource == "fields" && org.sync_error.is_some() {
@@ -975,7 +1050,7 @@ pub async fn run_part_job(
     let Some((org_id, resource)) = name.rsplit_once('/') else {
         return Ok(());
     };
-    let counts = match sync_part(state, &cred, org_id, resource).await {
+    let counts = match sync_part(state, &cred, &part, org_id, resource).await {
         Ok(counts) => counts,
         Err(SyncError::NotReady(reason)) => {
             state

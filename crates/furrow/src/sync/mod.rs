@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::app::AppState;
@@ -30,10 +31,13 @@ pub async fn run_engine(state: AppState, mut stop: watch::Receiver<bool>) {
     let mut last_retention = 0i64;
     // Alerts go where API owners say: through the outbound policy's client.
     let alert_http = state.outbound.http_client();
+    // Every task the engine starts, so that shutdown can wait for them or stop them.
+    let mut running = JoinSet::new();
     loop {
         if *stop.borrow() {
             break;
         }
+        while running.try_join_next().is_some() {}
         if now_ms() - last_retention > 3_600_000 {
             last_retention = now_ms();
             let cutoff = now_ms() - (state.settings.event_retention_days as i64) * 86_400_000;
@@ -58,7 +62,7 @@ pub async fn run_engine(state: AppState, mut stop: watch::Receiver<bool>) {
                 .await
             {
                 Ok(jobs) => {
-                    spawn_each(&permits, jobs, |job| {
+                    spawn_each(&permits, &mut running, jobs, |job| {
                         let state = state.clone();
                         let (span, request_id) = job_span(&job);
                         let work = async move {
@@ -93,7 +97,7 @@ pub async fn run_engine(state: AppState, mut stop: watch::Receiver<bool>) {
                 .await
             {
                 Ok(jobs) => {
-                    spawn_each(&machine_data_permits, jobs, |job| {
+                    spawn_each(&machine_data_permits, &mut running, jobs, |job| {
                         let state = state.clone();
                         let (span, request_id) = job_span(&job);
                         let work = async move {
@@ -116,7 +120,7 @@ pub async fn run_engine(state: AppState, mut stop: watch::Receiver<bool>) {
             let lease_until = now_ms() + 60_000;
             match state.store.claim_inbox(lease_until, free).await {
                 Ok(items) => {
-                    spawn_each(&event_permits, items, |item| {
+                    spawn_each(&event_permits, &mut running, items, |item| {
                         let state = state.clone();
                         async move {
                             inbox_item(&state, &item).await;
@@ -138,12 +142,42 @@ pub async fn run_engine(state: AppState, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => {}
         }
     }
+    drain(&state, running).await;
 }
 
-/// Runs `work` on each claimed item in its own task, each holding one of `permits`.
+/// At shutdown: running work has `shutdown_grace_secs` to finish; what is still running then is
+/// stopped (as a crash would, which every job survives), and this replica's job leases are
+/// released so another replica takes those jobs at once rather than after `lease_secs`.
+async fn drain(state: &AppState, mut running: JoinSet<()>) {
+    let grace = Duration::from_secs(state.settings.shutdown_grace_secs);
+    let all_finished = tokio::time::timeout(grace, async {
+        while running.join_next().await.is_some() {}
+    })
+    .await
+    .is_ok();
+    if !all_finished {
+        tracing::info!(
+            stopped = running.len(),
+            "shutdown: stopping work still running"
+        );
+        running.shutdown().await;
+    }
+    match state.store.release_leases(&state.replica_id).await {
+        Ok(0) => {}
+        Ok(released) => tracing::info!(released, "shutdown: job leases released"),
+        Err(e) => {
+            tracing::warn!(error = %e, "shutdown: releasing job leases failed; they expire after lease_secs")
+        }
+    }
+}
+
 /// A job's log lines name it, and the API request that queued it (whose id its own queued
-/// work inherits).
+/// work inherits). A job taken over from a dead replica is counted here, as it starts.
 fn job_span(job: &crate::store::ClaimedJob) -> (tracing::Span, Option<String>) {
+    if job.taken_over {
+        crate::metrics::lease_takeover(&job.kind);
+        tracing::info!(job = %job.id, kind = %job.kind, "job taken over from a replica whose lease ran out");
+    }
     let span = tracing::info_span!(
         "job",
         kind = %job.kind,
@@ -153,8 +187,13 @@ fn job_span(job: &crate::store::ClaimedJob) -> (tracing::Span, Option<String>) {
     (span, job.request_id.clone())
 }
 
-async fn spawn_each<T, F, Fut>(permits: &Arc<Semaphore>, items: Vec<T>, work: F)
-where
+/// Runs `work` on each claimed item in its own task, each holding one of `permits`.
+async fn spawn_each<T, F, Fut>(
+    permits: &Arc<Semaphore>,
+    running: &mut JoinSet<()>,
+    items: Vec<T>,
+    work: F,
+) where
     F: Fn(T) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
@@ -165,7 +204,7 @@ where
             .await
             .expect("semaphore is never closed");
         let task = work(item);
-        tokio::spawn(async move {
+        running.spawn(async move {
             task.await;
             drop(permit);
         });
