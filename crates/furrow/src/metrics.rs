@@ -128,8 +128,18 @@ pub fn deere_event(outcome: &'static str) {
 }
 
 /// A finished part of a sync run (an organization's `fields` or `files`): `done` or `failed`
-/// (after its retries).
-pub fn sync_part(resource: &str, outcome: &'static str) {
+/// (after its retries), and how long its last attempt took.
+pub fn sync_part(resource: &str, outcome: &'static str, took: Duration) {
     counter!("furrow_sync_parts_total", "resource" => resource.to_string(), "outcome" => outcome)
         .increment(1);
+    histogram!("furrow_sync_part_duration_seconds", "resource" => resource.to_string())
+        .record(took.as_secs_f64());
+}
+
+/// Items a sync upserted, by kind (every item read from John Deere is upserted: written, or
+/// left as it was when its content hash is unchanged).
+pub fn sync_items(kind: &'static str, count: usize) {
+    if count > 0 {
+        counter!("furrow_sync_items_total", "kind" => kind).increment(count as u64);
+    }
 }

@@ -158,6 +158,17 @@ async fn scenario(db: Db) {
             &[("kind", "token")]
         ) >= 1.0
     );
+    // Parts by outcome and duration, and the items they upserted.
+    assert!(
+        delta(
+            &after,
+            "furrow_sync_part_duration_seconds_count",
+            &[("resource", "fields")]
+        ) >= 1.0,
+        "{after}"
+    );
+    assert!(delta(&after, "furrow_sync_items_total", &[("kind", "fields")]) >= 1.0);
+    assert!(delta(&after, "furrow_sync_items_total", &[("kind", "boundaries")]) >= 1.0);
     // The 429's Retry-After (1 s) was waited out: time on the rate budget.
     assert!(
         delta(&after, "deere_client_rate_limit_wait_seconds_sum", &[]) >= 1.0,

@@ -82,9 +82,14 @@ impl SubscriptionRecord {
 }
 
 impl Store {
-    pub async fn insert_subscription(&self, s: &SubscriptionRecord) -> StoreResult<()> {
-        sqlx::query(&format!(
-            "INSERT INTO deere_subscriptions ({SUBSCRIPTION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+    /// Stores a subscription furrow created at John Deere, if its credentials still exist.
+    /// `false` when they were deleted meanwhile: the caller removes it from John Deere (the
+    /// deletion's own clean-up read the subscriptions before this one existed).
+    pub async fn insert_subscription(&self, s: &SubscriptionRecord) -> StoreResult<bool> {
+        let r = sqlx::query(&format!(
+            "INSERT INTO deere_subscriptions ({SUBSCRIPTION_COLUMNS}) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
+             WHERE EXISTS (SELECT 1 FROM jd_credentials WHERE id = $2)"
         ))
         .bind(&s.id)
         .bind(&s.credential_id)
@@ -96,7 +101,7 @@ impl Store {
         .bind(&s.created_at)
         .execute(self.pool())
         .await?;
-        Ok(())
+        Ok(r.rows_affected() == 1)
     }
 
     pub async fn subscriptions(&self, credential_id: &str) -> StoreResult<Vec<SubscriptionRecord>> {

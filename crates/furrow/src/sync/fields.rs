@@ -57,6 +57,20 @@ pub struct SyncCounts {
 }
 
 impl SyncCounts {
+    /// Adds what was read to `furrow_sync_items_total`.
+    fn record_metrics(&self) {
+        for (kind, count) in [
+            ("growers", self.growers),
+            ("farms", self.farms),
+            ("fields", self.fields),
+            ("boundaries", self.boundaries),
+            ("operations", self.operations),
+            ("files", self.files),
+        ] {
+            crate::metrics::sync_items(kind, count);
+        }
+    }
+
     pub fn to_json(&self) -> Value {
         json!({
             "organizations": self.organizations, "growers": self.growers, "farms": self.farms,
@@ -1050,6 +1064,7 @@ pub async fn run_part_job(
     let Some((org_id, resource)) = name.rsplit_once('/') else {
         return Ok(());
     };
+    let started = std::time::Instant::now();
     let counts = match sync_part(state, &cred, &part, org_id, resource).await {
         Ok(counts) => counts,
         Err(SyncError::NotReady(reason)) => {
@@ -1081,13 +1096,14 @@ pub async fn run_part_job(
             return Ok(());
         }
         Err(e) => {
-            crate::metrics::sync_part(resource, "failed");
+            crate::metrics::sync_part(resource, "failed", started.elapsed());
             part.error = Some(format!("{org_id} {resource}: {e}"));
             SyncCounts::default()
         }
     };
     if part.error.is_none() {
-        crate::metrics::sync_part(resource, "done");
+        crate::metrics::sync_part(resource, "done", started.elapsed());
+        counts.record_metrics();
     }
     part.counts = counts.to_json().to_string();
     state

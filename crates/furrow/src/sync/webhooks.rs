@@ -142,7 +142,7 @@ async fn reconcile_inner(run: &Run<'_>, orgs: &[String]) -> Result<WebhookMode, 
                 .endpoint(&format!("eventSubscriptions/{}", subscription.id))?
                 .to_string(),
         };
-        store
+        let stored = store
             .insert_subscription(&SubscriptionRecord::new(
                 &run.cred.id,
                 org,
@@ -152,6 +152,12 @@ async fn reconcile_inner(run: &Run<'_>, orgs: &[String]) -> Result<WebhookMode, 
                 &content_hash(&token),
             ))
             .await?;
+        if !stored {
+            // The credentials were deleted while this sync subscribed: nothing may be left
+            // delivering for them.
+            remove_on_deere(&run.api, &run.token, &uri).await?;
+            return Err(SyncError::NotReady("deleted".into()));
+        }
         created += 1;
     }
     Ok(WebhookMode::Active {
