@@ -110,7 +110,8 @@ struct PartProgress {
     run_id: String,
     started: std::time::Instant,
     started_ms: i64,
-    written: Option<std::time::Instant>,
+    /// When the figures were last written, and the requests then (for the current rate).
+    written: Option<(std::time::Instant, u64)>,
 }
 
 /// What a signed read returned.
@@ -165,19 +166,22 @@ impl<'a> Run<'a> {
             return Ok(());
         };
         let now = std::time::Instant::now();
-        if !force
-            && progress
-                .written
-                .is_some_and(|w| now.duration_since(w) < std::time::Duration::from_secs(1))
-        {
+        let (since, requests_then) = progress.written.unwrap_or((progress.started, 0));
+        if !force && now.duration_since(since) < std::time::Duration::from_secs(1) {
             return Ok(());
         }
-        progress.written = Some(now);
-        let seconds = now.duration_since(progress.started).as_secs_f64();
+        progress.written = Some((now, requests));
+        // The current rate: over the last second or so, not since the part started.
+        let seconds = now.duration_since(since).as_secs_f64();
+        let rate = if seconds > 0.0 {
+            ((requests - requests_then) as f64 / seconds * 10.0).round() / 10.0
+        } else {
+            0.0
+        };
         let figures = json!({
             "items": items,
             "requests": requests,
-            "requestsPerSecond": if seconds > 0.0 { (requests as f64 / seconds * 10.0).round() / 10.0 } else { 0.0 },
+            "requestsPerSecond": rate,
             "startedTime": crate::store::leaf_time_from_ms(progress.started_ms),
             "updatedTime": crate::store::leaf_time_now(),
         });
