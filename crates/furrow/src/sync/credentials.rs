@@ -151,26 +151,34 @@ pub async fn sync_refused(
     credential_id: &str,
     reason: &str,
 ) -> Result<(), CredentialError> {
-    let Some(cred) = state.store.credential(credential_id).await? else {
-        return Ok(());
-    };
-    if cred.status != CredentialStatus::Ok.as_str() {
-        return Ok(());
+    // A token refresh may write the credential meanwhile (a new version): read it again and
+    // retry, so the refusal is not lost to the race.
+    for _ in 0..5 {
+        let Some(cred) = state.store.credential(credential_id).await? else {
+            return Ok(());
+        };
+        if cred.status != CredentialStatus::Ok.as_str() {
+            return Ok(());
+        }
+        let status = CredentialStatus::MissingPermission.as_str();
+        let events = vec![status_event(Some(&cred.status), status, Some(reason))];
+        let alerts = status_alerts(state, &cred, status, Some(reason)).await?;
+        if state
+            .store
+            .set_status(
+                &cred.id,
+                cred.version,
+                status,
+                Some(reason),
+                &events,
+                &alerts,
+            )
+            .await?
+        {
+            return Ok(());
+        }
     }
-    let status = CredentialStatus::MissingPermission.as_str();
-    let events = vec![status_event(Some(&cred.status), status, Some(reason))];
-    let alerts = status_alerts(state, &cred, status, Some(reason)).await?;
-    state
-        .store
-        .set_status(
-            &cred.id,
-            cred.version,
-            status,
-            Some(reason),
-            &events,
-            &alerts,
-        )
-        .await?;
+    tracing::warn!(credential = %credential_id, "status not updated: the credential kept changing");
     Ok(())
 }
 
