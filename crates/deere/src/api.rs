@@ -20,6 +20,7 @@ use crate::models::{
 };
 use crate::oauth::AccessToken;
 use crate::observe::{observe, Observer};
+use crate::pace::{Paced, SharedPacer};
 
 /// John Deere's media type for JSON resources.
 pub const DEERE_JSON: &str = "application/vnd.deere.axiom.v3+json";
@@ -53,6 +54,7 @@ pub struct ApiClient {
     base: Url,
     retry: RetryPolicy,
     observer: Option<Observed>,
+    pacer: Paced,
 }
 
 impl std::fmt::Debug for Observed {
@@ -156,7 +158,14 @@ impl ApiClient {
             base: base_url,
             retry: RetryPolicy::default(),
             observer: None,
+            pacer: Paced::default(),
         }
+    }
+
+    /// Draws every request (retries too) from `pacer`'s budget.
+    pub fn with_pacer(mut self, pacer: SharedPacer) -> Self {
+        self.pacer = Paced(Some(pacer));
+        self
     }
 
     /// Sees every non-2xx response (see [`crate::observe`]).
@@ -512,6 +521,7 @@ impl ApiClient {
         bearer.set_sensitive(true);
         let mut retry = 0;
         loop {
+            self.pacer.acquire().await;
             let request = decorate(
                 self.http
                     .request(method.clone(), url.clone())
@@ -538,6 +548,7 @@ impl ApiClient {
                 Ok(response) => return Ok(response),
                 Err(err) => err,
             };
+            self.pacer.refused(&err).await;
             match self.retry.delay_for(retry, &err) {
                 Some(delay) => {
                     tracing::debug!(%method, path = url.path(), error = %err, ?delay, "retrying");

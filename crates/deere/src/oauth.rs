@@ -14,6 +14,7 @@ use url::Url;
 use crate::error::{DeereError, OAuthErrorBody, Result, TransientReason};
 use crate::http::{retry_after, RetryPolicy};
 use crate::observe::{observe, Observer};
+use crate::pace::{Paced, SharedPacer};
 
 /// The default issuer: John Deere's production authorization server.
 pub const DEFAULT_ISSUER: &str = "https://signin.johndeere.com/oauth2/aus78tnlaysMraFhC1t7";
@@ -154,6 +155,7 @@ pub struct OAuthClient {
     client_secret: SecretString,
     retry: RetryPolicy,
     observer: Option<Observer>,
+    pacer: Paced,
 }
 
 impl std::fmt::Debug for OAuthClient {
@@ -189,6 +191,7 @@ impl OAuthClient {
             client_secret,
             retry: RetryPolicy::default(),
             observer: None,
+            pacer: Paced::default(),
         })
     }
 
@@ -211,6 +214,12 @@ impl OAuthClient {
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
+        self
+    }
+
+    /// Draws every token call (retries too) from `pacer`'s budget.
+    pub fn with_pacer(mut self, pacer: SharedPacer) -> Self {
+        self.pacer = Paced(Some(pacer));
         self
     }
 
@@ -282,6 +291,7 @@ impl OAuthClient {
 
     /// Revokes a refresh token (RFC 7009).
     pub async fn revoke(&self, refresh_token: &RefreshToken) -> Result<()> {
+        self.pacer.acquire().await;
         let response = self
             .http
             .post(self.revocation_endpoint.clone())
@@ -305,10 +315,12 @@ impl OAuthClient {
     async fn token_call(&self, form: &[(&str, &str)]) -> Result<TokenResponse> {
         let mut retry = 0;
         loop {
+            self.pacer.acquire().await;
             let err = match self.token_attempt(form).await {
                 Ok(tokens) => return Ok(tokens),
                 Err(err) => err,
             };
+            self.pacer.refused(&err).await;
             match self.retry.delay_for(retry, &err) {
                 Some(delay) if retry_is_safe(&err) => {
                     tracing::debug!(error = %err, ?delay, "token call failed; retrying");

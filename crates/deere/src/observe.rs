@@ -82,8 +82,6 @@ pub(crate) fn record_request(kind: &str, status: Option<u16>, elapsed: std::time
         .record(elapsed.as_secs_f64());
 }
 
-/// A platform URL's kind, for metrics: its path after `/platform` with ids and paging left out
-/// (`organizations/{id}/fields`), so that the label stays a short list.
 /// Time spent waiting before a retry because John Deere refused for the rate limit (its
 /// `Retry-After`, or the backoff when it gave none): the client's wait on the rate budget
 /// (`_sum` is the total).
@@ -93,6 +91,8 @@ pub(crate) fn record_rate_limit_wait(err: &crate::DeereError, delay: std::time::
     }
 }
 
+/// A platform URL's kind, for metrics: its path after `/platform` with ids and paging left out
+/// (`organizations/{id}/fields`), so that the label stays a short list.
 pub(crate) fn endpoint_kind(url: &url::Url) -> String {
     let segments: Vec<&str> = url.path_segments().map(|s| s.collect()).unwrap_or_default();
     let from = segments

@@ -67,7 +67,7 @@ impl AppState {
             .instance_secret("jwt_hmac_key", &keyring.encrypt(&generate_key()))
             .await?;
         let jwt = JwtKeys::new(keyring.decrypt(&jwt_enc)?.expose_secret().as_bytes());
-        let deere = DeereHosts::from_settings(&settings)?;
+        let deere = DeereHosts::from_settings(&settings, store.clone())?;
         let files = crate::files::FileStore::from_settings(&settings)?;
         let outbound = crate::outbound::OutboundPolicy::from_settings(&settings)?;
         Ok(Self {

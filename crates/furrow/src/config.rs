@@ -57,6 +57,9 @@ pub struct Settings {
     /// Parts of one credential's sync (an organization's fields, or its files) worked on at
     /// once, across all replicas.
     pub sync_parts_per_credential: u64,
+    /// Collections one sync part reads at once (an organization's fields' boundaries and
+    /// operations), so one large account is read at the rate limit, not at John Deere's latency.
+    pub sync_reads_per_part: u64,
     /// Machine files are downloaded in ranged requests of this many bytes.
     pub file_chunk_bytes: u64,
     /// First wait between polls of a field operation's shapefile export (John Deere: 5 s,
@@ -82,6 +85,12 @@ pub struct Settings {
     /// When set, a John Deere delivery must carry exactly this `Authorization` header (the
     /// app's `authorizationHeaderValue` on `eventSubscriptionDelivery`).
     pub deere_webhook_authorization: Option<String>,
+    /// John Deere requests per second per client key (the rate of the app's API usage
+    /// agreement), shared by all replicas; furrow paces itself to it and slows down on 429s.
+    /// 0: not paced (429s are only waited out).
+    pub deere_rate_limit: f64,
+    /// Rates for particular client keys, overriding `deere_rate_limit`: `key=rate,key2=rate`.
+    pub deere_rate_limits: String,
     /// Address of the Prometheus `/metrics` endpoint (unauthenticated, so on its own address).
     /// Unset: no metrics endpoint.
     pub metrics_listen: Option<SocketAddr>,
@@ -111,6 +120,7 @@ impl Default for Settings {
             engine_concurrency: 16,
             sync_interval_secs: 86_400,
             sync_parts_per_credential: 4,
+            sync_reads_per_part: 8,
             file_chunk_bytes: 8 * 1024 * 1024,
             export_poll_ms: 5000,
             export_max_polls: 30,
@@ -121,6 +131,8 @@ impl Default for Settings {
             credential_cache_ms: 1000,
             deere_webhooks: true,
             deere_webhook_authorization: None,
+            deere_rate_limit: 100.0,
+            deere_rate_limits: String::new(),
             metrics_listen: None,
         }
     }
@@ -146,6 +158,8 @@ impl std::fmt::Debug for Settings {
             .field("deere_production_api_url", &self.deere_production_api_url)
             .field("deere_webhooks", &self.deere_webhooks)
             .field("metrics_listen", &self.metrics_listen)
+            .field("deere_rate_limit", &self.deere_rate_limit)
+            .field("deere_rate_limits", &self.deere_rate_limits)
             .field(
                 "deere_webhook_authorization",
                 &self

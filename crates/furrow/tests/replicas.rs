@@ -1,5 +1,6 @@
-//! Invariant 2: with refresh-token rotation, two replicas on one PostgreSQL refreshing the same
-//! credentials many times never present a rotated-out refresh token.
+//! Several replicas on one database: invariant 2 (with refresh-token rotation, two replicas
+//! refreshing the same credentials never present a rotated-out refresh token), sharing one
+//! account's sync, handing jobs over at shutdown, and sharing one client key's rate limit.
 
 mod common;
 
@@ -243,6 +244,104 @@ async fn a_replica_shutting_down_hands_its_jobs_over_at_once() {
     assert!(status["counts"]["fields"].as_i64().unwrap() > 0, "{status}");
     b.shutdown().await;
 }
+
+/// John Deere's rate limit is per client key: two replicas syncing four growers of one key at
+/// once, each with more work in flight than the limit allows, draw from one budget in the
+/// database and together stay under the limit — John Deere refuses (next to) nothing.
+async fn two_replicas_stay_under_one_client_keys_rate_limit(db: Db) {
+    const RATE: f64 = 30.0;
+    let sim = deere_sim::start(
+        deere_sim::SimConfig::default(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    {
+        let mut state = sim.state();
+        state.settings.rate_limit_per_sec = Some(RATE);
+        state.settings.latency_ms = 20;
+    }
+    let (database_url, data_dir) = fresh_database(db).await;
+    let mut settings = test_settings(&sim, &database_url, &data_dir);
+    settings.engine_poll_ms = 20;
+    settings.engine_concurrency = 3;
+    settings.health_check_interval_secs = 3600;
+    settings.deere_rate_limit = RATE;
+    let a = furrow::app::start(settings.clone()).await.unwrap();
+    let b = furrow::app::start(settings.clone()).await.unwrap();
+    furrow::api::auth::create_owner(&a.state.store, "owner@example.com", "correct horse battery")
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let token = login(&http, &a.base_url()).await;
+    let mut users = Vec::new();
+    for (i, grower) in ["grower001", "grower002", "grower001", "grower002"]
+        .into_iter()
+        .enumerate()
+    {
+        let base = if i % 2 == 0 {
+            a.base_url()
+        } else {
+            b.base_url()
+        };
+        users.push(connected_user(&http, &base, &token, &sim, grower, json!({})).await);
+    }
+    for user in &users {
+        let status = wait_for_state(&http, &b.base_url(), &token, user, "DONE").await;
+        assert_eq!(status["state"], "DONE", "{status}");
+    }
+    let parts_by: std::collections::HashSet<String> =
+        sqlx::query("SELECT done_by FROM sync_parts WHERE part <> '_run'")
+            .fetch_all(a.state.store.pool())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| sqlx::Row::try_get::<String, _>(r, "done_by").unwrap())
+            .collect();
+    assert_eq!(parts_by.len(), 2, "both replicas synced: {parts_by:?}");
+    a.shutdown().await;
+    b.shutdown().await;
+
+    let log: Vec<_> = sim
+        .requests()
+        .into_iter()
+        .filter(|e| e.client_key.as_deref() == Some("sim-client"))
+        .collect();
+    let refused = log.iter().filter(|e| e.status == 429).count();
+    assert!(
+        log.len() as f64 > 3.0 * RATE,
+        "the syncs needed several seconds of the budget: {} requests",
+        log.len()
+    );
+    assert!(
+        refused * 100 < log.len(),
+        "{refused} of {} requests answered 429",
+        log.len()
+    );
+    // In every second, at most the rate plus furrow's half-second burst (John Deere's own
+    // bucket would let a whole second's burst through: this is furrow pacing itself).
+    let arrivals: Vec<u64> = log.iter().map(|e| e.at_ms).collect();
+    let busiest = arrivals
+        .iter()
+        .map(|start| {
+            arrivals
+                .iter()
+                .filter(|t| **t >= *start && **t < start + 1000)
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(
+        busiest as f64 <= RATE * 1.5 + 3.0,
+        "{busiest} requests arrived within one second"
+    );
+    sim.shutdown().await;
+}
+
+both_backends!(
+    rate_limit_shared_by_replicas,
+    two_replicas_stay_under_one_client_keys_rate_limit
+);
 
 /// The owner's id_token, from replica `base`.
 async fn login(http: &reqwest::Client, base: &str) -> String {

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{spawn, Db};
+use common::{spawn_with, Db};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -21,7 +21,8 @@ fn fields_part(status: &Value) -> Option<Value> {
 }
 
 async fn progress_shows_while_a_part_runs(db: Db) {
-    let app = spawn(db).await;
+    // Paced at 20 requests/s, the fields part (some 80 requests) runs for a few seconds.
+    let app = spawn_with(db, |s| s.deere_rate_limit = 20.0).await;
     app.admin(
         Method::POST,
         "growers",
@@ -30,7 +31,6 @@ async fn progress_shows_while_a_part_runs(db: Db) {
         ]})),
     )
     .await;
-    // Every John Deere request takes 40 ms: the fields part runs for a few seconds.
     app.sim.state().settings.latency_ms = 40;
     let user = app.create_user("wide").await;
     let rt = app.grower_refresh_token("wide", SCOPES);

@@ -9,6 +9,7 @@ use sqlx::{AnyPool, Row};
 
 mod accounts;
 mod alerts;
+mod budgets;
 mod configs;
 mod credentials;
 mod fields;
@@ -95,6 +96,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0014_sync_part_progress",
         include_str!("../../migrations/0014_sync_part_progress.sql"),
+    ),
+    (
+        "0015_rate_budgets",
+        include_str!("../../migrations/0015_rate_budgets.sql"),
     ),
 ];
 

@@ -10,6 +10,7 @@ use deere::models::{
     Boundary, Client, Farm, Field, FieldOperation, FieldOperationType, File, HasLinks, Organization,
 };
 use deere::{AccessToken, ApiClient, DeereError, Listing};
+use futures_util::{StreamExt, TryStreamExt};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
@@ -245,38 +246,54 @@ impl<'a> Run<'a> {
         Ok(self.auth.flush_events(self.state, &self.cred.id).await?)
     }
 
-    async fn read<T: DeserializeOwned>(&mut self, uri: &str) -> Result<Read<T>, SyncError> {
+    async fn read<T: DeserializeOwned + Send + 'static>(
+        &mut self,
+        uri: &str,
+    ) -> Result<Read<T>, SyncError> {
+        let mut reads = self.read_many::<T>(&[uri.to_string()]).await?;
+        Ok(reads.pop().expect("one read per link"))
+    }
+
+    /// Reads collections (each with its stored signature, every page), up to
+    /// `sync_reads_per_part` at once, and returns them in the order of `uris`: one account's
+    /// fields are many small collections, and read one after another they would wait on John
+    /// Deere's latency instead of its rate limit.
+    async fn read_many<T: DeserializeOwned + Send + 'static>(
+        &mut self,
+        uris: &[String],
+    ) -> Result<Vec<Read<T>>, SyncError> {
         // Deleting the credentials (or the user) stops a running sync before its next request.
         if self.state.store.credential(&self.cred.id).await?.is_none() {
             return Err(SyncError::NotReady("deleted".into()));
         }
-        let url = self.api.link_url(uri)?;
-        // The signature belongs to the collection, whatever page size reads it.
-        let key = url.as_str().to_string();
-        let stored = self.state.store.signature(&self.cred.id, &key).await?;
-        match self
-            .api
-            .list::<T>(&self.token, &deere::largest_page(&url), stored.as_deref())
-            .await?
-        {
-            Listing::NotModified => {
-                self.counts.requests_not_modified += 1;
-                self.requests += 1;
-                self.report_progress(false).await?;
-                Ok(Read::NotModified)
-            }
-            Listing::Changed(mut pager) => {
-                let signature = pager.signature().map(|s| (key, s.to_string()));
-                let mut items = Vec::new();
-                while let Some(page) = pager.next_page().await? {
-                    items.extend(page.values);
-                }
-                self.requests += u64::from(pager.pages_read());
-                self.report_progress(false).await?;
-                // A delta carries only changes; without a stored signature we got everything.
-                Ok(Read::Items(items, stored.is_none(), Pending(signature)))
-            }
+        let mut requests = Vec::with_capacity(uris.len());
+        for uri in uris {
+            let url = self.api.link_url(uri)?;
+            // The signature belongs to the collection, whatever page size reads it.
+            let key = url.as_str().to_string();
+            let stored = self.state.store.signature(&self.cred.id, &key).await?;
+            requests.push((url, key, stored));
         }
+        let reads_at_once = self.state.settings.sync_reads_per_part.max(1) as usize;
+        let reads: Vec<(Read<T>, u32)> =
+            futures_util::stream::iter(requests.into_iter().map(|(url, key, stored)| {
+                let api = self.api.clone();
+                let token = self.token.clone();
+                async move { read_collection::<T>(&api, &token, &url, key, stored).await }
+            }))
+            .buffered(reads_at_once)
+            .try_collect()
+            .await?;
+        let mut out = Vec::with_capacity(reads.len());
+        for (read, pages) in reads {
+            if matches!(read, Read::NotModified) {
+                self.counts.requests_not_modified += 1;
+            }
+            self.requests += u64::from(pages);
+            out.push(read);
+        }
+        self.report_progress(false).await?;
+        Ok(out)
     }
 
     /// The Leaf alert for every webhook subscribed to `event_type`, to queue with the change.
@@ -344,12 +361,10 @@ impl<'a> Run<'a> {
             }
         }
         if let Some(uri) = links.get("fields") {
-            let uri = format!(
-                "{uri}{}embed=farms",
-                if uri.contains('?') { '&' } else { '?' }
-            );
+            let uri = with_embed(uri, "farms");
             if let Read::Items(fields, full, pending) = self.read::<Field>(&uri).await? {
                 let mut seen = HashSet::new();
+                let mut to_read = Vec::new();
                 for f in &fields {
                     if f.is_deleted() {
                         if self.state.store.mark_field_deleted(&user, &f.id).await? {
@@ -358,8 +373,14 @@ impl<'a> Run<'a> {
                         continue;
                     }
                     seen.insert(f.id.clone());
-                    self.field(org_id, f).await?;
+                    let (field_id, sync_state) = self.store_field(org_id, f).await?;
+                    // A preview field is listed, nothing more (customDataSync).
+                    if sync_state != "PREVIEW" {
+                        let uri = f.link("boundaries").map(str::to_string);
+                        to_read.push((field_id, uri, sync_state == "WAITING"));
+                    }
                 }
+                self.boundaries_of_fields(to_read).await?;
                 if full {
                     // Anything we hold that John Deere no longer lists was deleted there.
                     for gone in self.state.store.live_field_ids(&user, org_id).await? {
@@ -376,13 +397,46 @@ impl<'a> Run<'a> {
         self.waiting_fields(org_id).await?;
         // Every live processed field's operations: new operations do not change the field.
         if let Some(since) = self.operations_since_ms {
-            for (field_id, uri) in self
+            let links = self
                 .state
                 .store
                 .field_operation_links(&user, org_id)
-                .await?
-            {
-                self.operations(&field_id, &uri, since).await?;
+                .await?;
+            for chunk in links.chunks(READ_CHUNK) {
+                let uris: Vec<String> = chunk
+                    .iter()
+                    .map(|(_, uri)| with_embed(uri, "measurementTypes"))
+                    .collect();
+                let reads = self.read_many::<FieldOperation>(&uris).await?;
+                for ((field_id, _), read) in chunk.iter().zip(reads) {
+                    self.apply_operations(field_id, read, since).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The boundaries of stored fields — `(field id, boundaries link, whether it waits to be
+    /// processed)` — read a chunk at a time, several at once; a waiting field becomes PROCESSED
+    /// once its boundaries are in.
+    async fn boundaries_of_fields(
+        &mut self,
+        fields: Vec<(String, Option<String>, bool)>,
+    ) -> Result<(), SyncError> {
+        for chunk in fields.chunks(READ_CHUNK) {
+            let uris: Vec<String> = chunk.iter().filter_map(|(_, uri, _)| uri.clone()).collect();
+            let mut reads = self.read_many::<Boundary>(&uris).await?.into_iter();
+            for (field_id, uri, waiting) in chunk {
+                if uri.is_some() {
+                    let read = reads.next().expect("one read per link");
+                    self.apply_boundaries(field_id, read).await?;
+                }
+                if *waiting {
+                    self.state
+                        .store
+                        .set_field_sync_state(field_id, "PROCESSED")
+                        .await?;
+                }
             }
         }
         Ok(())
@@ -520,12 +574,22 @@ impl<'a> Run<'a> {
         uri: &str,
         since_ms: i64,
     ) -> Result<(), SyncError> {
+        let read = self
+            .read::<FieldOperation>(&with_embed(uri, "measurementTypes"))
+            .await?;
+        self.apply_operations(field_id, read, since_ms).await
+    }
+
+    /// Stores a field's operations as read (a delta, or the whole list: then what is missing
+    /// was deleted on John Deere).
+    async fn apply_operations(
+        &mut self,
+        field_id: &str,
+        read: Read<FieldOperation>,
+        since_ms: i64,
+    ) -> Result<(), SyncError> {
         let user = self.cred.leaf_user_id.clone();
-        let uri = format!(
-            "{uri}{}embed=measurementTypes",
-            if uri.contains('?') { '&' } else { '?' }
-        );
-        let Read::Items(ops, full, pending) = self.read::<FieldOperation>(&uri).await? else {
+        let Read::Items(ops, full, pending) = read else {
             return Ok(());
         };
         let mut seen = HashSet::new();
@@ -607,6 +671,23 @@ impl<'a> Run<'a> {
     /// Stores a field and, when it has changed on John Deere, its boundaries. Returns furrow's
     /// id of the field.
     pub(super) async fn field(&mut self, org_id: &str, f: &Field) -> Result<String, SyncError> {
+        let (field_id, sync_state) = self.store_field(org_id, f).await?;
+        // A preview field is listed, nothing more (customDataSync).
+        if sync_state != "PREVIEW" {
+            let uri = f.link("boundaries").map(str::to_string);
+            self.boundaries_of_fields(vec![(field_id.clone(), uri, sync_state == "WAITING")])
+                .await?;
+        }
+        Ok(field_id)
+    }
+
+    /// Stores a field's record (not its boundaries). Returns furrow's id of the field and its
+    /// sync state (`PREVIEW`, `WAITING`, `PROCESSED`).
+    async fn store_field(
+        &mut self,
+        org_id: &str,
+        f: &Field,
+    ) -> Result<(String, String), SyncError> {
         let user = self.cred.leaf_user_id.clone();
         let farm = f
             .farms
@@ -644,28 +725,19 @@ impl<'a> Run<'a> {
             .field_sync_state(&field_id)
             .await?
             .unwrap_or_default();
-        // A preview field is listed, nothing more (customDataSync).
-        if sync_state == "PREVIEW" {
-            return Ok(field_id);
-        }
-        if let Some(uri) = f.link("boundaries") {
-            self.boundaries(&field_id, uri).await?;
-        }
-        if sync_state == "WAITING" {
-            self.state
-                .store
-                .set_field_sync_state(&field_id, "PROCESSED")
-                .await?;
-        }
-        Ok(field_id)
+        Ok((field_id, sync_state))
     }
 
-    /// A field's boundaries, read with their signature: new shapes become new records, the
+    /// A field's boundaries as read with their signature: new shapes become new records, the
     /// active one is kept current, replaced ones are outdated (with their alerts).
-    async fn boundaries(&mut self, field_id: &str, uri: &str) -> Result<(), SyncError> {
+    async fn apply_boundaries(
+        &mut self,
+        field_id: &str,
+        read: Read<Boundary>,
+    ) -> Result<(), SyncError> {
         let user = self.cred.leaf_user_id.clone();
         let field_id = field_id.to_string();
-        let Read::Items(boundaries, _, pending) = self.read::<Boundary>(uri).await? else {
+        let Read::Items(boundaries, _, pending) = read else {
             return Ok(());
         };
         let before = self.state.store.boundaries_of(&field_id).await?;
@@ -761,16 +833,49 @@ impl<'a> Run<'a> {
     /// boundaries now, then PROCESSED, so their operations are read with the others.
     async fn waiting_fields(&mut self, org_id: &str) -> Result<(), SyncError> {
         let user = self.cred.leaf_user_id.clone();
-        for (field_id, uri) in self.state.store.waiting_fields(&user, org_id).await? {
-            if let Some(uri) = uri {
-                self.boundaries(&field_id, &uri).await?;
+        let waiting = self.state.store.waiting_fields(&user, org_id).await?;
+        let waiting = waiting
+            .into_iter()
+            .map(|(field_id, uri)| (field_id, uri, true))
+            .collect();
+        self.boundaries_of_fields(waiting).await
+    }
+}
+
+/// Collections read at once are taken this many links at a time (what one chunk of reads holds
+/// in memory before it is stored).
+const READ_CHUNK: usize = 64;
+
+/// `uri` asking John Deere to embed `what` (`?embed=` or `&embed=`).
+fn with_embed(uri: &str, what: &str) -> String {
+    let separator = if uri.contains('?') { '&' } else { '?' };
+    format!("{uri}{separator}embed={what}")
+}
+
+/// Reads one collection whole (every page), conditionally on its stored signature. Returns the
+/// read and the requests it took.
+async fn read_collection<T: DeserializeOwned>(
+    api: &ApiClient,
+    token: &AccessToken,
+    url: &url::Url,
+    key: String,
+    stored: Option<String>,
+) -> Result<(Read<T>, u32), SyncError> {
+    match api
+        .list::<T>(token, &deere::largest_page(url), stored.as_deref())
+        .await?
+    {
+        Listing::NotModified => Ok((Read::NotModified, 1)),
+        Listing::Changed(mut pager) => {
+            let signature = pager.signature().map(|s| (key, s.to_string()));
+            let mut items = Vec::new();
+            while let Some(page) = pager.next_page().await? {
+                items.extend(page.values);
             }
-            self.state
-                .store
-                .set_field_sync_state(&field_id, "PROCESSED")
-                .await?;
+            // A delta carries only changes; without a stored signature we got everything.
+            let read = Read::Items(items, stored.is_none(), Pending(signature));
+            Ok((read, pager.pages_read()))
         }
-        Ok(())
     }
 }
 

@@ -13,7 +13,8 @@ use crate::config::Settings;
 use crate::domain::credential::ClientEnvironment;
 use crate::domain::credential::CredentialStatus;
 use crate::domain::redact::{redact_body, redact_headers};
-use crate::store::{CredentialRecord, NewEvent, StoreResult};
+use crate::store::{CredentialRecord, NewEvent, Store, StoreResult};
+use crate::sync::pacing::{RateBudgets, RateLimitsError};
 
 /// The configured John Deere hosts and one shared HTTP client.
 #[derive(Debug, Clone)]
@@ -23,19 +24,22 @@ pub struct DeereHosts {
     stage: Url,
     production: Url,
     retry: RetryPolicy,
+    /// Each client key's shared request budget.
+    budgets: RateBudgets,
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("invalid John Deere URL setting {name}: {value}")]
-pub struct HostError {
-    name: &'static str,
-    value: String,
+pub enum HostError {
+    #[error("invalid John Deere URL setting {name}: {value}")]
+    Url { name: &'static str, value: String },
+    #[error(transparent)]
+    RateLimits(#[from] RateLimitsError),
 }
 
 impl DeereHosts {
-    pub fn from_settings(settings: &Settings) -> Result<Self, HostError> {
+    pub fn from_settings(settings: &Settings, store: Store) -> Result<Self, HostError> {
         let parse = |name: &'static str, value: &str| {
-            Url::parse(value).map_err(|_| HostError {
+            Url::parse(value).map_err(|_| HostError::Url {
                 name,
                 value: value.to_string(),
             })
@@ -45,7 +49,7 @@ impl DeereHosts {
             ..HttpSettings::default()
         }
         .build_client()
-        .map_err(|_| HostError {
+        .map_err(|_| HostError::Url {
             name: "http client",
             value: String::new(),
         })?;
@@ -63,10 +67,12 @@ impl DeereHosts {
                 max_delay: Duration::from_secs(5),
                 max_retry_after: Duration::from_secs(10),
             },
+            budgets: RateBudgets::from_settings(settings, store)?,
         })
     }
 
-    /// Clients for one credential. Everything they exchange is kept for the event log.
+    /// Clients for one credential, paced by its client key's budget. Everything they exchange
+    /// is kept for the event log.
     pub fn session(
         &self,
         environment: ClientEnvironment,
@@ -84,13 +90,18 @@ impl DeereHosts {
             ClientEnvironment::Stage => self.stage.clone(),
             ClientEnvironment::Production => self.production.clone(),
         };
-        let oauth = OAuthClient::new(self.http.clone(), &self.issuer, client_key, client_secret)
-            .expect("issuer URL was validated at start")
-            .with_retry(self.retry.clone())
-            .with_observer(observer.clone());
-        let api = ApiClient::new(self.http.clone(), base)
+        let mut oauth =
+            OAuthClient::new(self.http.clone(), &self.issuer, client_key, client_secret)
+                .expect("issuer URL was validated at start")
+                .with_retry(self.retry.clone())
+                .with_observer(observer.clone());
+        let mut api = ApiClient::new(self.http.clone(), base)
             .with_retry(self.retry.clone())
             .with_observer(observer);
+        if let Some(pacer) = self.budgets.pacer(client_key) {
+            oauth = oauth.with_pacer(pacer.clone());
+            api = api.with_pacer(pacer);
+        }
         Session {
             oauth,
             api,

@@ -17,6 +17,7 @@ pub mod fields;
 pub mod link;
 pub mod machine_data;
 pub mod organizations;
+pub mod pacing;
 pub mod webhooks;
 
 /// Runs until `stop` turns true.
