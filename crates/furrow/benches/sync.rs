@@ -6,7 +6,8 @@
 //! process, which also runs the simulator).
 //!
 //! Knobs: FURROW_BENCH_GROWERS (50), FURROW_BENCH_FIELDS (20), FURROW_BENCH_LATENCY_MS (50),
-//! FURROW_BENCH_RATE (100 requests/s per client key), FURROW_BENCH_CONCURRENCY (16).
+//! FURROW_BENCH_RATE (100 requests/s per client key), FURROW_BENCH_CONCURRENCY (16),
+//! FURROW_BENCH_PACED (1; 0: furrow is not told the rate limit), FURROW_BENCH_DATABASE_URL.
 
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,22 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// CPU seconds (user + system) this process has used: `/proc/self/stat` fields 14 and 15, in
+/// clock ticks of 1/100 s (Linux's USER_HZ).
+fn cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name, which is in parentheses and may hold spaces.
+            let rest = s.rsplit_once(')')?.1.to_string();
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let ticks =
+                fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+            Some(ticks / 100.0)
+        })
+        .unwrap_or(0.0)
 }
 
 fn peak_rss_mib() -> f64 {
@@ -131,6 +148,13 @@ async fn main() {
         deere_stage_api_url: sim.platform_url().to_string(),
         deere_production_api_url: sim.platform_url().to_string(),
         engine_concurrency: env_or("FURROW_BENCH_CONCURRENCY", 16),
+        // furrow is told the rate John Deere gives the client key, as an operator would
+        // (FURROW_BENCH_PACED=0: not told, to compare).
+        deere_rate_limit: if env_or("FURROW_BENCH_PACED", 1) == 1 {
+            rate
+        } else {
+            0.0
+        },
         engine_poll_ms: 50,
         health_check_interval_secs: 86_400,
         ..Settings::default()
@@ -166,6 +190,7 @@ async fn main() {
          simulator latency {latency_ms} ms, rate limit {rate} req/s per client key"
     );
     let started = Instant::now();
+    let cpu_before = cpu_seconds();
     let mut users = Vec::new();
     for g in 0..growers {
         let grower = format!("grower{:03}", g + 1);
@@ -232,6 +257,7 @@ async fn main() {
     };
     let first_finished = done(users.clone(), Vec::new()).await;
     let wall = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_before;
     let log = sim.requests();
     let limited = log.iter().filter(|e| e.status == 429).count();
     let mut by_kind = std::collections::BTreeMap::<&str, usize>::new();
@@ -274,9 +300,15 @@ async fn main() {
         log.len(),
         100.0 * limited as f64 / log.len().max(1) as f64
     );
+    println!(
+        "CPU:               {cpu:.1} s user+system for the first sync = {:.2} s per 1,000 John Deere requests \
+         (furrow and the simulator together)",
+        cpu * 1000.0 / log.len().max(1) as f64
+    );
 
     // Unchanged re-sync of everything.
     let before = sim.requests().len();
+    let resync_started = Instant::now();
     for u in &users {
         http.post(format!("{base}/services/fields/api/users/{u}/fields/sync"))
             .bearer_auth(&token)
@@ -284,7 +316,6 @@ async fn main() {
             .await
             .unwrap();
     }
-    let resync_started = Instant::now();
     done(users.clone(), first_finished).await;
     let resync = sim.requests()[before..]
         .iter()

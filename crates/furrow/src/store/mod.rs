@@ -101,6 +101,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0015_rate_budgets",
         include_str!("../../migrations/0015_rate_budgets.sql"),
     ),
+    (
+        "0016_sync_indexes",
+        include_str!("../../migrations/0016_sync_indexes.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
