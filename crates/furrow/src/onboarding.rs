@@ -314,7 +314,9 @@ fn authorize_url(
     let environment = ClientEnvironment::parse(&flow.client_environment)
         .ok_or_else(|| FlowError::Internal("stored environment unreadable".into()))?;
     let secret = state.keyring.decrypt(&flow.client_secret_enc)?;
-    let session = state.deere.session(environment, &flow.client_key, secret);
+    let session = state
+        .deere
+        .session(environment, &flow.client_key, secret, &flow.leaf_user_id);
     let scopes: Vec<&str> = flow.scopes.split_whitespace().collect();
     Ok(session
         .oauth
@@ -524,9 +526,12 @@ async fn exchange(
         .ok_or_else(|| FlowError::Internal("stored environment unreadable".into()))?;
     let client_secret = state.keyring.decrypt(&flow.client_secret_enc)?;
     let verifier = state.keyring.decrypt(&flow.pkce_verifier_enc)?;
-    let session = state
-        .deere
-        .session(environment, &flow.client_key, client_secret.clone());
+    let session = state.deere.session(
+        environment,
+        &flow.client_key,
+        client_secret.clone(),
+        &flow.leaf_user_id,
+    );
     let timeout = Duration::from_secs(state.settings.token_exchange_timeout_secs.max(1));
     let exchanged = tokio::time::timeout(
         timeout,

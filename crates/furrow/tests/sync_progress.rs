@@ -1,5 +1,6 @@
-//! The sync status shows each part's progress while it runs: items and requests so far and the
-//! request rate, updated as the part works, then its last figures once it is done.
+//! Syncs under load: the sync status shows each part's progress while it runs (items and
+//! requests so far and the request rate, then its last figures once it is done), and a small
+//! grower gets its share while a large account syncs.
 
 mod common;
 
@@ -93,3 +94,72 @@ async fn progress_shows_while_a_part_runs(db: Db) {
 }
 
 both_backends!(progress_while_running, progress_shows_while_a_part_runs);
+
+/// Fair share: a 2-field grower connected while a 6-organization account's first sync fills
+/// every job slot and the whole rate budget is synced long before that account is: its jobs go
+/// before the large account's waiting parts, and its requests before the large account's.
+async fn a_small_grower_is_not_starved_by_a_large_one(db: Db) {
+    let app = spawn_with(db, |s| {
+        s.deere_rate_limit = 20.0;
+        s.engine_concurrency = 2;
+    })
+    .await;
+    let org =
+        json!({"connectedTo": "sim-client", "fields": 25, "operationsPerField": 1, "files": 0});
+    app.admin(
+        Method::POST,
+        "growers",
+        Some(json!({"userName": "large", "organizations": [org, org, org, org, org, org]})),
+    )
+    .await;
+    app.admin(
+        Method::POST,
+        "growers",
+        Some(json!({"userName": "small", "organizations": [
+            {"connectedTo": "sim-client", "fields": 2, "operationsPerField": 1, "files": 0},
+        ]})),
+    )
+    .await;
+    let status_of = |user: &str| format!("/services/fields/api/users/{user}/fields/sync");
+    let large = app.create_user("large").await;
+    let rt = app.grower_refresh_token("large", SCOPES);
+    assert_eq!(
+        app.post_credentials(&large, &rt, "STAGE").await.0,
+        StatusCode::CREATED
+    );
+    // The large account's parts hold both job slots.
+    for _ in 0..200 {
+        let status = app.call(Method::GET, &status_of(&large), None).await.1;
+        let running = status["organizations"]
+            .as_array()
+            .map_or(0, |orgs| orgs.len());
+        if status["state"] == "RUNNING" && running == 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let small = app.create_user("small").await;
+    let rt = app.grower_refresh_token("small", SCOPES);
+    assert_eq!(
+        app.post_credentials(&small, &rt, "STAGE").await.0,
+        StatusCode::CREATED
+    );
+    let mut small_status = Value::Null;
+    for _ in 0..1200 {
+        small_status = app.call(Method::GET, &status_of(&small), None).await.1;
+        if small_status["state"] == "DONE" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(small_status["state"], "DONE", "{small_status}");
+    assert_eq!(small_status["counts"]["fields"], 2, "{small_status}");
+    let large_status = app.call(Method::GET, &status_of(&large), None).await.1;
+    assert_eq!(
+        large_status["state"], "RUNNING",
+        "the small grower waited for the large account: {large_status}"
+    );
+    app.finish().await;
+}
+
+both_backends!(fair_share, a_small_grower_is_not_starved_by_a_large_one);

@@ -23,6 +23,8 @@ impl Store {
     /// for a row, the second one's re-check after the first commits excludes it.
     /// `machine_data` picks the machine-data processing jobs (which have slots of their own,
     /// so that long exports never hold up credentials and syncs), or every other kind.
+    /// Fair share: jobs of credentials with the fewest jobs running go first, then the longest
+    /// due — a grower connected while a large account syncs does not wait for all of its parts.
     pub async fn claim_jobs(
         &self,
         owner: &str,
@@ -32,15 +34,17 @@ impl Store {
     ) -> StoreResult<Vec<ClaimedJob>> {
         let now = now_ms();
         let kind = if machine_data {
-            "kind LIKE 'opdata:%'"
+            "j.kind LIKE 'opdata:%'"
         } else {
-            "kind NOT LIKE 'opdata:%'"
+            "j.kind NOT LIKE 'opdata:%'"
         };
         let rows = sqlx::query(&format!(
             "UPDATE jobs SET lease_owner = $1, lease_until_ms = $2, woken = 0, \
              previous_lease_owner = lease_owner \
-             WHERE id IN (SELECT id FROM jobs WHERE run_at_ms <= $3 AND {kind} \
-                          AND (lease_until_ms IS NULL OR lease_until_ms < $3) ORDER BY run_at_ms LIMIT $4) \
+             WHERE id IN (SELECT j.id FROM jobs j WHERE j.run_at_ms <= $3 AND {kind} \
+                          AND (j.lease_until_ms IS NULL OR j.lease_until_ms < $3) \
+                          ORDER BY (SELECT COUNT(*) FROM jobs r WHERE r.credential_id = j.credential_id \
+                                    AND r.lease_until_ms >= $3), j.run_at_ms LIMIT $4) \
              AND run_at_ms <= $3 AND (lease_until_ms IS NULL OR lease_until_ms < $3) \
              RETURNING id, kind, credential_id, attempts, request_id, previous_lease_owner",
         ))

@@ -194,6 +194,7 @@ pub async fn create(
         input.environment,
         &input.client_key,
         input.client_secret.clone(),
+        leaf_user_id,
     );
     let timeout = Duration::from_secs(state.settings.token_exchange_timeout_secs.max(1));
     let refresh_token = RefreshToken::new(input.refresh_token.expose_secret());
@@ -396,9 +397,12 @@ pub async fn maintain(state: &AppState, job: &ClaimedJob) -> Result<(), Credenti
             .transpose()?,
         seen: Vec::new(),
     };
-    let session = state
-        .deere
-        .session(environment, &cred.client_key, secrets.client_secret.clone());
+    let session = state.deere.session(
+        environment,
+        &cred.client_key,
+        secrets.client_secret.clone(),
+        &cred.leaf_user_id,
+    );
     let s = &state.settings;
     let now = now_ms();
     let check_due = cred

@@ -71,13 +71,14 @@ impl DeereHosts {
         })
     }
 
-    /// Clients for one credential, paced by its client key's budget. Everything they exchange
-    /// is kept for the event log.
+    /// Clients for one account's (Leaf user's) credential, paced by its client key's budget.
+    /// Everything they exchange is kept for the event log.
     pub fn session(
         &self,
         environment: ClientEnvironment,
         client_key: &str,
         client_secret: SecretString,
+        account: &str,
     ) -> Session {
         let exchanges: Arc<Mutex<Vec<Exchange>>> = Arc::default();
         let sink = exchanges.clone();
@@ -98,7 +99,7 @@ impl DeereHosts {
         let mut api = ApiClient::new(self.http.clone(), base)
             .with_retry(self.retry.clone())
             .with_observer(observer);
-        if let Some(pacer) = self.budgets.pacer(client_key) {
+        if let Some(pacer) = self.budgets.pacer(client_key, account) {
             oauth = oauth.with_pacer(pacer.clone());
             api = api.with_pacer(pacer);
         }
@@ -162,9 +163,12 @@ impl Authorized {
         let secret = state.keyring.decrypt(&cred.client_secret_enc)?;
         let environment =
             ClientEnvironment::parse(&cred.environment).unwrap_or(ClientEnvironment::Stage);
-        let session = state
-            .deere
-            .session(environment, &cred.client_key, secret.clone());
+        let session = state.deere.session(
+            environment,
+            &cred.client_key,
+            secret.clone(),
+            &cred.leaf_user_id,
+        );
         Ok(Some(Self {
             session,
             token: AccessToken::new(access.expose_secret()),

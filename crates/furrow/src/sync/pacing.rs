@@ -1,15 +1,17 @@
 //! Every John Deere request of one client key draws from one budget (John Deere sets the rate
 //! limit per application), shared by the replicas through the database: each replica reserves a
-//! few requests at a time (about 50 ms of the rate) and hands them out in arrival order, so the
-//! growers of one key share it fairly and no replica spends what another already has.
+//! few requests at a time (about 50 ms of the rate), so no replica spends what another already
+//! has, and hands them out one at a time to the waiting account (grower) that was given least
+//! lately — a 5-field grower's first sync is not queued behind a 5,000-field one's.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use deere::{Pacer, SharedPacer};
 use futures_util::future::BoxFuture;
+use tokio::sync::oneshot;
 
 use crate::config::Settings;
 use crate::domain::budget::RateCeiling;
@@ -61,8 +63,9 @@ impl RateBudgets {
         })
     }
 
-    /// The pacer for `client_key`'s requests, or `None` when that key is not paced.
-    pub fn pacer(&self, client_key: &str) -> Option<SharedPacer> {
+    /// The pacer for `account`'s requests with `client_key` (an account is a Leaf user), or
+    /// `None` when that key is not paced.
+    pub fn pacer(&self, client_key: &str, account: &str) -> Option<SharedPacer> {
         let ceiling = self
             .overrides
             .get(client_key)
@@ -77,11 +80,15 @@ impl RateBudgets {
                     ceiling,
                     store: self.store.clone(),
                     reserved: tokio::sync::Mutex::default(),
+                    waiting: Mutex::default(),
                     refusals: AtomicU64::new(0),
                 })
             })
             .clone();
-        Some(budget)
+        Some(Arc::new(AccountPacer {
+            budget,
+            account: account.to_string(),
+        }))
     }
 }
 
@@ -93,20 +100,141 @@ struct Reserved {
     refusals_seen: u64,
 }
 
+/// Requests waiting for the budget, by account (a Leaf user), and what each account was given
+/// lately.
+#[derive(Default)]
+struct Waiting {
+    queues: HashMap<String, VecDeque<oneshot::Sender<()>>>,
+    served: HashMap<String, Served>,
+    /// Whether a dispatcher is handing out requests now.
+    dispatching: bool,
+}
+
+/// Requests an account was given, decaying by half every [`SERVED_HALF_LIFE`].
+#[derive(Clone, Copy)]
+struct Served {
+    requests: f64,
+    at: Instant,
+}
+
+/// How long an account's past use of the budget counts against it.
+const SERVED_HALF_LIFE: Duration = Duration::from_secs(30);
+
+impl Served {
+    fn now(self, now: Instant) -> f64 {
+        let halves = now.duration_since(self.at).as_secs_f64() / SERVED_HALF_LIFE.as_secs_f64();
+        self.requests * 0.5f64.powf(halves)
+    }
+}
+
+impl Waiting {
+    /// The waiting account that was given least lately: a grower whose first sync just started
+    /// goes before one whose thousands of requests are under way, so a small account is not
+    /// starved by a large one, and accounts of equal use share the budget evenly.
+    fn next_account(&self, now: Instant) -> Option<String> {
+        self.queues
+            .iter()
+            .filter(|(_, q)| !q.is_empty())
+            .map(|(account, _)| {
+                let served = self.served.get(account).map_or(0.0, |s| s.now(now));
+                (account, served)
+            })
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(account, _)| account.clone())
+    }
+
+    fn count(&mut self, account: &str, now: Instant) {
+        let served = self.served.get(account).map_or(0.0, |s| s.now(now));
+        self.served.insert(
+            account.to_string(),
+            Served {
+                requests: served + 1.0,
+                at: now,
+            },
+        );
+        if self.served.len() > 10_000 {
+            // Long idle accounts' use no longer matters.
+            self.served.retain(|_, s| s.now(now) > 0.5);
+        }
+    }
+}
+
 struct ClientBudget {
     client_key: String,
     ceiling: RateCeiling,
     store: Store,
-    /// Held while a request waits its turn: tokio's mutex is fair, so requests go in the order
-    /// they asked, whichever grower they are for.
+    /// Held by the dispatcher while it reserves from the shared budget.
     reserved: tokio::sync::Mutex<Reserved>,
+    waiting: Mutex<Waiting>,
     refusals: AtomicU64,
 }
 
 impl ClientBudget {
-    async fn take_one(&self) {
+    /// Waits for one request of `account`'s to be allowed.
+    async fn take_one(self: Arc<Self>, account: &str) {
         let started = Instant::now();
+        let (allowed, wait) = oneshot::channel();
+        let start_dispatcher = {
+            let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+            waiting
+                .queues
+                .entry(account.to_string())
+                .or_default()
+                .push_back(allowed);
+            !std::mem::replace(&mut waiting.dispatching, true)
+        };
+        if start_dispatcher {
+            tokio::spawn(self.clone().dispatch());
+        }
+        // The dispatcher never drops a waiter unanswered; should it be stopped (runtime
+        // shutting down), the request goes rather than hangs.
+        let _ = wait.await;
+        metrics::histogram!("furrow_rate_budget_wait_seconds")
+            .record(started.elapsed().as_secs_f64());
+    }
+
+    /// Hands out requests from the budget, one at a time, to the account given least lately,
+    /// until nobody waits.
+    async fn dispatch(self: Arc<Self>) {
         let mut reserved = self.reserved.lock().await;
+        loop {
+            let has_waiters = {
+                let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+                waiting.queues.retain(|_, q| {
+                    q.retain(|w| !w.is_closed());
+                    !q.is_empty()
+                });
+                if waiting.queues.is_empty() {
+                    waiting.dispatching = false;
+                }
+                !waiting.queues.is_empty()
+            };
+            if !has_waiters {
+                return;
+            }
+            self.reserve_one(&mut reserved).await;
+            let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            let Some(account) = waiting.next_account(now) else {
+                // Everyone gave up meanwhile: keep the request for the next one.
+                reserved.requests += 1;
+                continue;
+            };
+            let waiter = waiting
+                .queues
+                .get_mut(&account)
+                .and_then(VecDeque::pop_front);
+            match waiter.map(|w| w.send(())) {
+                Some(Ok(())) => waiting.count(&account, now),
+                // The request was cancelled: its turn goes to the next.
+                _ => reserved.requests += 1,
+            }
+        }
+    }
+
+    /// Takes one request from this replica's reservation, reserving more from the shared
+    /// budget (and waiting for it) when there is none.
+    async fn reserve_one(&self, reserved: &mut Reserved) {
         loop {
             let refusals = self.refusals.load(Ordering::Acquire);
             if reserved.refusals_seen != refusals {
@@ -117,7 +245,7 @@ impl ClientBudget {
             }
             if reserved.requests > 0 {
                 reserved.requests -= 1;
-                break;
+                return;
             }
             match self
                 .store
@@ -136,12 +264,10 @@ impl ClientBudget {
                     // the sync, so this request goes at this replica's share of the rate.
                     tracing::warn!(error = %e, "rate budget unavailable; pacing locally");
                     tokio::time::sleep(Duration::from_secs_f64(1.0 / self.ceiling.per_sec())).await;
-                    break;
+                    return;
                 }
             }
         }
-        metrics::histogram!("furrow_rate_budget_wait_seconds")
-            .record(started.elapsed().as_secs_f64());
     }
 
     async fn refused(&self, retry_after: Option<Duration>) {
@@ -170,13 +296,19 @@ impl ClientBudget {
     }
 }
 
-impl Pacer for ClientBudget {
+/// One account's use of its client key's budget.
+struct AccountPacer {
+    budget: Arc<ClientBudget>,
+    account: String,
+}
+
+impl Pacer for AccountPacer {
     fn acquire(&self) -> BoxFuture<'_, ()> {
-        Box::pin(self.take_one())
+        Box::pin(self.budget.clone().take_one(&self.account))
     }
 
     fn rate_limited(&self, retry_after: Option<Duration>) -> BoxFuture<'_, ()> {
-        Box::pin(self.refused(retry_after))
+        Box::pin(self.budget.refused(retry_after))
     }
 }
 
@@ -199,8 +331,8 @@ mod tests {
         let b = budgets(" fast = 500 , off=0").await.unwrap();
         assert_eq!(b.default.unwrap().per_sec(), 10.0);
         assert_eq!(b.overrides["fast"].unwrap().per_sec(), 500.0);
-        assert!(b.pacer("off").is_none(), "0 means not paced");
-        assert!(b.pacer("other").is_some());
+        assert!(b.pacer("off", "u").is_none(), "0 means not paced");
+        assert!(b.pacer("other", "u").is_some());
         for bad in ["fast", "=5", "k=-1", "k=fast"] {
             assert!(budgets(bad).await.is_err(), "{bad} was accepted");
         }
