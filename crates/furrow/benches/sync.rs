@@ -6,7 +6,7 @@
 //! process, which also runs the simulator).
 //!
 //! Knobs: FURROW_BENCH_GROWERS (50), FURROW_BENCH_FIELDS (20), FURROW_BENCH_LATENCY_MS (50),
-//! FURROW_BENCH_RATE (100 requests/s per client key), FURROW_BENCH_CONCURRENCY (16),
+//! FURROW_BENCH_RATE (100 requests/s per client key), FURROW_BENCH_CONCURRENCY (furrow's default),
 //! FURROW_BENCH_PACED (1; 0: furrow is not told the rate limit), FURROW_BENCH_DATABASE_URL.
 
 use std::time::{Duration, Instant};
@@ -147,7 +147,10 @@ async fn main() {
         deere_auth_url: sim.issuer_url(),
         deere_stage_api_url: sim.platform_url().to_string(),
         deere_production_api_url: sim.platform_url().to_string(),
-        engine_concurrency: env_or("FURROW_BENCH_CONCURRENCY", 16),
+        engine_concurrency: env_or(
+            "FURROW_BENCH_CONCURRENCY",
+            Settings::default().engine_concurrency,
+        ),
         // furrow is told the rate John Deere gives the client key, as an operator would
         // (FURROW_BENCH_PACED=0: not told, to compare).
         deere_rate_limit: if env_or("FURROW_BENCH_PACED", 1) == 1 {
@@ -189,41 +192,106 @@ async fn main() {
         "furrow sync benchmark: {growers} growers x 2 orgs x {fields} fields x 4 operations, 4 files per org; \
          simulator latency {latency_ms} ms, rate limit {rate} req/s per client key"
     );
+    // A Leaf user with the simulated grower's credentials: its first sync starts.
+    let connect = |grower: String| {
+        let http = http.clone();
+        let base = base.clone();
+        let token = token.clone();
+        let sim = &sim;
+        async move {
+            let user: Value = http
+                .post(format!("{base}/services/usermanagement/api/users"))
+                .bearer_auth(&token)
+                .json(&json!({"name": grower}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let user_id = user["id"].as_str().unwrap().to_string();
+            let rt = sim
+                .issue_tokens(
+                    "sim-client",
+                    &grower,
+                    &["ag1", "ag2", "files", "offline_access"],
+                )
+                .unwrap()
+                .refresh_token
+                .unwrap();
+            let r = http
+                .post(format!("{base}/services/usermanagement/api/users/{user_id}/john-deere-credentials"))
+                .bearer_auth(&token)
+                .json(&json!({"clientKey": "sim-client", "clientSecret": "sim-secret", "refreshToken": rt, "clientEnvironment": "STAGE"}))
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success(), "{}", r.status());
+            user_id
+        }
+    };
+    // Fair share: a 5-field grower's time to its first data, alone and while the big sync runs.
+    let small_grower = |name: &str| {
+        let http = http.clone();
+        let admin = format!("{}/__admin/growers", sim.root_url());
+        let name = name.to_string();
+        async move {
+            let org = json!({"connectedTo": "sim-client", "fields": 5, "operationsPerField": 4, "files": 0});
+            let r = http
+                .post(admin)
+                .json(&json!({"userName": name, "organizations": [org]}))
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success(), "{}", r.status());
+            name
+        }
+    };
+    let time_to_first_data = |user: String, posted: Instant| {
+        let http = http.clone();
+        let base = base.clone();
+        let token = token.clone();
+        async move {
+            loop {
+                let fields: Value = http
+                    .get(format!(
+                        "{base}/services/fields/api/fields?leafUserId={user}"
+                    ))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                if fields.as_array().is_some_and(|f| !f.is_empty()) {
+                    return posted.elapsed().as_secs_f64();
+                }
+                assert!(
+                    posted.elapsed() < Duration::from_secs(900),
+                    "no fields for {user}: {fields}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let alone_name = small_grower("small-alone").await;
+    let posted = Instant::now();
+    let alone_user = connect(alone_name).await;
+    let alone = time_to_first_data(alone_user, posted).await;
+
+    let log_start = sim.requests().len();
     let started = Instant::now();
     let cpu_before = cpu_seconds();
     let mut users = Vec::new();
     for g in 0..growers {
-        let grower = format!("grower{:03}", g + 1);
-        let user: Value = http
-            .post(format!("{base}/services/usermanagement/api/users"))
-            .bearer_auth(&token)
-            .json(&json!({"name": grower}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let user_id = user["id"].as_str().unwrap().to_string();
-        let rt = sim
-            .issue_tokens(
-                "sim-client",
-                &grower,
-                &["ag1", "ag2", "files", "offline_access"],
-            )
-            .unwrap()
-            .refresh_token
-            .unwrap();
-        let r = http
-            .post(format!("{base}/services/usermanagement/api/users/{user_id}/john-deere-credentials"))
-            .bearer_auth(&token)
-            .json(&json!({"clientKey": "sim-client", "clientSecret": "sim-secret", "refreshToken": rt, "clientEnvironment": "STAGE"}))
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "{}", r.status());
-        users.push(user_id);
+        users.push(connect(format!("grower{:03}", g + 1)).await);
     }
+    // Connected while the big sync runs.
+    let loaded_name = small_grower("small-loaded").await;
+    let posted = Instant::now();
+    let loaded_user = connect(loaded_name).await;
+    let loaded = time_to_first_data(loaded_user, posted).await;
     let done = |users: Vec<String>, after: Vec<Value>| {
         let http = http.clone();
         let base = base.clone();
@@ -258,7 +326,12 @@ async fn main() {
     let first_finished = done(users.clone(), Vec::new()).await;
     let wall = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu_before;
-    let log = sim.requests();
+    // The big sync's requests (the small growers' left out).
+    let log: Vec<_> = sim.requests()[log_start..]
+        .iter()
+        .filter(|e| !e.user.as_deref().is_some_and(|u| u.starts_with("small-")))
+        .cloned()
+        .collect();
     let limited = log.iter().filter(|e| e.status == 429).count();
     let mut by_kind = std::collections::BTreeMap::<&str, usize>::new();
     for e in log.iter().filter(|e| e.status != 429) {
@@ -299,6 +372,11 @@ async fn main() {
         "429s:              {limited} of {} requests ({:.1} %, goal < 1 %)",
         log.len(),
         100.0 * limited as f64 / log.len().max(1) as f64
+    );
+    println!(
+        "fair share:        a 5-field grower connected while the big sync ran had its first fields in \
+         {loaded:.2} s; alone {alone:.2} s: ratio {:.2} (goal <= 2)",
+        loaded / alone
     );
     println!(
         "CPU:               {cpu:.1} s user+system for the first sync = {:.2} s per 1,000 John Deere requests \

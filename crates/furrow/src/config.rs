@@ -50,7 +50,9 @@ pub struct Settings {
     pub shutdown_grace_secs: u64,
     /// Credential events are deleted after this many days.
     pub event_retention_days: u64,
-    /// Jobs one replica runs at once.
+    /// Jobs one replica runs at once. Most of a sync's time is spent waiting for the client
+    /// key's rate budget, which decides fairly between growers; slots only bound memory, so
+    /// there are enough for many growers' syncs to wait on the budget together.
     pub engine_concurrency: usize,
     /// Scheduled re-sync of each credential's data (webhooks and manual syncs come sooner).
     pub sync_interval_secs: u64,
@@ -117,7 +119,7 @@ impl Default for Settings {
             lease_secs: 120,
             shutdown_grace_secs: 10,
             event_retention_days: 30,
-            engine_concurrency: 16,
+            engine_concurrency: 128,
             sync_interval_secs: 86_400,
             sync_parts_per_credential: 4,
             sync_reads_per_part: 8,
