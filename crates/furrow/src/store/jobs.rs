@@ -23,8 +23,11 @@ impl Store {
     /// for a row, the second one's re-check after the first commits excludes it.
     /// `machine_data` picks the machine-data processing jobs (which have slots of their own,
     /// so that long exports never hold up credentials and syncs), or every other kind.
-    /// Fair share: jobs of credentials with the fewest jobs running go first, then the longest
-    /// due — a grower connected while a large account syncs does not wait for all of its parts.
+    /// Fair share: jobs of credentials with the fewest jobs running go first; then a
+    /// credential's own jobs (which start its sync) before sync parts; then credentials with the
+    /// least left to do (fewest jobs: a small account's two parts before a large one's dozen);
+    /// then the longest due. A grower connected while large accounts sync does not queue behind
+    /// all of their parts.
     pub async fn claim_jobs(
         &self,
         owner: &str,
@@ -44,7 +47,10 @@ impl Store {
              WHERE id IN (SELECT j.id FROM jobs j WHERE j.run_at_ms <= $3 AND {kind} \
                           AND (j.lease_until_ms IS NULL OR j.lease_until_ms < $3) \
                           ORDER BY (SELECT COUNT(*) FROM jobs r WHERE r.credential_id = j.credential_id \
-                                    AND r.lease_until_ms >= $3), j.run_at_ms LIMIT $4) \
+                                    AND r.lease_until_ms >= $3), \
+                                   CASE WHEN j.kind LIKE 'part:%' THEN 1 ELSE 0 END, \
+                                   (SELECT COUNT(*) FROM jobs p WHERE p.credential_id = j.credential_id), \
+                                   j.run_at_ms LIMIT $4) \
              AND run_at_ms <= $3 AND (lease_until_ms IS NULL OR lease_until_ms < $3) \
              RETURNING id, kind, credential_id, attempts, request_id, previous_lease_owner",
         ))
