@@ -32,6 +32,10 @@ pub(crate) fn routes() -> Router<Sim> {
         .route("/__admin/orgs/{org}/fields", post(add_field))
         .route("/__admin/orgs/{org}/files", post(add_file))
         .route(
+            "/__admin/orgs/{org}/equipment/{id}",
+            axum::routing::patch(edit_equipment),
+        )
+        .route(
             "/__admin/fields/{id}",
             axum::routing::patch(edit_field).delete(delete_field),
         )
@@ -100,6 +104,13 @@ async fn world(State(sim): State<Sim>) -> Json<Value> {
                         "operations": live_fields.iter().map(|f| f.operations.iter().filter(|x| x.stamp.is_live()).count()).sum::<usize>(),
                         "files": o.files.iter().filter(|f| f.stamp.is_live()).count(),
                         "fieldIds": live_fields.iter().map(|f| f.id.clone()).collect::<Vec<_>>(),
+                        "equipment": o.equipment.iter().filter(|e| e.stamp.is_live()).map(|e| json!({
+                            "id": e.id, "type": e.kind, "name": e.name, "serialNumber": e.serial_number,
+                            "model": e.model, "category": e.category, "attachedTo": e.attached_to,
+                        })).collect::<Vec<_>>(),
+                        "operators": o.operators.iter().filter(|x| x.stamp.is_live()).map(|x| json!({
+                            "id": x.id, "name": x.name, "archived": x.archived,
+                        })).collect::<Vec<_>>(),
                     })
                 })
                 .collect();
@@ -355,6 +366,31 @@ async fn add_field(
     Ok((StatusCode::CREATED, Json(json!({"id": id}))).into_response())
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct EquipmentEdit {
+    name: String,
+}
+
+/// Renames a machine or an implement (a change the next sync reads).
+async fn edit_equipment(
+    State(sim): State<Sim>,
+    Path((org, id)): Path<(String, String)>,
+    Json(body): Json<EquipmentEdit>,
+) -> AdminResult {
+    let mut state = sim.state();
+    let seq = state.world.bump();
+    let equipment = state
+        .world
+        .orgs
+        .get_mut(&org)
+        .and_then(|o| o.equipment.iter_mut().find(|e| e.id == id))
+        .ok_or_else(|| missing("equipment"))?;
+    equipment.name = body.name;
+    equipment.stamp.modified_seq = seq;
+    ok(json!({"id": id}))
+}
+
 fn locate_field(sim: &Sim, id: &str) -> Result<FieldLoc, Response> {
     let state = sim.state();
     state
@@ -507,6 +543,7 @@ async fn add_operation(
             .world
             .new_operation(&kind.to_ascii_lowercase(), season);
         op.operation_type = kind.clone();
+        state.world.orgs[&loc.org].assign_crew(&mut op);
         op.export_points = body.points;
         op.spatial = !body.no_spatial_data;
         op.modified = Utc::now();

@@ -216,13 +216,25 @@ pub(crate) async fn dispatch(
         Some(access) if access.expires_at > Instant::now() => access.grant.clone(),
         _ => return error(StatusCode::UNAUTHORIZED, "Unauthorized"),
     };
-    let ctx = Ctx { sim: &sim, grant };
-    ctx.route(&mut state, &req)
+    let ctx = Ctx {
+        sim: &sim,
+        grant,
+        changes: std::cell::RefCell::new(Vec::new()),
+    };
+    let response = ctx.route(&mut state, &req);
+    // Events for what the request changed go out once the world is unlocked.
+    drop(state);
+    for change in ctx.changes.take() {
+        crate::webhooks::emit(&sim, change);
+    }
+    response
 }
 
 struct Ctx<'a> {
     sim: &'a Sim,
     grant: Grant,
+    /// Changes made through the API (fields created), announced after the request.
+    changes: std::cell::RefCell<Vec<crate::webhooks::Change>>,
 }
 
 impl Ctx<'_> {
@@ -247,6 +259,14 @@ impl Ctx<'_> {
                     }
                     None => error(StatusCode::NOT_FOUND, "Organization not found"),
                 }
+            }
+            (["organizations", org, "fields"], false) if req.method == Method::POST => {
+                self.create_field(state, req, org)
+            }
+            (["organizations", org, "fields", field, "boundaries"], false)
+                if req.method == Method::POST =>
+            {
+                self.create_boundary(state, req, org, field)
             }
             (["organizations", org, rest @ ..], true) => self.org_data(state, req, org, rest),
             (["fieldOperations", id, rest @ ..], true) => self.operation(state, req, id, rest),
@@ -316,6 +336,7 @@ impl Ctx<'_> {
     fn org_data(&self, state: &mut SimState, req: &Req, org_id: &str, rest: &[&str]) -> Response {
         let scope = match rest.first() {
             Some(&"files") => "files",
+            Some(&"machines" | &"implements") => "eq1",
             Some(&"fields") if rest.get(2) == Some(&"fieldOperations") => "ag2",
             _ => "ag1",
         };
@@ -498,9 +519,242 @@ impl Ctx<'_> {
                     )
                 })
                 .collect(),
+            [rel @ ("machines" | "implements")] => {
+                let kind = if *rel == "machines" {
+                    "Machine"
+                } else {
+                    "Implement"
+                };
+                org.equipment
+                    .iter()
+                    .filter(|e| e.kind == kind)
+                    .map(|e| {
+                        Item::of(
+                            &e.stamp,
+                            || links.equipment(org_id, e),
+                            || {
+                                deleted(
+                                    kind,
+                                    &e.id,
+                                    format!("{}/{rel}/{}", links.org_uri(org_id), e.id),
+                                )
+                            },
+                        )
+                    })
+                    .collect()
+            }
+            [rel @ ("machines" | "implements"), id] => {
+                let kind = if *rel == "machines" {
+                    "Machine"
+                } else {
+                    "Implement"
+                };
+                return single(
+                    org.equipment
+                        .iter()
+                        .find(|e| e.kind == kind && e.id == *id && e.stamp.is_live())
+                        .map(|e| links.equipment(org_id, e)),
+                );
+            }
+            ["operators"] => {
+                // recordFilter: ACTIVE (default), ARCHIVED or ALL, as John Deere documents.
+                let filter = req
+                    .query
+                    .get("recordFilter")
+                    .map(|s| s.to_ascii_uppercase());
+                org.operators
+                    .iter()
+                    .filter(|o| match filter.as_deref() {
+                        Some("ALL") => true,
+                        Some("ARCHIVED") => o.archived,
+                        _ => !o.archived,
+                    })
+                    .map(|o| {
+                        Item::of(
+                            &o.stamp,
+                            || links.operator(org_id, o),
+                            || {
+                                deleted(
+                                    "Operator",
+                                    &o.id,
+                                    format!("{}/operators/{}", links.org_uri(org_id), o.id),
+                                )
+                            },
+                        )
+                    })
+                    .collect()
+            }
+            ["operators", id] => {
+                return single(
+                    org.operators
+                        .iter()
+                        .find(|o| o.id == *id && o.stamp.is_live())
+                        .map(|o| links.operator(org_id, o)),
+                );
+            }
             _ => return not_found(),
         };
         self.collection(state, req, items)
+    }
+
+    /// `POST /organizations/{orgId}/fields`: a new field (no farm, no boundary yet). John Deere
+    /// refuses a second field of the same name in an organization.
+    fn create_field(&self, state: &mut SimState, req: &Req, org_id: &str) -> Response {
+        if let Err(r) = self.check_org(state, org_id, "ag3") {
+            return r;
+        }
+        let Ok(body) = serde_json::from_slice::<Value>(&req.body) else {
+            return bad_request("body", "must be a JSON field");
+        };
+        let Some(name) = body["name"]
+            .as_str()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+        else {
+            return bad_request("name", "is required");
+        };
+        let taken = state.world.orgs[org_id]
+            .fields
+            .iter()
+            .any(|f| f.stamp.is_live() && f.name.eq_ignore_ascii_case(name));
+        if taken {
+            return bad_request("name", "a field of this name exists in the organization");
+        }
+        let seq = state.world.bump();
+        let now = chrono::Utc::now();
+        let field = crate::world::FieldRec {
+            id: uuid::Uuid::new_v4().to_string(),
+            name: name.to_string(),
+            farm_id: None,
+            client_id: None,
+            archived: false,
+            modified: now,
+            stamp: Stamp::new(seq),
+            boundaries: Vec::new(),
+            operations: Vec::new(),
+        };
+        let links = self.sim.links();
+        let uri = links.field_uri(org_id, &field.id);
+        self.changes.borrow_mut().push(crate::webhooks::Change {
+            event_type: "field",
+            org_id: org_id.to_string(),
+            target_resource: uri.clone(),
+            attributes: vec![("fieldId", field.id.clone())],
+        });
+        state
+            .world
+            .orgs
+            .get_mut(org_id)
+            .expect("checked org")
+            .fields
+            .push(field);
+        created(&uri)
+    }
+
+    /// `POST …/fields/{fieldId}/boundaries`: a boundary of one polygon (exterior ring first);
+    /// an active one makes the others inactive.
+    fn create_boundary(
+        &self,
+        state: &mut SimState,
+        req: &Req,
+        org_id: &str,
+        field_id: &str,
+    ) -> Response {
+        if let Err(r) = self.check_org(state, org_id, "ag3") {
+            return r;
+        }
+        let Some(index) = state.world.orgs[org_id]
+            .fields
+            .iter()
+            .position(|f| f.id == field_id && f.stamp.is_live())
+        else {
+            return error(StatusCode::NOT_FOUND, "Organization or Field not found");
+        };
+        let Ok(body) = serde_json::from_slice::<Value>(&req.body) else {
+            return bad_request("body", "must be a JSON boundary");
+        };
+        let polygons = body["multipolygons"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let [polygon] = polygons.as_slice() else {
+            return bad_request("multipolygons", "must hold exactly one polygon");
+        };
+        let ring = |r: &Value| -> Option<Vec<(f64, f64)>> {
+            let mut points: Vec<(f64, f64)> = r["points"]
+                .as_array()?
+                .iter()
+                .map(|p| Some((p["lon"].as_f64()?, p["lat"].as_f64()?)))
+                .collect::<Option<_>>()?;
+            if points.first() != points.last() {
+                points.push(points[0]);
+            }
+            (points.len() >= 4).then_some(points)
+        };
+        let rings = polygon["rings"].as_array().cloned().unwrap_or_default();
+        let (interiors, exteriors): (Vec<&Value>, Vec<&Value>) =
+            rings.iter().partition(|r| r["type"] == "interior");
+        let [exterior] = exteriors.as_slice() else {
+            return bad_request("rings", "a polygon needs exactly one exterior ring");
+        };
+        let Some(exterior) = ring(exterior) else {
+            return bad_request(
+                "points",
+                "a ring needs at least three points with lat and lon",
+            );
+        };
+        let Some(interiors) = interiors.into_iter().map(ring).collect::<Option<Vec<_>>>() else {
+            return bad_request(
+                "points",
+                "a ring needs at least three points with lat and lon",
+            );
+        };
+        let active = body["active"].as_bool().unwrap_or(true);
+        let seq = state.world.bump();
+        let now = chrono::Utc::now();
+        let field = &mut state
+            .world
+            .orgs
+            .get_mut(org_id)
+            .expect("checked org")
+            .fields[index];
+        if active {
+            for b in field.boundaries.iter_mut().filter(|b| b.active) {
+                b.active = false;
+                b.modified = now;
+                b.stamp.modified_seq = seq;
+            }
+        }
+        let boundary = crate::world::BoundaryRec {
+            id: uuid::Uuid::new_v4().to_string(),
+            name: body["name"]
+                .as_str()
+                .unwrap_or("Boundary")
+                .chars()
+                .take(20)
+                .collect(),
+            exterior,
+            interiors,
+            active,
+            created: now,
+            modified: now,
+            stamp: Stamp::new(seq),
+        };
+        let uri = format!(
+            "{}/boundaries/{}",
+            self.sim.links().field_uri(org_id, field_id),
+            boundary.id
+        );
+        field.boundaries.push(boundary);
+        field.modified = now;
+        field.stamp.modified_seq = seq;
+        self.changes.borrow_mut().push(crate::webhooks::Change {
+            event_type: "boundary",
+            org_id: org_id.to_string(),
+            target_resource: uri.clone(),
+            attributes: vec![("fieldId", field_id.to_string())],
+        });
+        created(&uri)
     }
 
     /// Serves a collection: signature handling (304 / delta / full), then matrix paging.
@@ -859,6 +1113,15 @@ impl Ctx<'_> {
             "links": [link("self", format!("{base}/eventSubscriptionDelivery"))],
         }))
     }
+}
+
+/// 201 Created with the new resource's URL, as John Deere answers a POST.
+fn created(uri: &str) -> Response {
+    let mut response = StatusCode::CREATED.into_response();
+    if let Ok(v) = HeaderValue::from_str(uri) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    response
 }
 
 fn single(value: Option<Value>) -> Response {

@@ -2,7 +2,10 @@
 
 use serde_json::{json, Value};
 
-use crate::world::{iso, BoundaryRec, ClientRec, FarmRec, FieldRec, FileRec, OperationRec, Org};
+use crate::world::{
+    iso, BoundaryRec, ClientRec, EquipmentRec, FarmRec, FieldRec, FileRec, OperationRec,
+    OperatorRec, Org,
+};
 
 /// `{base}` is `http://host:port/platform`; `root` is `http://host:port`.
 pub struct Links<'a> {
@@ -32,7 +35,16 @@ impl Links<'_> {
         let o = self.org_uri(&org.id);
         let mut links = vec![link("self", o.clone())];
         if org.connected_apps.contains(client_key) {
-            for rel in ["fields", "farms", "clients", "boundaries", "files"] {
+            for rel in [
+                "fields",
+                "farms",
+                "clients",
+                "boundaries",
+                "files",
+                "machines",
+                "implements",
+                "operators",
+            ] {
                 links.push(link(rel, format!("{o}/{rel}")));
             }
             links.push(link(
@@ -151,10 +163,14 @@ impl Links<'_> {
         embed_measurements: bool,
     ) -> Value {
         let s = self.operation_uri(&op.id);
+        let machine_id: Value = op
+            .machine_id
+            .parse::<u64>()
+            .map_or_else(|_| json!(op.machine_id), |n| json!(n));
         let machine = json!({
-            "@type": "FieldOperationMachine", "erid": format!("erid-{}", &op.machine_vin[11..]),
-            "machineId": 637795, "vin": op.machine_vin,
-            "operators": [{"@type": "Operator", "operatorId": format!("OP-{}", op.operator_name), "name": op.operator_name}],
+            "@type": "FieldOperationMachine", "erid": op.machine_erid,
+            "machineId": machine_id, "vin": op.machine_vin,
+            "operators": [{"@type": "Operator", "operatorId": op.operator_id, "name": op.operator_name}],
         });
         let mut value = json!({
             "@type": "FieldOperation", "id": op.id, "fieldOperationType": op.operation_type,
@@ -244,6 +260,42 @@ impl Links<'_> {
             "visibleViaShare": "owned", "shared": false, "status": f.status, "archived": false,
             "links": [link("self", s.clone()), link("owningOrganization", self.org_uri(org)),
                       link("partnerships", format!("{s}/partnerships"))],
+        })
+    }
+}
+
+impl Links<'_> {
+    /// A machine or an implement, in the shape of John Deere's equipment API.
+    pub fn equipment(&self, org: &str, e: &EquipmentRec) -> Value {
+        let rel = if e.kind == "Machine" {
+            "machines"
+        } else {
+            "implements"
+        };
+        let s = format!("{}/{rel}/{}", self.org_uri(org), e.id);
+        let mut value = json!({
+            "@type": e.kind, "id": e.id, "ERID": e.erid, "name": e.name,
+            "serialNumber": e.serial_number, "modelYear": e.model_year.to_string(),
+            "make": {"@type": "EquipmentMake", "name": e.make},
+            "type": {"@type": "EquipmentType", "name": e.category},
+            "model": {"@type": "EquipmentModel", "name": e.model},
+            "archived": false,
+            "links": [link("self", s), link("owningOrganization", self.org_uri(org))],
+        });
+        if e.kind == "Machine" {
+            value["vin"] = json!(e.serial_number);
+        }
+        if let Some(machine) = &e.attached_to {
+            value["machine"] = json!({"@type": "Machine", "id": machine});
+        }
+        value
+    }
+
+    pub fn operator(&self, org: &str, o: &OperatorRec) -> Value {
+        json!({
+            "@type": "Operator", "id": o.id, "name": o.name,
+            "dateModified": iso(&o.modified), "archived": o.archived,
+            "links": [link("self", format!("{}/operators/{}", self.org_uri(org), o.id))],
         })
     }
 }

@@ -90,6 +90,41 @@ pub struct Org {
     pub farms: Vec<FarmRec>,
     pub fields: Vec<FieldRec>,
     pub files: Vec<FileRec>,
+    /// Machines and implements (John Deere's equipment), and the organization's operators.
+    pub equipment: Vec<EquipmentRec>,
+    pub operators: Vec<OperatorRec>,
+}
+
+/// A machine or an implement of an organization.
+#[derive(Debug, Clone)]
+pub struct EquipmentRec {
+    /// John Deere's principal id (numeric, as `machineId` on field operations).
+    pub id: String,
+    pub erid: String,
+    /// `Machine` or `Implement`.
+    pub kind: &'static str,
+    pub name: String,
+    pub serial_number: String,
+    pub make: String,
+    pub model: String,
+    pub model_year: u32,
+    /// John Deere's equipment type (`Combine`, `Tractor`, `Planter`, ...).
+    pub category: String,
+    /// An implement's machine (its principal id) while attached.
+    pub attached_to: Option<String>,
+    /// The operation types this machine works (machines only).
+    pub works: &'static [&'static str],
+    pub stamp: Stamp,
+}
+
+/// An operator (a person who runs the organization's machines).
+#[derive(Debug, Clone)]
+pub struct OperatorRec {
+    pub id: String,
+    pub name: String,
+    pub archived: bool,
+    pub modified: DateTime<Utc>,
+    pub stamp: Stamp,
 }
 
 #[derive(Debug, Clone)]
@@ -180,6 +215,10 @@ pub struct OperationRec {
     pub modified: DateTime<Utc>,
     pub product_name: Option<String>,
     pub machine_vin: String,
+    /// The machine's principal id and ERID (its organization's equipment), and the operator's id.
+    pub machine_id: String,
+    pub machine_erid: String,
+    pub operator_id: String,
     pub operator_name: String,
     pub area_ha: f64,
     /// Main measurement total (yield, rate, depth), unit depends on the type.
@@ -325,6 +364,8 @@ impl World {
             farms: Vec::new(),
             fields: Vec::new(),
             files: Vec::new(),
+            equipment: fleet(&id, seq),
+            operators: crew(&id, seq),
         };
         for c in 0..spec.clients.max(1) {
             let client_id = self.uuid();
@@ -353,7 +394,10 @@ impl World {
             let farm = org.farms[f as usize % org.farms.len()].clone();
             let lat = base_lat + (f / 10) as f64 * 0.012;
             let lon = base_lon + (f % 10) as f64 * 0.012;
-            let field = self.new_field(&farm, lat, lon, spec.operations_per_field);
+            let mut field = self.new_field(&farm, lat, lon, spec.operations_per_field);
+            for op in &mut field.operations {
+                org.assign_crew(op);
+            }
             org.fields.push(field);
         }
         for _ in 0..spec.files {
@@ -445,6 +489,9 @@ impl World {
             modified: end + ChronoDuration::hours(6),
             product_name: product.map(str::to_string),
             machine_vin: format!("1H0S780SXXX{:06}", n % 1_000_000),
+            machine_id: "637795".into(),
+            machine_erid: format!("erid-{:06}", n % 1_000_000),
+            operator_id: String::new(),
             operator_name: pick(&mut self.rng, &OPERATORS).to_string(),
             area_ha: area,
             total: (self.rng.random_range(100.0..400.0_f64) * 10.0).round() / 10.0,
@@ -568,13 +615,111 @@ impl World {
             field.name = name;
         }
         let id = field.id.clone();
-        self.orgs
-            .get_mut(org_id)
-            .expect("org exists")
-            .fields
-            .push(field);
+        let org = self.orgs.get_mut(org_id).expect("org exists");
+        for op in &mut field.operations {
+            org.assign_crew(op);
+        }
+        org.fields.push(field);
         id
     }
+}
+
+impl Org {
+    /// Puts one of the organization's machines (the one that works this kind of operation) and
+    /// the operator of that name on an operation.
+    pub fn assign_crew(&self, op: &mut OperationRec) {
+        let kind = op.kind();
+        if let Some(machine) = self
+            .equipment
+            .iter()
+            .find(|e| e.kind == "Machine" && e.works.contains(&kind.as_str()))
+        {
+            op.machine_id = machine.id.clone();
+            op.machine_erid = machine.erid.clone();
+            op.machine_vin = machine.serial_number.clone();
+        }
+        if let Some(operator) = self.operators.iter().find(|o| o.name == op.operator_name) {
+            op.operator_id = operator.id.clone();
+        }
+    }
+
+    /// The implements attached to a machine.
+    pub fn implements_of<'a>(
+        &'a self,
+        machine_id: &'a str,
+    ) -> impl Iterator<Item = &'a EquipmentRec> {
+        self.equipment
+            .iter()
+            .filter(move |e| e.attached_to.as_deref() == Some(machine_id))
+    }
+}
+
+/// Every organization's equipment, derived from its id (no randomness, so worlds seeded before
+/// equipment existed are unchanged): four machines, three implements attached to them.
+fn fleet(org_id: &str, seq: u64) -> Vec<EquipmentRec> {
+    let n: u64 = org_id.parse().unwrap_or(0);
+    let id = |i: u64| (n * 100 + i).to_string();
+    let machine =
+        |i: u64, name: &str, model: &str, year: u32, category: &str, works| EquipmentRec {
+            id: id(i),
+            erid: format!("e71d0000-0000-4000-8000-{:012}", n * 100 + i),
+            kind: "Machine",
+            name: name.to_string(),
+            serial_number: format!("1RW{}{:02}{n:08}", model.replace(' ', "").to_uppercase(), i),
+            make: "JOHN DEERE".into(),
+            model: model.into(),
+            model_year: year,
+            category: category.into(),
+            attached_to: None,
+            works,
+            stamp: Stamp::new(seq),
+        };
+    let implement = |i: u64, name: &str, model: &str, category: &str, to: u64| EquipmentRec {
+        kind: "Implement",
+        attached_to: Some(id(to)),
+        works: &[],
+        serial_number: format!("1N0{}{:02}{n:08}", model.to_uppercase(), i),
+        ..machine(i, name, model, 2020, category, &[])
+    };
+    vec![
+        machine(1, "S780 Combine", "S780", 2021, "Combine", &["harvest"]),
+        machine(
+            2,
+            "R4045 Sprayer",
+            "R4045",
+            2020,
+            "Sprayer",
+            &["application"],
+        ),
+        machine(
+            3,
+            "8R 410 Planting",
+            "8R 410",
+            2022,
+            "Tractor",
+            &["seeding"],
+        ),
+        machine(4, "9R 640 Tillage", "9R 640", 2019, "Tractor", &["tillage"]),
+        implement(11, "745FD Header", "745FD", "Draper Header", 1),
+        implement(12, "DB60 Planter", "DB60", "Planter", 3),
+        implement(13, "2730 Ripper", "2730", "Tillage", 4),
+    ]
+}
+
+/// Every organization's operators, one per name operations use.
+fn crew(org_id: &str, seq: u64) -> Vec<OperatorRec> {
+    let n: u64 = org_id.parse().unwrap_or(0);
+    OPERATORS
+        .iter()
+        .enumerate()
+        .map(|(i, name)| OperatorRec {
+            id: format!("0235d40e-0000-4000-8000-{:012}", n * 10 + i as u64),
+            name: (*name).to_string(),
+            archived: false,
+            modified: sim_epoch(),
+            stamp: Stamp::new(seq),
+        })
+        .collect()
 }
 
 /// What a new organization holds.

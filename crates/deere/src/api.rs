@@ -427,6 +427,31 @@ impl ApiClient {
         })
     }
 
+    /// `POST /organizations/{orgId}/fields` with the field's name; John Deere answers 201 with the
+    /// new field's URL in `Location`, which this returns.
+    pub async fn create_field(&self, token: &AccessToken, org_id: &str, name: &str) -> Result<Url> {
+        let url = self.endpoint(&format!("organizations/{org_id}/fields"))?;
+        let body = serde_json::json!({"name": name, "archived": false});
+        let response = self.send_json(Method::POST, &url, token, &body).await?;
+        created_location(&response)
+    }
+
+    /// `POST {field}/boundaries`: the field's boundary; returns the new boundary's URL.
+    pub async fn create_boundary(
+        &self,
+        token: &AccessToken,
+        field_url: &Url,
+        boundary: &crate::models::NewBoundary,
+    ) -> Result<Url> {
+        let url = Url::parse(&format!(
+            "{}/boundaries",
+            field_url.as_str().trim_end_matches('/')
+        ))
+        .map_err(|e| DeereError::InvalidUrl(e.to_string()))?;
+        let response = self.send_json(Method::POST, &url, token, boundary).await?;
+        created_location(&response)
+    }
+
     /// `POST /eventSubscriptions`.
     pub async fn create_event_subscription(
         &self,
@@ -719,6 +744,14 @@ fn content_range_total(headers: &HeaderMap) -> Option<u64> {
 }
 
 /// `Content-Disposition: attachment; filename="x.zip"` → `x.zip`.
+/// The `Location` of a 201 (a created resource), as a URL.
+fn created_location(response: &reqwest::Response) -> Result<Url> {
+    let location = header_string(response.headers(), "location").ok_or_else(|| {
+        DeereError::InvalidResponse(format!("{} without Location", response.status()))
+    })?;
+    Url::parse(&location).map_err(|e| DeereError::InvalidResponse(format!("Location: {e}")))
+}
+
 pub fn content_disposition_filename(headers: &HeaderMap) -> Option<String> {
     let value = header_string(headers, "content-disposition")?;
     value.split(';').find_map(|part| {

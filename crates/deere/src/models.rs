@@ -210,6 +210,35 @@ pub struct Extent {
     pub bottom_right: Point,
 }
 
+/// A boundary to create (`POST …/fields/{fieldId}/boundaries`): polygons of rings of points,
+/// exterior first.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewBoundary {
+    pub name: String,
+    pub source_type: String,
+    pub active: bool,
+    pub multipolygons: Vec<NewPolygon>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NewPolygon {
+    #[serde(rename = "@type")]
+    pub kind: &'static str,
+    pub rings: Vec<NewRing>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NewRing {
+    #[serde(rename = "@type")]
+    pub kind: &'static str,
+    /// `exterior` or `interior`.
+    #[serde(rename = "type")]
+    pub ring_type: &'static str,
+    pub passable: bool,
+    pub points: Vec<Point>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Boundary {
@@ -434,6 +463,68 @@ pub struct File {
     pub links: Vec<Link>,
 }
 
+/// A machine or an implement (`GET /organizations/{orgId}/machines` and `/implements`), in the
+/// shape of John Deere's equipment API. Everything but the id is optional: a tombstone in a
+/// delta carries only its links.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Equipment {
+    #[serde(deserialize_with = "string_or_number")]
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default, rename = "ERID")]
+    pub erid: Option<String>,
+    #[serde(default)]
+    pub serial_number: Option<String>,
+    #[serde(default)]
+    pub vin: Option<String>,
+    #[serde(default, deserialize_with = "opt_string_or_number")]
+    pub model_year: Option<String>,
+    #[serde(default)]
+    pub make: Option<Named>,
+    #[serde(default)]
+    pub model: Option<Named>,
+    /// The equipment type (`Combine`, `Planter`, ...): Leaf's `category`.
+    #[serde(default, rename = "type")]
+    pub equipment_type: Option<Named>,
+    /// An implement's machine, while attached.
+    #[serde(default)]
+    pub machine: Option<EquipmentRef>,
+    #[serde(default, deserialize_with = "lenient_bool")]
+    pub archived: bool,
+    #[serde(default)]
+    pub links: Vec<Link>,
+}
+
+/// A name in an embedded object (`make`, `model`, `type`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Named {
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EquipmentRef {
+    #[serde(deserialize_with = "string_or_number")]
+    pub id: String,
+}
+
+/// An operator of an organization (`GET /organizations/{orgId}/operators`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrgOperator {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub date_modified: Option<String>,
+    #[serde(default, deserialize_with = "lenient_bool")]
+    pub archived: bool,
+    #[serde(default)]
+    pub links: Vec<Link>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventFilter {
     pub key: String,
@@ -528,6 +619,8 @@ pub struct EventMetadata {
 
 has_links!(
     Organization,
+    Equipment,
+    OrgOperator,
     Client,
     Farm,
     Field,

@@ -3,57 +3,12 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode as AxumStatus};
-use axum::routing::post;
-use axum::Router;
-use common::{spawn_with, Db};
+use common::{receiver, spawn_with, wait_until, Db};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-
-#[derive(Clone, Default)]
-struct Receiver {
-    fail_next: Arc<AtomicUsize>,
-    got: Arc<Mutex<Vec<(String, String)>>>,
-}
-
-async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: String) -> AxumStatus {
-    if r.fail_next.load(Ordering::SeqCst) > 0 {
-        r.fail_next.fetch_sub(1, Ordering::SeqCst);
-        return AxumStatus::SERVICE_UNAVAILABLE;
-    }
-    let sig = headers
-        .get("x-leaf-signature")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
-    r.got.lock().unwrap().push((sig, body));
-    AxumStatus::OK
-}
-
-async fn receiver() -> (Receiver, String) {
-    let r = Receiver::default();
-    let app = Router::new()
-        .route("/alerts", post(receive))
-        .with_state(r.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/alerts", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (r, url)
-}
-
-async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
-    for _ in 0..300 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
 
 const SECRET: &str = "a-webhook-secret";
 

@@ -34,18 +34,6 @@ async fn wait_for_sync(app: &TestApp, user: &str, after: &Value) -> Value {
     panic!("sync did not finish");
 }
 
-async fn fields_of(app: &TestApp, user: &str, extra: &str) -> Vec<Value> {
-    let (status, fields) = app
-        .call(
-            Method::GET,
-            &format!("/services/fields/api/fields?leafUserId={user}&size=100{extra}"),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{fields}");
-    fields.as_array().unwrap().clone()
-}
-
 fn sim_connected_fields(world: &Value, grower: usize) -> Vec<String> {
     let mut ids: Vec<String> = world["growers"][grower]["organizations"]
         .as_array()
@@ -145,7 +133,7 @@ async fn full_sync_then_incremental(db: Db) {
     // Every field of the two connected organizations, none of the unconnected one.
     let world = app.admin(Method::GET, "world", None).await;
     let expected = sim_connected_fields(&world, 0);
-    let fields = fields_of(&app, &user, "").await;
+    let fields = app.fields(&user, "").await;
     let mut got: Vec<String> = fields
         .iter()
         .map(|f| f["providerFieldId"].as_str().unwrap().to_string())
@@ -239,12 +227,12 @@ async fn full_sync_then_incremental(db: Db) {
         .await;
     wait_for_sync(&app, &user, &queued["finishedTime"]).await;
 
-    let live = fields_of(&app, &user, "").await;
+    let live = app.fields(&user, "").await;
     assert_eq!(live.len(), expected.len() - 1);
     assert!(live
         .iter()
         .all(|f| f["providerFieldId"] != deleted.as_str()));
-    let all = fields_of(&app, &user, "&includeDeleted=true").await;
+    let all = app.fields(&user, "&includeDeleted=true").await;
     let gone = all
         .iter()
         .find(|f| f["providerFieldId"] == deleted.as_str())
@@ -347,7 +335,7 @@ async fn selected_only_limits_the_sync(db: Db) {
     app.post_credentials(&user, &rt, "STAGE").await;
     let first = wait_for_sync(&app, &user, &Value::Null).await;
     assert_eq!(first["counts"]["fields"], 0, "nothing is SELECTED yet");
-    assert!(fields_of(&app, &user, "").await.is_empty());
+    assert!(app.fields(&user, "").await.is_empty());
 
     let (_, orgs) = app
         .call(
@@ -369,7 +357,7 @@ async fn selected_only_limits_the_sync(db: Db) {
         )
         .await;
     wait_for_sync(&app, &user, &queued["finishedTime"]).await;
-    let fields = fields_of(&app, &user, "").await;
+    let fields = app.fields(&user, "").await;
     assert_eq!(fields.len(), 3);
     assert!(fields
         .iter()
@@ -391,7 +379,7 @@ async fn forbidden_org_is_skipped_and_others_sync(db: Db) {
     app.post_credentials(&user, &rt, "STAGE").await;
     let status = wait_for_sync(&app, &user, &Value::Null).await;
     assert_eq!(status["counts"]["organizationsFailed"], json!([org]));
-    let fields = fields_of(&app, &user, "").await;
+    let fields = app.fields(&user, "").await;
     assert_eq!(fields.len(), 3, "the other organization's fields arrive");
     // The credential says so, and its events record the refusal and the status change.
     let (_, cred) = app.credential(&user).await;
@@ -736,7 +724,7 @@ async fn without_auto_sync_only_manual_syncs_run(db: Db) {
         )
         .await;
     assert_eq!(s["state"], "IDLE", "no automatic sync: {s}");
-    assert!(fields_of(&app, &user, "").await.is_empty());
+    assert!(app.fields(&user, "").await.is_empty());
     let (status, _) = app
         .call(
             Method::POST,
@@ -746,7 +734,7 @@ async fn without_auto_sync_only_manual_syncs_run(db: Db) {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     wait_for_sync(&app, &user, &Value::Null).await;
-    assert_eq!(fields_of(&app, &user, "").await.len(), 6);
+    assert_eq!(app.fields(&user, "").await.len(), 6);
     app.finish().await;
 }
 both_backends!(manual_only, without_auto_sync_only_manual_syncs_run);

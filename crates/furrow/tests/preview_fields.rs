@@ -11,18 +11,6 @@ use serde_json::{json, Value};
 
 const SCOPES: &[&str] = &["ag1", "ag2", "files", "offline_access"];
 
-async fn fields(app: &TestApp, user: &str) -> Vec<Value> {
-    let (status, list) = app
-        .call(
-            Method::GET,
-            &format!("/services/fields/api/fields?leafUserId={user}&size=100"),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{list}");
-    list.as_array().unwrap().clone()
-}
-
 async fn operations_of(app: &TestApp, user: &str, field: &str) -> usize {
     let (_, ops) = app
         .call(
@@ -69,7 +57,7 @@ async fn preview_fields_wait_to_be_enabled(db: Db) {
     assert_eq!(app.wait_for_sync_done(&user).await["state"], "DONE");
 
     // Listed, but no geometry, no boundaries, no operations.
-    let all = fields(&app, &user).await;
+    let all = app.fields(&user, "").await;
     assert!(all.len() >= 2, "{all:?}");
     for f in &all {
         assert_eq!(f["status"], "PREVIEW", "{f}");
@@ -108,7 +96,8 @@ async fn preview_fields_wait_to_be_enabled(db: Db) {
     }
     assert!(ops > 0, "the enabled field's operations were not read");
     // The others stay in preview.
-    let others: Vec<Value> = fields(&app, &user)
+    let others: Vec<Value> = app
+        .fields(&user, "")
         .await
         .into_iter()
         .filter(|f| f["id"] != first.as_str())
@@ -189,7 +178,7 @@ async fn turning_custom_data_sync_off_reads_previews_whole(db: Db) {
     let rt = app.grower_refresh_token("grower001", SCOPES);
     app.post_credentials(&user, &rt, "STAGE").await;
     app.wait_for_sync_done(&user).await;
-    let first = fields(&app, &user).await[0]["id"]
+    let first = app.fields(&user, "").await[0]["id"]
         .as_str()
         .unwrap()
         .to_string();

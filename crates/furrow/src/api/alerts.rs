@@ -19,7 +19,7 @@ use crate::store::WebhookRecord;
 const BASE: &str = "/services/alerts/api/alerts/webhooks";
 
 /// Events furrow emits.
-pub const EVENTS: [&str; 11] = [
+pub const EVENTS: [&str; 16] = [
     "credentialsUnauthenticated",
     "credentialsLimitedPermission",
     "fieldCreated",
@@ -31,6 +31,11 @@ pub const EVENTS: [&str; 11] = [
     "operationProcessingFinished",
     "providerFileProcessingFinished",
     "providerFileProcessingFailed",
+    "machineCreated",
+    "machineUpdated",
+    "machineDeleted",
+    "implementCreated",
+    "implementUpdated",
 ];
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -24,6 +24,8 @@ pub enum ApiError {
     },
     /// A rejection from the HTTP layer (body too large, wrong content type, ...).
     Rejected { status: StatusCode, detail: String },
+    /// John Deere failed (down, timed out, answered something unexpected): 502.
+    Upstream(String),
     /// Something on our side; the cause is logged, not shown.
     Internal(String),
 }
@@ -83,6 +85,7 @@ impl IntoResponse for ApiError {
                 Some(retry_after_secs),
             ),
             Self::Rejected { status, detail } => (status, detail, None, None),
+            Self::Upstream(detail) => (StatusCode::BAD_GATEWAY, detail, None, None),
             Self::Internal(cause) => {
                 tracing::error!(%cause, "internal error");
                 (

@@ -10,10 +10,12 @@ use utoipa_axum::routes;
 
 use super::auth::Owner;
 use super::error::{ApiError, ApiResult};
-use super::extract::{parse_id, PageQuery, Paging, Params};
+use super::extract::{parse_id, ApiJson, PageQuery, Paging, Params};
 use super::schemas;
 use crate::app::AppState;
+use crate::onboarding::JOHN_DEERE;
 use crate::store::{stable_int_id_for_farm, BoundaryRecord, FieldFilter, FieldRecord, SyncStatus};
+use crate::sync::write_back::{write_field, WriteBackError};
 
 const BASE: &str = "/services/fields/api";
 
@@ -31,6 +33,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(farm))
         .routes(routes!(growers))
         .routes(routes!(grower))
+        .routes(routes!(create_field))
+        .routes(routes!(send_to_provider))
 }
 
 /// John Deere's provider id in Leaf's numbering.
@@ -50,8 +54,9 @@ async fn field_json(state: &AppState, f: &FieldRecord) -> ApiResult<Value> {
     let boundaries = state.store.boundaries_of(&f.id).await?;
     let active = boundaries.iter().find(|b| b.status == "ACTIVE");
     Ok(json!({
-        "id": f.id, "leafUserId": f.leaf_user_id, "providerName": "JohnDeere",
-        "providerId": JOHN_DEERE_PROVIDER_ID, "providerFieldId": f.provider_field_id,
+        "id": f.id, "leafUserId": f.leaf_user_id, "providerName": f.origin,
+        "providerId": (f.origin == JOHN_DEERE).then_some(JOHN_DEERE_PROVIDER_ID),
+        "providerFieldId": f.provider_field_id,
         "providerFieldName": f.name, "name": f.name,
         "providerBoundaryId": active.map(|b| b.provider_boundary_id.clone()),
         "organizationId": f.organization_id, "type": "ORIGINAL",
@@ -483,4 +488,155 @@ async fn sync_now(
         state.store.put_sync_status(&user, &status).await?;
     }
     Ok((StatusCode::ACCEPTED, Json(status_json(Some(status)))))
+}
+
+/// Leaf's create-a-field body: a GeoJSON MultiPolygon, and optionally the id and name.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewField {
+    /// A UUID (furrow's ids are UUIDs); a new one when absent.
+    id: Option<String>,
+    name: Option<String>,
+    #[schema(value_type = Object)]
+    geometry: Value,
+}
+
+/// A GeoJSON MultiPolygon as furrow stores it (the text the sync writes for John Deere's
+/// boundaries, so that a field written back reads back as the same shape), and its area.
+fn multipolygon(geometry: &Value) -> ApiResult<(String, f64)> {
+    if geometry["type"] != "MultiPolygon" {
+        return Err(ApiError::bad("geometry.type", "must be \"MultiPolygon\""));
+    }
+    let polygons: machine_data::geo::MultiPolygon =
+        serde_json::from_value(geometry["coordinates"].clone()).map_err(|_| {
+            ApiError::bad(
+                "geometry.coordinates",
+                "must be polygons of rings of [longitude, latitude] positions",
+            )
+        })?;
+    if polygons.is_empty() || polygons.iter().any(Vec::is_empty) {
+        return Err(ApiError::bad(
+            "geometry.coordinates",
+            "needs at least one polygon with a ring",
+        ));
+    }
+    for ring in polygons.iter().flatten() {
+        if ring.len() < 4 || ring.first() != ring.last() {
+            return Err(ApiError::bad(
+                "geometry.coordinates",
+                "every ring needs at least four positions, the last equal to the first",
+            ));
+        }
+        if ring
+            .iter()
+            .any(|[lon, lat]| !(-180.0..=180.0).contains(lon) || !(-90.0..=90.0).contains(lat))
+        {
+            return Err(ApiError::bad(
+                "geometry.coordinates",
+                "positions are [longitude, latitude] in degrees",
+            ));
+        }
+    }
+    let area = machine_data::geo::area_ha(&polygons);
+    if area <= 0.0 {
+        return Err(ApiError::bad(
+            "geometry.coordinates",
+            "the field has no area",
+        ));
+    }
+    let text = json!({"type": "MultiPolygon", "coordinates": polygons}).to_string();
+    Ok((text, area))
+}
+
+/// Leaf's "create a field": a field of the user's own (`providerName` `Leaf`) with its boundary,
+/// and a `fieldCreated` alert (`source` `USER`). It can then be sent to John Deere.
+#[utoipa::path(post, path = "/services/fields/api/users/{id}/fields", tag = "fields",
+    params(("id" = uuid::Uuid, Path, description = "Leaf user id")), request_body = NewField,
+    responses((status = 201, description = "Created; `Location` names it", body = schemas::Field),
+        (status = 409, description = "A field with this id exists")))]
+async fn create_field(
+    State(state): State<AppState>,
+    owner: Owner,
+    Path(user): Path<String>,
+    ApiJson(body): ApiJson<NewField>,
+) -> ApiResult<axum::response::Response> {
+    let user = user_of_owner(&state, &owner, &user).await?;
+    let (geometry, area) = multipolygon(&body.geometry)?;
+    let id = match body.id.as_deref() {
+        Some(id) => uuid::Uuid::parse_str(id)
+            .map_err(|_| ApiError::bad("id", "furrow's field ids are UUIDs"))?
+            .to_string(),
+        None => uuid::Uuid::new_v4().to_string(),
+    };
+    let name = body.name.unwrap_or_else(|| format!("Field {}", &id[..8]));
+    if name.trim().is_empty() {
+        return Err(ApiError::bad("name", "must not be blank"));
+    }
+    let payload = json!({"source": "USER", "leafUserId": user, "fieldId": id});
+    let alerts = match payload {
+        Value::Object(map) => {
+            crate::sync::alerts::deliveries(&state, &owner.id, "fieldCreated", map).await?
+        }
+        _ => Vec::new(),
+    };
+    if !state
+        .store
+        .create_user_field(&user, &id, name.trim(), &geometry, area, &alerts)
+        .await?
+    {
+        return Err(ApiError::Conflict(format!("a field with id {id} exists")));
+    }
+    let field = find_field(&state, &owner, &user, &id).await?;
+    Ok(super::created(
+        format!("{BASE}/users/{user}/fields/{id}"),
+        Json(field_json(&state, &field).await?),
+    ))
+}
+
+/// Leaf's "upload a field to provider": creates the user's own field, with its boundary, in the
+/// grower's John Deere organization (`organizationId`, required). A field that came from John
+/// Deere is never sent back (400); one already sent is a 409. Done when it answers: the status
+/// is `SUCCESS` (Leaf answers `PENDING` and works in the background). The next sync reads the
+/// field back into the same furrow field, not a copy.
+#[utoipa::path(post, path = "/services/fields/api/users/{id}/fields/{field}/integration/{provider}", tag = "fields",
+    params(("id" = uuid::Uuid, Path, description = "Leaf user id"), ("field" = uuid::Uuid, Path, description = "Field id"),
+        ("provider" = String, Path, description = "`JohnDeere` (furrow's only provider)"),
+        ("organizationId" = String, Query, description = "The John Deere organization to create it in")),
+    responses((status = 200, description = "`[{fieldId: {JohnDeere: {id, status, updatedAt}}}]`", body = Object),
+        (status = 400, description = "Another provider, no or an unknown organization, a field from John Deere, or John Deere refused it"),
+        (status = 409, description = "Already in John Deere"), (status = 502, description = "John Deere failed")))]
+async fn send_to_provider(
+    State(state): State<AppState>,
+    owner: Owner,
+    Path((user, field, provider)): Path<(String, String, String)>,
+    params: Params,
+) -> ApiResult<Json<Value>> {
+    if provider != JOHN_DEERE {
+        return Err(ApiError::bad(
+            "provider",
+            "furrow sends fields to JohnDeere only",
+        ));
+    }
+    let org = params
+        .get("organizationId")
+        .filter(|o| !o.is_empty())
+        .ok_or_else(|| ApiError::bad("organizationId", "required for JohnDeere"))?;
+    let field = find_field(&state, &owner, &user, &field).await?;
+    let written = write_field(&state, &owner.id, &field, org)
+        .await
+        .map_err(|e| match e {
+            WriteBackError::FromJohnDeere
+            | WriteBackError::UnknownOrganization(_)
+            | WriteBackError::NoCredentials
+            | WriteBackError::NoBoundary
+            | WriteBackError::Refused(_) => ApiError::bad("field", e.to_string()),
+            WriteBackError::AlreadyWritten { .. } => ApiError::Conflict(e.to_string()),
+            WriteBackError::Deere(_) => ApiError::Upstream(e.to_string()),
+            WriteBackError::Store(e) => e.into(),
+            WriteBackError::Crypto(e) => ApiError::internal(e),
+        })?;
+    Ok(Json(json!([{ field.id.clone(): {
+        JOHN_DEERE: {"id": written.provider_field_id, "organizationId": written.organization_id,
+                     "status": "SUCCESS", "updatedAt": crate::store::leaf_time_now()}
+    }}])))
 }

@@ -7,6 +7,7 @@ use crate::app::AppState;
 use error::ApiError;
 
 pub mod alerts;
+pub mod assets;
 pub mod auth;
 pub mod configs;
 pub mod connect;
@@ -69,6 +70,7 @@ fn documented_routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .merge(ops::router())
         .merge(auth::router())
         .merge(alerts::router())
+        .merge(assets::router())
         .merge(users::router())
         .merge(credentials::router())
         .merge(deere_events::router())

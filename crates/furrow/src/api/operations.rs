@@ -14,7 +14,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{parse_id, PageQuery, Paging, Params};
 use super::schemas;
 use crate::app::AppState;
-use crate::store::{OperationDataRecord, OperationFilter, OperationRecord};
+use crate::store::{AssetKind, OperationDataRecord, OperationFilter, OperationRecord};
 
 const BASE: &str = "/services/operations/api/operations";
 
@@ -33,6 +33,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(download_image))
         .routes(routes!(status))
         .routes(routes!(reprocess))
+        .routes(routes!(machines))
+        .routes(routes!(implements))
+        .routes(routes!(operators))
 }
 
 /// Leaf's (version 1) images ramp, the same for every image.
@@ -440,4 +443,93 @@ async fn one(
         .unwrap_or_default();
     let data = state.store.operation_data(&op.id).await?;
     Ok(Json(operation_json(&op, data.as_ref(), &email)))
+}
+
+/// John Deere's ids under `key` of the operation's stored `list` (`machines` or `operators`).
+fn provider_ids(op: &OperationRecord, list: &str, key: &str) -> Vec<String> {
+    let data: Value = serde_json::from_str(&op.data).unwrap_or_default();
+    data[list]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|item| match &item[key] {
+                    Value::String(s) if !s.is_empty() => Some(s.clone()),
+                    Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `{machines: [id]}` or `{operators: [id]}`: the synced assets the operation names (John
+/// Deere's `machineId`s, or its machines' `operatorId`s).
+async fn linked(
+    state: &AppState,
+    owner: &Owner,
+    id: &str,
+    kind: AssetKind,
+) -> ApiResult<Json<Value>> {
+    let op = find(state, owner, id).await?;
+    let (list, key, name) = match kind {
+        AssetKind::Operator => ("operators", "operatorId", "operators"),
+        _ => ("machines", "machineId", "machines"),
+    };
+    let ids = state
+        .store
+        .asset_ids_by_provider_ids(&op.leaf_user_id, kind, &provider_ids(&op, list, key))
+        .await?;
+    Ok(Json(json!({ name: ids })))
+}
+
+/// The synced machines that worked the operation (John Deere's `fieldOperationMachines`), as
+/// ids for Leaf's get-a-machine; empty until `machinesAutoSync` has synced them.
+#[utoipa::path(get, path = "/services/operations/api/operations/{id}/machines", tag = "operations", params(("id" = uuid::Uuid, Path, description = "Operation id")),
+    responses((status = 200, description = "`{machines: [id]}`", body = schemas::OperationAssets)))]
+async fn machines(
+    State(state): State<AppState>,
+    owner: Owner,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    linked(&state, &owner, &id, AssetKind::Machine).await
+}
+
+/// The synced implements attached (John Deere's `machine` of an implement) to the machines that
+/// worked the operation; empty until `implementsAutoSync` has synced them.
+#[utoipa::path(get, path = "/services/operations/api/operations/{id}/implements", tag = "operations", params(("id" = uuid::Uuid, Path, description = "Operation id")),
+    responses((status = 200, description = "`{implements: [id]}`", body = schemas::OperationAssets)))]
+async fn implements(
+    State(state): State<AppState>,
+    owner: Owner,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let op = find(&state, &owner, &id).await?;
+    let machines = provider_ids(&op, "machines", "machineId");
+    let ids: Vec<String> = state
+        .store
+        .assets_of_user(&op.leaf_user_id, AssetKind::Implement)
+        .await?
+        .into_iter()
+        .filter(|implement| {
+            let data: Value = serde_json::from_str(&implement.data).unwrap_or_default();
+            data["providerMachineId"]
+                .as_str()
+                .is_some_and(|m| machines.iter().any(|x| x == m))
+        })
+        .map(|implement| implement.id)
+        .collect();
+    Ok(Json(json!({ "implements": ids })))
+}
+
+/// The synced operators who ran the operation's machines; empty until `operatorsAutoSync` has
+/// synced them.
+#[utoipa::path(get, path = "/services/operations/api/operations/{id}/operators", tag = "operations", params(("id" = uuid::Uuid, Path, description = "Operation id")),
+    responses((status = 200, description = "`{operators: [id]}`", body = schemas::OperationAssets)))]
+async fn operators(
+    State(state): State<AppState>,
+    owner: Owner,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    linked(&state, &owner, &id, AssetKind::Operator).await
 }

@@ -457,3 +457,75 @@ pub struct Authorization {
     created_time: String,
     expires_at: String,
 }
+
+/// A machine (Leaf's assets, beta).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Machine {
+    #[schema(format = Uuid)]
+    id: String,
+    leaf_user_id: String,
+    name: String,
+    /// `JohnDeere`, or `Leaf` for a machine the user created.
+    provider: String,
+    provider_machine_id: String,
+    provider_organization_id: Option<String>,
+    /// `PROVIDER_POOLED` or `USER_CREATED`.
+    origin_type: String,
+    created_time: String,
+    updated_time: String,
+    serial_number: Option<String>,
+    vin: Option<String>,
+    model: Option<String>,
+    make: Option<String>,
+    category: Option<String>,
+    model_year: Option<i64>,
+}
+
+/// An implement (Leaf's assets, beta).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Implement {
+    #[schema(format = Uuid)]
+    id: String,
+    leaf_user_id: String,
+    name: String,
+    provider: String,
+    provider_implement_id: String,
+    provider_organization_id: String,
+    origin_type: String,
+    created_time: String,
+    updated_time: String,
+    serial_number: Option<String>,
+    model: Option<String>,
+    make: Option<String>,
+    category: Option<String>,
+}
+
+/// An operator (Leaf's assets, beta).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Operator {
+    #[schema(format = Uuid)]
+    id: String,
+    leaf_user_id: String,
+    name: String,
+    provider: String,
+    provider_operator_id: String,
+    provider_organization_id: String,
+    origin_type: String,
+    license: Option<String>,
+    /// John Deere's last change of the operator.
+    updated_time: Option<String>,
+    /// `ACTIVE` or `ARCHIVED`.
+    status: String,
+}
+
+/// The ids of an operation's machines, implements or operators (`machines`, `implements` or
+/// `operators`: one key, named after the path).
+#[derive(Serialize, ToSchema)]
+pub struct OperationAssets {
+    machines: Option<Vec<String>>,
+    implements: Option<Vec<String>>,
+    operators: Option<Vec<String>>,
+}

@@ -52,7 +52,16 @@ impl OrgSelection {
 }
 
 /// Data link rels kept for the sync.
-const DATA_RELS: [&str; 5] = ["clients", "farms", "fields", "boundaries", "files"];
+const DATA_RELS: [&str; 8] = [
+    "clients",
+    "farms",
+    "fields",
+    "boundaries",
+    "files",
+    "machines",
+    "implements",
+    "operators",
+];
 
 /// Merges John Deere's current organization list with what was stored: new connected orgs start
 /// as PREVIEW, unconnected ones are BLOCKED, a BLOCKED org that got connected becomes PREVIEW,

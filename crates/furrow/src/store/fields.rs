@@ -88,6 +88,8 @@ pub struct FieldRecord {
     pub updated_at: String,
     /// Leaf's `status`: `PREVIEW`, `WAITING` or `PROCESSED`.
     pub sync_state: String,
+    /// `JohnDeere` (synced) or `Leaf` (created by the user in furrow).
+    pub origin: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -163,6 +165,7 @@ fn field_from(r: &AnyRow) -> StoreResult<FieldRecord> {
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
         sync_state: r.try_get("sync_state")?,
+        origin: r.try_get("origin")?,
     })
 }
 
@@ -183,7 +186,7 @@ fn boundary_from(r: &AnyRow) -> StoreResult<BoundaryRecord> {
 
 const FIELD_COLUMNS: &str =
     "f.id, f.leaf_user_id, f.organization_id, f.provider_field_id, f.name, \
-    f.provider_farm_id, f.deleted_on_provider, f.created_at, f.updated_at, f.sync_state";
+    f.provider_farm_id, f.deleted_on_provider, f.created_at, f.updated_at, f.sync_state, f.origin";
 const BOUNDARY_COLUMNS: &str =
     "id, field_id, provider_boundary_id, status, provider_status, geometry, \
     geometry_hash, area_ha, created_at, updated_at";
@@ -274,9 +277,11 @@ impl Store {
             boundaries_uri,
             preview,
         } = *field;
-        let id = stable_uuid(&[user, "field", provider_id]);
-        // Read before the transaction (see upsert_operation).
-        let existed = self.exists("fields", &id).await?;
+        // Read before the transaction (see upsert_operation). A field written back to John Deere
+        // is the user's own field under John Deere's id.
+        let existing = self.field_id_for_provider(user, provider_id).await?;
+        let existed = existing.is_some();
+        let id = existing.unwrap_or_else(|| stable_uuid(&[user, "field", provider_id]));
         let mut tx = self.pool().begin().await?;
         let now = leaf_time_now();
         let r = sqlx::query(
@@ -318,7 +323,9 @@ impl Store {
 
     /// Marks a field deleted on John Deere, and its current boundaries DELETED_ON_PROVIDER.
     pub async fn mark_field_deleted(&self, user: &str, provider_id: &str) -> StoreResult<bool> {
-        let id = stable_uuid(&[user, "field", provider_id]);
+        let Some(id) = self.field_id_for_provider(user, provider_id).await? else {
+            return Ok(false);
+        };
         let now = leaf_time_now();
         let mut tx = self.pool().begin().await?;
         let r = sqlx::query("UPDATE fields SET deleted_on_provider = 1, updated_at = $1 WHERE id = $2 AND deleted_on_provider = 0")
@@ -335,6 +342,98 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(r.rows_affected() == 1)
+    }
+
+    /// furrow's id of the user's field with this John Deere id (synced, or written back).
+    pub async fn field_id_for_provider(
+        &self,
+        user: &str,
+        provider_id: &str,
+    ) -> StoreResult<Option<String>> {
+        let row =
+            sqlx::query("SELECT id FROM fields WHERE leaf_user_id = $1 AND provider_field_id = $2")
+                .bind(user)
+                .bind(provider_id)
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(row.map(|r| r.try_get("id")).transpose()?)
+    }
+
+    /// A field the user creates (Leaf's "create a field"), with its boundary as the active one
+    /// and its alerts, in one transaction. `false` when the id is taken.
+    pub async fn create_user_field(
+        &self,
+        user: &str,
+        id: &str,
+        name: &str,
+        geometry: &str,
+        area_ha: f64,
+        alerts: &[(String, String)],
+    ) -> StoreResult<bool> {
+        if self.exists("fields", id).await? {
+            return Ok(false);
+        }
+        let now = leaf_time_now();
+        let boundary_id = stable_uuid(&[id, "boundary", &content_hash(geometry)]);
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "INSERT INTO fields (id, leaf_user_id, organization_id, provider_field_id, name, provider_farm_id, deleted_on_provider, \
+             created_at, updated_at, sync_state, origin) VALUES ($1, $2, '', $1, $3, NULL, 0, $4, $4, 'PROCESSED', 'Leaf')",
+        )
+        .bind(id)
+        .bind(user)
+        .bind(name)
+        .bind(now.clone())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(&format!(
+            "INSERT INTO boundaries ({BOUNDARY_COLUMNS}) VALUES ($1, $2, $1, 'ACTIVE', 'ACTIVE', $3, $4, $5, $6, $6)"
+        ))
+        .bind(&boundary_id)
+        .bind(id)
+        .bind(geometry)
+        .bind(content_hash(geometry))
+        .bind(area_ha)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        super::alerts::queue_in(&mut tx, alerts).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Records that a user's field now exists in John Deere (written back): its organization
+    /// and John Deere's field id, so the next sync reads that field into this one; and, once
+    /// sent, its active boundary's id on John Deere.
+    pub async fn link_user_field(
+        &self,
+        field_id: &str,
+        org: &str,
+        provider_field_id: &str,
+        provider_boundary_id: Option<&str>,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "UPDATE fields SET organization_id = $1, provider_field_id = $2, updated_at = $3 \
+             WHERE id = $4 AND origin = 'Leaf'",
+        )
+        .bind(org)
+        .bind(provider_field_id)
+        .bind(leaf_time_now())
+        .bind(field_id)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(boundary) = provider_boundary_id {
+            sqlx::query(
+                "UPDATE boundaries SET provider_boundary_id = $1 WHERE field_id = $2 AND status = 'ACTIVE'",
+            )
+            .bind(boundary)
+            .bind(field_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// The provider ids of a user's live fields in one organization.

@@ -9,6 +9,7 @@ use sqlx::{AnyPool, Row};
 
 mod accounts;
 mod alerts;
+mod assets;
 mod budgets;
 mod configs;
 mod credentials;
@@ -26,6 +27,7 @@ mod webhooks;
 
 pub use accounts::{LoginThrottle, OwnerRecord};
 pub use alerts::{ChangeAlerts, Deliveries, DeliveryRecord, FailedCall, WebhookRecord};
+pub use assets::{AssetKind, AssetRecord};
 pub use credentials::{CredentialRecord, EventRecord, JobReschedule, NewEvent, TokenWrite};
 pub use fields::{
     content_hash, content_hash_bytes, hex, stable_int_id_for_farm, stable_int_id_for_grower,
@@ -104,6 +106,14 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0016_sync_indexes",
         include_str!("../../migrations/0016_sync_indexes.sql"),
+    ),
+    (
+        "0017_assets",
+        include_str!("../../migrations/0017_assets.sql"),
+    ),
+    (
+        "0018_user_fields",
+        include_str!("../../migrations/0018_user_fields.sql"),
     ),
 ];
 

@@ -73,7 +73,7 @@ pub fn event_body(event_type: &str, mut event: Map<String, Value>) -> String {
 
 /// `event` (with `type` and `timestamp` added) for every webhook of `owner` that subscribed to
 /// `event_type`, to queue with the change it reports.
-async fn deliveries(
+pub async fn deliveries(
     state: &AppState,
     owner: &str,
     event_type: &str,

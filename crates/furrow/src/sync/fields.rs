@@ -51,6 +51,8 @@ pub struct SyncCounts {
     pub operations_deleted: usize,
     pub files: usize,
     pub files_deleted: usize,
+    /// Machines, implements and operators read (with their `*AutoSync` on).
+    pub assets: usize,
     pub requests_not_modified: usize,
     pub organizations_failed: Vec<String>,
     /// How changes reach furrow: `WEBHOOKS`, `POLLING` (with the reason) or `DISABLED`.
@@ -67,6 +69,7 @@ impl SyncCounts {
             ("boundaries", self.boundaries),
             ("operations", self.operations),
             ("files", self.files),
+            ("assets", self.assets),
         ] {
             crate::metrics::sync_items(kind, count);
         }
@@ -77,7 +80,7 @@ impl SyncCounts {
             "organizations": self.organizations, "growers": self.growers, "farms": self.farms,
             "fields": self.fields, "fieldsDeleted": self.fields_deleted, "boundaries": self.boundaries,
             "operations": self.operations, "operationsDeleted": self.operations_deleted,
-            "files": self.files, "filesDeleted": self.files_deleted,
+            "files": self.files, "filesDeleted": self.files_deleted, "assets": self.assets,
             "notModified": self.requests_not_modified, "organizationsFailed": self.organizations_failed,
             "webhooks": self.webhooks.state(), "webhooksDetail": self.webhooks.detail(),
         })
@@ -91,13 +94,15 @@ pub(super) struct Run<'a> {
     pub(super) token: AccessToken,
     pub(super) cred: &'a CredentialRecord,
     auth: Authorized,
-    counts: SyncCounts,
+    pub(super) counts: SyncCounts,
     /// With operations on: only operations ending after this (ms) are kept.
     pub(super) operations_since_ms: Option<i64>,
     /// The owner's alert webhooks: (id, subscribed events), loaded once per run.
     hooks: Vec<(String, Vec<String>)>,
     /// customDataSync: new fields arrive as PREVIEW.
     custom_data_sync: bool,
+    /// Which assets (machines, implements, operators) are synced.
+    pub(super) asset_sync: crate::sync::assets::AssetSync,
     /// Requests made to John Deere's collections so far.
     requests: u64,
     /// When this run is a part of a sync run: where its live figures go.
@@ -116,7 +121,7 @@ struct PartProgress {
 }
 
 /// What a signed read returned.
-enum Read<T> {
+pub(super) enum Read<T> {
     NotModified,
     /// Items, whether this is the full list (first read or a signature reset), and the new
     /// signature to store once the items are processed.
@@ -126,7 +131,7 @@ enum Read<T> {
 /// A signature to store after its collection was processed completely: a sync killed half-way
 /// through a collection reads it again, whole, next time.
 #[must_use]
-struct Pending(Option<(String, String)>);
+pub(super) struct Pending(Option<(String, String)>);
 
 impl<'a> Run<'a> {
     /// Opens a run for a credential that has a working access token.
@@ -148,6 +153,7 @@ impl<'a> Run<'a> {
             operations_since_ms: None,
             hooks: Vec::new(),
             custom_data_sync: false,
+            asset_sync: Default::default(),
             requests: 0,
             progress: None,
         })
@@ -156,7 +162,7 @@ impl<'a> Run<'a> {
     /// Items read so far (what the sync status shows as a part's progress).
     fn items(&self) -> usize {
         let c = &self.counts;
-        c.growers + c.farms + c.fields + c.boundaries + c.operations + c.files
+        c.growers + c.farms + c.fields + c.boundaries + c.operations + c.files + c.assets
     }
 
     /// Writes the part's figures: items and requests so far, and the request rate since it
@@ -230,6 +236,7 @@ impl<'a> Run<'a> {
             .get("customDataSync")
             .and_then(Value::as_bool)
             .unwrap_or(false);
+        self.asset_sync = crate::sync::assets::AssetSync::from_config(&config);
         Ok(OrgSelection {
             selected_only: config.get("organizationDataSync").and_then(Value::as_str)
                 == Some("SELECTED_ONLY"),
@@ -246,7 +253,7 @@ impl<'a> Run<'a> {
         Ok(self.auth.flush_events(self.state, &self.cred.id).await?)
     }
 
-    async fn read<T: DeserializeOwned + Send + 'static>(
+    pub(super) async fn read<T: DeserializeOwned + Send + 'static>(
         &mut self,
         uri: &str,
     ) -> Result<Read<T>, SyncError> {
@@ -297,7 +304,7 @@ impl<'a> Run<'a> {
     }
 
     /// The Leaf alert for every webhook subscribed to `event_type`, to queue with the change.
-    fn alerts(&self, event_type: &str, payload: Value) -> Deliveries {
+    pub(super) fn alerts(&self, event_type: &str, payload: Value) -> Deliveries {
         let subscribed: Vec<&String> = self
             .hooks
             .iter()
@@ -317,7 +324,7 @@ impl<'a> Run<'a> {
             .collect()
     }
 
-    async fn commit(&self, pending: Pending) -> Result<(), SyncError> {
+    pub(super) async fn commit(&self, pending: Pending) -> Result<(), SyncError> {
         if let Some((key, signature)) = pending.0 {
             self.state
                 .store
@@ -1040,6 +1047,9 @@ pub async fn sync_credential(
         if run.operations_since_ms.is_some() && links.contains_key("files") {
             parts.push(format!("{}/files", org.provider_org_id));
         }
+        if run.asset_sync.wanted(&links) {
+            parts.push(format!("{}/assets", org.provider_org_id));
+        }
     }
     let run_id = uuid::Uuid::new_v4().to_string();
     tracing::info!(
@@ -1074,7 +1084,7 @@ pub async fn sync_credential(
     Ok(run.counts)
 }
 
-/// Runs one part of a sync run: an organization's fields or its files.
+/// Runs one part of a sync run: an organization's fields, its files or its assets.
 async fn sync_part(
     state: &AppState,
     cred: &CredentialRecord,
@@ -1105,6 +1115,7 @@ async fn sync_part(
     let outcome = match (resource, run.operations_since_ms, links.get("files")) {
         ("fields", ..) => run.organization(org_id, &links).await,
         ("files", Some(_), Some(uri)) => run.files(org_id, uri).await,
+        ("assets", ..) => run.assets(org_id, &links).await,
         _ => Ok(()),
     };
     run.flush_events().await?;

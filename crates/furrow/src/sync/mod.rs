@@ -12,6 +12,7 @@ use crate::app::AppState;
 use crate::store::now_ms;
 
 pub mod alerts;
+pub mod assets;
 pub mod credentials;
 pub mod fields;
 pub mod link;
@@ -19,6 +20,7 @@ pub mod machine_data;
 pub mod organizations;
 pub mod pacing;
 pub mod webhooks;
+pub mod write_back;
 
 /// Runs until `stop` turns true.
 pub async fn run_engine(state: AppState, mut stop: watch::Receiver<bool>) {

@@ -15,7 +15,7 @@ use deere::{AccessToken, ApiClient, DeereError};
 use subtle::ConstantTimeEq;
 
 use crate::app::AppState;
-use crate::store::{content_hash, stable_uuid, InboxItem, NewInboxItem, SubscriptionRecord};
+use crate::store::{content_hash, InboxItem, NewInboxItem, SubscriptionRecord};
 use crate::sync::fields::{Run, SyncError};
 use crate::sync::link::Authorized;
 
@@ -359,12 +359,12 @@ impl Run<'_> {
                     return Ok(());
                 };
                 let provider_field = last_segment(&self.api.link_url(field_uri)?);
-                let field_id = stable_uuid(&[&user, "field", &provider_field]);
-                if !store.exists("fields", &field_id).await? {
+                let Some(field_id) = store.field_id_for_provider(&user, &provider_field).await?
+                else {
                     // A field furrow has not seen yet: a sync brings both.
                     store.wake_job(&self.cred.id, "sync").await?;
                     return Ok(());
-                }
+                };
                 if let Some(since) = self.operations_since_ms {
                     if self.field_processed(&field_id).await? {
                         self.apply_operation(&field_id, &op, since).await?;

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use furrow::app::Running;
@@ -266,6 +268,19 @@ impl TestApp {
         sync
     }
 
+    /// The user's fields (up to 100), with more query parameters in `extra` (`&includeDeleted=true`).
+    pub async fn fields(&self, user: &str, extra: &str) -> Vec<Value> {
+        let (status, fields) = self
+            .call(
+                Method::GET,
+                &format!("/services/fields/api/fields?leafUserId={user}&size=100{extra}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{fields}");
+        fields.as_array().unwrap().clone()
+    }
+
     pub async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> Value {
         let mut request = self
             .http
@@ -289,5 +304,64 @@ impl TestApp {
                 .await;
         }
         let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct Receiver {
+    pub fail_next: Arc<AtomicUsize>,
+    pub got: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+async fn receive(
+    axum::extract::State(r): axum::extract::State<Receiver>,
+    headers: axum::http::HeaderMap,
+    body: String,
+) -> axum::http::StatusCode {
+    if r.fail_next.load(Ordering::SeqCst) > 0 {
+        r.fail_next.fetch_sub(1, Ordering::SeqCst);
+        return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+    }
+    let sig = headers
+        .get("x-leaf-signature")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    r.got.lock().unwrap().push((sig, body));
+    axum::http::StatusCode::OK
+}
+
+/// A webhook receiver on loopback: what it got, `(signature, body)`, and how many calls to fail.
+pub async fn receiver() -> (Receiver, String) {
+    let r = Receiver::default();
+    let app = axum::Router::new()
+        .route("/alerts", axum::routing::post(receive))
+        .with_state(r.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/alerts", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (r, url)
+}
+
+pub async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..300 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+impl Receiver {
+    /// Alerts received of one `type`.
+    pub fn count(&self, event_type: &str) -> usize {
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, body)| {
+                serde_json::from_str::<Value>(body).is_ok_and(|b| b["type"] == event_type)
+            })
+            .count()
     }
 }
