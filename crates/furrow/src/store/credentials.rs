@@ -172,10 +172,13 @@ impl Store {
         alerts: &[(String, String)],
     ) -> StoreResult<()> {
         self.credentials.forget_user(&credential.leaf_user_id);
-        super::retry_conflicts(|| {
+        let replaced = super::retry_conflicts(|| {
             self.replace_credential_once(credential, events, next_run_ms, alerts)
         })
-        .await
+        .await;
+        // Again once written (see set_status).
+        self.credentials.forget_user(&credential.leaf_user_id);
+        replaced
     }
 
     async fn replace_credential_once(
@@ -279,7 +282,10 @@ impl Store {
     /// Deletes an owner's user's credential with its events and jobs.
     pub async fn delete_credential(&self, owner: &str, user: &str) -> StoreResult<bool> {
         self.credentials.forget_user(user);
-        super::retry_conflicts(|| self.delete_credential_once(owner, user)).await
+        let deleted = super::retry_conflicts(|| self.delete_credential_once(owner, user)).await;
+        // Again once deleted (see set_status).
+        self.credentials.forget_user(user);
+        deleted
     }
 
     async fn delete_credential_once(&self, owner: &str, user: &str) -> StoreResult<bool> {
@@ -328,9 +334,12 @@ impl Store {
                 self.commit_token_batch(batch).await;
             }
         }
-        result
+        let written = result
             .await
-            .unwrap_or(Err(super::StoreError::Database(sqlx::Error::WorkerCrashed)))
+            .unwrap_or(Err(super::StoreError::Database(sqlx::Error::WorkerCrashed)));
+        // Again once written (see set_status).
+        self.credentials.forget_credential(id);
+        written
     }
 
     async fn commit_token_batch(&self, batch: Vec<(TokenCommit, TokenReply)>) {
@@ -403,6 +412,9 @@ impl Store {
         }
         super::alerts::queue_in(&mut tx, alerts).await?;
         tx.commit().await?;
+        // Again after the commit: a read between the first forget and the commit cached the old
+        // row (an API read then showed the old status until the cache expired).
+        self.credentials.forget_credential(id);
         Ok(true)
     }
 
@@ -429,6 +441,7 @@ impl Store {
         .bind(old.access_token_enc.clone().unwrap_or_default())
         .execute(self.pool())
         .await?;
+        self.credentials.forget_credential(&old.id);
         Ok(r.rows_affected() == 1)
     }
 

@@ -121,7 +121,10 @@ impl Store {
     /// Deletes the user; its credentials, events and jobs go with it (foreign keys cascade).
     pub async fn delete_user(&self, owner: &str, id: &str) -> StoreResult<bool> {
         self.credentials.forget_user(id);
-        super::retry_conflicts(|| self.delete_user_once(owner, id)).await
+        let deleted = super::retry_conflicts(|| self.delete_user_once(owner, id)).await;
+        // Again once deleted: a read meanwhile may have cached the credential.
+        self.credentials.forget_user(id);
+        deleted
     }
 
     async fn delete_user_once(&self, owner: &str, id: &str) -> StoreResult<bool> {
