@@ -279,7 +279,9 @@ impl Store {
         } = *field;
         // Read before the transaction (see upsert_operation). A field written back to John Deere
         // is the user's own field under John Deere's id.
-        let existing = self.field_id_for_provider(user, provider_id).await?;
+        let existing = self
+            .field_id_for_upsert(user, provider_id, org, name)
+            .await?;
         let existed = existing.is_some();
         let id = existing.unwrap_or_else(|| stable_uuid(&[user, "field", provider_id]));
         let mut tx = self.pool().begin().await?;
@@ -287,9 +289,9 @@ impl Store {
         let r = sqlx::query(
             "INSERT INTO fields (id, leaf_user_id, organization_id, provider_field_id, name, provider_farm_id, deleted_on_provider, created_at, updated_at, operations_uri, sync_state, boundaries_uri) \
              VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7, $8, $9, $10) ON CONFLICT (id) DO UPDATE SET name = $5, provider_farm_id = $6, \
-             deleted_on_provider = 0, updated_at = $7, operations_uri = $8 \
+             deleted_on_provider = 0, updated_at = $7, operations_uri = $8, provider_field_id = $4 \
              WHERE fields.name <> $5 OR COALESCE(fields.provider_farm_id, '') <> COALESCE($6, '') OR fields.deleted_on_provider <> 0 \
-             OR COALESCE(fields.operations_uri, '') <> COALESCE($8, '')",
+             OR COALESCE(fields.operations_uri, '') <> COALESCE($8, '') OR fields.provider_field_id <> $4",
         )
         .bind(&id)
         .bind(user)
@@ -357,6 +359,69 @@ impl Store {
                 .fetch_optional(self.pool())
                 .await?;
         Ok(row.map(|r| r.try_get("id")).transpose()?)
+    }
+
+    /// The field a John Deere field is read into: the one with its id, or else the user's own
+    /// field being sent to that organization under that name (John Deere's event for a field
+    /// furrow is creating can arrive before furrow has its id; names are unique in an
+    /// organization).
+    async fn field_id_for_upsert(
+        &self,
+        user: &str,
+        provider_id: &str,
+        org: &str,
+        name: &str,
+    ) -> StoreResult<Option<String>> {
+        if let Some(id) = self.field_id_for_provider(user, provider_id).await? {
+            return Ok(Some(id));
+        }
+        let row = sqlx::query(
+            "SELECT id FROM fields WHERE leaf_user_id = $1 AND organization_id = $2 AND name = $3 \
+             AND origin = 'Leaf' AND provider_field_id = id",
+        )
+        .bind(user)
+        .bind(org)
+        .bind(name)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|r| r.try_get("id")).transpose()?)
+    }
+
+    /// Claims a user's own field for sending to organization `org`: `false` when it was sent (or
+    /// is being sent) already. Until John Deere's id is known, the field waits under the
+    /// organization with its own id as the provider's.
+    pub async fn claim_field_for_sending(&self, field_id: &str, org: &str) -> StoreResult<bool> {
+        let r = sqlx::query(
+            "UPDATE fields SET organization_id = $1 WHERE id = $2 AND origin = 'Leaf' AND organization_id = ''",
+        )
+        .bind(org)
+        .bind(field_id)
+        .execute(self.pool())
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Undoes the claim when John Deere refused to create the field.
+    pub async fn release_field_claim(&self, field_id: &str) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE fields SET organization_id = '' WHERE id = $1 AND origin = 'Leaf' AND provider_field_id = id",
+        )
+        .bind(field_id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// A boundary furrow holds under its own id (a user's field's) takes John Deere's id.
+    pub async fn adopt_boundary(&self, id: &str, provider_boundary_id: &str) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE boundaries SET provider_boundary_id = $1 WHERE id = $2 AND provider_boundary_id = id",
+        )
+        .bind(provider_boundary_id)
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
     }
 
     /// A field the user creates (Leaf's "create a field"), with its boundary as the active one
@@ -439,7 +504,8 @@ impl Store {
     /// The provider ids of a user's live fields in one organization.
     pub async fn live_field_ids(&self, user: &str, org: &str) -> StoreResult<Vec<String>> {
         let rows = sqlx::query(
-            "SELECT provider_field_id FROM fields WHERE leaf_user_id = $1 AND organization_id = $2 AND deleted_on_provider = 0",
+            "SELECT provider_field_id FROM fields WHERE leaf_user_id = $1 AND organization_id = $2 AND deleted_on_provider = 0 \
+             AND provider_field_id <> id",
         )
         .bind(user)
         .bind(org)

@@ -756,10 +756,23 @@ impl<'a> Run<'a> {
         let now = leaf_time_now();
         let mut new_active = None;
         for b in &boundaries {
-            let existing: Vec<&BoundaryRecord> = before
+            let mut existing: Vec<&BoundaryRecord> = before
                 .iter()
                 .filter(|x| x.provider_boundary_id == b.id)
                 .collect();
+            let geometry = to_geojson(b);
+            let hash = crate::store::content_hash(&geometry);
+            if existing.is_empty() {
+                // A boundary furrow sent (a user's field written back) read back before furrow
+                // had John Deere's id for it: the same shape under furrow's own id.
+                if let Some(own) = before
+                    .iter()
+                    .find(|x| x.provider_boundary_id == x.id && x.geometry_hash == hash)
+                {
+                    self.state.store.adopt_boundary(&own.id, &b.id).await?;
+                    existing.push(own);
+                }
+            }
             if b.is_deleted() {
                 for x in existing {
                     self.state
@@ -769,8 +782,6 @@ impl<'a> Run<'a> {
                 }
                 continue;
             }
-            let geometry = to_geojson(b);
-            let hash = crate::store::content_hash(&geometry);
             let provider_status = if b.active { "ACTIVE" } else { "INACTIVE" };
             match existing.iter().find(|x| x.geometry_hash == hash) {
                 Some(same) => {

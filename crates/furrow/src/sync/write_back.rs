@@ -135,10 +135,19 @@ pub async fn write_field(
         .and_then(|b| boundary_body(&field.name, &b.geometry))
         .ok_or(WriteBackError::NoBoundary)?;
     let auth = Authorized::open(state, &cred)?.ok_or(WriteBackError::NoCredentials)?;
+    // Claimed first: a second request for the same field is a 409, and John Deere's event for
+    // the new field, should it come before the answer, is read into this field (by name).
+    if !state.store.claim_field_for_sending(&field.id, org).await? {
+        return Err(WriteBackError::AlreadyWritten {
+            org: org.to_string(),
+            field: "(being sent now)".into(),
+        });
+    }
     let created = auth.api().create_field(&auth.token, org, &field.name).await;
     let field_url = match created {
         Ok(url) => url,
         Err(e) => {
+            state.store.release_field_claim(&field.id).await?;
             auth.flush_events(state, &cred.id).await?;
             return Err(e.into());
         }
