@@ -280,6 +280,7 @@ async fn assets_match_the_simulator(db: Db) {
         None,
     )
     .await;
+    assert_eq!(app.wait_for_sync_done(&user).await["state"], "DONE");
     wait_until("machineUpdated", || rx.count("machineUpdated") == 1).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(

@@ -342,8 +342,9 @@ pub async fn receiver() -> (Receiver, String) {
     (r, url)
 }
 
+/// Polls `check` for up to 20 s (CI runs every test binary on two loaded cores).
 pub async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
-    for _ in 0..300 {
+    for _ in 0..1000 {
         if check() {
             return;
         }
