@@ -606,20 +606,7 @@ async fn alerts_for(
     let Value::Object(map) = payload else {
         return Ok(Vec::new());
     };
-    let body = crate::sync::alerts::event_body(event_type, map);
-    Ok(state
-        .store
-        .webhooks(&owner)
-        .await?
-        .into_iter()
-        .filter(|w| {
-            serde_json::from_str::<Vec<String>>(&w.events)
-                .unwrap_or_default()
-                .iter()
-                .any(|e| e == event_type)
-        })
-        .map(|w| (w.id, body.clone()))
-        .collect())
+    Ok(crate::sync::alerts::deliveries(state, &owner, event_type, map).await?)
 }
 
 #[cfg(test)]
