@@ -69,7 +69,7 @@ pub struct Settings {
     pub export_poll_ms: u64,
     /// Polls of one export before the attempt is given up (and retried later).
     pub export_max_polls: u64,
-    /// Operations' machine data processed at once by one replica (slots of their own).
+    /// Operations' machine data processed at once by one replica (slots of their own; 0: none).
     pub machine_data_concurrency: u64,
     /// Alert webhooks may point into furrow's own network (loopback, private, link-local…).
     /// Off by default; tests and the demo, whose receivers listen on loopback, turn it on.
@@ -122,7 +122,7 @@ impl Default for Settings {
             engine_concurrency: 128,
             sync_interval_secs: 86_400,
             sync_parts_per_credential: 4,
-            sync_reads_per_part: 8,
+            sync_reads_per_part: 32,
             file_chunk_bytes: 8 * 1024 * 1024,
             export_poll_ms: 5000,
             export_max_polls: 30,

@@ -127,11 +127,7 @@ impl Store {
         .bind(text("vin"))
         .execute(&mut *tx)
         .await?;
-        let change = if existed {
-            Change::from_rows(r.rows_affected())
-        } else {
-            Change::Created
-        };
+        let change = Change::of_upsert(existed, r.rows_affected());
         super::alerts::queue_in(&mut tx, alerts.for_change(change)).await?;
         tx.commit().await?;
         Ok(change)

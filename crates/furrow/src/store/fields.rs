@@ -191,6 +191,43 @@ const BOUNDARY_COLUMNS: &str =
     "id, field_id, provider_boundary_id, status, provider_status, geometry, \
     geometry_hash, area_ha, created_at, updated_at";
 
+/// A change to a field's boundaries, planned from what John Deere lists.
+#[derive(Debug)]
+pub enum BoundaryChange {
+    /// A boundary furrow holds under its own id (a user's field's) takes John Deere's id.
+    Adopt {
+        id: String,
+        provider_boundary_id: String,
+    },
+    /// A known boundary's status and John Deere's status of it.
+    Status {
+        id: String,
+        status: String,
+        provider_status: String,
+    },
+    /// A new boundary (or a new shape under a known John Deere id), alerted if it is new.
+    Insert {
+        record: BoundaryRecord,
+        alerts: super::Deliveries,
+    },
+    /// Boundaries replaced on John Deere become `OUTDATED_ON_PROVIDER`, alerted if any changed.
+    Outdate {
+        ids: Vec<String>,
+        alerts: super::Deliveries,
+    },
+}
+
+/// What reads of fields' boundaries change, written in one transaction (see
+/// `Store::write_boundaries`).
+#[derive(Debug, Default)]
+pub struct BoundariesWrite {
+    pub changes: Vec<BoundaryChange>,
+    /// Fields waiting to be read whole whose boundaries are now in: they become PROCESSED.
+    pub processed: Vec<String>,
+    /// `(collection url, signature)` of the reads, stored with what they read.
+    pub signatures: Vec<(String, String)>,
+}
+
 /// A field as read from John Deere, to store for a Leaf user.
 #[derive(Debug, Clone, Copy)]
 pub struct FieldWrite<'a> {
@@ -260,67 +297,71 @@ impl Store {
         Ok(id)
     }
 
-    /// Inserts or updates a field (un-deleting it if John Deere lists it again).
-    /// `alerts` (given furrow's field id) are queued in the same transaction, for the outcome.
-    pub async fn upsert_field(
+    /// Inserts or updates fields (un-deleting those John Deere lists again), in one
+    /// transaction. `alerts` (given furrow's field id) are queued with each, for its outcome.
+    /// Returns each field's id, outcome and sync state (`PREVIEW`, `WAITING`, `PROCESSED`), in
+    /// order.
+    pub async fn upsert_fields(
         &self,
-        field: &FieldWrite<'_>,
+        fields: &[FieldWrite<'_>],
         alerts: impl Fn(&str) -> super::ChangeAlerts,
-    ) -> StoreResult<(String, Change)> {
-        let FieldWrite {
-            user,
-            org,
-            provider_id,
-            name,
-            provider_farm_id,
-            operations_uri,
-            boundaries_uri,
-            preview,
-        } = *field;
-        // Read before the transaction (see upsert_operation). A field written back to John Deere
-        // is the user's own field under John Deere's id.
-        let existing = self
-            .field_id_for_upsert(user, provider_id, org, name)
-            .await?;
-        let existed = existing.is_some();
-        let id = existing.unwrap_or_else(|| stable_uuid(&[user, "field", provider_id]));
-        let mut tx = self.pool().begin().await?;
+    ) -> StoreResult<Vec<(String, Change, String)>> {
+        let mut tx = self.begin_write().await?;
+        let existing = field_ids_for_upsert_in(&mut tx, fields).await?;
         let now = leaf_time_now();
-        let r = sqlx::query(
-            "INSERT INTO fields (id, leaf_user_id, organization_id, provider_field_id, name, provider_farm_id, deleted_on_provider, created_at, updated_at, operations_uri, sync_state, boundaries_uri) \
-             VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7, $8, $9, $10) ON CONFLICT (id) DO UPDATE SET name = $5, provider_farm_id = $6, \
-             deleted_on_provider = 0, updated_at = $7, operations_uri = $8, provider_field_id = $4 \
-             WHERE fields.name <> $5 OR COALESCE(fields.provider_farm_id, '') <> COALESCE($6, '') OR fields.deleted_on_provider <> 0 \
-             OR COALESCE(fields.operations_uri, '') <> COALESCE($8, '') OR fields.provider_field_id <> $4",
-        )
-        .bind(&id)
-        .bind(user)
-        .bind(org)
-        .bind(provider_id)
-        .bind(name)
-        .bind(provider_farm_id.map(str::to_string))
-        .bind(now)
-        .bind(operations_uri.map(str::to_string))
-        .bind(if preview { "PREVIEW" } else { "PROCESSED" })
-        .bind(boundaries_uri.map(str::to_string))
-        .execute(&mut *tx)
-        .await?;
-        // The link is bookkeeping, not a change of the field: no alert, no updatedTime.
-        sqlx::query(
-            "UPDATE fields SET boundaries_uri = $1 WHERE id = $2 AND COALESCE(boundaries_uri, '') <> COALESCE($1, '')",
-        )
-        .bind(boundaries_uri.map(str::to_string))
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?;
-        let change = if existed {
-            Change::from_rows(r.rows_affected())
-        } else {
-            Change::Created
-        };
-        super::alerts::queue_in(&mut tx, alerts(&id).for_change(change)).await?;
+        let mut written = Vec::with_capacity(fields.len());
+        for (field, existing) in fields.iter().zip(existing) {
+            let existed = existing.is_some();
+            let id =
+                existing.unwrap_or_else(|| stable_uuid(&[field.user, "field", field.provider_id]));
+            let r = sqlx::query(
+                "INSERT INTO fields (id, leaf_user_id, organization_id, provider_field_id, name, provider_farm_id, deleted_on_provider, created_at, updated_at, operations_uri, sync_state, boundaries_uri) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7, $8, $9, $10) ON CONFLICT (id) DO UPDATE SET name = $5, provider_farm_id = $6, \
+                 deleted_on_provider = 0, updated_at = $7, operations_uri = $8, provider_field_id = $4 \
+                 WHERE fields.name <> $5 OR COALESCE(fields.provider_farm_id, '') <> COALESCE($6, '') OR fields.deleted_on_provider <> 0 \
+                 OR COALESCE(fields.operations_uri, '') <> COALESCE($8, '') OR fields.provider_field_id <> $4",
+            )
+            .bind(&id)
+            .bind(field.user)
+            .bind(field.org)
+            .bind(field.provider_id)
+            .bind(field.name)
+            .bind(field.provider_farm_id.map(str::to_string))
+            .bind(now.clone())
+            .bind(field.operations_uri.map(str::to_string))
+            .bind(if field.preview { "PREVIEW" } else { "PROCESSED" })
+            .bind(field.boundaries_uri.map(str::to_string))
+            .execute(&mut *tx)
+            .await?;
+            // The link is bookkeeping, not a change of the field: no alert, no updatedTime.
+            sqlx::query(
+                "UPDATE fields SET boundaries_uri = $1 WHERE id = $2 AND COALESCE(boundaries_uri, '') <> COALESCE($1, '')",
+            )
+            .bind(field.boundaries_uri.map(str::to_string))
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+            let change = Change::of_upsert(existed, r.rows_affected());
+            super::alerts::queue_in(&mut tx, alerts(&id).for_change(change)).await?;
+            written.push((id, change));
+        }
+        let ids: Vec<&str> = written.iter().map(|(id, _)| id.as_str()).collect();
+        let sql = "SELECT id, sync_state FROM fields WHERE id IN ({list})";
+        let mut states = std::collections::HashMap::new();
+        for row in super::fetch_in(&mut tx, sql, &[], &ids).await? {
+            states.insert(
+                row.try_get::<String, _>("id")?,
+                row.try_get::<String, _>("sync_state")?,
+            );
+        }
         tx.commit().await?;
-        Ok((id, change))
+        Ok(written
+            .into_iter()
+            .map(|(id, change)| {
+                let state = states.remove(&id).unwrap_or_default();
+                (id, change, state)
+            })
+            .collect())
     }
 
     /// Marks a field deleted on John Deere, and its current boundaries DELETED_ON_PROVIDER.
@@ -361,32 +402,6 @@ impl Store {
         Ok(row.map(|r| r.try_get("id")).transpose()?)
     }
 
-    /// The field a John Deere field is read into: the one with its id, or else the user's own
-    /// field being sent to that organization under that name (John Deere's event for a field
-    /// furrow is creating can arrive before furrow has its id; names are unique in an
-    /// organization).
-    async fn field_id_for_upsert(
-        &self,
-        user: &str,
-        provider_id: &str,
-        org: &str,
-        name: &str,
-    ) -> StoreResult<Option<String>> {
-        if let Some(id) = self.field_id_for_provider(user, provider_id).await? {
-            return Ok(Some(id));
-        }
-        let row = sqlx::query(
-            "SELECT id FROM fields WHERE leaf_user_id = $1 AND organization_id = $2 AND name = $3 \
-             AND origin = 'Leaf' AND provider_field_id = id",
-        )
-        .bind(user)
-        .bind(org)
-        .bind(name)
-        .fetch_optional(self.pool())
-        .await?;
-        Ok(row.map(|r| r.try_get("id")).transpose()?)
-    }
-
     /// Claims a user's own field for sending to organization `org`: `false` when it was sent (or
     /// is being sent) already. Until John Deere's id is known, the field waits under the
     /// organization with its own id as the provider's.
@@ -407,18 +422,6 @@ impl Store {
             "UPDATE fields SET organization_id = '' WHERE id = $1 AND origin = 'Leaf' AND provider_field_id = id",
         )
         .bind(field_id)
-        .execute(self.pool())
-        .await?;
-        Ok(())
-    }
-
-    /// A boundary furrow holds under its own id (a user's field's) takes John Deere's id.
-    pub async fn adopt_boundary(&self, id: &str, provider_boundary_id: &str) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE boundaries SET provider_boundary_id = $1 WHERE id = $2 AND provider_boundary_id = id",
-        )
-        .bind(provider_boundary_id)
-        .bind(id)
         .execute(self.pool())
         .await?;
         Ok(())
@@ -544,16 +547,6 @@ impl Store {
         Ok(row.map(|r| r.try_get("sync_state")).transpose()?)
     }
 
-    /// Sets a field's sync state.
-    pub async fn set_field_sync_state(&self, field_id: &str, state: &str) -> StoreResult<()> {
-        sqlx::query("UPDATE fields SET sync_state = $1 WHERE id = $2")
-            .bind(state)
-            .bind(field_id)
-            .execute(self.pool())
-            .await?;
-        Ok(())
-    }
-
     /// The live fields of an organization waiting to be read whole: (field id, boundaries link).
     pub async fn waiting_fields(
         &self,
@@ -645,90 +638,127 @@ impl Store {
         rows.iter().map(boundary_from).collect()
     }
 
-    /// Inserts a boundary, queuing `alerts` in the same transaction if it is new.
-    pub async fn insert_boundary(
+    /// The boundaries of these fields, by field, oldest first.
+    pub async fn boundaries_of_fields(
         &self,
-        b: &BoundaryRecord,
-        alerts: &[(String, String)],
-    ) -> StoreResult<()> {
-        let mut tx = self.pool().begin().await?;
-        let r = sqlx::query(&format!(
-            "INSERT INTO boundaries ({BOUNDARY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING"
-        ))
-        .bind(&b.id)
-        .bind(&b.field_id)
-        .bind(&b.provider_boundary_id)
-        .bind(&b.status)
-        .bind(&b.provider_status)
-        .bind(&b.geometry)
-        .bind(&b.geometry_hash)
-        .bind(b.area_ha)
-        .bind(&b.created_at)
-        .bind(&b.updated_at)
-        .execute(&mut *tx)
-        .await?;
-        if r.rows_affected() == 1 {
-            super::alerts::queue_in(&mut tx, alerts).await?;
+        field_ids: &[&str],
+    ) -> StoreResult<std::collections::HashMap<String, Vec<BoundaryRecord>>> {
+        let mut by_field: std::collections::HashMap<String, Vec<BoundaryRecord>> =
+            std::collections::HashMap::new();
+        let mut conn = self.pool().acquire().await?;
+        let sql = format!(
+            "SELECT {BOUNDARY_COLUMNS} FROM boundaries WHERE field_id IN ({{list}}) ORDER BY created_at, id"
+        );
+        for row in super::fetch_in(&mut conn, &sql, &[], field_ids).await? {
+            let b = boundary_from(&row)?;
+            by_field.entry(b.field_id.clone()).or_default().push(b);
         }
+        Ok(by_field)
+    }
+
+    /// Writes planned changes to fields' boundaries in one transaction, with the alerts they
+    /// carry, marks the fields now read whole PROCESSED, and stores the signatures the
+    /// boundaries were read under last.
+    pub async fn write_boundaries(
+        &self,
+        credential_id: &str,
+        write: &BoundariesWrite,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        for change in &write.changes {
+            match change {
+                BoundaryChange::Adopt {
+                    id,
+                    provider_boundary_id,
+                } => {
+                    sqlx::query(
+                        "UPDATE boundaries SET provider_boundary_id = $1 WHERE id = $2 AND provider_boundary_id = id",
+                    )
+                    .bind(provider_boundary_id)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                BoundaryChange::Status {
+                    id,
+                    status,
+                    provider_status,
+                } => {
+                    sqlx::query(
+                        "UPDATE boundaries SET status = $1, provider_status = $2, updated_at = $3 WHERE id = $4 \
+                         AND (status <> $1 OR provider_status <> $2)",
+                    )
+                    .bind(status)
+                    .bind(provider_status)
+                    .bind(leaf_time_now())
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                BoundaryChange::Insert { record: b, alerts } => {
+                    let r = sqlx::query(&format!(
+                        "INSERT INTO boundaries ({BOUNDARY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING"
+                    ))
+                    .bind(&b.id)
+                    .bind(&b.field_id)
+                    .bind(&b.provider_boundary_id)
+                    .bind(&b.status)
+                    .bind(&b.provider_status)
+                    .bind(&b.geometry)
+                    .bind(&b.geometry_hash)
+                    .bind(b.area_ha)
+                    .bind(&b.created_at)
+                    .bind(&b.updated_at)
+                    .execute(&mut *tx)
+                    .await?;
+                    if r.rows_affected() == 1 {
+                        super::alerts::queue_in(&mut tx, alerts).await?;
+                    }
+                }
+                BoundaryChange::Outdate { ids, alerts } => {
+                    let mut changed = false;
+                    for id in ids {
+                        let r = sqlx::query(
+                            "UPDATE boundaries SET status = 'OUTDATED_ON_PROVIDER', provider_status = 'INACTIVE', updated_at = $1 \
+                             WHERE id = $2 AND status <> 'OUTDATED_ON_PROVIDER'",
+                        )
+                        .bind(leaf_time_now())
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                        changed |= r.rows_affected() > 0;
+                    }
+                    if changed {
+                        super::alerts::queue_in(&mut tx, alerts).await?;
+                    }
+                }
+            }
+        }
+        for field_id in &write.processed {
+            sqlx::query("UPDATE fields SET sync_state = 'PROCESSED' WHERE id = $1")
+                .bind(field_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        put_signatures_in(&mut tx, credential_id, &write.signatures).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// Marks boundaries replaced on John Deere `OUTDATED_ON_PROVIDER`, queuing `alerts` in the
-    /// same transaction when any changed.
-    pub async fn outdate_boundaries(
+    /// The stored signatures of these collections (those that have one).
+    pub async fn signatures(
         &self,
-        ids: &[String],
-        alerts: &[(String, String)],
-    ) -> StoreResult<bool> {
-        let mut tx = self.pool().begin().await?;
-        let mut changed = false;
-        for id in ids {
-            let r = sqlx::query(
-                "UPDATE boundaries SET status = 'OUTDATED_ON_PROVIDER', provider_status = 'INACTIVE', updated_at = $1 \
-                 WHERE id = $2 AND status <> 'OUTDATED_ON_PROVIDER'",
-            )
-            .bind(leaf_time_now())
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-            changed |= r.rows_affected() > 0;
-        }
-        if changed {
-            super::alerts::queue_in(&mut tx, alerts).await?;
-        }
-        tx.commit().await?;
-        Ok(changed)
-    }
-
-    pub async fn set_boundary_status(
-        &self,
-        id: &str,
-        status: &str,
-        provider_status: &str,
-    ) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE boundaries SET status = $1, provider_status = $2, updated_at = $3 WHERE id = $4 \
-             AND (status <> $1 OR provider_status <> $2)",
-        )
-        .bind(status)
-        .bind(provider_status)
-        .bind(leaf_time_now())
-        .bind(id)
-        .execute(self.pool())
-        .await?;
-        Ok(())
-    }
-
-    pub async fn signature(&self, credential_id: &str, url: &str) -> StoreResult<Option<String>> {
-        let row = sqlx::query(
-            "SELECT signature FROM deere_signatures WHERE credential_id = $1 AND url = $2",
-        )
-        .bind(credential_id)
-        .bind(url)
-        .fetch_optional(self.pool())
-        .await?;
-        Ok(row.map(|r| r.try_get("signature")).transpose()?)
+        credential_id: &str,
+        urls: &[String],
+    ) -> StoreResult<std::collections::HashMap<String, String>> {
+        let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+        let mut conn = self.pool().acquire().await?;
+        let sql = "SELECT url, signature FROM deere_signatures WHERE credential_id = $1 AND url IN ({list})";
+        super::fetch_in(&mut conn, sql, &[credential_id], &urls)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("url")?, r.try_get("signature")?)))
+            .collect()
     }
 
     pub async fn put_signature(
@@ -737,16 +767,9 @@ impl Store {
         url: &str,
         signature: &str,
     ) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO deere_signatures (credential_id, url, signature) VALUES ($1, $2, $3) \
-             ON CONFLICT (credential_id, url) DO UPDATE SET signature = $3",
-        )
-        .bind(credential_id)
-        .bind(url)
-        .bind(signature)
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        let mut conn = self.pool().acquire().await?;
+        let signature = [(url.to_string(), signature.to_string())];
+        put_signatures_in(&mut conn, credential_id, &signature).await
     }
 
     pub async fn sync_status(&self, user: &str) -> StoreResult<Option<SyncStatus>> {
@@ -944,4 +967,85 @@ impl Store {
             .collect::<StoreResult<_>>()?;
         Ok((summaries, total))
     }
+}
+
+/// Stores collections' signatures `(url, signature)` on `conn`: inside the caller's transaction,
+/// with the items read under them, so a signature never outlives a write that did not commit.
+pub(crate) async fn put_signatures_in(
+    conn: &mut sqlx::AnyConnection,
+    credential_id: &str,
+    signatures: &[(String, String)],
+) -> StoreResult<()> {
+    // One row per collection: PostgreSQL refuses to upsert a row twice in one statement.
+    let latest: std::collections::HashMap<&String, &String> =
+        signatures.iter().map(|(url, sig)| (url, sig)).collect();
+    let signatures: Vec<(&String, &String)> = latest.into_iter().collect();
+    for chunk in signatures.chunks(super::MAX_BOUND / 3) {
+        let sql = format!(
+            "INSERT INTO deere_signatures (credential_id, url, signature) VALUES {} \
+             ON CONFLICT (credential_id, url) DO UPDATE SET signature = excluded.signature",
+            super::value_rows(chunk.len(), 3, |p| p.join(", "))
+        );
+        let mut query = sqlx::query(&sql);
+        for (url, signature) in chunk {
+            query = query.bind(credential_id).bind(url).bind(signature);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// The fields John Deere's fields are read into, in order: the one with its id, or else the
+/// user's own field being sent to that organization under that name (John Deere's event for
+/// a field furrow is creating can arrive before furrow has its id; names are unique in an
+/// organization), or none (a new field).
+async fn field_ids_for_upsert_in(
+    conn: &mut sqlx::AnyConnection,
+    fields: &[FieldWrite<'_>],
+) -> StoreResult<Vec<Option<String>>> {
+    let mut by_provider = std::collections::HashMap::new();
+    let mut users: Vec<&str> = fields.iter().map(|f| f.user).collect();
+    users.dedup();
+    for user in users {
+        let ids: Vec<&str> = fields
+            .iter()
+            .filter(|f| f.user == user)
+            .map(|f| f.provider_id)
+            .collect();
+        let sql = "SELECT id, provider_field_id FROM fields WHERE leaf_user_id = $1 AND provider_field_id IN ({list})";
+        for row in super::fetch_in(conn, sql, &[user], &ids).await? {
+            let provider: String = row.try_get("provider_field_id")?;
+            by_provider.insert((user, provider), row.try_get::<String, _>("id")?);
+        }
+    }
+    // The user's own fields waiting for John Deere's ids, by (user, organization, name).
+    let mut pending = std::collections::HashMap::new();
+    let mut asked = std::collections::HashSet::new();
+    for f in fields {
+        let known = by_provider.contains_key(&(f.user, f.provider_id.to_string()));
+        if known || !asked.insert((f.user, f.org)) {
+            continue;
+        }
+        let rows = sqlx::query(
+            "SELECT id, name FROM fields WHERE leaf_user_id = $1 AND organization_id = $2 \
+             AND origin = 'Leaf' AND provider_field_id = id",
+        )
+        .bind(f.user)
+        .bind(f.org)
+        .fetch_all(&mut *conn)
+        .await?;
+        for row in rows {
+            let name: String = row.try_get("name")?;
+            pending.insert((f.user, f.org, name), row.try_get::<String, _>("id")?);
+        }
+    }
+    Ok(fields
+        .iter()
+        .map(|f| {
+            by_provider
+                .get(&(f.user, f.provider_id.to_string()))
+                .or_else(|| pending.get(&(f.user, f.org, f.name.to_string())))
+                .cloned()
+        })
+        .collect())
 }

@@ -17,49 +17,80 @@ pub struct ClaimedJob {
     pub taken_over: bool,
 }
 
+/// Which jobs a claim takes: each lane has slots of its own in a replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// Token upkeep, sync runs and their parts; at most `parts_per_credential` of one
+    /// credential's sync parts hold a lease at once.
+    Sync { parts_per_credential: i64 },
+    /// Machine-data processing (long exports and parsing, which must never hold up
+    /// credentials and syncs).
+    MachineData,
+}
+
 impl Store {
-    /// Claims up to `limit` due jobs for `owner` (a replica id) until `lease_until_ms`, in one
-    /// statement. The lease condition sits in the outer WHERE so that, when two replicas race
-    /// for a row, the second one's re-check after the first commits excludes it.
-    /// `machine_data` picks the machine-data processing jobs (which have slots of their own,
-    /// so that long exports never hold up credentials and syncs), or every other kind.
-    /// Fair share: jobs of credentials with the fewest jobs running go first; then a
-    /// credential's own jobs (which start its sync) before sync parts; then credentials with the
-    /// least left to do (fewest jobs: a small account's two parts before a large one's dozen);
-    /// then the longest due. A grower connected while large accounts sync does not queue behind
-    /// all of their parts.
+    /// Claims up to `limit` due jobs of `lane` for `owner` (a replica id) until
+    /// `lease_until_ms`, in one statement. The lease condition sits in the outer WHERE so that,
+    /// when two replicas race for a row, the second one's re-check after the first commits
+    /// excludes it.
+    ///
+    /// Sync lane: a credential's parts are claimed only up to its cap (counting those already
+    /// leased), so that a claim never takes parts that would have to wait. Then fair share:
+    /// jobs of credentials with the fewest jobs running go first; then a credential's own jobs
+    /// (which start its sync) before sync parts; then credentials with the least left to do
+    /// (fewest jobs: a small account's two parts before a large one's dozen); then the longest
+    /// due. A grower connected while large accounts sync does not queue behind all of their
+    /// parts. Machine data goes in the order it was queued: its lane holds a job per operation,
+    /// too many to rank by account on every claim (and exports wait on John Deere, not on us).
     pub async fn claim_jobs(
         &self,
         owner: &str,
         lease_until_ms: i64,
         limit: i64,
-        machine_data: bool,
+        lane: Lane,
     ) -> StoreResult<Vec<ClaimedJob>> {
         let now = now_ms();
-        let kind = if machine_data {
-            "j.kind LIKE 'opdata:%'"
-        } else {
-            "j.kind NOT LIKE 'opdata:%'"
+        let due = "d.run_at_ms <= $3 AND (d.lease_until_ms IS NULL OR d.lease_until_ms < $3)";
+        let (candidates, cap) = match lane {
+            Lane::MachineData => (
+                format!("SELECT d.id FROM jobs d WHERE d.machine_data = 1 AND {due} ORDER BY d.run_at_ms LIMIT $4"),
+                None,
+            ),
+            Lane::Sync { parts_per_credential } => (
+                format!(
+                    "SELECT j.id FROM (SELECT d.id, d.kind, d.credential_id, d.run_at_ms, \
+                       ROW_NUMBER() OVER (PARTITION BY d.credential_id, CASE WHEN d.kind LIKE 'part:%' THEN 1 ELSE 0 END \
+                                          ORDER BY d.run_at_ms, d.id) AS nth \
+                       FROM jobs d WHERE d.machine_data = 0 AND {due}) j \
+                     WHERE j.kind NOT LIKE 'part:%' \
+                        OR j.nth + (SELECT COUNT(*) FROM jobs l WHERE l.credential_id = j.credential_id \
+                                    AND l.kind LIKE 'part:%' AND l.lease_until_ms >= $3) <= $5 \
+                     ORDER BY (SELECT COUNT(*) FROM jobs r WHERE r.credential_id = j.credential_id \
+                                 AND r.lease_until_ms >= $3 AND r.machine_data = 0), \
+                              CASE WHEN j.kind LIKE 'part:%' THEN 1 ELSE 0 END, \
+                              (SELECT COUNT(*) FROM jobs p WHERE p.credential_id = j.credential_id AND p.machine_data = 0), \
+                              j.run_at_ms \
+                     LIMIT $4"
+                ),
+                Some(parts_per_credential.max(1)),
+            ),
         };
-        let rows = sqlx::query(&format!(
+        let sql = format!(
             "UPDATE jobs SET lease_owner = $1, lease_until_ms = $2, woken = 0, \
              previous_lease_owner = lease_owner \
-             WHERE id IN (SELECT j.id FROM jobs j WHERE j.run_at_ms <= $3 AND {kind} \
-                          AND (j.lease_until_ms IS NULL OR j.lease_until_ms < $3) \
-                          ORDER BY (SELECT COUNT(*) FROM jobs r WHERE r.credential_id = j.credential_id \
-                                    AND r.lease_until_ms >= $3), \
-                                   CASE WHEN j.kind LIKE 'part:%' THEN 1 ELSE 0 END, \
-                                   (SELECT COUNT(*) FROM jobs p WHERE p.credential_id = j.credential_id), \
-                                   j.run_at_ms LIMIT $4) \
+             WHERE id IN ({candidates}) \
              AND run_at_ms <= $3 AND (lease_until_ms IS NULL OR lease_until_ms < $3) \
              RETURNING id, kind, credential_id, attempts, request_id, previous_lease_owner",
-        ))
-        .bind(owner)
-        .bind(lease_until_ms)
-        .bind(now)
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?;
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(owner)
+            .bind(lease_until_ms)
+            .bind(now)
+            .bind(limit);
+        if let Some(cap) = cap {
+            query = query.bind(cap);
+        }
+        let rows = query.fetch_all(self.pool()).await?;
         rows.iter()
             .map(|row| {
                 Ok(ClaimedJob {
@@ -125,5 +156,119 @@ impl Store {
         .execute(self.pool())
         .await?;
         Ok(r.rows_affected() == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One credential (with its user and owner) and its due jobs of these kinds.
+    async fn credential_with_jobs(store: &Store, cred: &str, kinds: &[&str]) {
+        let at = "2026-01-01T00:00:00Z";
+        for sql in [
+            format!("INSERT INTO api_owners (id, email, password_hash, created_at) VALUES ('o-{cred}', '{cred}@x', '-', '{at}')"),
+            format!("INSERT INTO leaf_users (id, owner_id, created_at) VALUES ('u-{cred}', 'o-{cred}', '{at}')"),
+            format!(
+                "INSERT INTO jd_credentials (id, leaf_user_id, client_key, client_secret_enc, refresh_token_enc, scopes, environment, status, created_at, version) \
+                 VALUES ('{cred}', 'u-{cred}', 'k', '-', '-', '', 'STAGE', 'OK', '{at}', 1)"
+            ),
+        ] {
+            sqlx::query(&sql).execute(store.pool()).await.unwrap();
+        }
+        for (n, kind) in kinds.iter().enumerate() {
+            sqlx::query("INSERT INTO jobs (id, kind, credential_id, run_at_ms, attempts) VALUES ($1, $2, $3, $4, 0)")
+                .bind(format!("{cred}-{n}"))
+                .bind(*kind)
+                .bind(cred)
+                .bind(n as i64)
+                .execute(store.pool())
+                .await
+                .unwrap();
+        }
+    }
+
+    fn kinds(jobs: &[ClaimedJob], cred: &str) -> Vec<String> {
+        let mut kinds: Vec<String> = jobs
+            .iter()
+            .filter(|j| j.credential_id == cred)
+            .map(|j| j.kind.clone())
+            .collect();
+        kinds.sort();
+        kinds
+    }
+
+    #[tokio::test]
+    async fn a_claim_takes_no_more_of_a_credentials_parts_than_its_cap() {
+        // A file: an in-memory database would be one per pooled connection.
+        let path = std::env::temp_dir().join(format!("furrow-jobs-{}.db", uuid::Uuid::new_v4()));
+        let store = Store::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let parts = [
+            "part:1/fields",
+            "part:1/files",
+            "part:2/fields",
+            "part:2/files",
+            "part:3/fields",
+        ];
+        let mut large = vec!["refresh"];
+        large.extend(parts);
+        credential_with_jobs(&store, "large", &large).await;
+        credential_with_jobs(&store, "small", &parts[..2]).await;
+        let lease = now_ms() + 60_000;
+        let lane = Lane::Sync {
+            parts_per_credential: 2,
+        };
+
+        let first = store.claim_jobs("r1", lease, 100, lane).await.unwrap();
+        // The credential's own job, and its first parts (oldest due) up to the cap.
+        assert_eq!(
+            kinds(&first, "large"),
+            ["part:1/fields", "part:1/files", "refresh"]
+        );
+        assert_eq!(kinds(&first, "small"), ["part:1/fields", "part:1/files"]);
+        // With two of its parts leased, none more until one finishes.
+        assert!(store
+            .claim_jobs("r2", lease, 100, lane)
+            .await
+            .unwrap()
+            .is_empty());
+        let done = first
+            .iter()
+            .find(|j| j.kind == "part:1/fields" && j.credential_id == "large")
+            .unwrap();
+        sqlx::query("DELETE FROM jobs WHERE id = $1")
+            .bind(&done.id)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let next = store.claim_jobs("r2", lease, 100, lane).await.unwrap();
+        assert_eq!(kinds(&next, "large"), ["part:2/fields"]);
+        assert!(kinds(&next, "small").is_empty());
+
+        // Parts leased beyond the cap (by two replicas' claims at once) wait by position: the
+        // lowest ids go on, so some always do.
+        assert_eq!(
+            store.parts_leased_before("large", "large-2").await.unwrap(),
+            0
+        );
+        assert_eq!(
+            store.parts_leased_before("large", "large-3").await.unwrap(),
+            1
+        );
+        // (large-1 finished; large-2 and large-3 are leased.)
+        assert_eq!(
+            store.parts_leased_before("large", "large-9").await.unwrap(),
+            2
+        );
+
+        // The machine-data lane is apart: none of these jobs is in it.
+        assert!(store
+            .claim_jobs("r3", lease, 100, Lane::MachineData)
+            .await
+            .unwrap()
+            .is_empty());
     }
 }

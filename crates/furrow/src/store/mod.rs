@@ -31,15 +31,15 @@ pub use assets::{AssetKind, AssetRecord};
 pub use credentials::{CredentialRecord, EventRecord, JobReschedule, NewEvent, TokenWrite};
 pub use fields::{
     content_hash, content_hash_bytes, hex, stable_int_id_for_farm, stable_int_id_for_grower,
-    stable_uuid, BoundaryRecord, FarmRecord, FieldFilter, FieldRecord, FieldWrite, GrowerRecord,
-    IntegrationSummary, SyncStatus,
+    stable_uuid, BoundariesWrite, BoundaryChange, BoundaryRecord, FarmRecord, FieldFilter,
+    FieldRecord, FieldWrite, GrowerRecord, IntegrationSummary, SyncStatus,
 };
 pub use files::{FileFilter, FileRecord};
 pub use gauges::Gauges;
-pub use jobs::ClaimedJob;
+pub use jobs::{ClaimedJob, Lane};
 pub use onboarding::{AppKeyRecord, FlowPhase, MagicLinkRecord, OAuthFlowRecord};
 pub use operation_data::{OperationDataRecord, ProcessedData, OPERATION_DATA_JOB_PREFIX};
-pub use operations::{OperationFilter, OperationRecord};
+pub use operations::{OperationFilter, OperationRecord, OperationsWrite, OperationsWritten};
 pub use organizations::OrganizationRecord;
 pub use parts::{SyncPart, PART_JOB_PREFIX};
 pub use users::{UserFilter, UserRecord, UserWrite};
@@ -115,6 +115,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0018_user_fields",
         include_str!("../../migrations/0018_user_fields.sql"),
     ),
+    (
+        "0019_job_lanes",
+        include_str!("../../migrations/0019_job_lanes.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +143,8 @@ pub enum Backend {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// SQLite: the one connection batched writes take turns on (see `begin_write`).
+    writer: Option<AnyPool>,
     backend: Backend,
     credentials: credentials::CredentialCache,
     token_commits: std::sync::Arc<credentials::TokenCommits>,
@@ -162,12 +168,9 @@ impl Store {
                 }
             }
         }
-        let mut options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30));
-        options = match backend {
-            // SQLite takes one writer at a time, and each sqlx-sqlite connection is a thread:
-            // two connections measured fastest here (fewer context switches, no lock waits).
-            // Code must never hold one connection while acquiring another.
-            Backend::Sqlite => options.max_connections(2).after_connect(|conn, _| {
+        let options = || AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30));
+        let sqlite = |options: AnyPoolOptions| {
+            options.after_connect(|conn, _| {
                 Box::pin(async move {
                     use sqlx::Executor;
                     conn.execute("PRAGMA journal_mode = WAL").await?;
@@ -176,12 +179,29 @@ impl Store {
                     conn.execute("PRAGMA synchronous = NORMAL").await?;
                     Ok(())
                 })
-            }),
-            Backend::Postgres => options.max_connections(16),
+            })
         };
-        let pool = options.connect(url).await?;
+        let (pool, writer) = match backend {
+            // SQLite takes one writer at a time, and each sqlx-sqlite connection is a thread:
+            // two connections measured fastest here (fewer context switches, no lock waits).
+            // Batched writes (`begin_write`) have a connection of their own, so they queue for
+            // it in order instead of in SQLite's busy handler, which sleeps a whole connection
+            // (and every reader waiting for one) while the lock is held.
+            // Code must never hold one connection while acquiring another.
+            Backend::Sqlite => {
+                let pool = sqlite(options().max_connections(2)).connect(url).await?;
+                // (An in-memory database is one per connection: no writer of its own.)
+                let writer = match sqlite_path(url) {
+                    Some(_) => Some(sqlite(options().max_connections(1)).connect(url).await?),
+                    None => None,
+                };
+                (pool, writer)
+            }
+            Backend::Postgres => (options().max_connections(16).connect(url).await?, None),
+        };
         Ok(Self {
             pool,
+            writer,
             backend,
             credentials: credentials::CredentialCache::default(),
             token_commits: Default::default(),
@@ -367,13 +387,92 @@ pub enum Change {
 }
 
 impl Change {
-    fn from_rows(rows: u64) -> Self {
-        if rows > 0 {
-            Self::Updated
-        } else {
-            Self::Unchanged
+    /// The outcome of an upsert that touched `rows` rows (an update that changed nothing
+    /// touches none) of a row that `existed` before it.
+    fn of_upsert(existed: bool, rows: u64) -> Self {
+        match (existed, rows) {
+            (false, _) => Self::Created,
+            (true, 0) => Self::Unchanged,
+            (true, _) => Self::Updated,
         }
     }
+}
+
+impl Store {
+    /// A transaction for writes. On SQLite it takes the write lock at its start (`BEGIN
+    /// IMMEDIATE`, waiting up to the busy timeout), so it may read before it writes: a deferred
+    /// transaction that read first is refused the lock without waiting once another connection
+    /// has written.
+    pub(crate) async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match (self.backend, &self.writer) {
+            (Backend::Sqlite, writer) => {
+                let pool = writer.as_ref().unwrap_or(&self.pool);
+                pool.begin_with("BEGIN IMMEDIATE").await?
+            }
+            (Backend::Postgres, _) => self.pool.begin().await?,
+        })
+    }
+}
+
+/// Values bound in one `IN (…)` list or multi-row `VALUES` at most (well under SQLite's and
+/// PostgreSQL's limits on bound parameters per statement).
+pub(crate) const MAX_BOUND: usize = 900;
+
+/// Which of `ids` are rows of `table` (a table with a TEXT `id`; names are ours, not input), read
+/// on `conn` (inside the caller's write transaction, so the answer holds until it commits).
+pub(crate) async fn existing_ids_in(
+    conn: &mut sqlx::AnyConnection,
+    table: &str,
+    ids: &[&str],
+) -> StoreResult<std::collections::HashSet<String>> {
+    let sql = format!("SELECT id FROM {table} WHERE id IN ({{list}})");
+    fetch_in(conn, &sql, &[], ids)
+        .await?
+        .iter()
+        .map(|r| Ok(r.try_get("id")?))
+        .collect()
+}
+
+/// The rows of `sql` for every value of `list`, a few hundred values per statement: `sql`
+/// holds `{list}` where the `IN` list goes, and binds the `leading` values first.
+pub(crate) async fn fetch_in(
+    conn: &mut sqlx::AnyConnection,
+    sql: &str,
+    leading: &[&str],
+    list: &[&str],
+) -> StoreResult<Vec<AnyRow>> {
+    let mut rows = Vec::new();
+    for chunk in list.chunks(MAX_BOUND) {
+        let sql = sql.replace("{list}", &placeholders(leading.len() + 1, chunk.len()));
+        let mut query = sqlx::query(&sql);
+        for value in leading.iter().chain(chunk) {
+            query = query.bind(*value);
+        }
+        rows.extend(query.fetch_all(&mut *conn).await?);
+    }
+    Ok(rows)
+}
+
+/// `$from, $from+1, …`: `n` placeholders for values bound in order.
+fn placeholders(from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `rows` tuples for a multi-row `VALUES`, of `width` placeholders each, numbered on from `$1`;
+/// `shape` writes a tuple's contents from its placeholders (to add constants, or repeat one).
+pub(crate) fn value_rows(rows: usize, width: usize, shape: impl Fn(&[String]) -> String) -> String {
+    (0..rows)
+        .map(|r| {
+            let values: Vec<String> = (r * width + 1..=(r + 1) * width)
+                .map(|i| format!("${i}"))
+                .collect();
+            format!("({})", shape(&values))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Store {

@@ -95,40 +95,76 @@ pub(crate) async fn queue_in(
     credential_id: &str,
     reason: &str,
 ) -> StoreResult<()> {
-    let kind = format!("{OPERATION_DATA_JOB_PREFIX}{operation_id}");
-    sqlx::query(
-        "INSERT INTO jobs (id, kind, credential_id, run_at_ms, attempts, request_id) VALUES ($1, $2, $3, $4, 0, $5) \
-         ON CONFLICT (kind, credential_id) DO UPDATE SET run_at_ms = $4, attempts = 0, woken = 1, request_id = $5",
-    )
-    .bind(uuid::Uuid::new_v4().to_string())
-    .bind(&kind)
-    .bind(credential_id)
-    .bind(now_ms())
-    .bind(crate::request_context::current())
-    .execute(&mut *conn)
-    .await?;
-    let existing = sqlx::query("SELECT events FROM operation_data WHERE operation_id = $1")
-        .bind(operation_id)
-        .fetch_optional(&mut *conn)
-        .await?;
-    let events = with_event(
-        &existing
-            .map(|r| r.try_get::<String, _>("events"))
-            .transpose()?
-            .unwrap_or_else(|| "[]".into()),
-        reason,
-    );
-    sqlx::query(
-        "INSERT INTO operation_data (operation_id, leaf_user_id, status, attempts, events, updated_at) \
-         VALUES ($1, $2, 'QUEUED', 0, $3, $4) \
-         ON CONFLICT (operation_id) DO UPDATE SET status = 'QUEUED', attempts = 0, message = NULL, events = $3, updated_at = $4",
-    )
-    .bind(operation_id)
-    .bind(leaf_user_id)
-    .bind(events)
-    .bind(leaf_time_now())
-    .execute(&mut *conn)
-    .await?;
+    queue_many_in(conn, leaf_user_id, credential_id, &[(operation_id, reason)]).await
+}
+
+/// `queue_in` for several of one user's operations, `(operation id, reason)`, in three
+/// statements per few hundred operations.
+pub(crate) async fn queue_many_in(
+    conn: &mut sqlx::AnyConnection,
+    leaf_user_id: &str,
+    credential_id: &str,
+    operations: &[(&str, &str)],
+) -> StoreResult<()> {
+    // One row per operation: PostgreSQL refuses to upsert a row twice in one statement.
+    let mut seen = std::collections::HashSet::new();
+    let operations: Vec<(&str, &str)> = operations
+        .iter()
+        .copied()
+        .filter(|(id, _)| seen.insert(*id))
+        .collect();
+    let request_id = crate::request_context::current();
+    let (now, time) = (now_ms(), leaf_time_now());
+    for chunk in operations.chunks(super::MAX_BOUND / 5) {
+        let sql = format!(
+            "INSERT INTO jobs (id, kind, credential_id, run_at_ms, attempts, request_id, machine_data) VALUES {} \
+             ON CONFLICT (kind, credential_id) DO UPDATE SET run_at_ms = excluded.run_at_ms, attempts = 0, \
+             woken = 1, request_id = excluded.request_id",
+            super::value_rows(chunk.len(), 5, |p| format!(
+                "{}, {}, {}, {}, 0, {}, 1",
+                p[0], p[1], p[2], p[3], p[4]
+            ))
+        );
+        let mut jobs = sqlx::query(&sql);
+        for (operation_id, _) in chunk {
+            jobs = jobs
+                .bind(uuid::Uuid::new_v4().to_string())
+                .bind(format!("{OPERATION_DATA_JOB_PREFIX}{operation_id}"))
+                .bind(credential_id)
+                .bind(now)
+                .bind(request_id.clone());
+        }
+        jobs.execute(&mut *conn).await?;
+
+        let ids: Vec<&str> = chunk.iter().map(|(id, _)| *id).collect();
+        let sql = "SELECT operation_id, events FROM operation_data WHERE operation_id IN ({list})";
+        let mut events = std::collections::HashMap::new();
+        for row in super::fetch_in(conn, sql, &[], &ids).await? {
+            events.insert(
+                row.try_get::<String, _>("operation_id")?,
+                row.try_get::<String, _>("events")?,
+            );
+        }
+        let sql = format!(
+            "INSERT INTO operation_data (operation_id, leaf_user_id, status, attempts, events, updated_at) VALUES {} \
+             ON CONFLICT (operation_id) DO UPDATE SET status = 'QUEUED', attempts = 0, message = NULL, \
+             events = excluded.events, updated_at = excluded.updated_at",
+            super::value_rows(chunk.len(), 4, |p| format!(
+                "{}, {}, 'QUEUED', 0, {}, {}",
+                p[0], p[1], p[2], p[3]
+            ))
+        );
+        let mut states = sqlx::query(&sql);
+        for (operation_id, reason) in chunk {
+            let before = events.get(*operation_id).map_or("[]", String::as_str);
+            states = states
+                .bind(*operation_id)
+                .bind(leaf_user_id)
+                .bind(with_event(before, reason))
+                .bind(time.clone());
+        }
+        states.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 

@@ -3,7 +3,9 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{leaf_time_now, opt_string, Filters, Store, StoreResult};
+use std::collections::HashSet;
+
+use super::{leaf_time_now, opt_string, Change, Filters, Store, StoreResult};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct OperationRecord {
@@ -60,78 +62,102 @@ pub(super) fn operation_from(r: &AnyRow) -> StoreResult<OperationRecord> {
     })
 }
 
+/// What reads of field operations change, written in one transaction (see
+/// `Store::write_operations`).
+#[derive(Debug, Default)]
+pub struct OperationsWrite {
+    /// Operations read, each with the alerts for its outcome.
+    pub upserts: Vec<(OperationRecord, super::ChangeAlerts)>,
+    /// John Deere ids of operations John Deere lists as deleted.
+    pub deleted: Vec<String>,
+    /// Fields whose operations were read whole: `(field id, the John Deere ids listed)`; the
+    /// field's other live operations were deleted on John Deere.
+    pub complete: Vec<(String, HashSet<String>)>,
+    /// `(collection url, signature)` of the reads, stored with what they read.
+    pub signatures: Vec<(String, String)>,
+}
+
+/// What `Store::write_operations` did.
+#[derive(Debug, Default)]
+pub struct OperationsWritten {
+    /// Each upsert's outcome, in order.
+    pub changes: Vec<Change>,
+    /// Operations newly marked deleted on John Deere.
+    pub deleted: usize,
+}
+
 pub(super) const COLUMNS: &str = "o.id, o.leaf_user_id, o.field_id, o.provider_operation_id, o.operation_type, o.crop_season, \
     o.start_time, o.end_time, o.start_ms, o.end_ms, o.data, o.data_hash, o.deleted_on_provider, o.provider_modified_ms, o.created_at, o.updated_at";
 
 impl Store {
-    /// Inserts or updates an operation; rows change only when the content did, and never back
-    /// to an older version (a slow poll finishing after a webhook's fresher read).
-    /// `alerts` are queued in the same transaction, for the outcome.
-    /// A new or changed operation's machine data is queued for processing by `process_for`
-    /// (the credential whose token fetches it), in the same transaction.
-    pub async fn upsert_operation(
+    /// Writes what reads of field operations changed, in one transaction: each operation is
+    /// inserted or updated (rows change only when the content did, and never back to an older
+    /// version: a slow poll finishing after a webhook's fresher read), with the alerts for its
+    /// outcome; a new or changed operation's machine data is queued for processing by
+    /// `credential_id` (whose token fetches it); deletions are marked; the signatures the
+    /// operations were read under are stored last. Returns each upsert's outcome, in order.
+    pub async fn write_operations(
         &self,
-        op: &OperationRecord,
-        alerts: &super::ChangeAlerts,
-        process_for: Option<&str>,
-    ) -> StoreResult<super::Change> {
-        // Read before the transaction: on SQLite a transaction that reads first cannot take the
-        // write lock once another connection wrote (SQLITE_BUSY without waiting).
-        let existed = self.exists("operations", &op.id).await?;
-        let mut tx = self.pool().begin().await?;
-        let now = leaf_time_now();
-        let r = sqlx::query(
-            "INSERT INTO operations (id, leaf_user_id, field_id, provider_operation_id, operation_type, crop_season, \
-             start_time, end_time, start_ms, end_ms, data, data_hash, deleted_on_provider, provider_modified_ms, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0, $13, $14, $14) \
-             ON CONFLICT (id) DO UPDATE SET field_id = $3, operation_type = $5, crop_season = $6, start_time = $7, \
-             end_time = $8, start_ms = $9, end_ms = $10, data = $11, data_hash = $12, deleted_on_provider = 0, \
-             provider_modified_ms = $13, updated_at = $14 \
-             WHERE (operations.data_hash <> $12 OR operations.deleted_on_provider <> 0 OR operations.field_id <> $3) \
-             AND (operations.provider_modified_ms IS NULL \
-                  OR operations.provider_modified_ms <= COALESCE($13, operations.provider_modified_ms))",
-        )
-        .bind(&op.id)
-        .bind(&op.leaf_user_id)
-        .bind(&op.field_id)
-        .bind(&op.provider_operation_id)
-        .bind(&op.operation_type)
-        .bind(op.crop_season.clone())
-        .bind(op.start_time.clone())
-        .bind(op.end_time.clone())
-        .bind(op.start_ms)
-        .bind(op.end_ms)
-        .bind(&op.data)
-        .bind(&op.data_hash)
-        .bind(op.provider_modified_ms)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let change = if existed {
-            super::Change::from_rows(r.rows_affected())
-        } else {
-            super::Change::Created
-        };
-        super::alerts::queue_in(&mut tx, alerts.for_change(change)).await?;
-        if let (Some(credential_id), super::Change::Created | super::Change::Updated) =
-            (process_for, change)
-        {
-            let reason = if change == super::Change::Created {
-                "queued: new operation"
-            } else {
-                "queued: the operation changed on John Deere"
-            };
-            super::operation_data::queue_in(
-                &mut tx,
-                &op.id,
-                &op.leaf_user_id,
-                credential_id,
-                reason,
-            )
-            .await?;
+        user: &str,
+        credential_id: &str,
+        write: &OperationsWrite,
+    ) -> StoreResult<OperationsWritten> {
+        let mut tx = self.begin_write().await?;
+        let ids: Vec<&str> = write.upserts.iter().map(|(op, _)| op.id.as_str()).collect();
+        let existing = super::existing_ids_in(&mut tx, "operations", &ids).await?;
+        // One row per operation: PostgreSQL refuses to upsert a row twice in one statement.
+        let mut latest: Vec<&OperationRecord> = Vec::new();
+        let mut seen = HashSet::new();
+        for (op, _) in write.upserts.iter().rev() {
+            if seen.insert(op.id.as_str()) {
+                latest.push(op);
+            }
         }
+        let mut changed = HashSet::new();
+        for chunk in latest.chunks(super::MAX_BOUND / UPSERT_WIDTH) {
+            changed.extend(upsert_in(&mut tx, chunk).await?);
+        }
+        let changes: Vec<Change> = write
+            .upserts
+            .iter()
+            .map(
+                |(op, _)| match (changed.contains(&op.id), existing.contains(&op.id)) {
+                    (false, _) => Change::Unchanged,
+                    (true, true) => Change::Updated,
+                    (true, false) => Change::Created,
+                },
+            )
+            .collect();
+        let mut to_process = Vec::new();
+        for ((op, alerts), change) in write.upserts.iter().zip(&changes) {
+            super::alerts::queue_in(&mut tx, alerts.for_change(*change)).await?;
+            match change {
+                Change::Created => to_process.push((op.id.as_str(), "queued: new operation")),
+                Change::Updated => to_process.push((
+                    op.id.as_str(),
+                    "queued: the operation changed on John Deere",
+                )),
+                Change::Unchanged => {}
+            }
+        }
+        super::operation_data::queue_many_in(&mut tx, user, credential_id, &to_process).await?;
+        let mut deleted = 0;
+        for provider_id in &write.deleted {
+            deleted += usize::from(mark_deleted_in(&mut tx, user, provider_id).await?);
+        }
+        let complete: Vec<&str> = write.complete.iter().map(|(f, _)| f.as_str()).collect();
+        for (field_id, provider_id) in live_in(&mut tx, &complete).await? {
+            let listed = write
+                .complete
+                .iter()
+                .any(|(f, ids)| *f == field_id && ids.contains(&provider_id));
+            if !listed {
+                deleted += usize::from(mark_deleted_in(&mut tx, user, &provider_id).await?);
+            }
+        }
+        super::fields::put_signatures_in(&mut tx, credential_id, &write.signatures).await?;
         tx.commit().await?;
-        Ok(change)
+        Ok(OperationsWritten { changes, deleted })
     }
 
     pub async fn mark_operation_deleted(
@@ -139,26 +165,8 @@ impl Store {
         user: &str,
         provider_operation_id: &str,
     ) -> StoreResult<bool> {
-        let r = sqlx::query(
-            "UPDATE operations SET deleted_on_provider = 1, updated_at = $1 \
-             WHERE leaf_user_id = $2 AND provider_operation_id = $3 AND deleted_on_provider = 0",
-        )
-        .bind(leaf_time_now())
-        .bind(user)
-        .bind(provider_operation_id)
-        .execute(self.pool())
-        .await?;
-        Ok(r.rows_affected() == 1)
-    }
-
-    pub async fn live_operation_ids(&self, field_id: &str) -> StoreResult<Vec<String>> {
-        let rows = sqlx::query("SELECT provider_operation_id FROM operations WHERE field_id = $1 AND deleted_on_provider = 0")
-            .bind(field_id)
-            .fetch_all(self.pool())
-            .await?;
-        rows.iter()
-            .map(|r| Ok(r.try_get("provider_operation_id")?))
-            .collect()
+        let mut conn = self.pool().acquire().await?;
+        mark_deleted_in(&mut conn, user, provider_operation_id).await
     }
 
     /// A page of the owner's live operations (newest first) and the total.
@@ -210,4 +218,90 @@ impl Store {
         .await?;
         row.as_ref().map(operation_from).transpose()
     }
+}
+
+/// Values bound per operation in a multi-row upsert.
+const UPSERT_WIDTH: usize = 14;
+
+/// Upserts operations in one statement; returns the ids of those inserted or changed.
+async fn upsert_in(
+    conn: &mut sqlx::AnyConnection,
+    ops: &[&OperationRecord],
+) -> StoreResult<Vec<String>> {
+    if ops.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "INSERT INTO operations (id, leaf_user_id, field_id, provider_operation_id, operation_type, crop_season, \
+         start_time, end_time, start_ms, end_ms, data, data_hash, provider_modified_ms, created_at, \
+         deleted_on_provider, updated_at) \
+         VALUES {} \
+         ON CONFLICT (id) DO UPDATE SET field_id = excluded.field_id, operation_type = excluded.operation_type, \
+         crop_season = excluded.crop_season, start_time = excluded.start_time, end_time = excluded.end_time, \
+         start_ms = excluded.start_ms, end_ms = excluded.end_ms, data = excluded.data, data_hash = excluded.data_hash, \
+         deleted_on_provider = 0, provider_modified_ms = excluded.provider_modified_ms, updated_at = excluded.updated_at \
+         WHERE (operations.data_hash <> excluded.data_hash OR operations.deleted_on_provider <> 0 \
+                OR operations.field_id <> excluded.field_id) \
+         AND (operations.provider_modified_ms IS NULL \
+              OR operations.provider_modified_ms <= COALESCE(excluded.provider_modified_ms, operations.provider_modified_ms)) \
+         RETURNING id",
+        // Not deleted; updated when created.
+        super::value_rows(ops.len(), UPSERT_WIDTH, |p| format!(
+            "{}, 0, {}",
+            p.join(", "),
+            p[UPSERT_WIDTH - 1]
+        ))
+    );
+    let now = leaf_time_now();
+    let mut query = sqlx::query(&sql);
+    for op in ops {
+        query = query
+            .bind(&op.id)
+            .bind(&op.leaf_user_id)
+            .bind(&op.field_id)
+            .bind(&op.provider_operation_id)
+            .bind(&op.operation_type)
+            .bind(op.crop_season.clone())
+            .bind(op.start_time.clone())
+            .bind(op.end_time.clone())
+            .bind(op.start_ms)
+            .bind(op.end_ms)
+            .bind(&op.data)
+            .bind(&op.data_hash)
+            .bind(op.provider_modified_ms)
+            .bind(now.clone());
+    }
+    let rows = query.fetch_all(&mut *conn).await?;
+    rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
+}
+
+async fn mark_deleted_in(
+    conn: &mut sqlx::AnyConnection,
+    user: &str,
+    provider_operation_id: &str,
+) -> StoreResult<bool> {
+    let r = sqlx::query(
+        "UPDATE operations SET deleted_on_provider = 1, updated_at = $1 \
+         WHERE leaf_user_id = $2 AND provider_operation_id = $3 AND deleted_on_provider = 0",
+    )
+    .bind(leaf_time_now())
+    .bind(user)
+    .bind(provider_operation_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// The live operations of these fields: `(field id, John Deere id)`.
+async fn live_in(
+    conn: &mut sqlx::AnyConnection,
+    field_ids: &[&str],
+) -> StoreResult<Vec<(String, String)>> {
+    let sql = "SELECT field_id, provider_operation_id FROM operations \
+               WHERE deleted_on_provider = 0 AND field_id IN ({list})";
+    super::fetch_in(conn, sql, &[], field_ids)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get("field_id")?, r.try_get("provider_operation_id")?)))
+        .collect()
 }

@@ -141,13 +141,15 @@ impl Store {
         Ok(())
     }
 
-    /// Parts of the credential's runs being worked on right now (leased part jobs).
-    pub async fn running_parts(&self, credential_id: &str) -> StoreResult<i64> {
+    /// The credential's part jobs leased right now whose id sorts before `job_id`.
+    pub async fn parts_leased_before(&self, credential_id: &str, job_id: &str) -> StoreResult<i64> {
         let row = sqlx::query(
-            "SELECT COUNT(*) AS n FROM jobs WHERE credential_id = $1 AND kind LIKE 'part:%' AND lease_until_ms >= $2",
+            "SELECT COUNT(*) AS n FROM jobs WHERE credential_id = $1 AND kind LIKE 'part:%' \
+             AND lease_until_ms >= $2 AND id < $3",
         )
         .bind(credential_id)
         .bind(now_ms())
+        .bind(job_id)
         .fetch_one(self.pool())
         .await?;
         Ok(row.try_get("n")?)

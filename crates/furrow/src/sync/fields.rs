@@ -19,8 +19,8 @@ use crate::domain::config::effective;
 use crate::domain::credential::CredentialStatus;
 use crate::domain::organization::OrgSelection;
 use crate::store::{
-    leaf_time_now, BoundaryRecord, ChangeAlerts, CredentialRecord, Deliveries, FieldWrite,
-    OperationRecord, StoreError, SyncStatus,
+    leaf_time_now, BoundariesWrite, BoundaryChange, BoundaryRecord, ChangeAlerts, CredentialRecord,
+    Deliveries, FieldWrite, OperationRecord, OperationsWrite, StoreError, SyncStatus,
 };
 use crate::sync::link::Authorized;
 
@@ -273,14 +273,21 @@ impl<'a> Run<'a> {
         if self.state.store.credential(&self.cred.id).await?.is_none() {
             return Err(SyncError::NotReady("deleted".into()));
         }
-        let mut requests = Vec::with_capacity(uris.len());
-        for uri in uris {
-            let url = self.api.link_url(uri)?;
-            // The signature belongs to the collection, whatever page size reads it.
-            let key = url.as_str().to_string();
-            let stored = self.state.store.signature(&self.cred.id, &key).await?;
-            requests.push((url, key, stored));
-        }
+        // The signature belongs to the collection, whatever page size reads it.
+        let urls = uris
+            .iter()
+            .map(|uri| self.api.link_url(uri))
+            .collect::<Result<Vec<_>, _>>()?;
+        let keys: Vec<String> = urls.iter().map(|u| u.as_str().to_string()).collect();
+        let stored = self.state.store.signatures(&self.cred.id, &keys).await?;
+        let requests: Vec<_> = urls
+            .into_iter()
+            .zip(keys)
+            .map(|(url, key)| {
+                let signature = stored.get(&key).cloned();
+                (url, key, signature)
+            })
+            .collect();
         let reads_at_once = self.state.settings.sync_reads_per_part.max(1) as usize;
         let reads: Vec<(Read<T>, u32)> =
             futures_util::stream::iter(requests.into_iter().map(|(url, key, stored)| {
@@ -371,7 +378,7 @@ impl<'a> Run<'a> {
             let uri = with_embed(uri, "farms");
             if let Read::Items(fields, full, pending) = self.read::<Field>(&uri).await? {
                 let mut seen = HashSet::new();
-                let mut to_read = Vec::new();
+                let mut live = Vec::new();
                 for f in &fields {
                     if f.is_deleted() {
                         if self.state.store.mark_field_deleted(&user, &f.id).await? {
@@ -380,7 +387,12 @@ impl<'a> Run<'a> {
                         continue;
                     }
                     seen.insert(f.id.clone());
-                    let (field_id, sync_state) = self.store_field(org_id, f).await?;
+                    live.push(f);
+                }
+                let mut to_read = Vec::new();
+                for (f, (field_id, sync_state)) in
+                    live.iter().zip(self.store_fields(org_id, &live).await?)
+                {
                     // A preview field is listed, nothing more (customDataSync).
                     if sync_state != "PREVIEW" {
                         let uri = f.link("boundaries").map(str::to_string);
@@ -415,9 +427,11 @@ impl<'a> Run<'a> {
                     .map(|(_, uri)| with_embed(uri, "measurementTypes"))
                     .collect();
                 let reads = self.read_many::<FieldOperation>(&uris).await?;
-                for ((field_id, _), read) in chunk.iter().zip(reads) {
-                    self.apply_operations(field_id, read, since).await?;
-                }
+                let reads = chunk
+                    .iter()
+                    .map(|(field_id, _)| field_id.as_str())
+                    .zip(reads);
+                self.apply_operations(reads, since).await?;
             }
         }
         Ok(())
@@ -433,17 +447,30 @@ impl<'a> Run<'a> {
         for chunk in fields.chunks(READ_CHUNK) {
             let uris: Vec<String> = chunk.iter().filter_map(|(_, uri, _)| uri.clone()).collect();
             let mut reads = self.read_many::<Boundary>(&uris).await?.into_iter();
+            let ids: Vec<&str> = chunk.iter().map(|(id, _, _)| id.as_str()).collect();
+            let mut before = self.state.store.boundaries_of_fields(&ids).await?;
+            let mut write = BoundariesWrite::default();
             for (field_id, uri, waiting) in chunk {
                 if uri.is_some() {
                     let read = reads.next().expect("one read per link");
-                    self.apply_boundaries(field_id, read).await?;
+                    if let Read::Items(boundaries, _, Pending(signature)) = read {
+                        let before = before.remove(field_id).unwrap_or_default();
+                        self.plan_boundaries(&mut write, field_id, &before, &boundaries);
+                        write.signatures.extend(signature);
+                    }
                 }
                 if *waiting {
-                    self.state
-                        .store
-                        .set_field_sync_state(field_id, "PROCESSED")
-                        .await?;
+                    write.processed.push(field_id.clone());
                 }
+            }
+            if !(write.changes.is_empty()
+                && write.processed.is_empty()
+                && write.signatures.is_empty())
+            {
+                self.state
+                    .store
+                    .write_boundaries(&self.cred.id, &write)
+                    .await?;
             }
         }
         Ok(())
@@ -584,51 +611,49 @@ impl<'a> Run<'a> {
         let read = self
             .read::<FieldOperation>(&with_embed(uri, "measurementTypes"))
             .await?;
-        self.apply_operations(field_id, read, since_ms).await
+        self.apply_operations([(field_id, read)], since_ms).await
     }
 
-    /// Stores a field's operations as read (a delta, or the whole list: then what is missing
-    /// was deleted on John Deere).
-    async fn apply_operations(
+    /// Stores fields' operations as read (each a delta, or the whole list: then what is
+    /// missing was deleted on John Deere), all in one transaction with their signatures.
+    async fn apply_operations<'f>(
         &mut self,
-        field_id: &str,
-        read: Read<FieldOperation>,
+        reads: impl IntoIterator<Item = (&'f str, Read<FieldOperation>)>,
         since_ms: i64,
     ) -> Result<(), SyncError> {
-        let user = self.cred.leaf_user_id.clone();
-        let Read::Items(ops, full, pending) = read else {
-            return Ok(());
-        };
-        let mut seen = HashSet::new();
-        for op in &ops {
-            if op.is_deleted() {
-                if self
-                    .state
-                    .store
-                    .mark_operation_deleted(&user, &op.id)
-                    .await?
-                {
-                    self.counts.operations_deleted += 1;
-                }
+        let mut write = OperationsWrite::default();
+        for (field_id, read) in reads {
+            let Read::Items(ops, full, Pending(signature)) = read else {
                 continue;
-            }
-            seen.insert(op.id.clone());
-            self.apply_operation(field_id, op, since_ms).await?;
-        }
-        if full {
-            for gone in self.state.store.live_operation_ids(field_id).await? {
-                if !seen.contains(&gone)
-                    && self
-                        .state
-                        .store
-                        .mark_operation_deleted(&user, &gone)
-                        .await?
-                {
-                    self.counts.operations_deleted += 1;
+            };
+            let mut listed = HashSet::new();
+            for op in &ops {
+                if op.is_deleted() {
+                    write.deleted.push(op.id.clone());
+                    continue;
                 }
+                listed.insert(op.id.clone());
+                self.plan_operation(&mut write, field_id, op, since_ms);
             }
+            if full {
+                write.complete.push((field_id.to_string(), listed));
+            }
+            write.signatures.extend(signature);
         }
-        self.commit(pending).await?;
+        self.write_operations(&write).await
+    }
+
+    async fn write_operations(&mut self, write: &OperationsWrite) -> Result<(), SyncError> {
+        if write.upserts.is_empty() && write.deleted.is_empty() && write.signatures.is_empty() {
+            return Ok(());
+        }
+        let written = self
+            .state
+            .store
+            .write_operations(&self.cred.leaf_user_id, &self.cred.id, write)
+            .await?;
+        self.counts.operations += write.upserts.len();
+        self.counts.operations_deleted += written.deleted;
         Ok(())
     }
 
@@ -652,33 +677,45 @@ impl<'a> Run<'a> {
         op: &FieldOperation,
         since_ms: i64,
     ) -> Result<(), SyncError> {
-        let user = self.cred.leaf_user_id.clone();
-        let record = operation_record(&user, field_id, op);
-        // Outside operationsProcessingRange: not processed (kept if already there).
+        let mut write = OperationsWrite::default();
+        self.plan_operation(&mut write, field_id, op, since_ms);
+        self.write_operations(&write).await
+    }
+
+    /// Adds an operation read from John Deere to `write`, with its alerts, unless it is outside
+    /// operationsProcessingRange (then it is not processed, and kept if already there).
+    fn plan_operation(
+        &self,
+        write: &mut OperationsWrite,
+        field_id: &str,
+        op: &FieldOperation,
+        since_ms: i64,
+    ) {
+        let user = &self.cred.leaf_user_id;
+        let record = operation_record(user, field_id, op);
         if record
             .end_ms
             .or(record.start_ms)
             .is_some_and(|t| t < since_ms)
         {
-            return Ok(());
+            return;
         }
         let payload = json!({"operationId": record.id, "leafUserId": user});
         let alerts = ChangeAlerts {
             created: self.alerts("operationCreated", payload.clone()),
             updated: self.alerts("operationUpdated", payload),
         };
-        self.state
-            .store
-            .upsert_operation(&record, &alerts, Some(&self.cred.id))
-            .await?;
-        self.counts.operations += 1;
-        Ok(())
+        write.upserts.push((record, alerts));
     }
 
     /// Stores a field and, when it has changed on John Deere, its boundaries. Returns furrow's
     /// id of the field.
     pub(super) async fn field(&mut self, org_id: &str, f: &Field) -> Result<String, SyncError> {
-        let (field_id, sync_state) = self.store_field(org_id, f).await?;
+        let (field_id, sync_state) = self
+            .store_fields(org_id, &[f])
+            .await?
+            .pop()
+            .expect("one field stored");
         // A preview field is listed, nothing more (customDataSync).
         if sync_state != "PREVIEW" {
             let uri = f.link("boundaries").map(str::to_string);
@@ -688,66 +725,68 @@ impl<'a> Run<'a> {
         Ok(field_id)
     }
 
-    /// Stores a field's record (not its boundaries). Returns furrow's id of the field and its
-    /// sync state (`PREVIEW`, `WAITING`, `PROCESSED`).
-    async fn store_field(
+    /// Stores fields' records (not their boundaries), in one transaction. Returns furrow's id
+    /// of each field and its sync state (`PREVIEW`, `WAITING`, `PROCESSED`), in order.
+    async fn store_fields(
         &mut self,
         org_id: &str,
-        f: &Field,
-    ) -> Result<(String, String), SyncError> {
+        fields: &[&Field],
+    ) -> Result<Vec<(String, String)>, SyncError> {
+        if fields.is_empty() {
+            return Ok(Vec::new());
+        }
         let user = self.cred.leaf_user_id.clone();
-        let farm = f
-            .farms
-            .as_ref()
-            .and_then(|e| e.farms.first())
-            .map(|farm| farm.id.clone());
-        let (field_id, _) = self
+        let farms: Vec<Option<String>> = fields
+            .iter()
+            .map(|f| {
+                f.farms
+                    .as_ref()
+                    .and_then(|e| e.farms.first())
+                    .map(|farm| farm.id.clone())
+            })
+            .collect();
+        let writes: Vec<FieldWrite> = fields
+            .iter()
+            .zip(&farms)
+            .map(|(f, farm)| FieldWrite {
+                user: &user,
+                org: org_id,
+                provider_id: &f.id,
+                name: &f.name,
+                provider_farm_id: farm.as_deref(),
+                operations_uri: f.link("fieldOperation"),
+                boundaries_uri: f.link("boundaries"),
+                preview: self.custom_data_sync,
+            })
+            .collect();
+        let written = self
             .state
             .store
-            .upsert_field(
-                &FieldWrite {
-                    user: &user,
-                    org: org_id,
-                    provider_id: &f.id,
-                    name: &f.name,
-                    provider_farm_id: farm.as_deref(),
-                    operations_uri: f.link("fieldOperation"),
-                    boundaries_uri: f.link("boundaries"),
-                    preview: self.custom_data_sync,
-                },
-                |field_id| {
-                    let payload =
-                        json!({"source": "SYNC", "leafUserId": user, "fieldId": field_id});
-                    ChangeAlerts {
-                        created: self.alerts("fieldCreated", payload.clone()),
-                        updated: self.alerts("fieldUpdated", payload),
-                    }
-                },
-            )
+            .upsert_fields(&writes, |field_id| {
+                let payload = json!({"source": "SYNC", "leafUserId": user, "fieldId": field_id});
+                ChangeAlerts {
+                    created: self.alerts("fieldCreated", payload.clone()),
+                    updated: self.alerts("fieldUpdated", payload),
+                }
+            })
             .await?;
-        self.counts.fields += 1;
-        let sync_state = self
-            .state
-            .store
-            .field_sync_state(&field_id)
-            .await?
-            .unwrap_or_default();
-        Ok((field_id, sync_state))
+        self.counts.fields += written.len();
+        Ok(written
+            .into_iter()
+            .map(|(id, _, sync_state)| (id, sync_state))
+            .collect())
     }
 
-    /// A field's boundaries as read with their signature: new shapes become new records, the
-    /// active one is kept current, replaced ones are outdated (with their alerts).
-    async fn apply_boundaries(
+    /// Plans a field's boundaries as read (`before`: what furrow holds): new shapes become new
+    /// records, the active one is kept current, replaced ones are outdated (with their alerts).
+    fn plan_boundaries(
         &mut self,
+        write: &mut BoundariesWrite,
         field_id: &str,
-        read: Read<Boundary>,
-    ) -> Result<(), SyncError> {
+        before: &[BoundaryRecord],
+        boundaries: &[Boundary],
+    ) {
         let user = self.cred.leaf_user_id.clone();
-        let field_id = field_id.to_string();
-        let Read::Items(boundaries, _, pending) = read else {
-            return Ok(());
-        };
-        let before = self.state.store.boundaries_of(&field_id).await?;
         let previously_active: Vec<String> = before
             .iter()
             .filter(|b| b.status == "ACTIVE")
@@ -755,7 +794,7 @@ impl<'a> Run<'a> {
             .collect();
         let now = leaf_time_now();
         let mut new_active = None;
-        for b in &boundaries {
+        for b in boundaries {
             let mut existing: Vec<&BoundaryRecord> = before
                 .iter()
                 .filter(|x| x.provider_boundary_id == b.id)
@@ -769,16 +808,20 @@ impl<'a> Run<'a> {
                     .iter()
                     .find(|x| x.provider_boundary_id == x.id && x.geometry_hash == hash)
                 {
-                    self.state.store.adopt_boundary(&own.id, &b.id).await?;
+                    write.changes.push(BoundaryChange::Adopt {
+                        id: own.id.clone(),
+                        provider_boundary_id: b.id.clone(),
+                    });
                     existing.push(own);
                 }
             }
             if b.is_deleted() {
                 for x in existing {
-                    self.state
-                        .store
-                        .set_boundary_status(&x.id, "DELETED_ON_PROVIDER", "INACTIVE")
-                        .await?;
+                    write.changes.push(BoundaryChange::Status {
+                        id: x.id.clone(),
+                        status: "DELETED_ON_PROVIDER".into(),
+                        provider_status: "INACTIVE".into(),
+                    });
                 }
                 continue;
             }
@@ -792,10 +835,11 @@ impl<'a> Run<'a> {
                     } else {
                         same.status.as_str()
                     };
-                    self.state
-                        .store
-                        .set_boundary_status(&same.id, status, provider_status)
-                        .await?;
+                    write.changes.push(BoundaryChange::Status {
+                        id: same.id.clone(),
+                        status: status.into(),
+                        provider_status: provider_status.into(),
+                    });
                     if b.active {
                         new_active = Some(same.id.clone());
                     }
@@ -803,10 +847,10 @@ impl<'a> Run<'a> {
                 None => {
                     // A new boundary, or a new shape under the same John Deere id: a new record.
                     let record = BoundaryRecord {
-                        id: crate::store::stable_uuid(&[&field_id, &b.id, &hash]),
-                        field_id: field_id.clone(),
+                        id: crate::store::stable_uuid(&[field_id, &b.id, &hash]),
+                        field_id: field_id.to_string(),
                         provider_boundary_id: b.id.clone(),
-                        status: if b.active { "ACTIVE" } else { "INACTIVE" }.into(),
+                        status: provider_status.into(),
                         provider_status: provider_status.into(),
                         geometry,
                         geometry_hash: hash,
@@ -818,11 +862,13 @@ impl<'a> Run<'a> {
                         "fieldBoundaryCreated",
                         json!({"boundaryId": record.id, "leafUserId": user, "fieldId": field_id}),
                     );
-                    self.state.store.insert_boundary(&record, &alerts).await?;
                     self.counts.boundaries += 1;
                     if b.active {
                         new_active = Some(record.id.clone());
                     }
+                    write
+                        .changes
+                        .push(BoundaryChange::Insert { record, alerts });
                 }
             }
         }
@@ -837,14 +883,12 @@ impl<'a> Run<'a> {
                     "fieldBoundaryUpdated",
                     json!({"boundaryId": active, "leafUserId": user, "fieldId": field_id}),
                 );
-                self.state
-                    .store
-                    .outdate_boundaries(&replaced, &alerts)
-                    .await?;
+                write.changes.push(BoundaryChange::Outdate {
+                    ids: replaced,
+                    alerts,
+                });
             }
         }
-        self.commit(pending).await?;
-        Ok(())
     }
 
     /// Fields enabled since their organization was last read (PREVIEW → WAITING): their
@@ -1183,8 +1227,11 @@ pub async fn run_part_job(
     ) else {
         return Ok(()); // deleted with its credential, or replaced by a newer run
     };
-    // Bounded work per credential: the rest of its parts wait their turn.
-    if state.store.running_parts(&cred.id).await? > state.settings.sync_parts_per_credential as i64
+    // Bounded work per credential: claims take no more than the cap, but two replicas claiming
+    // at once on PostgreSQL may. Then the parts beyond the cap by job id wait their turn (by
+    // position, not by count: parts that all counted each other would all wait, again and again).
+    if state.store.parts_leased_before(&cred.id, &job.id).await?
+        >= state.settings.sync_parts_per_credential as i64
     {
         state
             .store

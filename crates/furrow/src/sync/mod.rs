@@ -9,7 +9,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::app::AppState;
-use crate::store::now_ms;
+use crate::store::{now_ms, Lane};
 
 pub mod alerts;
 pub mod assets;
@@ -27,8 +27,9 @@ pub async fn run_engine(state: AppState, mut stop: watch::Receiver<bool>) {
     let concurrency = state.settings.engine_concurrency.max(1);
     let permits = Arc::new(Semaphore::new(concurrency));
     let event_permits = Arc::new(Semaphore::new(concurrency));
+    // 0: this replica leaves machine data to the others (or to later).
     let machine_data_permits = Arc::new(Semaphore::new(
-        state.settings.machine_data_concurrency.max(1) as usize,
+        state.settings.machine_data_concurrency as usize,
     ));
     let poll = Duration::from_millis(state.settings.engine_poll_ms.max(10));
     let mut last_retention = 0i64;
@@ -61,7 +62,14 @@ pub async fn run_engine(state: AppState, mut stop: watch::Receiver<bool>) {
             let lease_until = now_ms() + (state.settings.lease_secs * 1000) as i64;
             match state
                 .store
-                .claim_jobs(&state.replica_id, lease_until, free, false)
+                .claim_jobs(
+                    &state.replica_id,
+                    lease_until,
+                    free,
+                    Lane::Sync {
+                        parts_per_credential: state.settings.sync_parts_per_credential as i64,
+                    },
+                )
                 .await
             {
                 Ok(jobs) => {
@@ -96,7 +104,7 @@ pub async fn run_engine(state: AppState, mut stop: watch::Receiver<bool>) {
             let lease_until = now_ms() + (state.settings.lease_secs * 1000) as i64;
             match state
                 .store
-                .claim_jobs(&state.replica_id, lease_until, free, true)
+                .claim_jobs(&state.replica_id, lease_until, free, Lane::MachineData)
                 .await
             {
                 Ok(jobs) => {
