@@ -393,6 +393,23 @@ async fn main() {
          {loaded:.2} s; alone {alone:.2} s: ratio {:.2} (goal <= 2)",
         loaded / alone
     );
+    // Where the loaded small grower's time went: its requests as John Deere saw them, from its
+    // first (the token or organizations read after its credentials were posted).
+    for name in ["small-alone", "small-loaded"] {
+        let mine: Vec<_> = sim
+            .requests()
+            .into_iter()
+            .filter(|e| e.user.as_deref() == Some(name))
+            .collect();
+        let first_ms = mine.first().map_or(0, |e| e.at_ms);
+        println!(
+            "  {name} requests (ms after its first): {}",
+            mine.iter()
+                .map(|e| format!("{} +{}", kind_of(&e.path), e.at_ms - first_ms))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     // When John Deere saw the requests: how evenly the budget was spent.
     let first_ms = log.first().map_or(0, |e| e.at_ms);
     let span_ms = log

@@ -56,21 +56,26 @@ impl Store {
                 format!("SELECT d.id FROM jobs d WHERE d.machine_data = 1 AND {due} ORDER BY d.run_at_ms LIMIT $4"),
                 None,
             ),
+            // Each credential's load is counted once (not per candidate row), the candidates
+            // are ranked, and only the top few are checked against their credential's cap: a
+            // claim is as cheap with thousands of due parts as with a few.
             Lane::Sync { parts_per_credential } => (
                 format!(
-                    "SELECT j.id FROM (SELECT d.id, d.kind, d.credential_id, d.run_at_ms, \
-                       ROW_NUMBER() OVER (PARTITION BY d.credential_id, CASE WHEN d.kind LIKE 'part:%' THEN 1 ELSE 0 END \
-                                          ORDER BY d.run_at_ms, d.id) AS nth \
-                       FROM jobs d WHERE d.machine_data = 0 AND {due}) j \
-                     WHERE j.kind NOT LIKE 'part:%' \
-                        OR j.nth + (SELECT COUNT(*) FROM jobs l WHERE l.credential_id = j.credential_id \
-                                    AND l.kind LIKE 'part:%' AND l.lease_until_ms >= $3) <= $5 \
-                     ORDER BY (SELECT COUNT(*) FROM jobs r WHERE r.credential_id = j.credential_id \
-                                 AND r.lease_until_ms >= $3 AND r.machine_data = 0), \
-                              CASE WHEN j.kind LIKE 'part:%' THEN 1 ELSE 0 END, \
-                              (SELECT COUNT(*) FROM jobs p WHERE p.credential_id = j.credential_id AND p.machine_data = 0), \
-                              j.run_at_ms \
-                     LIMIT $4"
+                    "WITH load AS (SELECT credential_id, COUNT(*) AS jobs, \
+                       SUM(CASE WHEN lease_until_ms >= $3 THEN 1 ELSE 0 END) AS running, \
+                       SUM(CASE WHEN lease_until_ms >= $3 AND kind LIKE 'part:%' THEN 1 ELSE 0 END) AS parts_running \
+                       FROM jobs WHERE machine_data = 0 GROUP BY credential_id) \
+                     SELECT t.id FROM ( \
+                       SELECT c.*, ROW_NUMBER() OVER (PARTITION BY c.credential_id, c.is_part \
+                                                      ORDER BY c.run_at_ms, c.id) AS nth FROM ( \
+                         SELECT d.id, d.credential_id, d.run_at_ms, load.parts_running, load.running, load.jobs, \
+                                CASE WHEN d.kind LIKE 'part:%' THEN 1 ELSE 0 END AS is_part \
+                         FROM jobs d JOIN load ON load.credential_id = d.credential_id \
+                         WHERE d.machine_data = 0 AND {due} \
+                           AND (d.kind NOT LIKE 'part:%' OR load.parts_running < $5) \
+                         ORDER BY load.running, is_part, load.jobs, d.run_at_ms LIMIT $6) c) t \
+                     WHERE t.is_part = 0 OR t.nth + t.parts_running <= $5 \
+                     ORDER BY t.running, t.is_part, t.jobs, t.run_at_ms LIMIT $4"
                 ),
                 Some(parts_per_credential.max(1)),
             ),
@@ -88,7 +93,9 @@ impl Store {
             .bind(now)
             .bind(limit);
         if let Some(cap) = cap {
-            query = query.bind(cap);
+            // The top candidates checked against their caps: enough that a claim is rarely
+            // short for the parts of one credential beyond its cap.
+            query = query.bind(cap).bind(limit.saturating_mul(cap + 1));
         }
         let rows = query.fetch_all(self.pool()).await?;
         rows.iter()
