@@ -259,38 +259,75 @@ async fn main() {
             name
         }
     };
-    let time_to_first_data = |user: String, posted: Instant| {
+    // Seconds from `posted` to the user's first fields, and to the milestones on the way: the
+    // POST answered, its sync job claimed, the sync run started (its status RUNNING), its parts
+    // queued.
+    let time_to_first_data = |user: String, posted: Instant, answered: f64| {
+        let store = app.state.store.clone();
         let http = http.clone();
         let base = base.clone();
         let token = token.clone();
         async move {
+            let get = |path: String| {
+                let http = http.clone();
+                let token = token.clone();
+                async move {
+                    http.get(path)
+                        .bearer_auth(&token)
+                        .send()
+                        .await
+                        .unwrap()
+                        .json::<Value>()
+                        .await
+                        .unwrap()
+                }
+            };
+            let (mut claimed, mut running, mut parts) = (None, None, None);
             loop {
-                let fields: Value = http
-                    .get(format!(
-                        "{base}/services/fields/api/fields?leafUserId={user}"
-                    ))
-                    .bearer_auth(&token)
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
+                let leased = sqlx::query(
+                    "SELECT 1 AS one FROM jobs j JOIN jd_credentials c ON c.id = j.credential_id \
+                     WHERE c.leaf_user_id = $1 AND j.kind = 'sync' AND j.lease_owner IS NOT NULL",
+                )
+                .bind(&user)
+                .fetch_optional(store.pool())
+                .await
+                .unwrap();
+                if leased.is_some() {
+                    claimed.get_or_insert(posted.elapsed().as_secs_f64());
+                }
+                let status = get(format!("{base}/services/fields/api/users/{user}/fields/sync")).await;
+                let at = posted.elapsed().as_secs_f64();
+                if status["state"] == "RUNNING" {
+                    running.get_or_insert(at);
+                }
+                if status["organizations"].as_array().is_some_and(|o| !o.is_empty()) {
+                    parts.get_or_insert(at);
+                }
+                let fields = get(format!("{base}/services/fields/api/fields?leafUserId={user}")).await;
                 if fields.as_array().is_some_and(|f| !f.is_empty()) {
-                    return posted.elapsed().as_secs_f64();
+                    let at = posted.elapsed().as_secs_f64();
+                    let seen = |t: Option<f64>| t.map_or("-".into(), |t| format!("{t:.2} s"));
+                    println!(
+                        "  {user}: credentials answered {answered:.2} s, sync job claimed {}, sync running {}, parts queued {}, first fields {at:.2} s",
+                        seen(claimed),
+                        seen(running),
+                        seen(parts)
+                    );
+                    return at;
                 }
                 assert!(
                     posted.elapsed() < Duration::from_secs(900),
                     "no fields for {user}: {fields}"
                 );
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
     };
     let alone_name = small_grower("small-alone").await;
     let posted = Instant::now();
     let alone_user = connect(alone_name).await;
-    let alone = time_to_first_data(alone_user, posted).await;
+    let answered = posted.elapsed().as_secs_f64();
+    let alone = time_to_first_data(alone_user, posted, answered).await;
 
     let log_start = sim.requests().len();
     let started = Instant::now();
@@ -306,7 +343,8 @@ async fn main() {
     let loaded_name = small_grower("small-loaded").await;
     let posted = Instant::now();
     let loaded_user = connect(loaded_name).await;
-    let loaded = time_to_first_data(loaded_user, posted).await;
+    let answered = posted.elapsed().as_secs_f64();
+    let loaded = time_to_first_data(loaded_user, posted, answered).await;
     let done = |users: Vec<String>, after: Vec<Value>| {
         let http = http.clone();
         let base = base.clone();
