@@ -295,15 +295,24 @@ async fn main() {
                 if leased.is_some() {
                     claimed.get_or_insert(posted.elapsed().as_secs_f64());
                 }
-                let status = get(format!("{base}/services/fields/api/users/{user}/fields/sync")).await;
+                let status = get(format!(
+                    "{base}/services/fields/api/users/{user}/fields/sync"
+                ))
+                .await;
                 let at = posted.elapsed().as_secs_f64();
                 if status["state"] == "RUNNING" {
                     running.get_or_insert(at);
                 }
-                if status["organizations"].as_array().is_some_and(|o| !o.is_empty()) {
+                if status["organizations"]
+                    .as_array()
+                    .is_some_and(|o| !o.is_empty())
+                {
                     parts.get_or_insert(at);
                 }
-                let fields = get(format!("{base}/services/fields/api/fields?leafUserId={user}")).await;
+                let fields = get(format!(
+                    "{base}/services/fields/api/fields?leafUserId={user}"
+                ))
+                .await;
                 if fields.as_array().is_some_and(|f| !f.is_empty()) {
                     let at = posted.elapsed().as_secs_f64();
                     let seen = |t: Option<f64>| t.map_or("-".into(), |t| format!("{t:.2} s"));

@@ -8,6 +8,8 @@
 
 use std::collections::HashSet;
 
+use futures_util::StreamExt;
+
 use deere::models::{
     EventFilter, Field, FieldOperation, File, HasLinks, NewEventSubscription, TargetEndpoint,
 };
@@ -109,60 +111,85 @@ async fn reconcile_inner(run: &Run<'_>, orgs: &[String]) -> Result<WebhookMode, 
         Err(e) => return Err(e.into()),
     };
     let target = format!("{}{RECEIVER_PATH}", run.state.settings.public_url());
+    // Created several at once: a sync run waits for its subscriptions before it queues its
+    // parts, and one after another they were most of a new grower's wait under load.
+    let at_once = run.state.settings.sync_reads_per_part.max(1) as usize;
+    let creations: Vec<_> = missing
+        .into_iter()
+        .filter(|(_, t)| offered.contains(*t))
+        .map(|(org, event_type)| {
+            let (api, token, target) = (run.api.clone(), run.token.clone(), target.clone());
+            let (credential_id, org, event_type) =
+                (run.cred.id.clone(), org.to_string(), event_type.to_string());
+            async move {
+                let secret = crate::crypto::generate_key();
+                let request = NewEventSubscription {
+                    event_type_id: event_type.clone(),
+                    filters: vec![EventFilter {
+                        key: "orgId".into(),
+                        values: vec![org.clone()],
+                    }],
+                    target_endpoint: TargetEndpoint {
+                        target_type: "https".into(),
+                        uri: target,
+                    },
+                    status: "Active".into(),
+                    display_name: Some(format!("furrow {event_type} {org}")),
+                    token: Some(secret.clone()),
+                };
+                let subscription = api.create_event_subscription(&token, &request).await?;
+                let uri = match subscription.link("self") {
+                    Some(uri) => uri.to_string(),
+                    None => api
+                        .endpoint(&format!("eventSubscriptions/{}", subscription.id))?
+                        .to_string(),
+                };
+                Ok::<_, DeereError>(SubscriptionRecord::new(
+                    &credential_id,
+                    &org,
+                    &event_type,
+                    &subscription.id,
+                    &uri,
+                    &content_hash(&secret),
+                ))
+            }
+        })
+        .collect();
+    let attempts: Vec<_> = futures_util::stream::iter(creations)
+        .buffer_unordered(at_once)
+        .collect()
+        .await;
+    // Every subscription John Deere made is recorded (or removed) before any failure counts.
     let mut created = 0;
-    for (org, event_type) in missing.into_iter().filter(|(_, t)| offered.contains(*t)) {
-        let token = crate::crypto::generate_key();
-        let request = NewEventSubscription {
-            event_type_id: event_type.into(),
-            filters: vec![EventFilter {
-                key: "orgId".into(),
-                values: vec![org.into()],
-            }],
-            target_endpoint: TargetEndpoint {
-                target_type: "https".into(),
-                uri: target.clone(),
-            },
-            status: "Active".into(),
-            display_name: Some(format!("furrow {event_type} {org}")),
-            token: Some(token.clone()),
+    let mut failure = None;
+    let mut deleted = false;
+    for attempt in attempts {
+        let record = match attempt {
+            Ok(record) => record,
+            Err(e) => {
+                failure.get_or_insert(e);
+                continue;
+            }
         };
-        let subscription = match run
-            .api
-            .create_event_subscription(&run.token, &request)
-            .await
-        {
-            Ok(s) => s,
-            Err(e @ DeereError::Forbidden { .. }) => return Ok(no_webhook_access(&e)),
-            Err(e) => return Err(e.into()),
-        };
-        let uri = match subscription.link("self") {
-            Some(uri) => uri.to_string(),
-            None => run
-                .api
-                .endpoint(&format!("eventSubscriptions/{}", subscription.id))?
-                .to_string(),
-        };
-        let stored = store
-            .insert_subscription(&SubscriptionRecord::new(
-                &run.cred.id,
-                org,
-                event_type,
-                &subscription.id,
-                &uri,
-                &content_hash(&token),
-            ))
-            .await?;
-        if !stored {
+        deleted = deleted || !store.insert_subscription(&record).await?;
+        if deleted {
             // The credentials were deleted while this sync subscribed: nothing may be left
             // delivering for them.
-            remove_on_deere(&run.api, &run.token, &uri).await?;
-            return Err(SyncError::NotReady("deleted".into()));
+            remove_on_deere(&run.api, &run.token, &record.subscription_uri).await?;
+            continue;
         }
         created += 1;
     }
-    Ok(WebhookMode::Active {
-        subscriptions: kept.len() + created,
-    })
+    if deleted {
+        return Err(SyncError::NotReady("deleted".into()));
+    }
+    match failure {
+        Some(e @ DeereError::Forbidden { .. }) => Ok(no_webhook_access(&e)),
+        Some(e) => Err(e.into()),
+        None => Ok(WebhookMode::Active {
+            subscriptions: kept.len() + created,
+        }),
+    }
 }
 
 fn no_webhook_access(e: &DeereError) -> WebhookMode {
