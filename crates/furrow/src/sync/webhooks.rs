@@ -121,6 +121,9 @@ async fn reconcile_inner(run: &Run<'_>, orgs: &[String]) -> Result<WebhookMode, 
             let (api, token, target) = (run.api.clone(), run.token.clone(), target.clone());
             let (credential_id, org, event_type) =
                 (run.cred.id.clone(), org.to_string(), event_type.to_string());
+            let store = store.clone();
+            // Recorded as soon as John Deere made it, as deleting the credentials expects:
+            // it removes what is recorded. Ok(Err(_)): John Deere refused it.
             async move {
                 let secret = crate::crypto::generate_key();
                 let request = NewEventSubscription {
@@ -137,53 +140,49 @@ async fn reconcile_inner(run: &Run<'_>, orgs: &[String]) -> Result<WebhookMode, 
                     display_name: Some(format!("furrow {event_type} {org}")),
                     token: Some(secret.clone()),
                 };
-                let subscription = api.create_event_subscription(&token, &request).await?;
+                let subscription = match api.create_event_subscription(&token, &request).await {
+                    Ok(s) => s,
+                    Err(e) => return Ok(Err(e)),
+                };
                 let uri = match subscription.link("self") {
                     Some(uri) => uri.to_string(),
                     None => api
                         .endpoint(&format!("eventSubscriptions/{}", subscription.id))?
                         .to_string(),
                 };
-                Ok::<_, DeereError>(SubscriptionRecord::new(
+                let record = SubscriptionRecord::new(
                     &credential_id,
                     &org,
                     &event_type,
                     &subscription.id,
                     &uri,
                     &content_hash(&secret),
-                ))
+                );
+                if !store.insert_subscription(&record).await? {
+                    // The credentials were deleted while this sync subscribed: nothing may be
+                    // left delivering for them.
+                    remove_on_deere(&api, &token, &uri).await?;
+                    return Err(SyncError::NotReady("deleted".into()));
+                }
+                Ok::<_, SyncError>(Ok(()))
             }
         })
         .collect();
-    let attempts: Vec<_> = futures_util::stream::iter(creations)
+    let outcomes: Vec<_> = futures_util::stream::iter(creations)
         .buffer_unordered(at_once)
         .collect()
         .await;
-    // Every subscription John Deere made is recorded (or removed) before any failure counts.
     let mut created = 0;
-    let mut failure = None;
-    let mut deleted = false;
-    for attempt in attempts {
-        let record = match attempt {
-            Ok(record) => record,
+    let mut refused = None;
+    for outcome in outcomes {
+        match outcome? {
+            Ok(()) => created += 1,
             Err(e) => {
-                failure.get_or_insert(e);
-                continue;
+                refused.get_or_insert(e);
             }
-        };
-        deleted = deleted || !store.insert_subscription(&record).await?;
-        if deleted {
-            // The credentials were deleted while this sync subscribed: nothing may be left
-            // delivering for them.
-            remove_on_deere(&run.api, &run.token, &record.subscription_uri).await?;
-            continue;
         }
-        created += 1;
     }
-    if deleted {
-        return Err(SyncError::NotReady("deleted".into()));
-    }
-    match failure {
+    match refused {
         Some(e @ DeereError::Forbidden { .. }) => Ok(no_webhook_access(&e)),
         Some(e) => Err(e.into()),
         None => Ok(WebhookMode::Active {
