@@ -60,7 +60,8 @@ pub struct Settings {
     /// once, across all replicas.
     pub sync_parts_per_credential: u64,
     /// Collections one sync part reads at once (an organization's fields' boundaries and
-    /// operations), so one large account is read at the rate limit, not at John Deere's latency.
+    /// operations), so one large account is read at the rate limit, not at John Deere's latency;
+    /// also the event subscriptions a sync run creates at once.
     pub sync_reads_per_part: u64,
     /// Machine files are downloaded in ranged requests of this many bytes.
     pub file_chunk_bytes: u64,
