@@ -16,6 +16,7 @@ use deere_sim::{SimConfig, WorldSize};
 use furrow::config::Settings;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
+use sqlx::Row;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -70,6 +71,9 @@ const SYNC_KINDS: [&str; 8] = [
     "file download",
 ];
 
+/// The engine's slots in use during the first sync, by kind of job (averages so far).
+static SLOTS: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
 /// Credentials the benchmark posts at once.
 const CONNECTS_AT_ONCE: usize = 32;
 
@@ -107,6 +111,35 @@ fn kind_of(path: &str) -> &'static str {
     }
 }
 
+/// Means of the histograms that say where furrow's time went, from a Prometheus scrape (over
+/// the whole run so far: the small growers' syncs are in them too).
+fn time_per_request(scrape: &str) -> String {
+    let total = |name: &str, suffix: &str| -> f64 {
+        scrape
+            .lines()
+            .filter(|l| {
+                l.starts_with(name)
+                    && l[name.len()..].starts_with(suffix)
+                    && matches!(
+                        l.as_bytes().get(name.len() + suffix.len()),
+                        Some(b' ' | b'{')
+                    )
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let mean = |name: &str| {
+        let (sum, count) = (total(name, "_sum"), total(name, "_count"));
+        format!("{:.1} ms over {count}", 1000.0 * sum / count.max(1.0))
+    };
+    format!(
+        "waiting for the rate budget {}, John Deere's answers {}, sync parts {}",
+        mean("furrow_rate_budget_wait_seconds"),
+        mean("deere_client_request_duration_seconds"),
+        mean("furrow_sync_part_duration_seconds"),
+    )
+}
+
 /// The protocol's minimum for the first sync of the benchmark's world, with `;count=100` pages
 /// (2 organizations per grower, 1 client and 2 farms per organization, 4 operations per field,
 /// 4 files per organization of one chunk each).
@@ -138,8 +171,20 @@ async fn main() {
     };
     config.settings.latency_ms = latency_ms;
     config.settings.rate_limit_per_sec = Some(rate);
-    let sim = deere_sim::start(config, "127.0.0.1:0".parse().unwrap())
+    // John Deere is a system of its own: the simulator runs on a runtime (one thread) apart
+    // from furrow's. It renders each answer holding its world's lock; on furrow's runtime, a
+    // worker thread waiting for that lock stopped every furrow task queued on it. The CPU is
+    // still shared, and counted together below.
+    let sim_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("deere-sim")
+        .enable_all()
+        .build()
+        .unwrap();
+    let sim = sim_runtime
+        .spawn(deere_sim::start(config, "127.0.0.1:0".parse().unwrap()))
         .await
+        .unwrap()
         .unwrap();
     let dir = std::env::temp_dir().join(format!(
         "furrow-bench-sync-{}",
@@ -168,6 +213,8 @@ async fn main() {
             Settings::default().sync_reads_per_part,
         ),
         engine_poll_ms: 50,
+        // Scraped after the first sync: where a request's time went.
+        metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
         // The sync alone: operations' machine data (exports, parsing) is measured by
         // `--bench machine_data`; here it stays queued.
         machine_data_concurrency: 0,
@@ -359,11 +406,11 @@ async fn main() {
         let base = base.clone();
         let token = token.clone();
         async move {
-            let mut finished = Vec::new();
+            // A grower seen finished stays finished: each is asked until it is, in order, so
+            // that the benchmark's own polling does not load the server it measures.
+            let mut finished: Vec<Value> = Vec::with_capacity(users.len());
             loop {
-                finished.clear();
-                let mut all = true;
-                for (i, u) in users.iter().enumerate() {
+                while let Some(u) = users.get(finished.len()) {
                     let s: Value = http
                         .get(format!("{base}/services/fields/api/users/{u}/fields/sync"))
                         .bearer_auth(&token)
@@ -374,19 +421,54 @@ async fn main() {
                         .await
                         .unwrap();
                     let fresh = s["state"] == "DONE"
-                        && after.get(i).is_none_or(|a| *a != s["finishedTime"]);
-                    all &= fresh;
+                        && after
+                            .get(finished.len())
+                            .is_none_or(|a| *a != s["finishedTime"]);
+                    if !fresh {
+                        break;
+                    }
                     finished.push(s["finishedTime"].clone());
                 }
-                if all {
+                if finished.len() == users.len() {
                     return finished;
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
     };
+    // What the engine's slots held during the sync, sampled every 100 ms.
+    let slots = {
+        let store = app.state.store.clone();
+        tokio::spawn(async move {
+            let mut sums = std::collections::BTreeMap::<String, i64>::new();
+            let mut samples = 0i64;
+            loop {
+                let rows = sqlx::query(
+                    "SELECT CASE WHEN kind LIKE 'part:%/fields' THEN 'fields parts' \
+                            WHEN kind LIKE 'part:%/files' THEN 'files parts' \
+                            WHEN kind = 'sync' THEN 'sync runs' ELSE kind END AS what, COUNT(*) AS n \
+                     FROM jobs WHERE lease_owner IS NOT NULL GROUP BY 1",
+                )
+                .fetch_all(store.pool())
+                .await
+                .unwrap();
+                for row in rows {
+                    *sums.entry(row.get::<String, _>("what")).or_default() +=
+                        row.get::<i64, _>("n");
+                }
+                samples += 1;
+                let out: Vec<String> = sums
+                    .iter()
+                    .map(|(k, n)| format!("{k} {:.1}", *n as f64 / samples as f64))
+                    .collect();
+                SLOTS.lock().unwrap().clone_from(&out.join(", "));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
     let first_finished = done(users.clone(), Vec::new()).await;
     let wall = started.elapsed().as_secs_f64();
+    slots.abort();
     let cpu = cpu_seconds() - cpu_before;
     // The big sync's requests (the small growers' left out).
     let log: Vec<_> = sim.requests()[log_start..]
@@ -429,6 +511,22 @@ async fn main() {
         "upstream bound:    {bound:.1} s = max({minimum} requests / {rate} req/s = {rate_bound:.1} s, \
          dependency depth {DEPENDENCY_DEPTH} x {latency_ms} ms = {chain:.1} s); ratio {:.2} (goal <= 1.25)",
         wall / bound
+    );
+    if let Some(addr) = app.metrics_addr {
+        let text = http
+            .get(format!("http://{addr}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        println!("where time went:   {}", time_per_request(&text));
+    }
+    println!(
+        "slots in use:      {} on average (of {} slots)",
+        SLOTS.lock().unwrap(),
+        app.state.settings.engine_concurrency
     );
     println!(
         "429s:              {limited} of {} requests ({:.1} %, goal < 1 %)",
@@ -534,5 +632,6 @@ async fn main() {
     );
     app.shutdown().await;
     sim.shutdown().await;
+    sim_runtime.shutdown_background();
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -31,6 +31,8 @@ pub struct AppState {
     pub known_owners: Arc<std::sync::Mutex<std::collections::HashMap<String, i64>>>,
     /// Wakes this replica's engine before its next poll (a delivery queued, an alert due).
     pub wake: Arc<tokio::sync::Notify>,
+    /// The event types John Deere offers each client key (see `sync::webhooks`).
+    pub event_types: crate::sync::webhooks::EventTypeCache,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +82,7 @@ impl AppState {
             files,
             replica_id: uuid::Uuid::new_v4().to_string(),
             known_owners: Arc::default(),
+            event_types: Default::default(),
             wake: Arc::default(),
         })
     }

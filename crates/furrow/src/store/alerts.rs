@@ -101,25 +101,32 @@ impl Store {
         queue_in(&mut conn, &[(webhook_id.to_string(), body.to_string())]).await
     }
 
-    /// Claims due deliveries until `lease_until_ms` (one conditional update, like jobs).
+    /// Claims due deliveries until `lease_until_ms` (chosen by a read, leased by a conditional
+    /// update, like jobs).
     pub async fn claim_deliveries(
         &self,
         lease_until_ms: i64,
         limit: i64,
     ) -> StoreResult<Vec<DeliveryRecord>> {
         let now = now_ms();
-        let rows = sqlx::query(
-            "UPDATE alert_deliveries SET lease_until_ms = $1 \
-             WHERE id IN (SELECT id FROM alert_deliveries WHERE state = 'pending' AND next_attempt_ms <= $2 \
-                          AND (lease_until_ms IS NULL OR lease_until_ms < $2) ORDER BY next_attempt_ms LIMIT $3) \
-             AND state = 'pending' AND (lease_until_ms IS NULL OR lease_until_ms < $2) \
-             RETURNING id, webhook_id, body, attempts",
+        let chosen: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM alert_deliveries WHERE state = 'pending' AND next_attempt_ms <= $1 \
+             AND (lease_until_ms IS NULL OR lease_until_ms < $1) ORDER BY next_attempt_ms LIMIT $2",
         )
-        .bind(lease_until_ms)
         .bind(now)
         .bind(limit)
         .fetch_all(self.pool())
         .await?;
+        let rows = self
+            .lease_chosen(
+                &chosen,
+                "UPDATE alert_deliveries SET lease_until_ms = $1 \
+                 WHERE id IN ({ids}) AND state = 'pending' AND (lease_until_ms IS NULL OR lease_until_ms < $2) \
+                 RETURNING id, webhook_id, body, attempts",
+                2,
+                move |q| q.bind(lease_until_ms).bind(now),
+            )
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok(DeliveryRecord {

@@ -3,7 +3,7 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{leaf_time_now, opt_string, Filters, Store, StoreResult};
+use super::{leaf_time_now, opt_string, Deliveries, Filters, Store, StoreResult};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct FileRecord {
@@ -78,39 +78,40 @@ impl Store {
         row.as_ref().map(file_from).transpose()
     }
 
-    /// Inserts or updates a file, queuing `alerts` in the same transaction.
-    pub async fn upsert_file(
-        &self,
-        f: &FileRecord,
-        alerts: &[(String, String)],
-    ) -> StoreResult<()> {
+    /// Inserts or updates files, each with the alerts to queue for it, in one transaction.
+    pub async fn upsert_files(&self, files: &[(FileRecord, Deliveries)]) -> StoreResult<()> {
+        if files.is_empty() {
+            return Ok(());
+        }
         let now = leaf_time_now();
-        let mut tx = self.pool().begin().await?;
-        sqlx::query(
-            "INSERT INTO machine_files (id, leaf_user_id, organization_id, provider_file_id, name, file_type, size_bytes, \
-             provider_created_time, provider_modified_time, created_ms, status, sha256, storage_key, deleted_on_provider, \
-             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0, $14, $14) \
-             ON CONFLICT (id) DO UPDATE SET name = $5, file_type = $6, size_bytes = $7, provider_created_time = $8, \
-             provider_modified_time = $9, created_ms = $10, status = $11, sha256 = $12, storage_key = $13, \
-             deleted_on_provider = 0, updated_at = $14",
-        )
-        .bind(&f.id)
-        .bind(&f.leaf_user_id)
-        .bind(&f.organization_id)
-        .bind(&f.provider_file_id)
-        .bind(&f.name)
-        .bind(f.file_type.clone())
-        .bind(f.size_bytes)
-        .bind(f.provider_created_time.clone())
-        .bind(f.provider_modified_time.clone())
-        .bind(f.created_ms)
-        .bind(&f.status)
-        .bind(f.sha256.clone())
-        .bind(f.storage_key.clone())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        super::alerts::queue_in(&mut tx, alerts).await?;
+        let mut tx = self.begin_write().await?;
+        for (f, alerts) in files {
+            sqlx::query(
+                "INSERT INTO machine_files (id, leaf_user_id, organization_id, provider_file_id, name, file_type, size_bytes, \
+                 provider_created_time, provider_modified_time, created_ms, status, sha256, storage_key, deleted_on_provider, \
+                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0, $14, $14) \
+                 ON CONFLICT (id) DO UPDATE SET name = $5, file_type = $6, size_bytes = $7, provider_created_time = $8, \
+                 provider_modified_time = $9, created_ms = $10, status = $11, sha256 = $12, storage_key = $13, \
+                 deleted_on_provider = 0, updated_at = $14",
+            )
+            .bind(&f.id)
+            .bind(&f.leaf_user_id)
+            .bind(&f.organization_id)
+            .bind(&f.provider_file_id)
+            .bind(&f.name)
+            .bind(f.file_type.clone())
+            .bind(f.size_bytes)
+            .bind(f.provider_created_time.clone())
+            .bind(f.provider_modified_time.clone())
+            .bind(f.created_ms)
+            .bind(&f.status)
+            .bind(f.sha256.clone())
+            .bind(f.storage_key.clone())
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+            super::alerts::queue_in(&mut tx, alerts).await?;
+        }
         tx.commit().await?;
         Ok(())
     }

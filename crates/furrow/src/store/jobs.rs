@@ -30,9 +30,8 @@ pub enum Lane {
 
 impl Store {
     /// Claims up to `limit` due jobs of `lane` for `owner` (a replica id) until
-    /// `lease_until_ms`, in one statement. The lease condition sits in the outer WHERE so that,
-    /// when two replicas race for a row, the second one's re-check after the first commits
-    /// excludes it.
+    /// `lease_until_ms`: candidates are chosen by a read, then leased by an update that checks
+    /// the lease condition again, so that when two replicas race for a row only one gets it.
     ///
     /// Sync lane: a credential's parts are claimed only up to its cap (counting those already
     /// leased), so that a claim never takes parts that would have to wait. Then fair share:
@@ -50,10 +49,11 @@ impl Store {
         lane: Lane,
     ) -> StoreResult<Vec<ClaimedJob>> {
         let now = now_ms();
-        let due = "d.run_at_ms <= $3 AND (d.lease_until_ms IS NULL OR d.lease_until_ms < $3)";
-        let (candidates, cap) = match lane {
+        let due = "d.run_at_ms <= $1 AND (d.lease_until_ms IS NULL OR d.lease_until_ms < $1)";
+        // The candidates, by a plain read: ranking them must not hold SQLite's write lock.
+        let (sql, cap) = match lane {
             Lane::MachineData => (
-                format!("SELECT d.id FROM jobs d WHERE d.machine_data = 1 AND {due} ORDER BY d.run_at_ms LIMIT $4"),
+                format!("SELECT d.id FROM jobs d WHERE d.machine_data = 1 AND {due} ORDER BY d.run_at_ms LIMIT $2"),
                 None,
             ),
             // Each credential's load is counted once (not per candidate row), the candidates
@@ -62,8 +62,8 @@ impl Store {
             Lane::Sync { parts_per_credential } => (
                 format!(
                     "WITH load AS (SELECT credential_id, COUNT(*) AS jobs, \
-                       SUM(CASE WHEN lease_until_ms >= $3 THEN 1 ELSE 0 END) AS running, \
-                       SUM(CASE WHEN lease_until_ms >= $3 AND kind LIKE 'part:%' THEN 1 ELSE 0 END) AS parts_running \
+                       SUM(CASE WHEN lease_until_ms >= $1 THEN 1 ELSE 0 END) AS running, \
+                       SUM(CASE WHEN lease_until_ms >= $1 AND kind LIKE 'part:%' THEN 1 ELSE 0 END) AS parts_running \
                        FROM jobs WHERE machine_data = 0 GROUP BY credential_id) \
                      SELECT t.id FROM ( \
                        SELECT c.*, ROW_NUMBER() OVER (PARTITION BY c.credential_id, c.is_part \
@@ -72,32 +72,34 @@ impl Store {
                                 CASE WHEN d.kind LIKE 'part:%' THEN 1 ELSE 0 END AS is_part \
                          FROM jobs d JOIN load ON load.credential_id = d.credential_id \
                          WHERE d.machine_data = 0 AND {due} \
-                           AND (d.kind NOT LIKE 'part:%' OR load.parts_running < $5) \
-                         ORDER BY load.running, is_part, load.jobs, d.run_at_ms LIMIT $6) c) t \
-                     WHERE t.is_part = 0 OR t.nth + t.parts_running <= $5 \
-                     ORDER BY t.running, t.is_part, t.jobs, t.run_at_ms LIMIT $4"
+                           AND (d.kind NOT LIKE 'part:%' OR load.parts_running < $3) \
+                         ORDER BY load.running, is_part, load.jobs, d.run_at_ms LIMIT $4) c) t \
+                     WHERE t.is_part = 0 OR t.nth + t.parts_running <= $3 \
+                     ORDER BY t.running, t.is_part, t.jobs, t.run_at_ms LIMIT $2"
                 ),
                 Some(parts_per_credential.max(1)),
             ),
         };
-        let sql = format!(
-            "UPDATE jobs SET lease_owner = $1, lease_until_ms = $2, woken = 0, \
-             previous_lease_owner = lease_owner \
-             WHERE id IN ({candidates}) \
-             AND run_at_ms <= $3 AND (lease_until_ms IS NULL OR lease_until_ms < $3) \
-             RETURNING id, kind, credential_id, attempts, request_id, previous_lease_owner",
-        );
-        let mut query = sqlx::query(&sql)
-            .bind(owner)
-            .bind(lease_until_ms)
-            .bind(now)
-            .bind(limit);
+        let mut query = sqlx::query_scalar(&sql).bind(now).bind(limit);
         if let Some(cap) = cap {
             // The top candidates checked against their caps: enough that a claim is rarely
             // short for the parts of one credential beyond its cap.
             query = query.bind(cap).bind(limit.saturating_mul(cap + 1));
         }
-        let rows = query.fetch_all(self.pool()).await?;
+        let chosen: Vec<String> = query.fetch_all(self.pool()).await?;
+        let owner = owner.to_string();
+        let rows = self
+            .lease_chosen(
+                &chosen,
+                "UPDATE jobs SET lease_owner = $1, lease_until_ms = $2, woken = 0, \
+                 previous_lease_owner = lease_owner \
+                 WHERE id IN ({ids}) \
+                 AND run_at_ms <= $3 AND (lease_until_ms IS NULL OR lease_until_ms < $3) \
+                 RETURNING id, kind, credential_id, attempts, request_id, previous_lease_owner",
+                3,
+                move |q| q.bind(owner).bind(lease_until_ms).bind(now),
+            )
+            .await?;
         rows.iter()
             .map(|row| {
                 Ok(ClaimedJob {

@@ -475,7 +475,41 @@ pub(crate) fn value_rows(rows: usize, width: usize, shape: impl Fn(&[String]) ->
         .join(", ")
 }
 
+/// A bound query, to add values to before it runs.
+pub(crate) type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
 impl Store {
+    /// Leases the rows of `ids` (candidates a claim chose with a plain read) with `update`,
+    /// which holds `{ids}` where their `IN` list goes, binds its own values first through
+    /// `leading` (`$1..$leading_count`) and re-checks the lease condition, so rows another
+    /// replica leased in between are skipped. Returns the updated rows, in the order of `ids`.
+    ///
+    /// Why not one `UPDATE … WHERE id IN (SELECT …)`: SQLite holds its one write lock for the
+    /// whole statement, so every other writer waited while a claim ranked its candidates.
+    pub(crate) async fn lease_chosen(
+        &self,
+        ids: &[String],
+        update: &str,
+        leading_count: usize,
+        leading: impl for<'q> FnOnce(AnyQuery<'q>) -> AnyQuery<'q>,
+    ) -> StoreResult<Vec<AnyRow>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = update.replace("{ids}", &placeholders(leading_count + 1, ids.len()));
+        let mut query = leading(sqlx::query(&sql));
+        for id in ids {
+            query = query.bind(id.as_str());
+        }
+        let mut rows = query.fetch_all(self.pool()).await?;
+        let position = |row: &AnyRow| {
+            let id: String = row.try_get("id").unwrap_or_default();
+            ids.iter().position(|i| *i == id)
+        };
+        rows.sort_by_key(position);
+        Ok(rows)
+    }
+
     /// Whether a row with this id exists (tables with a TEXT `id`; names are ours, not input).
     pub(crate) async fn exists(&self, table: &str, id: &str) -> StoreResult<bool> {
         Ok(

@@ -177,25 +177,32 @@ impl Store {
         Ok(())
     }
 
-    /// Claims due inbox rows until `lease_until_ms` (one conditional update, like jobs).
+    /// Claims due inbox rows until `lease_until_ms` (chosen by a read, leased by a conditional
+    /// update, like jobs).
     pub async fn claim_inbox(
         &self,
         lease_until_ms: i64,
         limit: i64,
     ) -> StoreResult<Vec<InboxItem>> {
         let now = now_ms();
-        let rows = sqlx::query(
-            "UPDATE deere_inbox SET lease_until_ms = $1 \
-             WHERE id IN (SELECT id FROM deere_inbox WHERE next_attempt_ms <= $2 \
-                          AND (lease_until_ms IS NULL OR lease_until_ms < $2) ORDER BY next_attempt_ms LIMIT $3) \
-             AND (lease_until_ms IS NULL OR lease_until_ms < $2) \
-             RETURNING id, credential_id, provider_org_id, event_type, target_resource, generation, attempts, received_ms",
+        let chosen: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM deere_inbox WHERE next_attempt_ms <= $1 \
+             AND (lease_until_ms IS NULL OR lease_until_ms < $1) ORDER BY next_attempt_ms LIMIT $2",
         )
-        .bind(lease_until_ms)
         .bind(now)
         .bind(limit)
         .fetch_all(self.pool())
         .await?;
+        let rows = self
+            .lease_chosen(
+                &chosen,
+                "UPDATE deere_inbox SET lease_until_ms = $1 \
+                 WHERE id IN ({ids}) AND (lease_until_ms IS NULL OR lease_until_ms < $2) \
+                 RETURNING id, credential_id, provider_org_id, event_type, target_resource, generation, attempts, received_ms",
+                2,
+                move |q| q.bind(lease_until_ms).bind(now),
+            )
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok(InboxItem {

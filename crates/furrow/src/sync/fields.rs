@@ -133,6 +133,19 @@ pub(super) enum Read<T> {
 #[must_use]
 pub(super) struct Pending(Option<(String, String)>);
 
+/// A file to record, with the alerts its outcome raises.
+type FileChange = (crate::store::FileRecord, Deliveries);
+
+/// A collection about to be read: its URL, its signature key, the signature stored for it.
+type PreparedRead = (url::Url, String, Option<String>);
+
+/// An organization's clients, farms and fields, each when the organization links it.
+struct OrgLists {
+    clients: Option<Read<Client>>,
+    farms: Option<Read<Farm>>,
+    fields: Option<Read<Field>>,
+}
+
 impl<'a> Run<'a> {
     /// Opens a run for a credential that has a working access token.
     pub(super) fn open(state: &'a AppState, cred: &'a CredentialRecord) -> Result<Self, SyncError> {
@@ -269,25 +282,7 @@ impl<'a> Run<'a> {
         &mut self,
         uris: &[String],
     ) -> Result<Vec<Read<T>>, SyncError> {
-        // Deleting the credentials (or the user) stops a running sync before its next request.
-        if self.state.store.credential(&self.cred.id).await?.is_none() {
-            return Err(SyncError::NotReady("deleted".into()));
-        }
-        // The signature belongs to the collection, whatever page size reads it.
-        let urls = uris
-            .iter()
-            .map(|uri| self.api.link_url(uri))
-            .collect::<Result<Vec<_>, _>>()?;
-        let keys: Vec<String> = urls.iter().map(|u| u.as_str().to_string()).collect();
-        let stored = self.state.store.signatures(&self.cred.id, &keys).await?;
-        let requests: Vec<_> = urls
-            .into_iter()
-            .zip(keys)
-            .map(|(url, key)| {
-                let signature = stored.get(&key).cloned();
-                (url, key, signature)
-            })
-            .collect();
+        let requests = self.prepare_reads(uris).await?;
         let reads_at_once = self.state.settings.sync_reads_per_part.max(1) as usize;
         let reads: Vec<(Read<T>, u32)> =
             futures_util::stream::iter(requests.into_iter().map(|(url, key, stored)| {
@@ -300,14 +295,88 @@ impl<'a> Run<'a> {
             .await?;
         let mut out = Vec::with_capacity(reads.len());
         for (read, pages) in reads {
-            if matches!(read, Read::NotModified) {
-                self.counts.requests_not_modified += 1;
-            }
-            self.requests += u64::from(pages);
+            self.count_read(&read, pages);
             out.push(read);
         }
         self.report_progress(false).await?;
         Ok(out)
+    }
+
+    /// An organization's clients, farms and fields (each when linked), read at once: the
+    /// three do not depend on each other, and one after another they were three waits on John
+    /// Deere in every organization's sync.
+    async fn read_org_lists(
+        &mut self,
+        links: &BTreeMap<String, String>,
+    ) -> Result<OrgLists, SyncError> {
+        let uris: Vec<String> = [
+            links.get("clients").cloned(),
+            links.get("farms").cloned(),
+            links.get("fields").map(|uri| with_embed(uri, "farms")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let mut requests = self.prepare_reads(&uris).await?.into_iter();
+        let mut next = |linked: bool| linked.then(|| requests.next()).flatten();
+        let (clients, farms, fields) = (
+            next(links.contains_key("clients")),
+            next(links.contains_key("farms")),
+            next(links.contains_key("fields")),
+        );
+        let (api, token) = (&self.api, &self.token);
+        let (clients, farms, fields) = tokio::try_join!(
+            read_linked::<Client>(api, token, clients),
+            read_linked::<Farm>(api, token, farms),
+            read_linked::<Field>(api, token, fields),
+        )?;
+        if let Some((read, pages)) = &clients {
+            self.count_read(read, *pages);
+        }
+        if let Some((read, pages)) = &farms {
+            self.count_read(read, *pages);
+        }
+        if let Some((read, pages)) = &fields {
+            self.count_read(read, *pages);
+        }
+        self.report_progress(false).await?;
+        Ok(OrgLists {
+            clients: clients.map(|(r, _)| r),
+            farms: farms.map(|(r, _)| r),
+            fields: fields.map(|(r, _)| r),
+        })
+    }
+
+    /// Before reads: stops if the credentials were deleted, and pairs each link with its URL,
+    /// its signature key and the stored signature.
+    async fn prepare_reads(&self, uris: &[String]) -> Result<Vec<PreparedRead>, SyncError> {
+        // Deleting the credentials (or the user) stops a running sync before its next request.
+        if self.state.store.credential(&self.cred.id).await?.is_none() {
+            return Err(SyncError::NotReady("deleted".into()));
+        }
+        // The signature belongs to the collection, whatever page size reads it.
+        let urls = uris
+            .iter()
+            .map(|uri| self.api.link_url(uri))
+            .collect::<Result<Vec<_>, _>>()?;
+        let keys: Vec<String> = urls.iter().map(|u| u.as_str().to_string()).collect();
+        let stored = self.state.store.signatures(&self.cred.id, &keys).await?;
+        Ok(urls
+            .into_iter()
+            .zip(keys)
+            .map(|(url, key)| {
+                let signature = stored.get(&key).cloned();
+                (url, key, signature)
+            })
+            .collect())
+    }
+
+    /// Counts a read's requests (`pages`), and whether John Deere answered "not modified".
+    fn count_read<T>(&mut self, read: &Read<T>, pages: u32) {
+        if matches!(read, Read::NotModified) {
+            self.counts.requests_not_modified += 1;
+        }
+        self.requests += u64::from(pages);
     }
 
     /// The Leaf alert for every webhook subscribed to `event_type`, to queue with the change.
@@ -349,69 +418,63 @@ impl<'a> Run<'a> {
         links: &BTreeMap<String, String>,
     ) -> Result<(), SyncError> {
         let user = self.cred.leaf_user_id.clone();
-        if let Some(uri) = links.get("clients") {
-            if let Read::Items(clients, _, pending) = self.read::<Client>(uri).await? {
-                for c in clients.iter().filter(|c| !c.is_deleted()) {
-                    self.state
-                        .store
-                        .upsert_grower(&user, org_id, &c.id, &c.name)
-                        .await?;
-                    self.counts.growers += 1;
-                }
-                self.commit(pending).await?;
+        let lists = self.read_org_lists(links).await?;
+        if let Some(Read::Items(clients, _, pending)) = lists.clients {
+            for c in clients.iter().filter(|c| !c.is_deleted()) {
+                self.state
+                    .store
+                    .upsert_grower(&user, org_id, &c.id, &c.name)
+                    .await?;
+                self.counts.growers += 1;
             }
+            self.commit(pending).await?;
         }
-        if let Some(uri) = links.get("farms") {
-            if let Read::Items(farms, _, pending) = self.read::<Farm>(uri).await? {
-                for f in farms.iter().filter(|f| !f.is_deleted()) {
-                    let grower = f.client_uri.as_deref().and_then(|u| u.rsplit('/').next());
-                    self.state
-                        .store
-                        .upsert_farm(&user, org_id, &f.id, &f.name, grower)
-                        .await?;
-                    self.counts.farms += 1;
-                }
-                self.commit(pending).await?;
+        if let Some(Read::Items(farms, _, pending)) = lists.farms {
+            for f in farms.iter().filter(|f| !f.is_deleted()) {
+                let grower = f.client_uri.as_deref().and_then(|u| u.rsplit('/').next());
+                self.state
+                    .store
+                    .upsert_farm(&user, org_id, &f.id, &f.name, grower)
+                    .await?;
+                self.counts.farms += 1;
             }
+            self.commit(pending).await?;
         }
-        if let Some(uri) = links.get("fields") {
-            let uri = with_embed(uri, "farms");
-            if let Read::Items(fields, full, pending) = self.read::<Field>(&uri).await? {
-                let mut seen = HashSet::new();
-                let mut live = Vec::new();
-                for f in &fields {
-                    if f.is_deleted() {
-                        if self.state.store.mark_field_deleted(&user, &f.id).await? {
-                            self.counts.fields_deleted += 1;
-                        }
-                        continue;
+        if let Some(Read::Items(fields, full, pending)) = lists.fields {
+            let mut seen = HashSet::new();
+            let mut live = Vec::new();
+            for f in &fields {
+                if f.is_deleted() {
+                    if self.state.store.mark_field_deleted(&user, &f.id).await? {
+                        self.counts.fields_deleted += 1;
                     }
-                    seen.insert(f.id.clone());
-                    live.push(f);
+                    continue;
                 }
-                let mut to_read = Vec::new();
-                for (f, (field_id, sync_state)) in
-                    live.iter().zip(self.store_fields(org_id, &live).await?)
-                {
-                    // A preview field is listed, nothing more (customDataSync).
-                    if sync_state != "PREVIEW" {
-                        let uri = f.link("boundaries").map(str::to_string);
-                        to_read.push((field_id, uri, sync_state == "WAITING"));
-                    }
-                }
-                self.boundaries_of_fields(to_read).await?;
-                if full {
-                    // Anything we hold that John Deere no longer lists was deleted there.
-                    for gone in self.state.store.live_field_ids(&user, org_id).await? {
-                        if !seen.contains(&gone)
-                            && self.state.store.mark_field_deleted(&user, &gone).await?
-                        {
-                            self.counts.fields_deleted += 1;
-                        }
-                    }
-                }
-                self.commit(pending).await?;
+                seen.insert(f.id.clone());
+                live.push(f);
             }
+            let mut to_read = Vec::new();
+            for (f, (field_id, sync_state)) in
+                live.iter().zip(self.store_fields(org_id, &live).await?)
+            {
+                // A preview field is listed, nothing more (customDataSync).
+                if sync_state != "PREVIEW" {
+                    let uri = f.link("boundaries").map(str::to_string);
+                    to_read.push((field_id, uri, sync_state == "WAITING"));
+                }
+            }
+            self.boundaries_of_fields(to_read).await?;
+            if full {
+                // Anything we hold that John Deere no longer lists was deleted there.
+                for gone in self.state.store.live_field_ids(&user, org_id).await? {
+                    if !seen.contains(&gone)
+                        && self.state.store.mark_field_deleted(&user, &gone).await?
+                    {
+                        self.counts.fields_deleted += 1;
+                    }
+                }
+            }
+            self.commit(pending).await?;
         }
         self.waiting_fields(org_id).await?;
         // Every live processed field's operations: new operations do not change the field.
@@ -482,6 +545,7 @@ impl<'a> Run<'a> {
             return Ok(());
         };
         let mut seen = HashSet::new();
+        let mut live = Vec::new();
         for f in &files {
             if f.is_deleted() {
                 if self.state.store.mark_file_deleted(&user, &f.id).await? {
@@ -490,7 +554,36 @@ impl<'a> Run<'a> {
                 continue;
             }
             seen.insert(f.id.clone());
-            self.apply_file(org_id, f).await?;
+            live.push(f);
+        }
+        // Downloaded several at once (one after another, a handful of files held a job slot
+        // for most of a second under load), then recorded together. What was downloaded
+        // before a failure is recorded all the same, so a retry does not fetch it again.
+        let at_once = self.state.settings.sync_reads_per_part.max(1) as usize;
+        let changes: Vec<_> = live
+            .into_iter()
+            .map(|f| self.file_change(org_id, f))
+            .collect();
+        let changes: Vec<Result<Option<FileChange>, SyncError>> =
+            futures_util::stream::iter(changes)
+                .buffered(at_once)
+                .collect()
+                .await;
+        let mut failure = None;
+        let mut write = Vec::new();
+        for change in changes {
+            match change {
+                Ok(Some(change)) => write.push(change),
+                Ok(None) => {}
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        self.state.store.upsert_files(&write).await?;
+        self.counts.files += write.len();
+        if let Some(e) = failure {
+            return Err(e);
         }
         if full {
             for gone in self.state.store.live_file_ids(&user, org_id).await? {
@@ -507,15 +600,25 @@ impl<'a> Run<'a> {
     /// Stores one file read from John Deere, downloading it unless furrow already holds this
     /// version, and alerts on the outcome.
     pub(super) async fn apply_file(&mut self, org_id: &str, f: &File) -> Result<(), SyncError> {
-        let user = self.cred.leaf_user_id.clone();
-        let existing = self.state.store.file_by_provider_id(&user, &f.id).await?;
+        if let Some(change) = self.file_change(org_id, f).await? {
+            self.state.store.upsert_files(&[change]).await?;
+            self.counts.files += 1;
+        }
+        Ok(())
+    }
+
+    /// A file read from John Deere, downloaded, with its alerts; `None` when furrow already
+    /// holds this version.
+    async fn file_change(&self, org_id: &str, f: &File) -> Result<Option<FileChange>, SyncError> {
+        let user = &self.cred.leaf_user_id;
+        let existing = self.state.store.file_by_provider_id(user, &f.id).await?;
         let unchanged = existing.as_ref().is_some_and(|e| {
             e.status == "processed"
                 && !e.deleted_on_provider
                 && e.provider_modified_time == f.modified_time
         });
         if unchanged {
-            return Ok(());
+            return Ok(None);
         }
         let record = self.download(org_id, f).await?;
         let alerts = match record.status.as_str() {
@@ -529,15 +632,13 @@ impl<'a> Run<'a> {
             ),
             _ => Vec::new(),
         };
-        self.state.store.upsert_file(&record, &alerts).await?;
-        self.counts.files += 1;
-        Ok(())
+        Ok(Some((record, alerts)))
     }
 
     /// Downloads a file's bytes (ranged, streamed to disk, never whole in memory) and describes
     /// the result. Files John Deere has not finished processing are recorded as `processing`.
     async fn download(
-        &mut self,
+        &self,
         org_id: &str,
         f: &File,
     ) -> Result<crate::store::FileRecord, SyncError> {
@@ -912,6 +1013,20 @@ const READ_CHUNK: usize = 64;
 fn with_embed(uri: &str, what: &str) -> String {
     let separator = if uri.contains('?') { '&' } else { '?' };
     format!("{uri}{separator}embed={what}")
+}
+
+/// [`read_collection`] of a prepared read, when there is one.
+async fn read_linked<T: DeserializeOwned>(
+    api: &ApiClient,
+    token: &AccessToken,
+    prepared: Option<PreparedRead>,
+) -> Result<Option<(Read<T>, u32)>, SyncError> {
+    match prepared {
+        Some((url, key, stored)) => read_collection(api, token, &url, key, stored)
+            .await
+            .map(Some),
+        None => Ok(None),
+    }
 }
 
 /// Reads one collection whole (every page), conditionally on its stored signature. Returns the

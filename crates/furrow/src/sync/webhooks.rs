@@ -6,7 +6,9 @@
 //! each event's `targetResource` (never trusting the payload) and upserts it. Polling stays as
 //! the safety net.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
@@ -25,6 +27,54 @@ use crate::sync::link::Authorized;
 /// documented id; `field`, `boundary` and `file` are the simulator's (query
 /// `eventSubscriptionEventTypes`: types John Deere does not offer are skipped).
 pub const EVENT_TYPES: &[&str] = &["fieldOperation", "field", "boundary", "file"];
+
+/// How long the event types John Deere offers an application are reused before asked again.
+const EVENT_TYPES_TTL: Duration = Duration::from_secs(3600);
+
+/// Event type ids John Deere offers.
+type OfferedTypes = Arc<HashSet<String>>;
+
+/// The event types John Deere offers, per platform and client key: a catalog of the
+/// application's, not of a grower's, so one answer serves every grower's sync for a while
+/// (asked once per sync run, it was 500 requests when 500 growers connect).
+#[derive(Debug, Clone, Default)]
+pub struct EventTypeCache {
+    offered: Arc<Mutex<HashMap<String, (Instant, OfferedTypes)>>>,
+}
+
+impl EventTypeCache {
+    /// The ids John Deere offers `client_key` on `api`'s platform; refusals are not kept.
+    pub async fn offered(
+        &self,
+        api: &ApiClient,
+        token: &AccessToken,
+        client_key: &str,
+    ) -> Result<OfferedTypes, DeereError> {
+        let key = format!("{} {client_key}", api.base_url());
+        let cached = self
+            .offered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .filter(|(at, _)| at.elapsed() < EVENT_TYPES_TTL)
+            .map(|(_, offered)| offered.clone());
+        if let Some(offered) = cached {
+            return Ok(offered);
+        }
+        let offered: OfferedTypes = Arc::new(
+            api.event_types(token)
+                .await?
+                .into_iter()
+                .map(|t| t.id)
+                .collect(),
+        );
+        self.offered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, (Instant::now(), offered.clone()));
+        Ok(offered)
+    }
+}
 
 /// Where John Deere delivers events, under the public URL.
 pub const RECEIVER_PATH: &str = "/api/deere/events";
@@ -103,8 +153,13 @@ async fn reconcile_inner(run: &Run<'_>, orgs: &[String]) -> Result<WebhookMode, 
             subscriptions: kept.len(),
         });
     }
-    let offered: HashSet<String> = match run.api.event_types(&run.token).await {
-        Ok(types) => types.into_iter().map(|t| t.id).collect(),
+    let offered = match run
+        .state
+        .event_types
+        .offered(&run.api, &run.token, &run.cred.client_key)
+        .await
+    {
+        Ok(offered) => offered,
         Err(e @ (DeereError::Forbidden { .. } | DeereError::Unauthorized { .. })) => {
             return Ok(no_webhook_access(&e))
         }
