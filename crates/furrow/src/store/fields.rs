@@ -228,6 +228,15 @@ pub struct BoundariesWrite {
     pub signatures: Vec<(String, String)>,
 }
 
+/// An organization's growers (John Deere clients: id, name) and farms (id, name, client id) to
+/// write, with the signatures of the collections they came from.
+#[derive(Debug, Default)]
+pub struct GrowersAndFarms<'a> {
+    pub growers: Vec<(&'a str, &'a str)>,
+    pub farms: Vec<(&'a str, &'a str, Option<&'a str>)>,
+    pub signatures: Vec<(String, String)>,
+}
+
 /// A field as read from John Deere, to store for a Leaf user.
 #[derive(Debug, Clone, Copy)]
 pub struct FieldWrite<'a> {
@@ -245,56 +254,54 @@ pub struct FieldWrite<'a> {
 }
 
 impl Store {
-    pub async fn upsert_grower(
+    /// An organization's growers and farms, with the signatures of the collections they were
+    /// read from, in one transaction (a name that did not change writes nothing).
+    pub async fn write_growers_and_farms(
         &self,
+        credential_id: &str,
         user: &str,
         org: &str,
-        provider_id: &str,
-        name: &str,
-    ) -> StoreResult<i64> {
-        let id = stable_int_id(user, "grower", provider_id);
+        write: &GrowersAndFarms<'_>,
+    ) -> StoreResult<()> {
+        if write.growers.is_empty() && write.farms.is_empty() && write.signatures.is_empty() {
+            return Ok(());
+        }
         let now = leaf_time_now();
-        sqlx::query(
-            "INSERT INTO growers (id, leaf_user_id, organization_id, provider_grower_id, name, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (id) DO UPDATE SET name = $5, updated_at = $6 \
-             WHERE growers.name <> $5",
-        )
-        .bind(id)
-        .bind(user)
-        .bind(org)
-        .bind(provider_id)
-        .bind(name)
-        .bind(now)
-        .execute(self.pool())
-        .await?;
-        Ok(id)
-    }
-
-    pub async fn upsert_farm(
-        &self,
-        user: &str,
-        org: &str,
-        provider_id: &str,
-        name: &str,
-        provider_grower_id: Option<&str>,
-    ) -> StoreResult<i64> {
-        let id = stable_int_id(user, "farm", provider_id);
-        let now = leaf_time_now();
-        sqlx::query(
-            "INSERT INTO farms (id, leaf_user_id, organization_id, provider_farm_id, name, provider_grower_id, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (id) DO UPDATE SET name = $5, provider_grower_id = $6, updated_at = $7 \
-             WHERE farms.name <> $5 OR COALESCE(farms.provider_grower_id, '') <> COALESCE($6, '')",
-        )
-        .bind(id)
-        .bind(user)
-        .bind(org)
-        .bind(provider_id)
-        .bind(name)
-        .bind(provider_grower_id.map(str::to_string))
-        .bind(now)
-        .execute(self.pool())
-        .await?;
-        Ok(id)
+        let mut tx = self.begin_write().await?;
+        for (provider_id, name) in &write.growers {
+            sqlx::query(
+                "INSERT INTO growers (id, leaf_user_id, organization_id, provider_grower_id, name, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (id) DO UPDATE SET name = $5, updated_at = $6 \
+                 WHERE growers.name <> $5",
+            )
+            .bind(stable_int_id(user, "grower", provider_id))
+            .bind(user)
+            .bind(org)
+            .bind(*provider_id)
+            .bind(*name)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (provider_id, name, provider_grower_id) in &write.farms {
+            sqlx::query(
+                "INSERT INTO farms (id, leaf_user_id, organization_id, provider_farm_id, name, provider_grower_id, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (id) DO UPDATE SET name = $5, provider_grower_id = $6, updated_at = $7 \
+                 WHERE farms.name <> $5 OR COALESCE(farms.provider_grower_id, '') <> COALESCE($6, '')",
+            )
+            .bind(stable_int_id(user, "farm", provider_id))
+            .bind(user)
+            .bind(org)
+            .bind(*provider_id)
+            .bind(*name)
+            .bind(provider_grower_id.map(str::to_string))
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        put_signatures_in(&mut tx, credential_id, &write.signatures).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Inserts or updates fields (un-deleting those John Deere lists again), in one

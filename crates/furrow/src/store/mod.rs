@@ -32,7 +32,7 @@ pub use credentials::{CredentialRecord, EventRecord, JobReschedule, NewEvent, To
 pub use fields::{
     content_hash, content_hash_bytes, hex, stable_int_id_for_farm, stable_int_id_for_grower,
     stable_uuid, BoundariesWrite, BoundaryChange, BoundaryRecord, FarmRecord, FieldFilter,
-    FieldRecord, FieldWrite, GrowerRecord, IntegrationSummary, SyncStatus,
+    FieldRecord, FieldWrite, GrowerRecord, GrowersAndFarms, IntegrationSummary, SyncStatus,
 };
 pub use files::{FileFilter, FileRecord};
 pub use gauges::Gauges;

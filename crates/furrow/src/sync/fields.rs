@@ -20,7 +20,8 @@ use crate::domain::credential::CredentialStatus;
 use crate::domain::organization::OrgSelection;
 use crate::store::{
     leaf_time_now, BoundariesWrite, BoundaryChange, BoundaryRecord, ChangeAlerts, CredentialRecord,
-    Deliveries, FieldWrite, OperationRecord, OperationsWrite, StoreError, SyncStatus,
+    Deliveries, FieldWrite, GrowersAndFarms, OperationRecord, OperationsWrite, StoreError,
+    SyncStatus,
 };
 use crate::sync::link::Authorized;
 
@@ -419,27 +420,33 @@ impl<'a> Run<'a> {
     ) -> Result<(), SyncError> {
         let user = self.cred.leaf_user_id.clone();
         let lists = self.read_org_lists(links).await?;
-        if let Some(Read::Items(clients, _, pending)) = lists.clients {
-            for c in clients.iter().filter(|c| !c.is_deleted()) {
-                self.state
-                    .store
-                    .upsert_grower(&user, org_id, &c.id, &c.name)
-                    .await?;
-                self.counts.growers += 1;
-            }
-            self.commit(pending).await?;
+        // Growers and farms with their collections' signatures, in one write.
+        let mut write = GrowersAndFarms::default();
+        if let Some(Read::Items(clients, _, Pending(signature))) = &lists.clients {
+            write.growers = clients
+                .iter()
+                .filter(|c| !c.is_deleted())
+                .map(|c| (c.id.as_str(), c.name.as_str()))
+                .collect();
+            write.signatures.extend(signature.clone());
         }
-        if let Some(Read::Items(farms, _, pending)) = lists.farms {
-            for f in farms.iter().filter(|f| !f.is_deleted()) {
-                let grower = f.client_uri.as_deref().and_then(|u| u.rsplit('/').next());
-                self.state
-                    .store
-                    .upsert_farm(&user, org_id, &f.id, &f.name, grower)
-                    .await?;
-                self.counts.farms += 1;
-            }
-            self.commit(pending).await?;
+        if let Some(Read::Items(farms, _, Pending(signature))) = &lists.farms {
+            write.farms = farms
+                .iter()
+                .filter(|f| !f.is_deleted())
+                .map(|f| {
+                    let grower = f.client_uri.as_deref().and_then(|u| u.rsplit('/').next());
+                    (f.id.as_str(), f.name.as_str(), grower)
+                })
+                .collect();
+            write.signatures.extend(signature.clone());
         }
+        self.state
+            .store
+            .write_growers_and_farms(&self.cred.id, &user, org_id, &write)
+            .await?;
+        self.counts.growers += write.growers.len();
+        self.counts.farms += write.farms.len();
         if let Some(Read::Items(fields, full, pending)) = lists.fields {
             let mut seen = HashSet::new();
             let mut live = Vec::new();
