@@ -37,9 +37,9 @@ impl Store {
     /// leased), so that a claim never takes parts that would have to wait. Then fair share:
     /// jobs of credentials with the fewest jobs running go first; then a credential's own jobs
     /// (which start its sync) before sync parts; then credentials with the least left to do
-    /// (fewest jobs: a small account's two parts before a large one's dozen); then the longest
-    /// due. A grower connected while large accounts sync does not queue behind all of their
-    /// parts. Machine data goes in the order it was queued: its lane holds a job per operation,
+    /// (fewest jobs: a small account's two parts before a large one's dozen); then fields parts
+    /// before the others (an account's first data is its fields); then the longest due. A
+    /// grower connected while large accounts sync does not queue behind all of their parts. Machine data goes in the order it was queued: its lane holds a job per operation,
     /// too many to rank by account on every claim (and exports wait on John Deere, not on us).
     pub async fn claim_jobs(
         &self,
@@ -67,15 +67,16 @@ impl Store {
                        FROM jobs WHERE machine_data = 0 GROUP BY credential_id) \
                      SELECT t.id FROM ( \
                        SELECT c.*, ROW_NUMBER() OVER (PARTITION BY c.credential_id, c.is_part \
-                                                      ORDER BY c.run_at_ms, c.id) AS nth FROM ( \
+                                                      ORDER BY c.later_part, c.run_at_ms, c.id) AS nth FROM ( \
                          SELECT d.id, d.credential_id, d.run_at_ms, load.parts_running, load.running, load.jobs, \
-                                CASE WHEN d.kind LIKE 'part:%' THEN 1 ELSE 0 END AS is_part \
+                                CASE WHEN d.kind LIKE 'part:%' THEN 1 ELSE 0 END AS is_part, \
+                                CASE WHEN d.kind LIKE 'part:%/fields' THEN 0 ELSE 1 END AS later_part \
                          FROM jobs d JOIN load ON load.credential_id = d.credential_id \
                          WHERE d.machine_data = 0 AND {due} \
                            AND (d.kind NOT LIKE 'part:%' OR load.parts_running < $3) \
-                         ORDER BY load.running, is_part, load.jobs, d.run_at_ms LIMIT $4) c) t \
+                         ORDER BY load.running, is_part, load.jobs, later_part, d.run_at_ms LIMIT $4) c) t \
                      WHERE t.is_part = 0 OR t.nth + t.parts_running <= $3 \
-                     ORDER BY t.running, t.is_part, t.jobs, t.run_at_ms LIMIT $2"
+                     ORDER BY t.running, t.is_part, t.jobs, t.later_part, t.run_at_ms LIMIT $2"
                 ),
                 Some(parts_per_credential.max(1)),
             ),
@@ -232,10 +233,11 @@ mod tests {
         };
 
         let first = store.claim_jobs("r1", lease, 100, lane).await.unwrap();
-        // The credential's own job, and its first parts (oldest due) up to the cap.
+        // The credential's own job, and its parts up to the cap: fields parts (its first data)
+        // before an older files part, then the oldest due.
         assert_eq!(
             kinds(&first, "large"),
-            ["part:1/fields", "part:1/files", "refresh"]
+            ["part:1/fields", "part:2/fields", "refresh"]
         );
         assert_eq!(kinds(&first, "small"), ["part:1/fields", "part:1/files"]);
         // With two of its parts leased, none more until one finishes.
@@ -254,20 +256,20 @@ mod tests {
             .await
             .unwrap();
         let next = store.claim_jobs("r2", lease, 100, lane).await.unwrap();
-        assert_eq!(kinds(&next, "large"), ["part:2/fields"]);
+        assert_eq!(kinds(&next, "large"), ["part:3/fields"]);
         assert!(kinds(&next, "small").is_empty());
 
         // Parts leased beyond the cap (by two replicas' claims at once) wait by position: the
         // lowest ids go on, so some always do.
         assert_eq!(
-            store.parts_leased_before("large", "large-2").await.unwrap(),
+            store.parts_leased_before("large", "large-3").await.unwrap(),
             0
         );
         assert_eq!(
-            store.parts_leased_before("large", "large-3").await.unwrap(),
+            store.parts_leased_before("large", "large-5").await.unwrap(),
             1
         );
-        // (large-1 finished; large-2 and large-3 are leased.)
+        // (large-1 finished; large-3 and large-5, its fields parts, are leased.)
         assert_eq!(
             store.parts_leased_before("large", "large-9").await.unwrap(),
             2

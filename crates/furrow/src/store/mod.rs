@@ -403,14 +403,20 @@ impl Store {
     /// IMMEDIATE`, waiting up to the busy timeout), so it may read before it writes: a deferred
     /// transaction that read first is refused the lock without waiting once another connection
     /// has written.
+    ///
+    /// How long it waited is recorded (`furrow_db_write_wait_seconds`): on SQLite, the queue
+    /// for the one writer, which is where a busy database makes everything slow.
     pub(crate) async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
-        Ok(match (self.backend, &self.writer) {
+        let started = std::time::Instant::now();
+        let tx = match (self.backend, &self.writer) {
             (Backend::Sqlite, writer) => {
                 let pool = writer.as_ref().unwrap_or(&self.pool);
                 pool.begin_with("BEGIN IMMEDIATE").await?
             }
             (Backend::Postgres, _) => self.pool.begin().await?,
-        })
+        };
+        metrics::histogram!("furrow_db_write_wait_seconds").record(started.elapsed().as_secs_f64());
+        Ok(tx)
     }
 }
 
