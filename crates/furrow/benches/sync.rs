@@ -76,10 +76,6 @@ static SLOTS: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
 
 /// Credentials the benchmark posts at once.
 const CONNECTS_AT_ONCE: usize = 32;
-/// Small growers connected, one after another, while the big sync runs (fair share).
-const LOADED_SAMPLES: usize = 5;
-/// Between one small grower's first fields and the next one's connection.
-const LOADED_SAMPLE_GAP: Duration = Duration::from_secs(3);
 
 /// Token, then organizations, then an organization's fields, then a field's boundaries or
 /// operations: the longest chain of requests each needing the one before.
@@ -160,6 +156,10 @@ async fn main() {
     let fields: u32 = env_or("FURROW_BENCH_FIELDS", 20);
     let latency_ms: u64 = env_or("FURROW_BENCH_LATENCY_MS", 50);
     let rate: f64 = env_or("FURROW_BENCH_RATE", 100.0);
+    // Small growers connected, one after another, while the big sync runs (fair share), and the
+    // pause between one's first fields and the next one's connection.
+    let loaded_count: usize = env_or("FURROW_BENCH_SMALL_GROWERS", 5).max(1);
+    let loaded_gap = Duration::from_millis(env_or("FURROW_BENCH_SMALL_GAP_MS", 3_000));
     let mut config = SimConfig {
         world: WorldSize {
             growers,
@@ -404,13 +404,13 @@ async fn main() {
     // so that they meet it in its different phases (its sync runs, then its parts).
     let loaded_samples = async {
         let mut times = Vec::new();
-        for n in 1..=LOADED_SAMPLES {
+        for n in 1..=loaded_count {
             let name = small_grower(&format!("small-loaded-{n}")).await;
             let posted = Instant::now();
             let user = connect(name).await;
             let answered = posted.elapsed().as_secs_f64();
             times.push(time_to_first_data(user, posted, answered).await);
-            tokio::time::sleep(LOADED_SAMPLE_GAP).await;
+            tokio::time::sleep(loaded_gap).await;
         }
         times
     };
@@ -558,7 +558,7 @@ async fn main() {
     let median = loaded[loaded.len() / 2];
     let worst = loaded[loaded.len() - 1];
     println!(
-        "fair share:        {LOADED_SAMPLES} 5-field growers connected one after another while the big sync ran had \
+        "fair share:        {loaded_count} 5-field growers connected one after another while the big sync ran had \
          their first fields in {} s; alone {alone:.2} s: ratio median {:.2}, worst {:.2} (goal <= 2)",
         loaded.iter().map(|t| format!("{t:.2}")).collect::<Vec<_>>().join(", "),
         median / alone,
@@ -567,7 +567,7 @@ async fn main() {
     // Where the small growers' time went: their requests as John Deere saw them, from each one's
     // first (the token or organizations read after its credentials were posted).
     let small_names = std::iter::once("small-alone".to_string())
-        .chain((1..=LOADED_SAMPLES).map(|n| format!("small-loaded-{n}")));
+        .chain((1..=loaded_count).map(|n| format!("small-loaded-{n}")));
     for name in small_names {
         let mine: Vec<_> = sim
             .requests()

@@ -29,8 +29,8 @@ pub struct AppState {
     pub replica_id: String,
     /// Owners recently confirmed to exist (id → until, ms): spares a query per request.
     pub known_owners: Arc<std::sync::Mutex<std::collections::HashMap<String, i64>>>,
-    /// Wakes this replica's engine before its next poll (a delivery queued, an alert due).
-    pub wake: Arc<tokio::sync::Notify>,
+    /// Wakes this replica's engine before its next poll (a slot freed, work or an alert due).
+    pub wake: Arc<crate::sync::Wake>,
     /// The event types John Deere offers each client key (see `sync::webhooks`).
     pub event_types: crate::sync::webhooks::EventTypeCache,
 }

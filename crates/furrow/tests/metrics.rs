@@ -183,7 +183,7 @@ async fn scenario(db: Db) {
     .execute(app.furrow.state.store.pool())
     .await
     .unwrap();
-    app.furrow.state.wake.notify_one();
+    app.furrow.state.wake.notify();
     for _ in 0..100 {
         after = scrape(&app).await;
         if delta(

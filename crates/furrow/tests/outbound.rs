@@ -144,7 +144,7 @@ async fn deliveries_never_reach_inside(db: Db) {
             .await
             .unwrap();
     }
-    app.furrow.state.wake.notify_one();
+    app.furrow.state.wake.notify();
     let items = failed_calls(&app, 2).await;
     let reason = |url_part: &str| {
         items

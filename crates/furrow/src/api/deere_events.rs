@@ -36,7 +36,7 @@ async fn receive(
         Ok(queued) => {
             crate::metrics::deere_event("accepted");
             if queued > 0 {
-                state.wake.notify_one();
+                state.wake.notify();
             }
             Ok(StatusCode::NO_CONTENT)
         }

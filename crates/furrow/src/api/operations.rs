@@ -343,7 +343,7 @@ async fn reprocess(
             "queued: reprocess requested",
         )
         .await?;
-    state.wake.notify_one();
+    state.wake.notify();
     let data = state.store.operation_data(&op.id).await?;
     Ok((StatusCode::ACCEPTED, Json(status_json(data.as_ref()))))
 }

@@ -41,10 +41,18 @@ impl RateCeiling {
         ((self.0 * FLOOR) * 1000.0).round().max(1.0) as i64
     }
 
-    /// Requests one replica reserves at a time: about 50 ms of the rate, so that a replica asks
-    /// the database some 20 times a second whatever the rate.
+    /// Requests one replica keeps in reserve: about 50 ms of the rate; below it, the replica
+    /// draws from the shared budget again.
     pub fn batch(self) -> u32 {
         (self.0 / 20.0).floor().clamp(1.0, 1_000.0) as u32
+    }
+
+    /// The most one draw takes: what accrued since the last draw, up to about 250 ms of the
+    /// rate. A draw that waits on a busy database (up to a couple of hundred milliseconds on
+    /// SQLite at full load) then still keeps up with the rate, where a smaller cap would cap
+    /// the rate at that cap ÷ the draw's time.
+    pub fn draw_limit(self) -> u32 {
+        self.batch().saturating_mul(5)
     }
 }
 
@@ -166,6 +174,7 @@ mod tests {
         assert!(RateCeiling::new(-3.0).is_none());
         assert!(RateCeiling::new(f64::NAN).is_none());
         assert_eq!(ceiling(2000.0).batch(), 100);
+        assert_eq!(ceiling(2000.0).draw_limit(), 500);
         assert_eq!(ceiling(5.0).batch(), 1);
     }
 

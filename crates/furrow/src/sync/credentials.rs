@@ -324,6 +324,8 @@ pub async fn store_new(
             record.status_reason = reason;
         }
     }
+    // Its first sync is due: claimed now, not at the engine's next poll.
+    state.wake.notify();
     Ok(record)
 }
 

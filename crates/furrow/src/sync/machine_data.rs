@@ -230,7 +230,7 @@ async fn process(
         .store
         .finish_operation_data(&op.id, &job.id, &processed, &alerts)
         .await?;
-    state.wake.notify_one();
+    state.wake.notify();
     Ok(())
 }
 

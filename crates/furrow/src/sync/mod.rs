@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -22,54 +22,34 @@ pub mod pacing;
 pub mod webhooks;
 pub mod write_back;
 
-/// Runs until `stop` turns true.
-pub async fn run_engine(state: AppState, mut stop: watch::Receiver<bool>) {
-    let concurrency = state.settings.engine_concurrency.max(1);
-    let permits = Arc::new(Semaphore::new(concurrency));
-    let event_permits = Arc::new(Semaphore::new(concurrency));
-    // 0: this replica leaves machine data to the others (or to later).
-    let machine_data_permits = Arc::new(Semaphore::new(
-        state.settings.machine_data_concurrency as usize,
-    ));
-    let poll = Duration::from_millis(state.settings.engine_poll_ms.max(10));
-    let mut last_retention = 0i64;
-    // Alerts go where API owners say: through the outbound policy's client.
-    let alert_http = state.outbound.http_client();
-    // Every task the engine starts, so that shutdown can wait for them or stop them.
+/// Runs until `stop` turns true. Sync-lane claims (token upkeep, sync runs and their parts)
+/// loop on their own, so that a grower's queued work is claimed as soon as a slot frees, not
+/// after this replica's event, machine-data and alert queries of the same round (under load
+/// such a round took up to a second).
+pub async fn run_engine(state: AppState, stop: watch::Receiver<bool>) {
+    let (sync_lane, other_lanes) = tokio::join!(
+        claim_sync_lane(&state, stop.clone()),
+        claim_other_lanes(&state, stop)
+    );
+    drain(&state, [sync_lane, other_lanes]).await;
+}
+
+/// Claims due jobs of the sync lane into this replica's `engine_concurrency` slots, until
+/// `stop`; returns the work still running.
+async fn claim_sync_lane(state: &AppState, mut stop: watch::Receiver<bool>) -> JoinSet<()> {
+    let permits = Arc::new(Semaphore::new(state.settings.engine_concurrency.max(1)));
     let mut running = JoinSet::new();
-    loop {
-        if *stop.borrow() {
-            break;
-        }
+    while !*stop.borrow() {
         while running.try_join_next().is_some() {}
-        if now_ms() - last_retention > 3_600_000 {
-            last_retention = now_ms();
-            let cutoff = now_ms() - (state.settings.event_retention_days as i64) * 86_400_000;
-            match state.store.delete_events_before(cutoff).await {
-                Ok(n) if n > 0 => {
-                    tracing::info!(deleted = n, "retention: old credential events removed")
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "retention failed"),
-            }
-            // Connection flows are kept a day past their expiry, to be looked up, then go.
-            if let Err(e) = state.store.delete_flows_before(now_ms() - 86_400_000).await {
-                tracing::warn!(error = %e, "retention of connection flows failed");
-            }
-        }
         let free = permits.available_permits() as i64;
         if free > 0 {
             let lease_until = now_ms() + (state.settings.lease_secs * 1000) as i64;
+            let lane = Lane::Sync {
+                parts_per_credential: state.settings.sync_parts_per_credential as i64,
+            };
             match state
                 .store
-                .claim_jobs(
-                    &state.replica_id,
-                    lease_until,
-                    free,
-                    Lane::Sync {
-                        parts_per_credential: state.settings.sync_parts_per_credential as i64,
-                    },
-                )
+                .claim_jobs(&state.replica_id, lease_until, free, lane)
                 .await
             {
                 Ok(jobs) => {
@@ -88,7 +68,7 @@ pub async fn run_engine(state: AppState, mut stop: watch::Receiver<bool>) {
                                 tracing::warn!(job = %job.id, error = %e, "job failed; its lease will expire and it will run again");
                             }
                             // A free slot: look for due work now rather than at the next poll.
-                            state.wake.notify_one();
+                            state.wake.notify();
                         };
                         crate::request_context::scope(request_id, work.instrument(span))
                     })
@@ -96,6 +76,30 @@ pub async fn run_engine(state: AppState, mut stop: watch::Receiver<bool>) {
                 }
                 Err(e) => tracing::warn!(error = %e, "claiming jobs failed"),
             }
+        }
+        pause(state, &state.wake.sync_lane, &mut stop).await;
+    }
+    running
+}
+
+/// Claims machine-data jobs, delivered events and alert deliveries, and runs retention, until
+/// `stop`; returns the work still running.
+async fn claim_other_lanes(state: &AppState, mut stop: watch::Receiver<bool>) -> JoinSet<()> {
+    let concurrency = state.settings.engine_concurrency.max(1);
+    let event_permits = Arc::new(Semaphore::new(concurrency));
+    // 0: this replica leaves machine data to the others (or to later).
+    let machine_data_permits = Arc::new(Semaphore::new(
+        state.settings.machine_data_concurrency as usize,
+    ));
+    let mut last_retention = 0i64;
+    // Alerts go where API owners say: through the outbound policy's client.
+    let alert_http = state.outbound.http_client();
+    let mut running = JoinSet::new();
+    while !*stop.borrow() {
+        while running.try_join_next().is_some() {}
+        if now_ms() - last_retention > 3_600_000 {
+            last_retention = now_ms();
+            retention(state).await;
         }
         // Machine data has permits of its own: exports wait minutes and parsing takes the CPU,
         // neither may hold up token refreshes or syncs.
@@ -115,7 +119,7 @@ pub async fn run_engine(state: AppState, mut stop: watch::Receiver<bool>) {
                             if let Err(e) = machine_data::run_job(&state, &job).await {
                                 tracing::warn!(job = %job.id, error = %e, "machine data job failed; its lease will expire and it will run again");
                             }
-                            state.wake.notify_one();
+                            state.wake.notify();
                         };
                         crate::request_context::scope(request_id, work.instrument(span))
                     })
@@ -136,7 +140,7 @@ pub async fn run_engine(state: AppState, mut stop: watch::Receiver<bool>) {
                         async move {
                             inbox_item(&state, &item).await;
                             // Alerts the event produced go out now, not at the next poll.
-                            state.wake.notify_one();
+                            state.wake.notify();
                         }
                     })
                     .await
@@ -144,33 +148,73 @@ pub async fn run_engine(state: AppState, mut stop: watch::Receiver<bool>) {
                 Err(e) => tracing::warn!(error = %e, "claiming delivered events failed"),
             }
         }
-        if let Err(e) = alerts::deliver_due(&state, &alert_http).await {
+        if let Err(e) = alerts::deliver_due(state, &alert_http).await {
             tracing::warn!(error = %e, "claiming alert deliveries failed");
         }
-        tokio::select! {
-            _ = tokio::time::sleep(poll) => {}
-            _ = state.wake.notified() => {}
-            _ = stop.changed() => {}
-        }
+        pause(state, &state.wake.other_lanes, &mut stop).await;
     }
-    drain(&state, running).await;
+    running
+}
+
+/// Waits for the next poll, a wake-up, or `stop`.
+async fn pause(state: &AppState, wake: &Notify, stop: &mut watch::Receiver<bool>) {
+    let poll = Duration::from_millis(state.settings.engine_poll_ms.max(10));
+    tokio::select! {
+        _ = tokio::time::sleep(poll) => {}
+        _ = wake.notified() => {}
+        _ = stop.changed() => {}
+    }
+}
+
+/// Old credential events and expired connection flows go.
+async fn retention(state: &AppState) {
+    let cutoff = now_ms() - (state.settings.event_retention_days as i64) * 86_400_000;
+    match state.store.delete_events_before(cutoff).await {
+        Ok(n) if n > 0 => {
+            tracing::info!(deleted = n, "retention: old credential events removed")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "retention failed"),
+    }
+    // Connection flows are kept a day past their expiry, to be looked up, then go.
+    if let Err(e) = state.store.delete_flows_before(now_ms() - 86_400_000).await {
+        tracing::warn!(error = %e, "retention of connection flows failed");
+    }
+}
+
+/// Wakes the engine's claim loops before their next poll: a slot freed, a credential or a
+/// delivery was queued, an alert is due.
+#[derive(Debug, Default)]
+pub struct Wake {
+    sync_lane: Notify,
+    other_lanes: Notify,
+}
+
+impl Wake {
+    pub fn notify(&self) {
+        self.sync_lane.notify_one();
+        self.other_lanes.notify_one();
+    }
 }
 
 /// At shutdown: running work has `shutdown_grace_secs` to finish; what is still running then is
 /// stopped (as a crash would, which every job survives), and this replica's job leases are
 /// released so another replica takes those jobs at once rather than after `lease_secs`.
-async fn drain(state: &AppState, mut running: JoinSet<()>) {
+async fn drain(state: &AppState, running: [JoinSet<()>; 2]) {
     let grace = Duration::from_secs(state.settings.shutdown_grace_secs);
+    let mut running: JoinSet<()> = running
+        .into_iter()
+        .fold(JoinSet::new(), |mut all, mut set| {
+            all.spawn(async move { while set.join_next().await.is_some() {} });
+            all
+        });
     let all_finished = tokio::time::timeout(grace, async {
         while running.join_next().await.is_some() {}
     })
     .await
     .is_ok();
     if !all_finished {
-        tracing::info!(
-            stopped = running.len(),
-            "shutdown: stopping work still running"
-        );
+        tracing::info!("shutdown: stopping work still running");
         running.shutdown().await;
     }
     match state.store.release_leases(&state.replica_id).await {

@@ -1,8 +1,10 @@
 //! Every John Deere request of one client key draws from one budget (John Deere sets the rate
-//! limit per application), shared by the replicas through the database: each replica reserves a
-//! few requests at a time (about 50 ms of the rate), so no replica spends what another already
-//! has, and hands them out one at a time to the waiting account (grower) that was given least
-//! lately — a 5-field grower's first sync is not queued behind a 5,000-field one's.
+//! limit per application), shared by the replicas through the database: each replica reserves
+//! requests from it (what accrued since the last draw, up to about 250 ms of the rate, the next
+//! draw under way while the reserve is spent), so no replica spends what another already has,
+//! and hands them out one at a time, spread at the rate, to the waiting account (grower) that
+//! was given least lately — a 5-field grower's first sync is not queued behind a 5,000-field
+//! one's.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +16,7 @@ use futures_util::future::BoxFuture;
 use tokio::sync::oneshot;
 
 use crate::config::Settings;
-use crate::domain::budget::RateCeiling;
+use crate::domain::budget::{Grant, RateCeiling};
 use crate::store::Store;
 
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +81,7 @@ impl RateBudgets {
                     client_key: client_key.to_string(),
                     ceiling,
                     store: self.store.clone(),
-                    reserved: tokio::sync::Mutex::default(),
+                    reserved: tokio::sync::Mutex::new(Reserved::new(ceiling)),
                     waiting: Mutex::default(),
                     refusals: AtomicU64::new(0),
                 })
@@ -92,12 +94,57 @@ impl RateBudgets {
     }
 }
 
-/// Requests reserved from the shared budget and not yet sent, and the refusal count they were
-/// reserved under (a 429 voids them).
-#[derive(Default)]
+/// Requests reserved from the shared budget and not yet sent, the refusal count they were
+/// reserved under (a 429 voids them), and when the next may go.
 struct Reserved {
     requests: u32,
     refusals_seen: u64,
+    /// Requests are handed out spread at the budget's rate, not all of a draw at once: a
+    /// request that comes in (a new grower's, say) then waits a fraction of a millisecond for
+    /// its turn rather than for the next draw from the database, and John Deere sees an even
+    /// stream rather than bursts.
+    next_at: Instant,
+    /// Seconds between two requests handed out.
+    spacing: f64,
+    /// No draw before this (the budget was empty, or blocked by a 429).
+    draw_after: Instant,
+}
+
+/// Handing out runs this much faster than the shared budget's rate, so that the spreading
+/// never holds back what the budget allows: the budget itself stays the limit.
+const HAND_OUT_HEADROOM: f64 = 1.25;
+/// Handing out may catch up this far when it fell behind: when nobody waited for a while (the
+/// sync's reads come in bursts), what the budget accrued meanwhile goes at once, as John
+/// Deere's own bucket allows.
+const HAND_OUT_SLACK: Duration = Duration::from_millis(100);
+
+impl Reserved {
+    fn new(ceiling: RateCeiling) -> Self {
+        let now = Instant::now();
+        Self {
+            requests: 0,
+            refusals_seen: 0,
+            next_at: now,
+            spacing: 1.0 / (ceiling.per_sec() * HAND_OUT_HEADROOM),
+            draw_after: now,
+        }
+    }
+
+    /// The shared budget's rate changed (AIMD): hand out at the new one.
+    fn set_rate(&mut self, rate: f64) {
+        if rate > 0.0 {
+            self.spacing = 1.0 / (rate * HAND_OUT_HEADROOM);
+        }
+    }
+
+    /// One request was handed out at `now`.
+    fn handed_out(&mut self, now: Instant) {
+        self.requests -= 1;
+
+        let slack = HAND_OUT_SLACK.max(Duration::from_secs_f64(2.0 * self.spacing));
+        let earliest = now.checked_sub(slack).unwrap_or(now);
+        self.next_at = self.next_at.max(earliest) + Duration::from_secs_f64(self.spacing);
+    }
 }
 
 /// Requests waiting for the budget, by account (a Leaf user), and what each account was given
@@ -159,11 +206,18 @@ impl Waiting {
     }
 }
 
+/// What one draw from the shared budget gave, and the refusal count when it was made (a 429
+/// that came meanwhile voids it).
+struct Draw {
+    drawn: crate::store::StoreResult<(Grant, f64)>,
+    refusals_seen: u64,
+}
+
 struct ClientBudget {
     client_key: String,
     ceiling: RateCeiling,
     store: Store,
-    /// Held by the dispatcher while it reserves from the shared budget.
+    /// Held by the dispatcher while it hands out requests.
     reserved: tokio::sync::Mutex<Reserved>,
     waiting: Mutex<Waiting>,
     refusals: AtomicU64,
@@ -193,79 +247,124 @@ impl ClientBudget {
             .record(started.elapsed().as_secs_f64());
     }
 
-    /// Hands out requests from the budget, one at a time, to the account given least lately,
-    /// until nobody waits.
+    /// Hands out requests from the budget, one at a time and spread at its rate, to the
+    /// account given least lately, until nobody waits. The next draw from the shared budget is
+    /// under way while the reserve is spent, so handing out waits on the database only when
+    /// the budget is spent faster than it refills.
     async fn dispatch(self: Arc<Self>) {
         let mut reserved = self.reserved.lock().await;
+        let mut drawing: Option<BoxFuture<'static, Draw>> = None;
         loop {
-            let has_waiters = {
-                let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-                waiting.queues.retain(|_, q| {
-                    q.retain(|w| !w.is_closed());
-                    !q.is_empty()
-                });
-                if waiting.queues.is_empty() {
-                    waiting.dispatching = false;
+            self.void_if_refused(&mut reserved);
+            if !self.has_waiters() {
+                if let Some(draw) = drawing.take() {
+                    // Drawn requests are kept for the next dispatcher, not lost.
+                    self.received(&mut reserved, draw.await);
                 }
-                !waiting.queues.is_empty()
-            };
-            if !has_waiters {
                 return;
             }
-            self.reserve_one(&mut reserved).await;
-            let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
             let now = Instant::now();
+            if drawing.is_none()
+                && reserved.requests < self.ceiling.draw_limit()
+                && now >= reserved.draw_after
+            {
+                drawing = Some(Box::pin(self.clone().draw()));
+            }
+            if reserved.requests == 0 {
+                match drawing.take() {
+                    Some(draw) => self.received(&mut reserved, draw.await),
+                    None => tokio::time::sleep_until(reserved.draw_after.into()).await,
+                }
+                continue;
+            }
+            if reserved.next_at > now {
+                let next_at = reserved.next_at.into();
+                match drawing.as_mut() {
+                    Some(draw) => tokio::select! {
+                        drawn = draw => {
+                            drawing = None;
+                            self.received(&mut reserved, drawn);
+                        }
+                        _ = tokio::time::sleep_until(next_at) => {}
+                    },
+                    None => tokio::time::sleep_until(next_at).await,
+                }
+                continue;
+            }
+            let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
             let Some(account) = waiting.next_account(now) else {
-                // Everyone gave up meanwhile: keep the request for the next one.
-                reserved.requests += 1;
+                // Everyone gave up meanwhile: the request is kept for the next one.
                 continue;
             };
             let waiter = waiting
                 .queues
                 .get_mut(&account)
                 .and_then(VecDeque::pop_front);
-            match waiter.map(|w| w.send(())) {
-                Some(Ok(())) => waiting.count(&account, now),
-                // The request was cancelled: its turn goes to the next.
-                _ => reserved.requests += 1,
+            // A cancelled request's turn goes to the next.
+            if let Some(Ok(())) = waiter.map(|w| w.send(())) {
+                waiting.count(&account, now);
+                reserved.handed_out(now);
             }
         }
     }
 
-    /// Takes one request from this replica's reservation, reserving more from the shared
-    /// budget (and waiting for it) when there is none.
-    async fn reserve_one(&self, reserved: &mut Reserved) {
-        loop {
-            let refusals = self.refusals.load(Ordering::Acquire);
-            if reserved.refusals_seen != refusals {
-                *reserved = Reserved {
-                    requests: 0,
-                    refusals_seen: refusals,
-                };
-            }
-            if reserved.requests > 0 {
-                reserved.requests -= 1;
-                return;
-            }
-            match self
-                .store
-                .draw_rate_budget(&self.client_key, self.ceiling, self.ceiling.batch())
-                .await
-            {
-                Ok((grant, rate)) => {
-                    self.record_rate(rate);
+    /// Whether any request waits (dropping the cancelled ones); when none does, the dispatcher
+    /// stops and the next request starts another.
+    fn has_waiters(&self) -> bool {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        waiting.queues.retain(|_, q| {
+            q.retain(|w| !w.is_closed());
+            !q.is_empty()
+        });
+        if waiting.queues.is_empty() {
+            waiting.dispatching = false;
+        }
+        !waiting.queues.is_empty()
+    }
+
+    /// Reserves up to a batch of requests from the shared budget.
+    async fn draw(self: Arc<Self>) -> Draw {
+        let refusals_seen = self.refusals.load(Ordering::Acquire);
+        let drawn = self
+            .store
+            .draw_rate_budget(&self.client_key, self.ceiling, self.ceiling.draw_limit())
+            .await;
+        Draw {
+            drawn,
+            refusals_seen,
+        }
+    }
+
+    /// A 429 voids what was reserved before it.
+    fn void_if_refused(&self, reserved: &mut Reserved) {
+        let refusals = self.refusals.load(Ordering::Acquire);
+        if reserved.refusals_seen != refusals {
+            reserved.requests = 0;
+            reserved.refusals_seen = refusals;
+        }
+    }
+
+    /// Adds what a draw gave to the reserve.
+    fn received(&self, reserved: &mut Reserved, draw: Draw) {
+        let now = Instant::now();
+        self.void_if_refused(reserved);
+        match draw.drawn {
+            Ok((grant, rate)) => {
+                self.record_rate(rate);
+                reserved.set_rate(rate);
+                if draw.refusals_seen == reserved.refusals_seen {
                     reserved.requests += grant.requests;
-                    if grant.requests == 0 {
-                        tokio::time::sleep(Duration::from_millis(grant.retry_in_ms)).await;
-                    }
                 }
-                Err(e) => {
-                    // The budget is a courtesy to John Deere; a database hiccup must not stop
-                    // the sync, so this request goes at this replica's share of the rate.
-                    tracing::warn!(error = %e, "rate budget unavailable; pacing locally");
-                    tokio::time::sleep(Duration::from_secs_f64(1.0 / self.ceiling.per_sec())).await;
-                    return;
+                if grant.requests == 0 {
+                    reserved.draw_after = now + Duration::from_millis(grant.retry_in_ms);
                 }
+            }
+            Err(e) => {
+                // The budget is a courtesy to John Deere; a database hiccup must not stop
+                // the sync, so requests go at this replica's share of the rate meanwhile.
+                tracing::warn!(error = %e, "rate budget unavailable; pacing locally");
+                reserved.requests += 1;
+                reserved.draw_after = now + Duration::from_secs_f64(1.0 / self.ceiling.per_sec());
             }
         }
     }
@@ -324,6 +423,51 @@ mod tests {
             ..Settings::default()
         };
         RateBudgets::from_settings(&settings, store)
+    }
+
+    #[tokio::test]
+    async fn a_new_accounts_request_waits_a_turn_not_for_another_accounts_queue() {
+        // A file: an in-memory database would be one per pooled connection.
+        let path = std::env::temp_dir().join(format!("furrow-pacing-{}.db", uuid::Uuid::new_v4()));
+        let store = Store::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let settings = Settings {
+            deere_rate_limit: 100.0,
+            ..Settings::default()
+        };
+        let budgets = RateBudgets::from_settings(&settings, store).unwrap();
+        let large = budgets.pacer("k", "large").unwrap();
+        let small = budgets.pacer("k", "small").unwrap();
+        let granted = Arc::new(Mutex::new(Vec::new()));
+        let mut queue = tokio::task::JoinSet::new();
+        for _ in 0..40 {
+            let (pacer, granted) = (large.clone(), granted.clone());
+            queue.spawn(async move {
+                pacer.acquire().await;
+                granted.lock().unwrap().push("large");
+            });
+        }
+        while granted.lock().unwrap().len() < 10 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        small.acquire().await;
+        granted.lock().unwrap().push("small");
+        let position = granted
+            .lock()
+            .unwrap()
+            .iter()
+            .position(|a| *a == "small")
+            .unwrap();
+        // The bucket starts full (half a second of the rate, more than the queue): handed out
+        // as drawn, the small account's request would wait behind all 40.
+        assert!(
+            position < 20,
+            "the small account's request went {position}th"
+        );
+        queue.shutdown().await;
+        let _ = std::fs::remove_file(path);
     }
 
     #[tokio::test]
