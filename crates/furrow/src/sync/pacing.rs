@@ -108,8 +108,14 @@ struct Reserved {
     spacing: f64,
     /// No draw before this (the budget was empty, or blocked by a 429).
     draw_after: Instant,
+    /// When the last draw gave requests.
+    drawn_at: Instant,
 }
 
+/// Requests reserved longer ago than this, and not spent, are given up when requests come
+/// again: spent late, on top of what the other replicas spend meanwhile, they would make a
+/// burst the shared budget never allowed.
+const RESERVE_KEPT: Duration = Duration::from_secs(1);
 /// Handing out runs this much faster than the shared budget's rate, so that the spreading
 /// never holds back what the budget allows: the budget itself stays the limit.
 const HAND_OUT_HEADROOM: f64 = 1.25;
@@ -127,6 +133,7 @@ impl Reserved {
             next_at: now,
             spacing: 1.0 / (ceiling.per_sec() * HAND_OUT_HEADROOM),
             draw_after: now,
+            drawn_at: now,
         }
     }
 
@@ -253,6 +260,9 @@ impl ClientBudget {
     /// the budget is spent faster than it refills.
     async fn dispatch(self: Arc<Self>) {
         let mut reserved = self.reserved.lock().await;
+        if reserved.drawn_at.elapsed() > RESERVE_KEPT {
+            reserved.requests = 0;
+        }
         let mut drawing: Option<BoxFuture<'static, Draw>> = None;
         loop {
             self.void_if_refused(&mut reserved);
@@ -352,8 +362,9 @@ impl ClientBudget {
             Ok((grant, rate)) => {
                 self.record_rate(rate);
                 reserved.set_rate(rate);
-                if draw.refusals_seen == reserved.refusals_seen {
+                if draw.refusals_seen == reserved.refusals_seen && grant.requests > 0 {
                     reserved.requests += grant.requests;
+                    reserved.drawn_at = now;
                 }
                 if grant.requests == 0 {
                     reserved.draw_after = now + Duration::from_millis(grant.retry_in_ms);
