@@ -203,6 +203,29 @@ impl ApiClient {
         self.collect_all(token, &largest_page(&url)).await
     }
 
+    /// `GET /organizations`, every page, with the collection's change signature (when John
+    /// Deere gives one), so that a later read of it asks only for what changed since.
+    pub async fn organizations_signed(
+        &self,
+        token: &AccessToken,
+    ) -> Result<(Vec<Organization>, Option<String>)> {
+        let url = self.endpoint("organizations")?;
+        match self
+            .list::<Organization>(token, &largest_page(&url), None)
+            .await?
+        {
+            Listing::NotModified => Ok((Vec::new(), None)),
+            Listing::Changed(mut pager) => {
+                let signature = pager.signature().map(str::to_string);
+                let mut orgs = Vec::new();
+                while let Some(page) = pager.next_page().await? {
+                    orgs.extend(page.values);
+                }
+                Ok((orgs, signature))
+            }
+        }
+    }
+
     /// GET a single resource.
     pub async fn get_json<T: DeserializeOwned>(&self, token: &AccessToken, url: &Url) -> Result<T> {
         let response = self

@@ -86,6 +86,14 @@ async fn full_sync_then_incremental(db: Db) {
         "OK"
     );
     let status = wait_for_sync(&app, &user, &Value::Null).await;
+    // The credentials check read the organizations; the first sync started from those.
+    let organization_reads = app
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|e| e.path.starts_with("/platform/organizations;"))
+        .count();
+    assert_eq!(organization_reads, 1);
 
     // Leaf's single-resource reads of a grower and of a user's farm.
     let (_, growers) = app

@@ -95,9 +95,11 @@ async fn platform_check(
     token: &AccessToken,
     scopes: &[String],
 ) -> (CredentialStatus, Option<String>) {
-    match session.api.organizations(token).await {
-        Ok(orgs) => {
-            if let Err(e) = crate::sync::organizations::store(state, credential_id, &orgs).await {
+    match session.api.organizations_signed(token).await {
+        Ok((orgs, signature)) => {
+            if let Err(e) =
+                store_checked_organizations(state, credential_id, session, &orgs, signature).await
+            {
                 tracing::warn!(credential = %credential_id, error = %e, "organizations not stored");
             }
             crate::sync::webhooks::verify(state, credential_id, &session.api, token).await;
@@ -115,6 +117,26 @@ async fn platform_check(
             (status, Some(reason))
         }
     }
+}
+
+/// Stores the organizations a check read, and then the collection's signature: a new
+/// credential's first sync starts from them, and the next asks John Deere only for changes.
+async fn store_checked_organizations(
+    state: &AppState,
+    credential_id: &str,
+    session: &Session,
+    orgs: &[deere::models::Organization],
+    signature: Option<String>,
+) -> Result<(), StoreError> {
+    crate::sync::organizations::store(state, credential_id, orgs).await?;
+    let key = session.api.endpoint("organizations");
+    if let (Some(signature), Ok(key)) = (signature, key) {
+        state
+            .store
+            .put_signature(credential_id, key.as_str(), &signature)
+            .await?;
+    }
+    Ok(())
 }
 
 /// MISSING_PERMISSION while an organization being synced refused its last sync (403: missing

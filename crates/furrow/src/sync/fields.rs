@@ -1169,16 +1169,32 @@ pub fn to_geojson(b: &Boundary) -> String {
     json!({"type": "MultiPolygon", "coordinates": polygons}).to_string()
 }
 
-/// Starts a sync run of a credential: re-reads the organizations, subscribes to their events,
-/// and splits the work into parts — per organization its fields (with growers, farms,
-/// boundaries and operations) and its files — each a job any replica may run. The run is DONE
-/// when the last part finishes. Progress goes to the user's sync status.
+/// How long after a credential's creation its sync runs take the organizations its check
+/// stored, rather than read them again.
+const ORGANIZATIONS_READ_AT_CREATION_MS: i64 = 60_000;
+
+/// Starts a sync run of a credential: re-reads the organizations (unless the credential's
+/// check just did), subscribes to their events, and splits the work into parts — per
+/// organization its fields (with growers, farms, boundaries and operations) and its files —
+/// each a job any replica may run. The run is DONE when the last part finishes. Progress goes
+/// to the user's sync status.
 pub async fn sync_credential(
     state: &AppState,
     cred: &CredentialRecord,
 ) -> Result<SyncCounts, SyncError> {
     let mut run = Run::open(state, cred)?;
     let user = cred.leaf_user_id.clone();
+    // A new credential's check read and stored its organizations moments ago: its first sync
+    // run starts from those (a request and a round trip fewer for every grower connected);
+    // every later run reads them again.
+    let first_run_of_new = millis(Some(&cred.created_at)).is_some_and(|created| {
+        crate::store::now_ms() - created < ORGANIZATIONS_READ_AT_CREATION_MS
+    }) && state
+        .store
+        .sync_status(&user)
+        .await?
+        .is_none_or(|s| s.started_at.is_none())
+        && !state.store.organizations(&cred.id).await?.is_empty();
     let started = leaf_time_now();
     let running = |counts: &SyncCounts| SyncStatus {
         state: "RUNNING".into(),
@@ -1191,14 +1207,16 @@ pub async fn sync_credential(
         .store
         .put_sync_status(&user, &running(&SyncCounts::default()))
         .await?;
-    let orgs_url = run.api.endpoint("organizations")?;
-    let read = run.read::<Organization>(orgs_url.as_str()).await;
-    run.flush_events().await?;
-    if let Read::Items(orgs, _, pending) = read.inspect_err(|e| {
-        tracing::info!(credential = %cred.id, error = %e, "organizations not read");
-    })? {
-        crate::sync::organizations::store(state, &cred.id, &orgs).await?;
-        run.commit(pending).await?;
+    if !first_run_of_new {
+        let orgs_url = run.api.endpoint("organizations")?;
+        let read = run.read::<Organization>(orgs_url.as_str()).await;
+        run.flush_events().await?;
+        if let Read::Items(orgs, _, pending) = read.inspect_err(|e| {
+            tracing::info!(credential = %cred.id, error = %e, "organizations not read");
+        })? {
+            crate::sync::organizations::store(state, &cred.id, &orgs).await?;
+            run.commit(pending).await?;
+        }
     }
     let selection = run.load_config().await?;
     if !run.custom_data_sync {
