@@ -228,17 +228,18 @@ async fn main() {
             version: 1,
         };
         ids.push(record.id.clone());
-        // Only the token bookkeeping is measured: the data syncs these credentials also
-        // schedule are out of the way.
-        let jobs_at = furrow::store::JobsAt {
-            upkeep_ms: far,
-            first_sync_ms: far,
-        };
         store
-            .replace_credential(&record, &[], jobs_at, &[])
+            .replace_credential(&record, &[], far, &[])
             .await
             .unwrap();
     }
+    // Only the token bookkeeping is measured: the data syncs these credentials also schedule
+    // are pushed out of the way.
+    sqlx::query("UPDATE jobs SET run_at_ms = $1 WHERE kind = 'sync'")
+        .bind(far)
+        .execute(store.pool())
+        .await
+        .unwrap();
     let token_calls_before = sim
         .requests()
         .iter()

@@ -26,16 +26,6 @@ pub struct CredentialRecord {
     pub version: i64,
 }
 
-/// When a stored credential's two jobs first run (epoch ms): its upkeep (token refresh and
-/// checks), and its first sync. A credential whose platform check is still to come gets its
-/// first sync a while later, made due at once by the check's status write: the sync then
-/// starts from the organizations the check stored, and still runs should the check never end.
-#[derive(Debug, Clone, Copy)]
-pub struct JobsAt {
-    pub upkeep_ms: i64,
-    pub first_sync_ms: i64,
-}
-
 /// The result of a token call, ready to store.
 #[derive(Debug, Clone)]
 pub struct TokenWrite {
@@ -178,12 +168,12 @@ impl Store {
         &self,
         credential: &CredentialRecord,
         events: &[NewEvent],
-        jobs_at: JobsAt,
+        next_run_ms: i64,
         alerts: &[(String, String)],
     ) -> StoreResult<()> {
         self.credentials.forget_user(&credential.leaf_user_id);
         let replaced = super::retry_conflicts(|| {
-            self.replace_credential_once(credential, events, jobs_at, alerts)
+            self.replace_credential_once(credential, events, next_run_ms, alerts)
         })
         .await;
         // Again once written (see set_status).
@@ -195,7 +185,7 @@ impl Store {
         &self,
         credential: &CredentialRecord,
         events: &[NewEvent],
-        jobs_at: JobsAt,
+        next_run_ms: i64,
         alerts: &[(String, String)],
     ) -> StoreResult<()> {
         let mut tx = self.pool().begin().await?;
@@ -229,11 +219,8 @@ impl Store {
         for event in events {
             insert_event(&mut tx, &credential.id, event).await?;
         }
-        // Two jobs per credential: keeping it alive, and syncing its data.
-        for (kind, run_at) in [
-            ("credential", jobs_at.upkeep_ms),
-            ("sync", jobs_at.first_sync_ms),
-        ] {
+        // Two jobs per credential: keeping it alive, and syncing its data (due at once).
+        for (kind, run_at) in [("credential", next_run_ms), ("sync", super::now_ms())] {
             sqlx::query("INSERT INTO jobs (id, kind, credential_id, run_at_ms, attempts, request_id) VALUES ($1, $2, $3, $4, 0, $5)")
                 .bind(uuid::Uuid::new_v4().to_string())
                 .bind(kind)
@@ -394,9 +381,6 @@ impl Store {
     }
 
     /// Sets the status (and records events) if the credential still exists at `expected_version`.
-    /// With `first_sync_due`, the credential's sync job is made due now in the same
-    /// transaction (a new credential's first sync waits for its check, see [`JobsAt`]).
-    #[allow(clippy::too_many_arguments)]
     pub async fn set_status(
         &self,
         id: &str,
@@ -405,7 +389,6 @@ impl Store {
         reason: Option<&str>,
         events: &[NewEvent],
         alerts: &[(String, String)],
-        first_sync_due: bool,
     ) -> StoreResult<bool> {
         self.credentials.forget_credential(id);
         let mut tx = self.pool().begin().await?;
@@ -428,15 +411,6 @@ impl Store {
             insert_event(&mut tx, id, event).await?;
         }
         super::alerts::queue_in(&mut tx, alerts).await?;
-        if first_sync_due {
-            sqlx::query(
-                "UPDATE jobs SET run_at_ms = $1 WHERE credential_id = $2 AND kind = 'sync'",
-            )
-            .bind(now_ms())
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        }
         tx.commit().await?;
         // Again after the commit: a read between the first forget and the commit cached the old
         // row (an API read then showed the old status until the cache expired).

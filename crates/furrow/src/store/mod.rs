@@ -28,7 +28,7 @@ mod webhooks;
 pub use accounts::{LoginThrottle, OwnerRecord};
 pub use alerts::{ChangeAlerts, Deliveries, DeliveryRecord, FailedCall, WebhookRecord};
 pub use assets::{AssetKind, AssetRecord};
-pub use credentials::{CredentialRecord, EventRecord, JobReschedule, JobsAt, NewEvent, TokenWrite};
+pub use credentials::{CredentialRecord, EventRecord, JobReschedule, NewEvent, TokenWrite};
 pub use fields::{
     content_hash, content_hash_bytes, hex, stable_int_id_for_farm, stable_int_id_for_grower,
     stable_uuid, BoundariesWrite, BoundaryChange, BoundaryRecord, FarmRecord, FieldFilter,

@@ -17,7 +17,7 @@ use crate::domain::credential::{
 };
 use crate::domain::redact::redact_values;
 use crate::store::{
-    now_ms, ClaimedJob, CredentialRecord, Deliveries, JobReschedule, JobsAt, NewEvent, StoreError,
+    now_ms, ClaimedJob, CredentialRecord, Deliveries, JobReschedule, NewEvent, StoreError,
     TokenWrite,
 };
 use crate::sync::link::{status_event, Session};
@@ -194,7 +194,6 @@ pub async fn sync_refused(
                 Some(reason),
                 &events,
                 &alerts,
-                false,
             )
             .await?
         {
@@ -204,10 +203,6 @@ pub async fn sync_refused(
     tracing::warn!(credential = %credential_id, "status not updated: the credential kept changing");
     Ok(())
 }
-
-/// How long a new credential's first sync waits for its platform check, which makes it due
-/// at once when done (the check reads the organizations the sync starts from).
-const FIRST_SYNC_AFTER_CHECK_MS: i64 = 30_000;
 
 /// Creates (or replaces) a user's credential: one token exchange, stored before use, then a
 /// platform check. A credential John Deere rejects is still stored, with its status and
@@ -314,20 +309,9 @@ pub async fn store_new(
     } else {
         Vec::new()
     };
-    // With a token, the platform check follows and makes the first sync due when it has
-    // stored the organizations; should it never finish, the sync runs a little later.
-    let jobs_at = JobsAt {
-        upkeep_ms: next_run,
-        first_sync_ms: now
-            + if tokens.is_some() {
-                FIRST_SYNC_AFTER_CHECK_MS
-            } else {
-                0
-            },
-    };
     state
         .store
-        .replace_credential(&record, &events, jobs_at, &alerts)
+        .replace_credential(&record, &events, next_run, &alerts)
         .await?;
     // The replaced credentials' subscriptions go; the new ones subscribe at their first sync.
     if let Some(u) = unsubscribe {
@@ -355,15 +339,11 @@ pub async fn store_new(
                 reason.as_deref(),
                 &events,
                 &alerts,
-                true,
             )
             .await?
         {
             record.status = status.as_str().into();
             record.status_reason = reason;
-        } else {
-            // Changed meanwhile (a token refresh): the first sync is made due on its own.
-            state.store.wake_job(&record.id, "sync").await?;
         }
     }
     // Its first sync is due: claimed now, not at the engine's next poll.
@@ -599,7 +579,6 @@ async fn finish(
                 reason.as_deref(),
                 &events,
                 &alerts,
-                false,
             )
             .await?
         {
