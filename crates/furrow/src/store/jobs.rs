@@ -210,12 +210,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_claim_takes_no_more_of_a_credentials_parts_than_its_cap() {
-        // A file: an in-memory database would be one per pooled connection.
-        let path = std::env::temp_dir().join(format!("furrow-jobs-{}.db", uuid::Uuid::new_v4()));
-        let store = Store::connect(&format!("sqlite://{}?mode=rwc", path.display()))
-            .await
-            .unwrap();
-        store.migrate().await.unwrap();
+        let store = crate::store::temp_sqlite_store("jobs").await;
         let parts = [
             "part:1/fields",
             "part:1/files",

@@ -633,6 +633,18 @@ pub(crate) fn opt_string(row: &AnyRow, column: &str) -> StoreResult<Option<Strin
     Ok(row.try_get::<Option<String>, _>(column)?)
 }
 
+/// A migrated store on a fresh SQLite file, for unit tests (an in-memory database would be one
+/// per pooled connection).
+#[cfg(test)]
+pub(crate) async fn temp_sqlite_store(name: &str) -> Store {
+    let path = std::env::temp_dir().join(format!("furrow-{name}-{}.db", uuid::Uuid::new_v4()));
+    let store = Store::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    store
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

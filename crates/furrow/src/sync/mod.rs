@@ -200,22 +200,23 @@ impl Wake {
 /// At shutdown: running work has `shutdown_grace_secs` to finish; what is still running then is
 /// stopped (as a crash would, which every job survives), and this replica's job leases are
 /// released so another replica takes those jobs at once rather than after `lease_secs`.
-async fn drain(state: &AppState, running: [JoinSet<()>; 2]) {
+async fn drain(state: &AppState, mut running: [JoinSet<()>; 2]) {
     let grace = Duration::from_secs(state.settings.shutdown_grace_secs);
-    let mut running: JoinSet<()> = running
-        .into_iter()
-        .fold(JoinSet::new(), |mut all, mut set| {
-            all.spawn(async move { while set.join_next().await.is_some() {} });
-            all
-        });
     let all_finished = tokio::time::timeout(grace, async {
-        while running.join_next().await.is_some() {}
+        for lane in &mut running {
+            while lane.join_next().await.is_some() {}
+        }
     })
     .await
     .is_ok();
     if !all_finished {
-        tracing::info!("shutdown: stopping work still running");
-        running.shutdown().await;
+        tracing::info!(
+            stopped = running.iter().map(JoinSet::len).sum::<usize>(),
+            "shutdown: stopping work still running"
+        );
+        for lane in &mut running {
+            lane.shutdown().await;
+        }
     }
     match state.store.release_leases(&state.replica_id).await {
         Ok(0) => {}

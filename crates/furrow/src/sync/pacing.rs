@@ -438,12 +438,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_new_accounts_request_waits_a_turn_not_for_another_accounts_queue() {
-        // A file: an in-memory database would be one per pooled connection.
-        let path = std::env::temp_dir().join(format!("furrow-pacing-{}.db", uuid::Uuid::new_v4()));
-        let store = Store::connect(&format!("sqlite://{}?mode=rwc", path.display()))
-            .await
-            .unwrap();
-        store.migrate().await.unwrap();
+        let store = crate::store::temp_sqlite_store("pacing").await;
         let settings = Settings {
             deere_rate_limit: 100.0,
             ..Settings::default()
@@ -478,7 +473,6 @@ mod tests {
             "the small account's request went {position}th"
         );
         queue.shutdown().await;
-        let _ = std::fs::remove_file(path);
     }
 
     #[tokio::test]
