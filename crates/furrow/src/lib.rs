@@ -16,3 +16,9 @@ pub mod outbound;
 pub mod request_context;
 pub mod store;
 pub mod sync;
+
+/// mimalloc rather than the system's allocator: the sync engine allocates and frees small
+/// buffers (pages of JSON, rows, requests) from many threads at once, where glibc's malloc
+/// spent a sixth of the workers' time under load.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
