@@ -440,6 +440,71 @@ async fn subscriptions_follow_selection_and_credentials(db: Db) {
     app.finish().await;
 }
 
+/// A sync recording a subscription while the credentials are being deleted: it either comes
+/// first (and the deletion returns it, to remove on John Deere) or is refused (and the sync
+/// removes it itself) — never left behind with the credentials' rows. On PostgreSQL the
+/// recording waits for the deleting transaction's lock and then meets the foreign key.
+async fn a_subscription_recorded_during_a_deletion_is_refused(db: Db) {
+    let app = app_without_polling(db).await;
+    let user = synced_user(&app, json!({})).await;
+    let store = &app.furrow.state.store;
+    let cred = store.credential_of(&user).await.unwrap().unwrap();
+    let subscription = |n: u32| {
+        furrow::store::SubscriptionRecord::new(
+            &cred.id,
+            "race-org",
+            &format!("fieldOperation{n}"),
+            &format!("race-{n}"),
+            &format!("https://example.invalid/eventSubscriptions/race-{n}"),
+            &format!("race-token-{n}"),
+        )
+    };
+    // Recorded before the deletion: the deletion hands it back.
+    assert!(store.insert_subscription(&subscription(1)).await.unwrap());
+    let owner = store
+        .owner_by_email("owner@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    let uris = store
+        .delete_user(&owner.id, &user)
+        .await
+        .unwrap()
+        .expect("the user was there");
+    assert!(
+        uris.iter().any(|u| u.ends_with("/race-1")),
+        "the deletion returns what was recorded: {uris:?}"
+    );
+
+    // Recorded while another transaction deletes the credentials.
+    let user = synced_user(&app, json!({})).await;
+    let cred = store.credential_of(&user).await.unwrap().unwrap();
+    let racing = furrow::store::SubscriptionRecord {
+        credential_id: cred.id.clone(),
+        ..subscription(2)
+    };
+    let raw = sqlx::AnyPool::connect(&app.database_url).await.unwrap();
+    let mut deleting = raw.begin().await.unwrap();
+    sqlx::query("DELETE FROM jd_credentials WHERE id = $1")
+        .bind(&cred.id)
+        .execute(&mut *deleting)
+        .await
+        .unwrap();
+    let recording = tokio::spawn({
+        let store = store.clone();
+        async move { store.insert_subscription(&racing).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    deleting.commit().await.unwrap();
+    let recorded = recording.await.unwrap();
+    assert!(
+        matches!(recorded, Ok(false)),
+        "refused as deleted, not an error: {recorded:?}"
+    );
+    raw.close().await;
+    app.finish().await;
+}
+
 async fn without_webhook_access_furrow_polls(db: Db) {
     let app = app_without_polling(db).await;
     app.admin(
@@ -523,3 +588,7 @@ both_backends!(ended, ended_subscriptions_are_replaced);
 both_backends!(forged, forged_deliveries_are_refused);
 both_backends!(selection, subscriptions_follow_selection_and_credentials);
 both_backends!(no_webhook_access, without_webhook_access_furrow_polls);
+both_backends!(
+    recorded_during_deletion,
+    a_subscription_recorded_during_a_deletion_is_refused
+);

@@ -157,9 +157,9 @@ async fn delete_credential(
 ) -> ApiResult<StatusCode> {
     let user = user_must_exist(&state, &owner, &id).await?;
     let unsubscribe = Unsubscribe::prepare(&state, &user).await;
-    if state.store.delete_credential(&owner.id, &user).await? {
+    if let Some(subscriptions) = state.store.delete_credential(&owner.id, &user).await? {
         if let Some(u) = unsubscribe {
-            u.spawn();
+            u.spawn(subscriptions);
         }
         Ok(StatusCode::NO_CONTENT)
     } else {

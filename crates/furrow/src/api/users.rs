@@ -311,9 +311,9 @@ async fn replace(
     state.store.update_user(&owner.id, &id, &write).await?;
     if reference.is_none() {
         let unsubscribe = Unsubscribe::prepare(&state, &id).await;
-        if state.store.delete_credential(&owner.id, &id).await? {
+        if let Some(subscriptions) = state.store.delete_credential(&owner.id, &id).await? {
             if let Some(u) = unsubscribe {
-                u.spawn();
+                u.spawn(subscriptions);
             }
         }
     }
@@ -331,9 +331,9 @@ async fn remove(
 ) -> ApiResult<StatusCode> {
     let id = parse_id(&id, "Leaf user")?;
     let unsubscribe = Unsubscribe::prepare(&state, &id).await;
-    if state.store.delete_user(&owner.id, &id).await? {
+    if let Some(subscriptions) = state.store.delete_user(&owner.id, &id).await? {
         if let Some(u) = unsubscribe {
-            u.spawn();
+            u.spawn(subscriptions);
         }
         Ok(StatusCode::NO_CONTENT)
     } else {

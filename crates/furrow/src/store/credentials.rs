@@ -163,14 +163,15 @@ fn credential_from_row(r: &AnyRow) -> StoreResult<CredentialRecord> {
 
 impl Store {
     /// Stores a credential for a user, replacing (and so deleting the events and jobs of) any
-    /// previous one, and schedules its maintenance job — all in one transaction.
+    /// previous one, and schedules its maintenance job — all in one transaction. Returns the
+    /// URIs of the replaced credential's event subscriptions, to remove on John Deere.
     pub async fn replace_credential(
         &self,
         credential: &CredentialRecord,
         events: &[NewEvent],
         next_run_ms: i64,
         alerts: &[(String, String)],
-    ) -> StoreResult<()> {
+    ) -> StoreResult<Vec<String>> {
         self.credentials.forget_user(&credential.leaf_user_id);
         let replaced = super::retry_conflicts(|| {
             self.replace_credential_once(credential, events, next_run_ms, alerts)
@@ -187,8 +188,14 @@ impl Store {
         events: &[NewEvent],
         next_run_ms: i64,
         alerts: &[(String, String)],
-    ) -> StoreResult<()> {
-        let mut tx = self.pool().begin().await?;
+    ) -> StoreResult<Vec<String>> {
+        let mut tx = self.begin_write().await?;
+        let subscriptions = super::webhooks::take_subscriptions_in(
+            &mut tx,
+            self.backend(),
+            &credential.leaf_user_id,
+        )
+        .await?;
         sqlx::query("DELETE FROM jd_credentials WHERE leaf_user_id = $1")
             .bind(&credential.leaf_user_id)
             .execute(&mut *tx)
@@ -232,7 +239,20 @@ impl Store {
         }
         super::alerts::queue_in(&mut tx, alerts).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(subscriptions)
+    }
+
+    /// The credential of a Leaf user the caller has checked the owner of.
+    pub async fn credential_of(&self, user: &str) -> StoreResult<Option<CredentialRecord>> {
+        let id: Option<String> =
+            sqlx::query_scalar("SELECT id FROM jd_credentials WHERE leaf_user_id = $1")
+                .bind(user)
+                .fetch_optional(self.pool())
+                .await?;
+        match id {
+            Some(id) => self.credential(&id).await,
+            None => Ok(None),
+        }
     }
 
     /// The credential of an owner's Leaf user.
@@ -279,8 +299,13 @@ impl Store {
         rows.iter().map(credential_from_row).collect()
     }
 
-    /// Deletes an owner's user's credential with its events and jobs.
-    pub async fn delete_credential(&self, owner: &str, user: &str) -> StoreResult<bool> {
+    /// Deletes an owner's user's credential with its events and jobs. Returns the URIs of its
+    /// event subscriptions (to remove on John Deere), or `None` when there was no credential.
+    pub async fn delete_credential(
+        &self,
+        owner: &str,
+        user: &str,
+    ) -> StoreResult<Option<Vec<String>>> {
         self.credentials.forget_user(user);
         let deleted = super::retry_conflicts(|| self.delete_credential_once(owner, user)).await;
         // Again once deleted (see set_status).
@@ -288,16 +313,23 @@ impl Store {
         deleted
     }
 
-    async fn delete_credential_once(&self, owner: &str, user: &str) -> StoreResult<bool> {
-        let r = sqlx::query(
-            "DELETE FROM jd_credentials WHERE leaf_user_id = $1 \
-             AND leaf_user_id IN (SELECT id FROM leaf_users WHERE owner_id = $2)",
-        )
-        .bind(user)
-        .bind(owner)
-        .execute(self.pool())
-        .await?;
-        Ok(r.rows_affected() == 1)
+    async fn delete_credential_once(
+        &self,
+        owner: &str,
+        user: &str,
+    ) -> StoreResult<Option<Vec<String>>> {
+        let mut tx = self.begin_write().await?;
+        if !super::users::owns_in(&mut tx, owner, user).await? {
+            return Ok(None);
+        }
+        let subscriptions =
+            super::webhooks::take_subscriptions_in(&mut tx, self.backend(), user).await?;
+        let r = sqlx::query("DELETE FROM jd_credentials WHERE leaf_user_id = $1")
+            .bind(user)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok((r.rows_affected() == 1).then_some(subscriptions))
     }
 
     /// Stores a token response — the new access token and, when present, the new refresh

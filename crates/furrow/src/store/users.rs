@@ -119,7 +119,9 @@ impl Store {
     }
 
     /// Deletes the user; its credentials, events and jobs go with it (foreign keys cascade).
-    pub async fn delete_user(&self, owner: &str, id: &str) -> StoreResult<bool> {
+    /// Returns the URIs of the user's credential's event subscriptions (to remove on John
+    /// Deere), or `None` when the owner has no such user.
+    pub async fn delete_user(&self, owner: &str, id: &str) -> StoreResult<Option<Vec<String>>> {
         self.credentials.forget_user(id);
         let deleted = super::retry_conflicts(|| self.delete_user_once(owner, id)).await;
         // Again once deleted: a read meanwhile may have cached the credential.
@@ -127,8 +129,13 @@ impl Store {
         deleted
     }
 
-    async fn delete_user_once(&self, owner: &str, id: &str) -> StoreResult<bool> {
-        let mut tx = self.pool().begin().await?;
+    async fn delete_user_once(&self, owner: &str, id: &str) -> StoreResult<Option<Vec<String>>> {
+        let mut tx = self.begin_write().await?;
+        if !owns_in(&mut tx, owner, id).await? {
+            return Ok(None);
+        }
+        let subscriptions =
+            super::webhooks::take_subscriptions_in(&mut tx, self.backend(), id).await?;
         let r = sqlx::query("DELETE FROM leaf_users WHERE id = $1 AND owner_id = $2")
             .bind(id)
             .bind(owner)
@@ -140,7 +147,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(r.rows_affected() == 1)
+        Ok((r.rows_affected() == 1).then_some(subscriptions))
     }
 
     /// A page of the owner's users, oldest first, and the total count.
@@ -171,4 +178,19 @@ impl Store {
         let users = rows.iter().map(user_from_row).collect::<StoreResult<_>>()?;
         Ok((users, total))
     }
+}
+
+/// Whether `owner` has the user `user`, read on `conn` (inside the caller's transaction).
+pub(crate) async fn owns_in(
+    conn: &mut sqlx::AnyConnection,
+    owner: &str,
+    user: &str,
+) -> StoreResult<bool> {
+    let found: Option<String> =
+        sqlx::query_scalar("SELECT id FROM leaf_users WHERE id = $1 AND owner_id = $2")
+            .bind(user)
+            .bind(owner)
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(found.is_some())
 }

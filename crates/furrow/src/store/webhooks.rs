@@ -100,8 +100,18 @@ impl Store {
         .bind(&s.token_sha256)
         .bind(&s.created_at)
         .execute(self.pool())
-        .await?;
-        Ok(r.rows_affected() == 1)
+        .await;
+        match r {
+            Ok(r) => Ok(r.rows_affected() == 1),
+            // PostgreSQL: the credentials were deleted between the check and the foreign key's
+            // (the deletion held them locked): gone all the same.
+            Err(sqlx::Error::Database(e))
+                if e.kind() == sqlx::error::ErrorKind::ForeignKeyViolation =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     pub async fn subscriptions(&self, credential_id: &str) -> StoreResult<Vec<SubscriptionRecord>> {
@@ -110,18 +120,6 @@ impl Store {
              ORDER BY provider_org_id, event_type"
         ))
         .bind(credential_id)
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter().map(subscription_from).collect()
-    }
-
-    /// The subscriptions of a Leaf user's credential (read before it is deleted or replaced).
-    pub async fn subscriptions_of_user(&self, user: &str) -> StoreResult<Vec<SubscriptionRecord>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {SUBSCRIPTION_COLUMNS} FROM deere_subscriptions WHERE credential_id IN \
-             (SELECT id FROM jd_credentials WHERE leaf_user_id = $1)"
-        ))
-        .bind(user)
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(subscription_from).collect()
@@ -256,4 +254,34 @@ impl Store {
             .await?;
         Ok(row.try_get("n")?)
     }
+}
+
+/// Deletes the subscription records of `user`'s credentials inside `conn`'s transaction (one
+/// that deletes or replaces those credentials) and returns their URIs, to be removed on John
+/// Deere. On PostgreSQL the credentials are locked first (SQLite's write transaction holds the
+/// whole database): a sync subscribing meanwhile either committed first, and its subscription
+/// is among those returned, or finds the credentials gone and removes its subscription itself.
+/// Read before the transaction instead, a subscription created in between went with the
+/// credentials' rows and stayed on John Deere.
+pub(crate) async fn take_subscriptions_in(
+    conn: &mut sqlx::AnyConnection,
+    backend: super::Backend,
+    user: &str,
+) -> StoreResult<Vec<String>> {
+    if backend == super::Backend::Postgres {
+        sqlx::query("SELECT id FROM jd_credentials WHERE leaf_user_id = $1 FOR UPDATE")
+            .bind(user)
+            .fetch_all(&mut *conn)
+            .await?;
+    }
+    let rows = sqlx::query(
+        "DELETE FROM deere_subscriptions WHERE credential_id IN \
+         (SELECT id FROM jd_credentials WHERE leaf_user_id = $1) RETURNING subscription_uri",
+    )
+    .bind(user)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|r| Ok(r.try_get("subscription_uri")?))
+        .collect()
 }

@@ -309,13 +309,13 @@ pub async fn store_new(
     } else {
         Vec::new()
     };
-    state
+    let replaced_subscriptions = state
         .store
         .replace_credential(&record, &events, next_run, &alerts)
         .await?;
     // The replaced credentials' subscriptions go; the new ones subscribe at their first sync.
     if let Some(u) = unsubscribe {
-        u.spawn();
+        u.spawn(replaced_subscriptions);
     }
 
     if let Some(tokens) = tokens {

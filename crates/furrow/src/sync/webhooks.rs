@@ -496,36 +496,34 @@ impl Run<'_> {
     }
 }
 
-/// A Leaf user's subscriptions, to remove from John Deere once its credentials are gone (read
-/// before they are deleted, removed after, in the background).
+/// What removing a Leaf user's subscriptions from John Deere takes once its credentials are
+/// gone: the credentials' token, read before they are deleted. Which subscriptions comes from
+/// the deletion itself (`Store::delete_credential` and the like), so that one created while
+/// the deletion ran is not missed.
 pub struct Unsubscribe {
     api: ApiClient,
     token: AccessToken,
-    uris: Vec<String>,
 }
 
 impl Unsubscribe {
     pub async fn prepare(state: &AppState, user: &str) -> Option<Self> {
-        let subscriptions = state.store.subscriptions_of_user(user).await.ok()?;
-        let first = subscriptions.first()?;
-        let cred = state.store.credential(&first.credential_id).await.ok()??;
+        let cred = state.store.credential_of(user).await.ok()??;
         let auth = Authorized::open(state, &cred).ok()??;
         Some(Self {
             api: auth.api().clone(),
             token: auth.token,
-            uris: subscriptions
-                .into_iter()
-                .map(|s| s.subscription_uri)
-                .collect(),
         })
     }
 
     /// Removes the subscriptions without holding up the caller. One that cannot be removed
     /// (John Deere down, token revoked) delivers to furrow in vain: its token is no longer
     /// known, so its deliveries are refused with 401.
-    pub fn spawn(self) {
+    pub fn spawn(self, uris: Vec<String>) {
+        if uris.is_empty() {
+            return;
+        }
         tokio::spawn(async move {
-            for uri in &self.uris {
+            for uri in &uris {
                 if let Err(e) = remove_on_deere(&self.api, &self.token, uri).await {
                     tracing::info!(error = %e, "event subscription not removed from John Deere");
                 }
