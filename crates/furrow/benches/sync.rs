@@ -133,8 +133,9 @@ fn time_per_request(scrape: &str) -> String {
         format!("{:.1} ms over {count}", 1000.0 * sum / count.max(1.0))
     };
     format!(
-        "waiting for the rate budget {}, for the database's write lock {}, John Deere's answers {}, sync parts {}",
+        "waiting for the rate budget {} (its draws from the database {}), for the database's write lock {}, John Deere's answers {}, sync parts {}",
         mean("furrow_rate_budget_wait_seconds"),
+        mean("furrow_rate_budget_draw_seconds"),
         mean("furrow_db_write_wait_seconds"),
         mean("deere_client_request_duration_seconds"),
         mean("furrow_sync_part_duration_seconds"),

@@ -335,10 +335,14 @@ impl ClientBudget {
     /// Reserves up to a batch of requests from the shared budget.
     async fn draw(self: Arc<Self>) -> Draw {
         let refusals_seen = self.refusals.load(Ordering::Acquire);
+        let started = Instant::now();
         let drawn = self
             .store
             .draw_rate_budget(&self.client_key, self.ceiling, self.ceiling.draw_limit())
             .await;
+        // A draw that takes longer than the reserve lasts holds the requests back.
+        metrics::histogram!("furrow_rate_budget_draw_seconds")
+            .record(started.elapsed().as_secs_f64());
         Draw {
             drawn,
             refusals_seen,
