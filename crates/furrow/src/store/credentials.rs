@@ -244,15 +244,13 @@ impl Store {
 
     /// The credential of a Leaf user the caller has checked the owner of.
     pub async fn credential_of(&self, user: &str) -> StoreResult<Option<CredentialRecord>> {
-        let id: Option<String> =
-            sqlx::query_scalar("SELECT id FROM jd_credentials WHERE leaf_user_id = $1")
-                .bind(user)
-                .fetch_optional(self.pool())
-                .await?;
-        match id {
-            Some(id) => self.credential(&id).await,
-            None => Ok(None),
-        }
+        let row = sqlx::query(&format!(
+            "SELECT {CREDENTIAL_COLUMNS} FROM jd_credentials c WHERE c.leaf_user_id = $1"
+        ))
+        .bind(user)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(credential_from_row).transpose()
     }
 
     /// The credential of an owner's Leaf user.
