@@ -240,23 +240,36 @@ impl ChangeAlerts {
 }
 
 /// Queues deliveries (due now) on `conn`: inside the caller's transaction, an alert is stored
-/// if and only if the change it reports is.
-pub(crate) async fn queue_in(
+/// if and only if the change it reports is. A few hundred go in one statement: on SQLite the
+/// one write lock is held from statement to statement, so each statement saved is time every
+/// other writer would have waited.
+pub(crate) async fn queue_in<'a>(
     conn: &mut sqlx::AnyConnection,
-    deliveries: &[(String, String)],
+    deliveries: impl IntoIterator<Item = &'a (String, String)>,
 ) -> StoreResult<()> {
-    for (webhook_id, body) in deliveries {
-        sqlx::query(
-            "INSERT INTO alert_deliveries (id, webhook_id, body, attempts, next_attempt_ms, state, created_at) \
-             VALUES ($1, $2, $3, 0, $4, 'pending', $5)",
-        )
-        .bind(uuid::Uuid::new_v4().to_string())
-        .bind(webhook_id)
-        .bind(body)
-        .bind(now_ms())
-        .bind(leaf_time_now())
-        .execute(&mut *conn)
-        .await?;
+    let deliveries: Vec<&(String, String)> = deliveries.into_iter().collect();
+    let (now, created_at) = (now_ms(), leaf_time_now());
+    for chunk in deliveries.chunks(super::MAX_BOUND / 5) {
+        let sql = super::positional(
+            conn,
+            &format!(
+                "INSERT INTO alert_deliveries (id, webhook_id, body, attempts, next_attempt_ms, state, created_at) VALUES {}",
+                super::value_rows(chunk.len(), 5, |p| format!(
+                    "{}, {}, {}, 0, {}, 'pending', {}",
+                    p[0], p[1], p[2], p[3], p[4]
+                ))
+            ),
+        );
+        let mut query = sqlx::query(&sql);
+        for (webhook_id, body) in chunk {
+            query = query
+                .bind(uuid::Uuid::new_v4().to_string())
+                .bind(webhook_id)
+                .bind(body)
+                .bind(now)
+                .bind(created_at.clone());
+        }
+        query.execute(&mut *conn).await?;
     }
     Ok(())
 }

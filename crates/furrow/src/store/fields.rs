@@ -267,37 +267,72 @@ impl Store {
             return Ok(());
         }
         let now = leaf_time_now();
+        // One row per grower and per farm, the last read: PostgreSQL refuses to upsert a row
+        // twice in one statement.
+        let growers: std::collections::BTreeMap<i64, (&str, &str)> = write
+            .growers
+            .iter()
+            .map(|&(provider_id, name)| {
+                (
+                    stable_int_id(user, "grower", provider_id),
+                    (provider_id, name),
+                )
+            })
+            .collect();
+        let farms: std::collections::BTreeMap<i64, (&str, &str, Option<&str>)> = write
+            .farms
+            .iter()
+            .map(|&(provider_id, name, grower)| {
+                (
+                    stable_int_id(user, "farm", provider_id),
+                    (provider_id, name, grower),
+                )
+            })
+            .collect();
         let mut tx = self.begin_write().await?;
-        for (provider_id, name) in &write.growers {
-            sqlx::query(
+        let growers: Vec<_> = growers.into_iter().collect();
+        for chunk in growers.chunks(super::MAX_BOUND / 7) {
+            let sql = super::positional(&tx, &format!(
                 "INSERT INTO growers (id, leaf_user_id, organization_id, provider_grower_id, name, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (id) DO UPDATE SET name = $5, updated_at = $6 \
-                 WHERE growers.name <> $5",
-            )
-            .bind(stable_int_id(user, "grower", provider_id))
-            .bind(user)
-            .bind(org)
-            .bind(*provider_id)
-            .bind(*name)
-            .bind(&now)
-            .execute(&mut *tx)
-            .await?;
+                 VALUES {} ON CONFLICT (id) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at \
+                 WHERE growers.name <> excluded.name",
+                super::value_rows(chunk.len(), 7, |p| p.join(", "))
+            ));
+            let mut query = sqlx::query(&sql);
+            for (id, (provider_id, name)) in chunk {
+                query = query
+                    .bind(*id)
+                    .bind(user)
+                    .bind(org)
+                    .bind(*provider_id)
+                    .bind(*name)
+                    .bind(&now)
+                    .bind(&now);
+            }
+            query.execute(&mut *tx).await?;
         }
-        for (provider_id, name, provider_grower_id) in &write.farms {
-            sqlx::query(
+        let farms: Vec<_> = farms.into_iter().collect();
+        for chunk in farms.chunks(super::MAX_BOUND / 8) {
+            let sql = super::positional(&tx, &format!(
                 "INSERT INTO farms (id, leaf_user_id, organization_id, provider_farm_id, name, provider_grower_id, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (id) DO UPDATE SET name = $5, provider_grower_id = $6, updated_at = $7 \
-                 WHERE farms.name <> $5 OR COALESCE(farms.provider_grower_id, '') <> COALESCE($6, '')",
-            )
-            .bind(stable_int_id(user, "farm", provider_id))
-            .bind(user)
-            .bind(org)
-            .bind(*provider_id)
-            .bind(*name)
-            .bind(provider_grower_id.map(str::to_string))
-            .bind(&now)
-            .execute(&mut *tx)
-            .await?;
+                 VALUES {} ON CONFLICT (id) DO UPDATE SET name = excluded.name, provider_grower_id = excluded.provider_grower_id, \
+                 updated_at = excluded.updated_at \
+                 WHERE farms.name <> excluded.name OR COALESCE(farms.provider_grower_id, '') <> COALESCE(excluded.provider_grower_id, '')",
+                super::value_rows(chunk.len(), 8, |p| p.join(", "))
+            ));
+            let mut query = sqlx::query(&sql);
+            for (id, (provider_id, name, grower)) in chunk {
+                query = query
+                    .bind(*id)
+                    .bind(user)
+                    .bind(org)
+                    .bind(*provider_id)
+                    .bind(*name)
+                    .bind(grower.map(str::to_string))
+                    .bind(&now)
+                    .bind(&now);
+            }
+            query.execute(&mut *tx).await?;
         }
         put_signatures_in(&mut tx, credential_id, &write.signatures).await?;
         tx.commit().await?;
@@ -315,43 +350,71 @@ impl Store {
     ) -> StoreResult<Vec<(String, Change, String)>> {
         let mut tx = self.begin_write().await?;
         let existing = field_ids_for_upsert_in(&mut tx, fields).await?;
+        let ids: Vec<String> = fields
+            .iter()
+            .zip(&existing)
+            .map(|(field, existing)| {
+                existing
+                    .clone()
+                    .unwrap_or_else(|| stable_uuid(&[field.user, "field", field.provider_id]))
+            })
+            .collect();
+        // One row per field, the last read: PostgreSQL refuses to upsert a row twice in one
+        // statement.
+        let last: std::collections::HashMap<&str, usize> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.as_str(), i))
+            .collect();
+        let latest: Vec<usize> = (0..ids.len())
+            .filter(|&i| last[ids[i].as_str()] == i)
+            .collect();
+        let rows: Vec<(&str, &FieldWrite<'_>)> = latest
+            .iter()
+            .map(|&i| (ids[i].as_str(), &fields[i]))
+            .collect();
         let now = leaf_time_now();
-        let mut written = Vec::with_capacity(fields.len());
-        for (field, existing) in fields.iter().zip(existing) {
-            let existed = existing.is_some();
-            let id =
-                existing.unwrap_or_else(|| stable_uuid(&[field.user, "field", field.provider_id]));
-            let r = sqlx::query(
-                "INSERT INTO fields (id, leaf_user_id, organization_id, provider_field_id, name, provider_farm_id, deleted_on_provider, created_at, updated_at, operations_uri, sync_state, boundaries_uri) \
-                 VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7, $8, $9, $10) ON CONFLICT (id) DO UPDATE SET name = $5, provider_farm_id = $6, \
-                 deleted_on_provider = 0, updated_at = $7, operations_uri = $8, provider_field_id = $4 \
-                 WHERE fields.name <> $5 OR COALESCE(fields.provider_farm_id, '') <> COALESCE($6, '') OR fields.deleted_on_provider <> 0 \
-                 OR COALESCE(fields.operations_uri, '') <> COALESCE($8, '') OR fields.provider_field_id <> $4",
-            )
-            .bind(&id)
-            .bind(field.user)
-            .bind(field.org)
-            .bind(field.provider_id)
-            .bind(field.name)
-            .bind(field.provider_farm_id.map(str::to_string))
-            .bind(now.clone())
-            .bind(field.operations_uri.map(str::to_string))
-            .bind(if field.preview { "PREVIEW" } else { "PROCESSED" })
-            .bind(field.boundaries_uri.map(str::to_string))
-            .execute(&mut *tx)
-            .await?;
-            // The link is bookkeeping, not a change of the field: no alert, no updatedTime.
-            sqlx::query(
-                "UPDATE fields SET boundaries_uri = $1 WHERE id = $2 AND COALESCE(boundaries_uri, '') <> COALESCE($1, '')",
-            )
-            .bind(field.boundaries_uri.map(str::to_string))
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
-            let change = Change::of_upsert(existed, r.rows_affected());
-            super::alerts::queue_in(&mut tx, alerts(&id).for_change(change)).await?;
-            written.push((id, change));
+        let mut changed = std::collections::HashSet::new();
+        for chunk in rows.chunks(super::MAX_BOUND / FIELD_UPSERT_WIDTH) {
+            changed.extend(upsert_fields_in(&mut tx, chunk, &now).await?);
         }
+        // The boundaries link is bookkeeping, not a change of the field: no alert, no
+        // updatedTime. (A new field was inserted with it.)
+        let links: Vec<(&str, Option<&str>)> = latest
+            .iter()
+            .filter(|&&i| existing[i].is_some())
+            .map(|&i| (ids[i].as_str(), fields[i].boundaries_uri))
+            .collect();
+        for chunk in links.chunks(super::MAX_BOUND / 2) {
+            let sql = super::positional(&tx, &format!(
+                "WITH v (id, uri) AS (VALUES {}) UPDATE fields SET boundaries_uri = v.uri FROM v \
+                 WHERE fields.id = v.id AND COALESCE(fields.boundaries_uri, '') <> COALESCE(v.uri, '')",
+                super::value_rows(chunk.len(), 2, |p| p.join(", "))
+            ));
+            let mut query = sqlx::query(&sql);
+            for (id, uri) in chunk {
+                query = query.bind(*id).bind(uri.map(str::to_string));
+            }
+            query.execute(&mut *tx).await?;
+        }
+        let written: Vec<(String, Change)> = ids
+            .into_iter()
+            .zip(&existing)
+            .map(|(id, existing)| {
+                let change =
+                    Change::of_upsert(existing.is_some(), u64::from(changed.contains(&id)));
+                (id, change)
+            })
+            .collect();
+        // A field read twice in one write alerts once.
+        let alerts: Vec<(super::ChangeAlerts, Change)> = latest
+            .iter()
+            .map(|&i| (alerts(&written[i].0), written[i].1))
+            .collect();
+        let deliveries = alerts
+            .iter()
+            .flat_map(|(alerts, change)| alerts.for_change(*change));
+        super::alerts::queue_in(&mut tx, deliveries).await?;
         let ids: Vec<&str> = written.iter().map(|(id, _)| id.as_str()).collect();
         let sql = "SELECT id, sync_state FROM fields WHERE id IN ({list})";
         let mut states = std::collections::HashMap::new();
@@ -672,6 +735,7 @@ impl Store {
         write: &BoundariesWrite,
     ) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
+        let mut inserts = Vec::new();
         for change in &write.changes {
             match change {
                 BoundaryChange::Adopt {
@@ -702,26 +766,8 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
                 }
-                BoundaryChange::Insert { record: b, alerts } => {
-                    let r = sqlx::query(&format!(
-                        "INSERT INTO boundaries ({BOUNDARY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING"
-                    ))
-                    .bind(&b.id)
-                    .bind(&b.field_id)
-                    .bind(&b.provider_boundary_id)
-                    .bind(&b.status)
-                    .bind(&b.provider_status)
-                    .bind(&b.geometry)
-                    .bind(&b.geometry_hash)
-                    .bind(b.area_ha)
-                    .bind(&b.created_at)
-                    .bind(&b.updated_at)
-                    .execute(&mut *tx)
-                    .await?;
-                    if r.rows_affected() == 1 {
-                        super::alerts::queue_in(&mut tx, alerts).await?;
-                    }
-                }
+                // Inserted together below: new rows, which no other change touches.
+                BoundaryChange::Insert { record, alerts } => inserts.push((record, alerts)),
                 BoundaryChange::Outdate { ids, alerts } => {
                     let mut changed = false;
                     for id in ids {
@@ -741,11 +787,46 @@ impl Store {
                 }
             }
         }
-        for field_id in &write.processed {
-            sqlx::query("UPDATE fields SET sync_state = 'PROCESSED' WHERE id = $1")
-                .bind(field_id)
-                .execute(&mut *tx)
-                .await?;
+        let mut inserted = std::collections::HashSet::new();
+        for chunk in inserts.chunks(super::MAX_BOUND / 10) {
+            let sql = super::positional(&tx, &format!(
+                "INSERT INTO boundaries ({BOUNDARY_COLUMNS}) VALUES {} ON CONFLICT (id) DO NOTHING RETURNING id",
+                super::value_rows(chunk.len(), 10, |p| p.join(", "))
+            ));
+            let mut query = sqlx::query(&sql);
+            for (b, _) in chunk {
+                query = query
+                    .bind(&b.id)
+                    .bind(&b.field_id)
+                    .bind(&b.provider_boundary_id)
+                    .bind(&b.status)
+                    .bind(&b.provider_status)
+                    .bind(&b.geometry)
+                    .bind(&b.geometry_hash)
+                    .bind(b.area_ha)
+                    .bind(&b.created_at)
+                    .bind(&b.updated_at);
+            }
+            for row in query.fetch_all(&mut *tx).await? {
+                inserted.insert(row.try_get::<String, _>("id")?);
+            }
+        }
+        let alerts = inserts
+            .iter()
+            .filter(|(b, _)| inserted.contains(&b.id))
+            .flat_map(|(_, alerts)| alerts.iter());
+        super::alerts::queue_in(&mut tx, alerts).await?;
+        let processed: Vec<&str> = write.processed.iter().map(String::as_str).collect();
+        for chunk in processed.chunks(super::MAX_BOUND) {
+            let sql = super::positional(&tx, &format!(
+                "UPDATE fields SET sync_state = 'PROCESSED' WHERE id IN ({}) AND sync_state <> 'PROCESSED'",
+                super::placeholders(1, chunk.len())
+            ));
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            query.execute(&mut *tx).await?;
         }
         put_signatures_in(&mut tx, credential_id, &write.signatures).await?;
         tx.commit().await?;
@@ -988,10 +1069,13 @@ pub(crate) async fn put_signatures_in(
         signatures.iter().map(|(url, sig)| (url, sig)).collect();
     let signatures: Vec<(&String, &String)> = latest.into_iter().collect();
     for chunk in signatures.chunks(super::MAX_BOUND / 3) {
-        let sql = format!(
-            "INSERT INTO deere_signatures (credential_id, url, signature) VALUES {} \
+        let sql = super::positional(
+            conn,
+            &format!(
+                "INSERT INTO deere_signatures (credential_id, url, signature) VALUES {} \
              ON CONFLICT (credential_id, url) DO UPDATE SET signature = excluded.signature",
-            super::value_rows(chunk.len(), 3, |p| p.join(", "))
+                super::value_rows(chunk.len(), 3, |p| p.join(", "))
+            ),
         );
         let mut query = sqlx::query(&sql);
         for (url, signature) in chunk {
@@ -1000,6 +1084,57 @@ pub(crate) async fn put_signatures_in(
         query.execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+/// Values bound per field in a multi-row upsert.
+const FIELD_UPSERT_WIDTH: usize = 11;
+
+/// Upserts fields `(furrow id, field)` in one statement (a field whose name, farm, operations
+/// link and John Deere id are as stored, and not deleted, is left alone); returns the ids of
+/// those inserted or changed.
+async fn upsert_fields_in(
+    conn: &mut sqlx::AnyConnection,
+    fields: &[(&str, &FieldWrite<'_>)],
+    now: &str,
+) -> StoreResult<Vec<String>> {
+    let sql = super::positional(conn, &format!(
+        "INSERT INTO fields (id, leaf_user_id, organization_id, provider_field_id, name, provider_farm_id, deleted_on_provider, \
+         created_at, updated_at, operations_uri, sync_state, boundaries_uri) VALUES {} \
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name, provider_farm_id = excluded.provider_farm_id, \
+         deleted_on_provider = 0, updated_at = excluded.updated_at, operations_uri = excluded.operations_uri, \
+         provider_field_id = excluded.provider_field_id \
+         WHERE fields.name <> excluded.name OR COALESCE(fields.provider_farm_id, '') <> COALESCE(excluded.provider_farm_id, '') \
+         OR fields.deleted_on_provider <> 0 OR COALESCE(fields.operations_uri, '') <> COALESCE(excluded.operations_uri, '') \
+         OR fields.provider_field_id <> excluded.provider_field_id \
+         RETURNING id",
+        // Not deleted; updated when created.
+        super::value_rows(fields.len(), FIELD_UPSERT_WIDTH, |p| format!(
+            "{}, 0, {}",
+            p[..6].join(", "),
+            p[6..].join(", ")
+        ))
+    ));
+    let mut query = sqlx::query(&sql);
+    for (id, field) in fields {
+        query = query
+            .bind(*id)
+            .bind(field.user)
+            .bind(field.org)
+            .bind(field.provider_id)
+            .bind(field.name)
+            .bind(field.provider_farm_id.map(str::to_string))
+            .bind(now.to_string())
+            .bind(now.to_string())
+            .bind(field.operations_uri.map(str::to_string))
+            .bind(if field.preview {
+                "PREVIEW"
+            } else {
+                "PROCESSED"
+            })
+            .bind(field.boundaries_uri.map(str::to_string));
+    }
+    let rows = query.fetch_all(&mut *conn).await?;
+    rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
 }
 
 /// The fields John Deere's fields are read into, in order: the one with its id, or else the

@@ -84,34 +84,51 @@ impl Store {
             return Ok(());
         }
         let now = leaf_time_now();
+        // One row per file, the last read: PostgreSQL refuses to upsert a row twice in one
+        // statement.
+        let mut seen = std::collections::HashSet::new();
+        let mut latest: Vec<&FileRecord> = files
+            .iter()
+            .rev()
+            .map(|(f, _)| f)
+            .filter(|f| seen.insert(f.id.as_str()))
+            .collect();
+        latest.reverse();
         let mut tx = self.begin_write().await?;
-        for (f, alerts) in files {
-            sqlx::query(
+        for chunk in latest.chunks(super::MAX_BOUND / 15) {
+            let sql = super::positional(&tx, &format!(
                 "INSERT INTO machine_files (id, leaf_user_id, organization_id, provider_file_id, name, file_type, size_bytes, \
                  provider_created_time, provider_modified_time, created_ms, status, sha256, storage_key, deleted_on_provider, \
-                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0, $14, $14) \
-                 ON CONFLICT (id) DO UPDATE SET name = $5, file_type = $6, size_bytes = $7, provider_created_time = $8, \
-                 provider_modified_time = $9, created_ms = $10, status = $11, sha256 = $12, storage_key = $13, \
-                 deleted_on_provider = 0, updated_at = $14",
-            )
-            .bind(&f.id)
-            .bind(&f.leaf_user_id)
-            .bind(&f.organization_id)
-            .bind(&f.provider_file_id)
-            .bind(&f.name)
-            .bind(f.file_type.clone())
-            .bind(f.size_bytes)
-            .bind(f.provider_created_time.clone())
-            .bind(f.provider_modified_time.clone())
-            .bind(f.created_ms)
-            .bind(&f.status)
-            .bind(f.sha256.clone())
-            .bind(f.storage_key.clone())
-            .bind(&now)
-            .execute(&mut *tx)
-            .await?;
-            super::alerts::queue_in(&mut tx, alerts).await?;
+                 created_at, updated_at) VALUES {} \
+                 ON CONFLICT (id) DO UPDATE SET name = excluded.name, file_type = excluded.file_type, size_bytes = excluded.size_bytes, \
+                 provider_created_time = excluded.provider_created_time, provider_modified_time = excluded.provider_modified_time, \
+                 created_ms = excluded.created_ms, status = excluded.status, sha256 = excluded.sha256, \
+                 storage_key = excluded.storage_key, deleted_on_provider = 0, updated_at = excluded.updated_at",
+                // Not deleted; updated when created.
+                super::value_rows(chunk.len(), 15, |p| format!("{}, 0, {}", p[..13].join(", "), p[13..].join(", ")))
+            ));
+            let mut query = sqlx::query(&sql);
+            for f in chunk {
+                query = query
+                    .bind(&f.id)
+                    .bind(&f.leaf_user_id)
+                    .bind(&f.organization_id)
+                    .bind(&f.provider_file_id)
+                    .bind(&f.name)
+                    .bind(f.file_type.clone())
+                    .bind(f.size_bytes)
+                    .bind(f.provider_created_time.clone())
+                    .bind(f.provider_modified_time.clone())
+                    .bind(f.created_ms)
+                    .bind(&f.status)
+                    .bind(f.sha256.clone())
+                    .bind(f.storage_key.clone())
+                    .bind(&now)
+                    .bind(&now);
+            }
+            query.execute(&mut *tx).await?;
         }
+        super::alerts::queue_in(&mut tx, files.iter().flat_map(|(_, alerts)| alerts)).await?;
         tx.commit().await?;
         Ok(())
     }

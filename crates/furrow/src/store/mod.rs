@@ -530,7 +530,10 @@ pub(crate) async fn fetch_in(
 ) -> StoreResult<Vec<AnyRow>> {
     let mut rows = Vec::new();
     for chunk in list.chunks(MAX_BOUND) {
-        let sql = sql.replace("{list}", &placeholders(leading.len() + 1, chunk.len()));
+        let sql = positional(
+            conn,
+            &sql.replace("{list}", &placeholders(leading.len() + 1, chunk.len())),
+        );
         let mut query = sqlx::query(&sql);
         for value in leading.iter().chain(chunk) {
             query = query.bind(*value);
@@ -541,15 +544,56 @@ pub(crate) async fn fetch_in(
 }
 
 /// `$from, $from+1, …`: `n` placeholders for values bound in order.
-fn placeholders(from: usize, n: usize) -> String {
+pub(crate) fn placeholders(from: usize, n: usize) -> String {
     (from..from + n)
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
         .join(", ")
 }
 
+/// `sql` as it goes to `conn`: on SQLite, numbered placeholders that appear once each and in
+/// order (`$1, $2, …`, as [`value_rows`] and [`fetch_in`] write them) become anonymous ones
+/// (`?`), bound in the same order. sqlx-sqlite finds a numbered placeholder's value by its
+/// name, which SQLite looks up by scanning them all: with the thousand values of a page's
+/// multi-row upsert, that was a seventh of the write connection's time, all of it holding
+/// the one write lock. Any other SQL is left as it is.
+pub(crate) fn positional(conn: &sqlx::AnyConnection, sql: &str) -> String {
+    match conn.backend_name() {
+        "SQLite" => anonymous_placeholders(sql).unwrap_or_else(|| sql.to_string()),
+        _ => sql.to_string(),
+    }
+}
+
+/// `sql` with `$1, $2, …` made `?`, if they appear in that order, once each (outside quotes).
+fn anonymous_placeholders(sql: &str) -> Option<String> {
+    let mut out = String::with_capacity(sql.len());
+    let (mut rest, mut next, mut quoted) = (sql, 1usize, false);
+    while let Some(at) = rest.find(['$', '\'']) {
+        out.push_str(&rest[..at]);
+        let (mark, tail) = rest[at..].split_at(1);
+        let digits = tail.bytes().take_while(u8::is_ascii_digit).count();
+        if mark == "'" {
+            quoted = !quoted;
+        } else if !quoted && digits > 0 {
+            if tail[..digits].parse::<usize>().ok()? != next {
+                return None;
+            }
+            out.push('?');
+            next += 1;
+            rest = &tail[digits..];
+            continue;
+        }
+        out.push_str(mark);
+        rest = tail;
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
 /// `rows` tuples for a multi-row `VALUES`, of `width` placeholders each, numbered on from `$1`;
-/// `shape` writes a tuple's contents from its placeholders (to add constants, or repeat one).
+/// `shape` writes a tuple's contents from its placeholders (to add constants). A value wanted
+/// twice is bound twice: placeholders used once each, in order, go to SQLite as anonymous ones
+/// ([`positional`]).
 pub(crate) fn value_rows(rows: usize, width: usize, shape: impl Fn(&[String]) -> String) -> String {
     (0..rows)
         .map(|r| {
@@ -648,6 +692,66 @@ pub(crate) async fn temp_sqlite_store(name: &str) -> Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn placeholders_used_once_each_in_order_become_anonymous() {
+        assert_eq!(
+            anonymous_placeholders("INSERT INTO t VALUES ($1, 'a$1', 0, $2), ($3, '', $4)")
+                .as_deref(),
+            Some("INSERT INTO t VALUES (?, 'a$1', 0, ?), (?, '', ?)")
+        );
+        assert_eq!(
+            anonymous_placeholders("SELECT x FROM t WHERE id IN ($1, $2) AND y = 'it''s $3'")
+                .as_deref(),
+            Some("SELECT x FROM t WHERE id IN (?, ?) AND y = 'it''s $3'")
+        );
+        // Repeated, out of order, or skipping one: the numbers are needed.
+        for kept in [
+            "UPDATE t SET a = $1 WHERE b = $1",
+            "UPDATE t SET a = $2 WHERE b = $1",
+            "UPDATE t SET a = $1 WHERE b = $3",
+        ] {
+            assert_eq!(anonymous_placeholders(kept), None, "{kept}");
+        }
+    }
+
+    /// A multi-row upsert through [`positional`] binds each value where it was meant to go.
+    #[tokio::test]
+    async fn anonymous_placeholders_bind_in_order_on_sqlite() {
+        let store = temp_sqlite_store("positional").await;
+        let mut conn = store.pool().acquire().await.unwrap();
+        sqlx::query("CREATE TABLE t (a TEXT, b INTEGER, c TEXT)")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        let sql = positional(
+            &conn,
+            &format!(
+                "INSERT INTO t (a, b, c) VALUES {}",
+                value_rows(2, 3, |p| p.join(", "))
+            ),
+        );
+        assert!(!sql.contains('$'), "{sql}");
+        sqlx::query(&sql)
+            .bind("x")
+            .bind(1i64)
+            .bind("y")
+            .bind("z")
+            .bind(2i64)
+            .bind(Option::<String>::None)
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        let rows: Vec<(String, i64, Option<String>)> =
+            sqlx::query_as("SELECT a, b, c FROM t ORDER BY b")
+                .fetch_all(&mut *conn)
+                .await
+                .unwrap();
+        assert_eq!(
+            rows,
+            vec![("x".into(), 1, Some("y".into())), ("z".into(), 2, None)]
+        );
+    }
 
     /// With SQLite's own checkpoints off, what is written reaches the database file only through
     /// the checkpointer.

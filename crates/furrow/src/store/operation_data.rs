@@ -116,7 +116,7 @@ pub(crate) async fn queue_many_in(
     let request_id = crate::request_context::current();
     let (now, time) = (now_ms(), leaf_time_now());
     for chunk in operations.chunks(super::MAX_BOUND / 5) {
-        let sql = format!(
+        let sql = super::positional(conn, &format!(
             "INSERT INTO jobs (id, kind, credential_id, run_at_ms, attempts, request_id, machine_data) VALUES {} \
              ON CONFLICT (kind, credential_id) DO UPDATE SET run_at_ms = excluded.run_at_ms, attempts = 0, \
              woken = 1, request_id = excluded.request_id",
@@ -124,7 +124,7 @@ pub(crate) async fn queue_many_in(
                 "{}, {}, {}, {}, 0, {}, 1",
                 p[0], p[1], p[2], p[3], p[4]
             ))
-        );
+        ));
         let mut jobs = sqlx::query(&sql);
         for (operation_id, _) in chunk {
             jobs = jobs
@@ -145,7 +145,7 @@ pub(crate) async fn queue_many_in(
                 row.try_get::<String, _>("events")?,
             );
         }
-        let sql = format!(
+        let sql = super::positional(conn, &format!(
             "INSERT INTO operation_data (operation_id, leaf_user_id, status, attempts, events, updated_at) VALUES {} \
              ON CONFLICT (operation_id) DO UPDATE SET status = 'QUEUED', attempts = 0, message = NULL, \
              events = excluded.events, updated_at = excluded.updated_at",
@@ -153,7 +153,7 @@ pub(crate) async fn queue_many_in(
                 "{}, {}, 'QUEUED', 0, {}, {}",
                 p[0], p[1], p[2], p[3]
             ))
-        );
+        ));
         let mut states = sqlx::query(&sql);
         for (operation_id, reason) in chunk {
             let before = events.get(*operation_id).map_or("[]", String::as_str);

@@ -128,9 +128,14 @@ impl Store {
                 },
             )
             .collect();
+        let alerts = write
+            .upserts
+            .iter()
+            .zip(&changes)
+            .flat_map(|((_, alerts), change)| alerts.for_change(*change));
+        super::alerts::queue_in(&mut tx, alerts).await?;
         let mut to_process = Vec::new();
-        for ((op, alerts), change) in write.upserts.iter().zip(&changes) {
-            super::alerts::queue_in(&mut tx, alerts.for_change(*change)).await?;
+        for ((op, _), change) in write.upserts.iter().zip(&changes) {
             match change {
                 Change::Created => to_process.push((op.id.as_str(), "queued: new operation")),
                 Change::Updated => to_process.push((
@@ -220,8 +225,8 @@ impl Store {
     }
 }
 
-/// Values bound per operation in a multi-row upsert.
-const UPSERT_WIDTH: usize = 14;
+/// Values bound per operation in a multi-row upsert (the time twice: each placeholder once).
+const UPSERT_WIDTH: usize = 15;
 
 /// Upserts operations in one statement; returns the ids of those inserted or changed.
 async fn upsert_in(
@@ -231,7 +236,7 @@ async fn upsert_in(
     if ops.is_empty() {
         return Ok(Vec::new());
     }
-    let sql = format!(
+    let sql = super::positional(conn, &format!(
         "INSERT INTO operations (id, leaf_user_id, field_id, provider_operation_id, operation_type, crop_season, \
          start_time, end_time, start_ms, end_ms, data, data_hash, provider_modified_ms, created_at, \
          deleted_on_provider, updated_at) \
@@ -248,10 +253,10 @@ async fn upsert_in(
         // Not deleted; updated when created.
         super::value_rows(ops.len(), UPSERT_WIDTH, |p| format!(
             "{}, 0, {}",
-            p.join(", "),
+            p[..UPSERT_WIDTH - 1].join(", "),
             p[UPSERT_WIDTH - 1]
         ))
-    );
+    ));
     let now = leaf_time_now();
     let mut query = sqlx::query(&sql);
     for op in ops {
@@ -269,6 +274,7 @@ async fn upsert_in(
             .bind(&op.data)
             .bind(&op.data_hash)
             .bind(op.provider_modified_ms)
+            .bind(now.clone())
             .bind(now.clone());
     }
     let rows = query.fetch_all(&mut *conn).await?;
