@@ -68,13 +68,14 @@ impl Store {
                      SELECT t.id FROM ( \
                        SELECT c.*, ROW_NUMBER() OVER (PARTITION BY c.credential_id, c.is_part \
                                                       ORDER BY c.later_part, c.run_at_ms, c.id) AS nth FROM ( \
-                         SELECT d.id, d.credential_id, d.run_at_ms, load.parts_running, load.running, load.jobs, \
+                         SELECT d.id, d.credential_id, d.run_at_ms, load.parts_running, load.jobs, \
+                                CASE WHEN d.kind LIKE 'part:%' THEN load.parts_running ELSE load.running END AS running, \
                                 CASE WHEN d.kind LIKE 'part:%' THEN 1 ELSE 0 END AS is_part, \
                                 CASE WHEN d.kind LIKE 'part:%/fields' THEN 0 ELSE 1 END AS later_part \
                          FROM jobs d JOIN load ON load.credential_id = d.credential_id \
                          WHERE d.machine_data = 0 AND {due} \
                            AND (d.kind NOT LIKE 'part:%' OR load.parts_running < $3) \
-                         ORDER BY load.running, is_part, load.jobs, later_part, d.run_at_ms LIMIT $4) c) t \
+                         ORDER BY running, is_part, load.jobs, later_part, d.run_at_ms LIMIT $4) c) t \
                      WHERE t.is_part = 0 OR t.nth + t.parts_running <= $3 \
                      ORDER BY t.running, t.is_part, t.jobs, t.later_part, t.run_at_ms LIMIT $2"
                 ),
@@ -206,6 +207,33 @@ mod tests {
             .collect();
         kinds.sort();
         kinds
+    }
+
+    /// A new grower's sync run queues its parts as its last step, still leased: its first part
+    /// goes before those of credentials with parts already running, not behind every
+    /// credential with nothing leased at all.
+    #[tokio::test]
+    async fn a_part_ranks_by_the_parts_running_not_by_its_own_sync_run() {
+        let store = crate::store::temp_sqlite_store("jobs-rank").await;
+        let lease = now_ms() + 60_000;
+        let lane = Lane::Sync {
+            parts_per_credential: 4,
+        };
+        credential_with_jobs(&store, "busy", &["part:1/fields", "part:2/fields"]).await;
+        credential_with_jobs(&store, "new", &["sync"]).await;
+        // One of the busy credential's parts runs, and the new credential's sync run.
+        sqlx::query("UPDATE jobs SET lease_owner = 'r0', lease_until_ms = $1 WHERE id IN ('busy-0', 'new-0')")
+            .bind(lease)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO jobs (id, kind, credential_id, run_at_ms, attempts) VALUES ('new-1', 'part:9/fields', 'new', 5, 0)")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let next = store.claim_jobs("r1", lease, 1, lane).await.unwrap();
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].id, "new-1", "claimed {next:?}");
     }
 
     #[tokio::test]
