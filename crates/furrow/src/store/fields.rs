@@ -359,16 +359,7 @@ impl Store {
                     .unwrap_or_else(|| stable_uuid(&[field.user, "field", field.provider_id]))
             })
             .collect();
-        // One row per field, the last read: PostgreSQL refuses to upsert a row twice in one
-        // statement.
-        let last: std::collections::HashMap<&str, usize> = ids
-            .iter()
-            .enumerate()
-            .map(|(i, id)| (id.as_str(), i))
-            .collect();
-        let latest: Vec<usize> = (0..ids.len())
-            .filter(|&i| last[ids[i].as_str()] == i)
-            .collect();
+        let latest = super::last_of_each(&ids);
         let rows: Vec<(&str, &FieldWrite<'_>)> = latest
             .iter()
             .map(|&i| (ids[i].as_str(), &fields[i]))

@@ -84,16 +84,11 @@ impl Store {
             return Ok(());
         }
         let now = leaf_time_now();
-        // One row per file, the last read: PostgreSQL refuses to upsert a row twice in one
-        // statement.
-        let mut seen = std::collections::HashSet::new();
-        let mut latest: Vec<&FileRecord> = files
-            .iter()
-            .rev()
-            .map(|(f, _)| f)
-            .filter(|f| seen.insert(f.id.as_str()))
+        let ids: Vec<&str> = files.iter().map(|(f, _)| f.id.as_str()).collect();
+        let latest: Vec<&FileRecord> = super::last_of_each(&ids)
+            .into_iter()
+            .map(|i| &files[i].0)
             .collect();
-        latest.reverse();
         let mut tx = self.begin_write().await?;
         for chunk in latest.chunks(super::MAX_BOUND / 15) {
             let sql = super::positional(&tx, &format!(

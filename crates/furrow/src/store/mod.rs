@@ -543,6 +543,19 @@ pub(crate) async fn fetch_in(
     Ok(rows)
 }
 
+/// The positions of `keys` whose key does not come again later, in order: what a multi-row
+/// upsert writes when a batch holds an item twice (the last read wins; PostgreSQL refuses to
+/// upsert one row twice in a statement).
+pub(crate) fn last_of_each<K: Eq + std::hash::Hash>(keys: &[K]) -> Vec<usize> {
+    let mut seen = std::collections::HashSet::new();
+    let mut last: Vec<usize> = (0..keys.len())
+        .rev()
+        .filter(|&i| seen.insert(&keys[i]))
+        .collect();
+    last.reverse();
+    last
+}
+
 /// `$from, $from+1, …`: `n` placeholders for values bound in order.
 pub(crate) fn placeholders(from: usize, n: usize) -> String {
     (from..from + n)
@@ -692,6 +705,12 @@ pub(crate) async fn temp_sqlite_store(name: &str) -> Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_of_each_key_is_kept_in_order() {
+        assert_eq!(last_of_each(&["a", "b", "a", "c", "b"]), [2, 3, 4]);
+        assert_eq!(last_of_each::<&str>(&[]), Vec::<usize>::new());
+    }
 
     #[test]
     fn placeholders_used_once_each_in_order_become_anonymous() {

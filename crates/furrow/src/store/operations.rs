@@ -105,14 +105,10 @@ impl Store {
         let mut tx = self.begin_write().await?;
         let ids: Vec<&str> = write.upserts.iter().map(|(op, _)| op.id.as_str()).collect();
         let existing = super::existing_ids_in(&mut tx, "operations", &ids).await?;
-        // One row per operation: PostgreSQL refuses to upsert a row twice in one statement.
-        let mut latest: Vec<&OperationRecord> = Vec::new();
-        let mut seen = HashSet::new();
-        for (op, _) in write.upserts.iter().rev() {
-            if seen.insert(op.id.as_str()) {
-                latest.push(op);
-            }
-        }
+        let latest: Vec<&OperationRecord> = super::last_of_each(&ids)
+            .into_iter()
+            .map(|i| &write.upserts[i].0)
+            .collect();
         let mut changed = HashSet::new();
         for chunk in latest.chunks(super::MAX_BOUND / UPSERT_WIDTH) {
             changed.extend(upsert_in(&mut tx, chunk).await?);
