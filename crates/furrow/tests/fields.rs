@@ -746,3 +746,67 @@ async fn without_auto_sync_only_manual_syncs_run(db: Db) {
     app.finish().await;
 }
 both_backends!(manual_only, without_auto_sync_only_manual_syncs_run);
+
+/// A files part whose download fails is retried, and the retry lists the organization's files
+/// again rather than being told "not modified": the listing's signature is stored only with
+/// every one of its files.
+async fn a_failed_download_is_fetched_by_the_parts_retry(db: Db) {
+    let app = quiet_app(db).await;
+    let world = app.admin(Method::GET, "world", None).await;
+    let org = world["growers"][0]["organizations"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let added = app
+        .admin(
+            Method::POST,
+            &format!("orgs/{org}/files"),
+            Some(json!({"name": "Flaky.zip", "size": 20_000})),
+        )
+        .await;
+    let file_id = added["id"].as_str().unwrap().to_string();
+    // Three 500s: the first try and both of the client's retries, so the part's first attempt
+    // fails on this file.
+    app.admin(
+        Method::POST,
+        "faults",
+        Some(
+            json!({"pathContains": format!("/files/{file_id}"), "times": 3,
+                    "kind": {"type": "status", "status": 500}}),
+        ),
+    )
+    .await;
+    let user = app.create_user("flaky").await;
+    let rt = app.grower_refresh_token("grower001", ALL_SCOPES);
+    app.post_credentials(&user, &rt, "STAGE").await;
+    wait_for_sync(&app, &user, &Value::Null).await;
+
+    let (_, files) = app
+        .call(
+            Method::GET,
+            &format!("/services/operations/api/files?leafUserId={user}&size=100"),
+            None,
+        )
+        .await;
+    let flaky = files
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["providerFileId"] == file_id.as_str())
+        .unwrap_or_else(|| panic!("no file {file_id} in {files}"));
+    assert_eq!(flaky["status"], "processed", "{flaky}");
+    // The organization's files were listed twice, both answered in full.
+    let listings: Vec<u16> = app
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.contains(&format!("/organizations/{org}/files")))
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(listings, [200, 200], "{listings:?}");
+    app.finish().await;
+}
+both_backends!(
+    flaky_download,
+    a_failed_download_is_fetched_by_the_parts_retry
+);

@@ -80,7 +80,20 @@ impl Store {
 
     /// Inserts or updates files, each with the alerts to queue for it, in one transaction.
     pub async fn upsert_files(&self, files: &[(FileRecord, Deliveries)]) -> StoreResult<()> {
+        self.upsert_files_with_signature(files, None).await
+    }
+
+    /// [`Store::upsert_files`], storing in the same transaction `signature`: `(credential id,
+    /// (collection url, signature))` of the listing the files came from.
+    pub async fn upsert_files_with_signature(
+        &self,
+        files: &[(FileRecord, Deliveries)],
+        signature: Option<(&str, (String, String))>,
+    ) -> StoreResult<()> {
         if files.is_empty() {
+            if let Some((credential_id, (url, signature))) = signature {
+                return self.put_signature(credential_id, &url, &signature).await;
+            }
             return Ok(());
         }
         let now = leaf_time_now();
@@ -124,6 +137,9 @@ impl Store {
             query.execute(&mut *tx).await?;
         }
         super::alerts::queue_in(&mut tx, files.iter().flat_map(|(_, alerts)| alerts)).await?;
+        if let Some((credential_id, signature)) = signature {
+            super::fields::put_signatures_in(&mut tx, credential_id, &[signature]).await?;
+        }
         tx.commit().await?;
         Ok(())
     }

@@ -470,7 +470,6 @@ impl<'a> Run<'a> {
                     to_read.push((field_id, uri, sync_state == "WAITING"));
                 }
             }
-            self.boundaries_of_fields(to_read).await?;
             if full {
                 // Anything we hold that John Deere no longer lists was deleted there.
                 for gone in self.state.store.live_field_ids(&user, org_id).await? {
@@ -481,7 +480,9 @@ impl<'a> Run<'a> {
                     }
                 }
             }
-            self.commit(pending).await?;
+            // The fields' signature goes with their last boundaries: a write of its own was
+            // one more wait for the write lock in every organization's part.
+            self.boundaries_of_fields(to_read, pending).await?;
         }
         self.waiting_fields(org_id).await?;
         // Every live processed field's operations: new operations do not change the field.
@@ -509,12 +510,19 @@ impl<'a> Run<'a> {
 
     /// The boundaries of stored fields — `(field id, boundaries link, whether it waits to be
     /// processed)` — read a chunk at a time, several at once; a waiting field becomes PROCESSED
-    /// once its boundaries are in.
+    /// once its boundaries are in. `then` (the signature of the collection the fields came
+    /// from) is stored with the last chunk: only once every one of them is in.
     async fn boundaries_of_fields(
         &mut self,
         fields: Vec<(String, Option<String>, bool)>,
+        then: Pending,
     ) -> Result<(), SyncError> {
-        for chunk in fields.chunks(READ_CHUNK) {
+        if fields.is_empty() {
+            return self.commit(then).await;
+        }
+        let mut then = then.0;
+        let chunks = fields.len().div_ceil(READ_CHUNK);
+        for (n, chunk) in fields.chunks(READ_CHUNK).enumerate() {
             let uris: Vec<String> = chunk.iter().filter_map(|(_, uri, _)| uri.clone()).collect();
             let mut reads = self.read_many::<Boundary>(&uris).await?.into_iter();
             let ids: Vec<&str> = chunk.iter().map(|(id, _, _)| id.as_str()).collect();
@@ -532,6 +540,9 @@ impl<'a> Run<'a> {
                 if *waiting {
                     write.processed.push(field_id.clone());
                 }
+            }
+            if n + 1 == chunks {
+                write.signatures.extend(then.take());
             }
             if !(write.changes.is_empty()
                 && write.processed.is_empty()
@@ -587,12 +598,7 @@ impl<'a> Run<'a> {
                 }
             }
         }
-        self.state.store.upsert_files(&write).await?;
-        self.counts.files += write.len();
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        if full {
+        if failure.is_none() && full {
             for gone in self.state.store.live_file_ids(&user, org_id).await? {
                 if !seen.contains(&gone) && self.state.store.mark_file_deleted(&user, &gone).await?
                 {
@@ -600,7 +606,20 @@ impl<'a> Run<'a> {
                 }
             }
         }
-        self.commit(pending).await?;
+        // The listing's signature is stored with its files (a write of its own was one more
+        // wait for the write lock per part), and only if every file is in.
+        let signature = match (&failure, pending.0) {
+            (None, Some(signature)) => Some((self.cred.id.as_str(), signature)),
+            _ => None,
+        };
+        self.state
+            .store
+            .upsert_files_with_signature(&write, signature)
+            .await?;
+        self.counts.files += write.len();
+        if let Some(e) = failure {
+            return Err(e);
+        }
         Ok(())
     }
 
@@ -827,8 +846,11 @@ impl<'a> Run<'a> {
         // A preview field is listed, nothing more (customDataSync).
         if sync_state != "PREVIEW" {
             let uri = f.link("boundaries").map(str::to_string);
-            self.boundaries_of_fields(vec![(field_id.clone(), uri, sync_state == "WAITING")])
-                .await?;
+            self.boundaries_of_fields(
+                vec![(field_id.clone(), uri, sync_state == "WAITING")],
+                Pending(None),
+            )
+            .await?;
         }
         Ok(field_id)
     }
@@ -1008,7 +1030,7 @@ impl<'a> Run<'a> {
             .into_iter()
             .map(|(field_id, uri)| (field_id, uri, true))
             .collect();
-        self.boundaries_of_fields(waiting).await
+        self.boundaries_of_fields(waiting, Pending(None)).await
     }
 }
 
