@@ -636,6 +636,17 @@ impl Store {
         let mut changed = 0;
         match field_ids {
             None => {
+                // Asked at the start of every sync run, and nearly always there is none: an
+                // update, even of no row, waits for SQLite's write lock.
+                let any = sqlx::query(
+                    "SELECT 1 AS one FROM fields WHERE leaf_user_id = $1 AND sync_state = 'PREVIEW' LIMIT 1",
+                )
+                .bind(user)
+                .fetch_optional(self.pool())
+                .await?;
+                if any.is_none() {
+                    return Ok(0);
+                }
                 changed += sqlx::query(
                     "UPDATE fields SET sync_state = 'WAITING' WHERE leaf_user_id = $1 AND sync_state = 'PREVIEW'",
                 )
