@@ -559,24 +559,31 @@ async fn operations_sync_within_the_processing_range(db: Db) {
 }
 both_backends!(operations, operations_sync_within_the_processing_range);
 
+/// Adds a file to the first grower's first organization in the simulator: the world before,
+/// that organization's id, and the simulator's answer (the file's `id`).
+async fn add_file(app: &TestApp, name: &str, size: u64) -> (Value, String, Value) {
+    let world = app.admin(Method::GET, "world", None).await;
+    let org = world["growers"][0]["organizations"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let added = app
+        .admin(
+            Method::POST,
+            &format!("orgs/{org}/files"),
+            Some(json!({"name": name, "size": size})),
+        )
+        .await;
+    (world, org, added)
+}
+
 async fn machine_files_arrive_byte_identical(db: Db) {
     let app = spawn_with(db, |s| {
         s.health_check_interval_secs = 3600;
         s.file_chunk_bytes = 64 * 1024;
     })
     .await;
-    let world = app.admin(Method::GET, "world", None).await;
-    let org = world["growers"][0]["organizations"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let big = app
-        .admin(
-            Method::POST,
-            &format!("orgs/{org}/files"),
-            Some(json!({"name": "Big_Harvest.zip", "size": 300_000})),
-        )
-        .await;
+    let (world, _, big) = add_file(&app, "Big_Harvest.zip", 300_000).await;
     let user = app.create_user("filer").await;
     let rt = app.grower_refresh_token("grower001", ALL_SCOPES);
     app.post_credentials(&user, &rt, "STAGE").await;
@@ -752,18 +759,7 @@ both_backends!(manual_only, without_auto_sync_only_manual_syncs_run);
 /// every one of its files.
 async fn a_failed_download_is_fetched_by_the_parts_retry(db: Db) {
     let app = quiet_app(db).await;
-    let world = app.admin(Method::GET, "world", None).await;
-    let org = world["growers"][0]["organizations"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let added = app
-        .admin(
-            Method::POST,
-            &format!("orgs/{org}/files"),
-            Some(json!({"name": "Flaky.zip", "size": 20_000})),
-        )
-        .await;
+    let (_, org, added) = add_file(&app, "Flaky.zip", 20_000).await;
     let file_id = added["id"].as_str().unwrap().to_string();
     // Three 500s: the first try and both of the client's retries, so the part's first attempt
     // fails on this file.

@@ -191,7 +191,7 @@ impl Store {
                     conn.execute("PRAGMA journal_size_limit = 67108864").await?;
                     // A multi-row upsert's statement journal (what undoes the statement alone
                     // should it fail) stays in memory: spilled to a temporary file, its writes
-                    // were a seventh of the SQLite threads' system time, under the write lock.
+                    // were about 6 % of the SQLite threads' CPU, under the write lock.
                     conn.execute("PRAGMA temp_store = MEMORY").await?;
                     Ok(())
                 })
