@@ -102,44 +102,13 @@ impl Canvas {
     ) -> Result<PropertyImage, DataError> {
         let breaks = quantile_breaks(values);
         let (w, h) = (self.width as usize, self.height as usize);
-        let mut sum = vec![0f32; w * h];
-        let mut count = vec![0u16; w * h];
-        for i in 0..values.len() {
-            let v = values[i];
-            if !v.is_finite() {
-                continue;
-            }
-            let (x, y) = self.local.to_xy(lon[i], lat[i]);
-            let px = (x / self.metres_per_px).round() as i64;
-            let py = (-y / self.metres_per_px).round() as i64;
-            let width = widths
-                .get(i)
-                .copied()
-                .filter(|w| w.is_finite())
-                .unwrap_or(0.0);
-            let r = ((width / 2.0) / self.metres_per_px).round().clamp(0.0, 8.0) as i64;
-            for dy in -r..=r {
-                let yy = py + dy;
-                if yy < 0 || yy >= h as i64 {
-                    continue;
-                }
-                for dx in -r..=r {
-                    let xx = px + dx;
-                    if xx < 0 || xx >= w as i64 || dx * dx + dy * dy > r * r + r {
-                        continue;
-                    }
-                    let cell = yy as usize * w + xx as usize;
-                    sum[cell] += v as f32;
-                    count[cell] = count[cell].saturating_add(1);
-                }
-            }
-        }
+        let (sum, count) = self.paint(lon, lat, widths, values);
         let mut rgba = vec![0u8; w * h * 4];
         for cell in 0..w * h {
             if count[cell] == 0 {
                 continue;
             }
-            let v = f64::from(sum[cell] / f32::from(count[cell]));
+            let v = sum[cell] / f64::from(count[cell]);
             let class = breaks.iter().position(|b| v <= *b).unwrap_or(6);
             rgba[cell * 4..cell * 4 + 3].copy_from_slice(&RAMP[class]);
             rgba[cell * 4 + 3] = 255;
@@ -165,6 +134,103 @@ impl Canvas {
             width: self.width,
             height: self.height,
         })
+    }
+
+    /// Per pixel, the sum and the number of the values whose swath-wide dot covers it.
+    fn paint(
+        &self,
+        lon: &[f64],
+        lat: &[f64],
+        widths: &[f64],
+        values: &[f64],
+    ) -> (Vec<f64>, Vec<u32>) {
+        let (w, h) = (self.width as usize, self.height as usize);
+        // Points are first gathered per pixel and swath radius, then each occupied (pixel,
+        // radius) is painted as one disc: a large harvest puts many points on every pixel, and
+        // painting each point's disc was most of the drawing time.
+        let mut layers: Vec<Option<(Vec<f64>, Vec<u32>)>> = vec![None; MAX_RADIUS_PX + 1];
+        let mut sum = vec![0f64; w * h];
+        let mut count = vec![0u32; w * h];
+        for i in 0..values.len() {
+            let v = values[i];
+            if !v.is_finite() {
+                continue;
+            }
+            let (x, y) = self.local.to_xy(lon[i], lat[i]);
+            let px = (x / self.metres_per_px).round() as i64;
+            let py = (-y / self.metres_per_px).round() as i64;
+            let width = widths
+                .get(i)
+                .copied()
+                .filter(|w| w.is_finite())
+                .unwrap_or(0.0);
+            let r = ((width / 2.0) / self.metres_per_px)
+                .round()
+                .clamp(0.0, MAX_RADIUS_PX as f64) as usize;
+            if px < 0 || py < 0 || px >= w as i64 || py >= h as i64 {
+                // Off the canvas (a point it was not made for): only part of its disc shows.
+                paint_disc(&mut sum, &mut count, (w, h), (px, py), r, v, 1);
+                continue;
+            }
+            let (layer_sum, layer_count) =
+                layers[r].get_or_insert_with(|| (vec![0f64; w * h], vec![0u32; w * h]));
+            let cell = py as usize * w + px as usize;
+            layer_sum[cell] += v;
+            layer_count[cell] += 1;
+        }
+        for (r, layer) in layers.iter().enumerate() {
+            let Some((layer_sum, layer_count)) = layer else {
+                continue;
+            };
+            for (cell, &n) in layer_count.iter().enumerate() {
+                if n > 0 {
+                    let (px, py) = ((cell % w) as i64, (cell / w) as i64);
+                    paint_disc(
+                        &mut sum,
+                        &mut count,
+                        (w, h),
+                        (px, py),
+                        r,
+                        layer_sum[cell],
+                        n,
+                    );
+                }
+            }
+        }
+        (sum, count)
+    }
+}
+
+/// Largest dot radius, pixels: wider swaths on a small map are drawn this wide.
+const MAX_RADIUS_PX: usize = 8;
+
+/// Adds `n` points whose values sum to `total` to every pixel of the disc of radius `r` around
+/// (px, py) that lies on the `size` canvas.
+fn paint_disc(
+    sum: &mut [f64],
+    count: &mut [u32],
+    size: (usize, usize),
+    (px, py): (i64, i64),
+    r: usize,
+    total: f64,
+    n: u32,
+) {
+    let (w, h) = (size.0 as i64, size.1 as i64);
+    let r = r as i64;
+    for dy in -r..=r {
+        let yy = py + dy;
+        if yy < 0 || yy >= h {
+            continue;
+        }
+        for dx in -r..=r {
+            let xx = px + dx;
+            if xx < 0 || xx >= w || dx * dx + dy * dy > r * r + r {
+                continue;
+            }
+            let cell = (yy * w + xx) as usize;
+            sum[cell] += total;
+            count[cell] = count[cell].saturating_add(n);
+        }
     }
 }
 
@@ -211,6 +277,67 @@ fn legend(values: &[f64], breaks: &[f64; 6]) -> Vec<LegendRange> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gathering_points_per_pixel_paints_what_each_points_own_dot_would() {
+        // Overlapping passes of two swath widths, some points without a value, one point off
+        // the canvas's extent.
+        let n = 5_000;
+        let lon: Vec<f64> = (0..n)
+            .map(|i| -89.80 + (i % 97) as f64 * 0.00002)
+            .chain([-89.81])
+            .collect();
+        let lat: Vec<f64> = (0..n)
+            .map(|i| 40.47 + (i % 89) as f64 * 0.00002)
+            .chain([40.47])
+            .collect();
+        let widths: Vec<f64> = (0..=n)
+            .map(|i| if i % 3 == 0 { 12.0 } else { 4.5 })
+            .collect();
+        let values: Vec<f64> = (0..=n)
+            .map(|i| {
+                if i % 11 == 0 {
+                    f64::NAN
+                } else {
+                    (i % 37) as f64
+                }
+            })
+            .collect();
+        let canvas = Canvas::covering(&lon[..n], &lat[..n], 96).unwrap();
+        let (sum, count) = canvas.paint(&lon, &lat, &widths, &values);
+
+        let (w, h) = (canvas.width as usize, canvas.height as usize);
+        let (mut one_sum, mut one_count) = (vec![0f64; w * h], vec![0u32; w * h]);
+        for i in 0..=n {
+            if values[i].is_nan() {
+                continue;
+            }
+            let (x, y) = canvas.local.to_xy(lon[i], lat[i]);
+            let centre = (
+                (x / canvas.metres_per_px).round() as i64,
+                (-y / canvas.metres_per_px).round() as i64,
+            );
+            let r = ((widths[i] / 2.0) / canvas.metres_per_px).round() as usize;
+            assert!(r <= MAX_RADIUS_PX);
+            paint_disc(
+                &mut one_sum,
+                &mut one_count,
+                (w, h),
+                centre,
+                r,
+                values[i],
+                1,
+            );
+        }
+        assert_eq!(count, one_count);
+        assert!(
+            count.iter().filter(|&&c| c > 1).count() > 100,
+            "dots overlap"
+        );
+        for (a, b) in sum.iter().zip(&one_sum) {
+            assert!((a - b).abs() <= 1e-9 * b.abs().max(1.0), "{a} against {b}");
+        }
+    }
 
     #[test]
     fn renders_a_decodable_png_whose_classes_follow_the_values() {

@@ -350,7 +350,7 @@ async fn export_and_process(
         let mut standard = standard;
         let mut filtered = filtered;
         let mut sink = std::io::sink();
-        let filtered_out: &mut dyn Write = match filtered.as_mut() {
+        let filtered_out: &mut (dyn Write + Send) = match filtered.as_mut() {
             Some(writer) => writer,
             None => &mut sink,
         };
