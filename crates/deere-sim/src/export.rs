@@ -185,13 +185,8 @@ pub fn measurement_image(
         boundary: None,
         original: machine_data::OriginalData::default(),
     };
-    let processed = machine_data::process(
-        &export,
-        &options,
-        &mut std::io::sink(),
-        &mut std::io::sink(),
-    )
-    .map_err(|_| NOT_ACCEPTABLE)?;
+    let processed = machine_data::process(&export, &options, &mut std::io::sink())
+        .map_err(|_| NOT_ACCEPTABLE)?;
     let image = processed
         .images
         .into_iter()

@@ -1,7 +1,7 @@
 //! `cargo bench -p furrow --bench machine_data` — machine data end to end: furrow exports an
 //! operation from the simulator (one 307 and a pre-signed download over loopback), parses the
-//! shapefile, writes the standard and filtered GeoJSON through the file store, draws the maps
-//! and records the summary. Two cases:
+//! shapefile, writes the standard GeoJSON through the file store (the filtered one as byte ranges
+//! of it), draws the maps and records the summary. Two cases:
 //! - one harvest of FURROW_BENCH_POINTS (1,000,000) points;
 //! - FURROW_BENCH_SMALL_OPS (100) operations of FURROW_BENCH_SMALL_POINTS (2,000) points,
 //!   processed concurrently (FURROW_MACHINE_DATA_CONCURRENCY slots).

@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use object_store::buffered::BufWriter;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
@@ -28,7 +28,12 @@ pub enum FileStoreError {
     Store(#[from] object_store::Error),
     #[error("file store: {0}")]
     Io(#[from] std::io::Error),
+    #[error("file store: byte ranges up to {wanted} asked of {key}, which holds {size}")]
+    PastTheEnd { key: String, wanted: u64, size: u64 },
 }
+
+/// A stored file's bytes as they come.
+pub type ByteStream = BoxStream<'static, Result<Bytes, object_store::Error>>;
 
 /// The configured store. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -103,6 +108,57 @@ impl FileStore {
         let result = self.store.get(&self.path(key)).await?;
         let size = result.meta.size;
         Ok((size, result.into_stream().boxed()))
+    }
+
+    /// The whole of a small file.
+    pub async fn read_all(&self, key: &str) -> Result<Bytes, FileStoreError> {
+        Ok(self.store.get(&self.path(key)).await?.bytes().await?)
+    }
+
+    /// `ranges` (`[start, end)`, in order and apart) of `key`, one after the other, read front to
+    /// back in one pass; and how many bytes they hold.
+    pub async fn read_ranges(
+        &self,
+        key: &str,
+        ranges: Vec<[u64; 2]>,
+    ) -> Result<(u64, ByteStream), FileStoreError> {
+        let (size, stream) = self.read(key).await?;
+        let wanted = ranges.iter().map(|r| r[1]).max().unwrap_or(0);
+        if wanted > size {
+            return Err(FileStoreError::PastTheEnd {
+                key: key.to_string(),
+                wanted,
+                size,
+            });
+        }
+        let total = ranges.iter().map(|[a, b]| b.saturating_sub(*a)).sum();
+        let (mut position, mut next) = (0u64, 0usize);
+        let selected = stream
+            .map(move |chunk| {
+                let chunk = chunk?;
+                let (start, end) = (position, position + chunk.len() as u64);
+                position = end;
+                let mut parts = Vec::new();
+                while let Some(&[a, b]) = ranges.get(next) {
+                    if a >= end {
+                        break;
+                    }
+                    let (from, to) = (a.max(start), b.min(end));
+                    if from < to {
+                        parts.push(Ok(
+                            chunk.slice((from - start) as usize..(to - start) as usize)
+                        ));
+                    }
+                    if b > end {
+                        break;
+                    }
+                    next += 1;
+                }
+                Ok::<_, object_store::Error>(futures_util::stream::iter(parts))
+            })
+            .try_flatten()
+            .boxed();
+        Ok((total, selected))
     }
 }
 
@@ -296,6 +352,50 @@ mod tests {
         aborted.write_all(&data).await.unwrap();
         aborted.abort().await;
         assert!(store.read("files/user/b").await.is_err());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn byte_ranges_are_read_across_the_stores_chunks() {
+        let dir = std::env::temp_dir().join(format!("furrow-files-{}", uuid::Uuid::new_v4()));
+        let local = FileStore::from_settings(&settings(&dir, None)).unwrap();
+        // Larger than a local read's chunks, so ranges start, end and span chunk edges.
+        let data: Vec<u8> = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
+        let ranges = vec![
+            [0, 10],
+            [10_000, 10_001],
+            [65_530, 200_000],
+            [1_000_000, 3_999_999],
+            [4_999_990, 5_000_000],
+        ];
+        let expected: Vec<u8> = ranges
+            .iter()
+            .flat_map(|[a, b]| data[*a as usize..*b as usize].iter().copied())
+            .collect();
+        for store in [local, FileStore::in_memory()] {
+            let mut upload = store.upload("ops/u/o/standard.geojson");
+            upload.write_all(&data).await.unwrap();
+            upload.finish().await.unwrap();
+            let (size, stream) = store
+                .read_ranges("ops/u/o/standard.geojson", ranges.clone())
+                .await
+                .unwrap();
+            assert_eq!(size, expected.len() as u64);
+            let chunks: Vec<Bytes> = stream.map(|b| b.unwrap()).collect().await;
+            assert_eq!(chunks.concat(), expected);
+            let (size, stream) = store
+                .read_ranges("ops/u/o/standard.geojson", Vec::new())
+                .await
+                .unwrap();
+            assert_eq!(size, 0);
+            assert_eq!(stream.count().await, 0);
+            assert!(matches!(
+                store
+                    .read_ranges("ops/u/o/standard.geojson", vec![[4_999_990, 5_000_001]])
+                    .await,
+                Err(FileStoreError::PastTheEnd { .. })
+            ));
+        }
         let _ = std::fs::remove_dir_all(dir);
     }
 }

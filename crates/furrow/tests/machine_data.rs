@@ -402,6 +402,16 @@ async fn every_type_matches_the_simulator(db: Db) {
             .unwrap()
             .iter()
             .all(|f| f["properties"]["speed"].as_f64().unwrap() > 0.0));
+        // And they are the standard features, unchanged and in order.
+        let mut standard_features = features.iter();
+        assert!(
+            filtered["features"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|f| standard_features.any(|s| s == f)),
+            "{kind}: the filtered features are a subsequence of the standard ones"
+        );
 
         // Images: PNGs whose extent lies on the field and spans most of it.
         let (_, images) = app

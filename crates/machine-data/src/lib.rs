@@ -1,8 +1,8 @@
 //! John Deere field operation exports → Leaf's standard machine data.
 //!
 //! [`read::read_export`] reads the shapefile zip John Deere's `/fieldOps/{id}` produces into
-//! columns (SI units); [`process::process`] writes Leaf's standard and filtered GeoJSON, and
-//! returns the summary Feature, the units and PNG maps. [`synth`] writes realistic exports (the
+//! columns (SI units); [`process::process`] writes Leaf's standard GeoJSON, and returns the
+//! filtered one as byte ranges of it, the summary Feature, the units and PNG maps. [`synth`] writes realistic exports (the
 //! simulator's and the benchmarks' source). No HTTP, no database: callers bring bytes and take
 //! bytes.
 
@@ -18,7 +18,7 @@ pub mod units;
 pub use geo::{Boundary, MultiPolygon};
 pub use image::PropertyImage;
 pub use layout::OperationKind;
-pub use process::{process, Options, OriginalData, Processed, Removed};
+pub use process::{process, ByteRanges, Options, OriginalData, Processed, Removed};
 pub use read::{read_export, read_export_bytes, Export};
 pub use units::UnitSystem;
 

@@ -1,6 +1,7 @@
 //! One pass over an export held in columns: every point becomes a standard GeoJSON Feature
-//! (serialised once, written to the standard output and, when it passes Leaf's cleaning, to the
-//! filtered one), while the summary's statistics accumulate; then the maps are drawn.
+//! (serialised once and written to the standard output; the filtered output is the byte ranges
+//! of it that hold the points passing Leaf's cleaning), while the summary's statistics
+//! accumulate; then the maps are drawn.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -71,6 +72,52 @@ pub struct Processed {
     pub removed: Removed,
     /// Share of the operation's area inside the boundary, 0–100 (with a boundary).
     pub coverage: Option<f64>,
+    /// The filtered GeoJSON, as the byte ranges of the standard one that make it up.
+    pub filtered: ByteRanges,
+}
+
+/// Byte ranges `[start, end)` of a text, in order and apart. The filtered GeoJSON is the
+/// standard one without the features Leaf's cleaning drops, byte for byte, so it is kept as
+/// the ranges of the standard text that make it up instead of being written a second time.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct ByteRanges(Vec<[u64; 2]>);
+
+impl ByteRanges {
+    /// Appends `[start, end)`, joined to the last range when they touch.
+    fn push(&mut self, start: u64, end: u64) {
+        if start >= end {
+            return;
+        }
+        match self.0.last_mut() {
+            Some(last) if last[1] == start => last[1] = end,
+            _ => self.0.push([start, end]),
+        }
+    }
+
+    pub fn ranges(&self) -> &[[u64; 2]] {
+        &self.0
+    }
+
+    /// Bytes in all the ranges.
+    pub fn len(&self) -> u64 {
+        self.0.iter().map(|[a, b]| b.saturating_sub(*a)).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The ranges of `text`, one after the other (ranges past its end are cut short).
+    pub fn select(&self, text: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len().min(text.len() as u64) as usize);
+        let end = text.len() as u64;
+        for &[a, b] in &self.0 {
+            let (a, b) = (a.min(end) as usize, b.min(end) as usize);
+            out.extend_from_slice(&text[a..b.max(a)]);
+        }
+        out
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -256,8 +303,6 @@ impl Clock {
     }
 }
 
-/// Processes `export`, writing the standard GeoJSON to `standard` and the filtered one to
-/// `filtered` (pass [`std::io::sink`] when it is off).
 /// Points serialised per task.
 const CHUNK_POINTS: usize = 4_096;
 
@@ -318,21 +363,13 @@ impl Accumulator {
 }
 
 /// A run of points serialised: each feature preceded by `,\n`. The filtered output is the
-/// same text without the `dropped` byte ranges, so it is never copied.
+/// same text without the `dropped` byte ranges.
 struct Chunk {
     index: usize,
     standard: Vec<u8>,
     dropped: Vec<std::ops::Range<usize>>,
     keep: Vec<bool>,
     acc: Accumulator,
-}
-
-/// Writes a chunk's features; every feature comes with a leading separator, and the first one
-/// written to an output drops it.
-fn put(out: &mut (impl Write + ?Sized), wrote: &mut bool, bytes: &[u8]) -> std::io::Result<()> {
-    let skip = if *wrote || bytes.is_empty() { 0 } else { 2 };
-    *wrote |= !bytes.is_empty();
-    out.write_all(&bytes[skip..])
 }
 
 /// Everything a worker needs, computed once.
@@ -603,7 +640,6 @@ pub fn process(
     export: &Export,
     options: &Options,
     standard: &mut dyn Write,
-    filtered: &mut (dyn Write + Send),
 ) -> Result<Processed, DataError> {
     let n = export.len();
     if n == 0 {
@@ -631,8 +667,12 @@ pub fn process(
     let pool = std::sync::Mutex::new(Vec::<Vec<u8>>::new());
     let mut keep = vec![false; n];
     let mut acc = Accumulator::new(props.len(), export.machines.len());
-    standard.write_all(b"{\"type\":\"FeatureCollection\",\"features\":[\n")?;
-    filtered.write_all(b"{\"type\":\"FeatureCollection\",\"features\":[\n")?;
+    const HEADER: &[u8] = b"{\"type\":\"FeatureCollection\",\"features\":[\n";
+    const FOOTER: &[u8] = b"\n]}\n";
+    standard.write_all(HEADER)?;
+    let mut filtered = ByteRanges::default();
+    filtered.push(0, HEADER.len() as u64);
+    let mut position = HEADER.len() as u64;
     std::thread::scope(|scope| -> Result<(), DataError> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(workers);
         for _ in 0..workers {
@@ -658,54 +698,51 @@ pub fn process(
             });
         }
         drop(tx);
-        // The filtered output has a thread of its own: copying a gigabyte of text into the
-        // page cache is the slowest single step, and two files can be written at once.
-        let (to_filtered, for_filtered) =
-            std::sync::mpsc::sync_channel::<(Vec<u8>, Vec<std::ops::Range<usize>>)>(2);
-        let (pool, filtered) = (&pool, &mut *filtered);
-        let filtered_writer = scope.spawn(move || -> std::io::Result<()> {
-            let mut wrote = false;
-            for (text, dropped) in for_filtered {
-                let mut at = 0;
-                for gap in &dropped {
-                    put(filtered, &mut wrote, &text[at..gap.start])?;
-                    at = gap.end;
-                }
-                put(filtered, &mut wrote, &text[at..])?;
-                if let Ok(mut p) = pool.lock() {
-                    p.push(text);
-                }
-            }
-            Ok(())
-        });
         let mut pending = BTreeMap::new();
         let mut wanted = 0;
-        let mut wrote_standard = false;
-        let mut sent = Ok(());
+        // Every feature comes with a leading separator; the first one written to an output
+        // goes without it.
+        let (mut standard_started, mut filtered_started) = (false, false);
         for chunk in rx {
             pending.insert(chunk.index, chunk);
             while let Some(chunk) = pending.remove(&wanted) {
-                put(standard, &mut wrote_standard, &chunk.standard)?;
+                let text = &chunk.standard;
+                let skip = if standard_started || text.is_empty() {
+                    0
+                } else {
+                    2
+                };
+                standard_started |= !text.is_empty();
+                standard.write_all(&text[skip..])?;
+                // Chunk offset `at` is at `start + at` in the standard output (`at >= skip`).
+                let start = position - skip as u64;
+                let mut kept = |from: usize, to: usize| {
+                    let skip = if filtered_started || from == to { 0 } else { 2 };
+                    filtered_started |= from < to;
+                    filtered.push(start + (from + skip) as u64, start + to as u64);
+                };
+                let mut at = 0;
+                for gap in &chunk.dropped {
+                    kept(at, gap.start);
+                    at = gap.end;
+                }
+                kept(at, text.len());
+                position += (text.len() - skip) as u64;
                 let from = chunk.index * CHUNK_POINTS;
                 keep[from..from + chunk.keep.len()].copy_from_slice(&chunk.keep);
                 acc.merge(chunk.acc);
-                if sent.is_ok() {
-                    sent = to_filtered.send((chunk.standard, chunk.dropped));
+                if let Ok(mut p) = pool.lock() {
+                    p.push(chunk.standard);
                 }
                 wanted += 1;
                 written.store(wanted, Ordering::Release);
             }
         }
-        drop(to_filtered);
-        filtered_writer
-            .join()
-            .map_err(|_| DataError::Invalid("the filtered output's writer failed".into()))??;
         Ok(())
     })?;
-    standard.write_all(b"\n]}\n")?;
-    filtered.write_all(b"\n]}\n")?;
+    standard.write_all(FOOTER)?;
+    filtered.push(position, position + FOOTER.len() as u64);
     standard.flush()?;
-    filtered.flush()?;
     let Accumulator {
         stats,
         groups,
@@ -888,6 +925,7 @@ pub fn process(
         points: n,
         filtered_points,
         removed,
+        filtered,
         coverage: options.boundary.map(|_| {
             if total_area > 0.0 {
                 inside_area / total_area * 100.0
@@ -1089,7 +1127,77 @@ fn draw(
 
 #[cfg(test)]
 mod tests {
-    use super::{Clock, Json};
+    use super::*;
+
+    /// `n` points on a line, 1 m/s except where `slow` says.
+    fn line_export(n: usize, slow: impl Fn(usize) -> bool) -> Export {
+        let mut columns = vec![Vec::new(); crate::layout::COLUMN_COUNT];
+        columns[Col::Speed as usize] = (0..n).map(|i| if slow(i) { 0.0 } else { 1.0 }).collect();
+        columns[Col::Elevation as usize] = (0..n).map(|i| i as f64).collect();
+        Export {
+            lon: (0..n).map(|i| -89.8 + i as f64 * 1e-6).collect(),
+            lat: vec![40.47; n],
+            time_ms: (0..n as i64)
+                .map(|i| 1_700_000_000_000 + i * 1000)
+                .collect(),
+            machine: vec![0; n],
+            columns,
+            crop: vec![0; n],
+            variety: vec![0; n],
+            product: vec![0; n],
+            names: vec![String::new()],
+            machines: vec![Default::default()],
+            english: false,
+            polygons: None,
+        }
+    }
+
+    #[test]
+    fn the_filtered_ranges_hold_exactly_the_standard_features_that_pass() {
+        let options = Options {
+            kind: OperationKind::Tillage,
+            system: UnitSystem::Metric,
+            remove_outliers: false,
+            outliers_limit: 3.0,
+            images: false,
+            image_size: 64,
+            image_properties: None,
+            boundary: None,
+            original: OriginalData::default(),
+        };
+        type Case = (&'static str, usize, fn(usize) -> bool);
+        let cases: [Case; 4] = [
+            // The first point is dropped (its separator must go with it), and a whole chunk.
+            ("scattered", 3 * CHUNK_POINTS + 17, |i| {
+                i % 7 == 0 || (CHUNK_POINTS..2 * CHUNK_POINTS).contains(&i)
+            }),
+            ("first chunk dropped", 2 * CHUNK_POINTS + 5, |i| {
+                i < CHUNK_POINTS + 3
+            }),
+            ("all kept", 50, |_| false),
+            ("none kept", 50, |_| true),
+        ];
+        for (case, n, slow) in cases {
+            let export = line_export(n, slow);
+            let mut text = Vec::new();
+            let processed = process(&export, &options, &mut text).unwrap();
+            let standard: Value = serde_json::from_slice(&text).unwrap();
+            let filtered_text = processed.filtered.select(&text);
+            let filtered: Value = serde_json::from_slice(&filtered_text)
+                .unwrap_or_else(|e| panic!("{case}: the filtered GeoJSON does not parse: {e}"));
+            let standard = standard["features"].as_array().unwrap();
+            assert_eq!(standard.len(), n, "{case}");
+            let passing: Vec<&Value> = (0..n).filter(|&i| !slow(i)).map(|i| &standard[i]).collect();
+            let filtered: Vec<&Value> = filtered["features"].as_array().unwrap().iter().collect();
+            assert_eq!(filtered, passing, "{case}");
+            assert_eq!(processed.filtered_points, passing.len(), "{case}");
+            assert_eq!(
+                processed.filtered.len(),
+                filtered_text.len() as u64,
+                "{case}"
+            );
+        }
+    }
 
     #[test]
     fn clock_text_equals_chronos_rfc3339_with_millis() {

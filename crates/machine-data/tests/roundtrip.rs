@@ -70,8 +70,9 @@ fn run(spec: &SynthSpec, system: UnitSystem, remove_outliers: bool) -> Run {
             operation_type: Some("harvest".into()),
         },
     };
-    let (mut standard, mut filtered) = (Vec::new(), Vec::new());
-    let processed = process(&export, &options, &mut standard, &mut filtered).unwrap();
+    let mut standard = Vec::new();
+    let processed = process(&export, &options, &mut standard).unwrap();
+    let filtered = processed.filtered.select(&standard);
     let _ = std::fs::remove_dir_all(dir);
     Run {
         truth,

@@ -5,6 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use machine_data::ByteRanges;
 use serde_json::{json, Value};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -14,9 +15,12 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{parse_id, PageQuery, Paging, Params};
 use super::schemas;
 use crate::app::AppState;
+use crate::files::{ByteStream, FileStoreError};
 use crate::store::{AssetKind, OperationDataRecord, OperationFilter, OperationRecord};
+use crate::sync::machine_data::FILTERED_RANGES_FILE;
 
 const BASE: &str = "/services/operations/api/operations";
+const GEOJSON: &str = "application/geo+json";
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -111,7 +115,16 @@ async fn filtered_geojson(
 
 /// Streams a stored output (never loaded whole into memory).
 async fn stream(state: &AppState, key: &str, content_type: &'static str) -> ApiResult<Response> {
-    let (size, bytes) = state.files.read(key).await.map_err(|e| {
+    let read = state.files.read(key).await;
+    stream_response(key, read, content_type)
+}
+
+fn stream_response(
+    key: &str,
+    read: Result<(u64, ByteStream), FileStoreError>,
+    content_type: &'static str,
+) -> ApiResult<Response> {
+    let (size, bytes) = read.map_err(|e| {
         tracing::warn!(%key, error = %e, "stored machine data unreadable");
         ApiError::NotFound("stored machine data")
     })?;
@@ -122,19 +135,6 @@ async fn stream(state: &AppState, key: &str, content_type: &'static str) -> ApiR
     Ok(response)
 }
 
-/// Streams one of the operation's GeoJSON files, the one `pick` names.
-async fn download_geojson(
-    state: &AppState,
-    owner: &Owner,
-    id: &str,
-    pick: fn(OperationDataRecord) -> Option<String>,
-    what: &'static str,
-) -> ApiResult<Response> {
-    let (_, data) = processed(state, owner, id).await?;
-    let key = pick(data).ok_or(ApiError::NotFound(what))?;
-    stream(state, &key, "application/geo+json").await
-}
-
 /// The standard GeoJSON: one Feature per point with Leaf's standard properties.
 #[utoipa::path(get, path = "/services/operations/api/operations/{id}/standardGeojson/download", tag = "machine operations", params(("id" = uuid::Uuid, Path, description = "Operation id")),
     responses((status = 200, description = "GeoJSON FeatureCollection", content_type = "application/geo+json", body = schemas::GeoJson)))]
@@ -143,7 +143,11 @@ async fn download_standard(
     owner: Owner,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    download_geojson(&state, &owner, &id, |d| d.standard_key, "standard GeoJSON").await
+    let (_, data) = processed(&state, &owner, &id).await?;
+    let key = data
+        .standard_key
+        .ok_or(ApiError::NotFound("standard GeoJSON"))?;
+    stream(&state, &key, GEOJSON).await
 }
 
 /// The filtered GeoJSON (Leaf's cleaning: slow points and yield outliers removed).
@@ -154,7 +158,28 @@ async fn download_filtered(
     owner: Owner,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    download_geojson(&state, &owner, &id, |d| d.filtered_key, "filtered GeoJSON").await
+    let (_, data) = processed(&state, &owner, &id).await?;
+    let (Some(key), Some(standard)) = (data.filtered_key, data.standard_key) else {
+        return Err(ApiError::NotFound("filtered GeoJSON"));
+    };
+    if !key.ends_with(FILTERED_RANGES_FILE) {
+        // Processed before the filtered GeoJSON was kept as ranges: a file of its own.
+        return stream(&state, &key, GEOJSON).await;
+    }
+    let ranges: Result<ByteRanges, FileStoreError> = match state.files.read_all(&key).await {
+        Ok(text) => serde_json::from_slice(&text).map_err(|e| std::io::Error::other(e).into()),
+        Err(e) => Err(e),
+    };
+    let read = match ranges {
+        Ok(ranges) => {
+            state
+                .files
+                .read_ranges(&standard, ranges.ranges().to_vec())
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    stream_response(&key, read, GEOJSON)
 }
 
 fn stored_json(text: Option<&str>) -> Value {

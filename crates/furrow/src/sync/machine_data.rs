@@ -20,6 +20,10 @@ use crate::files::{FileStore, LocalWriter, Upload};
 use crate::store::{ClaimedJob, ProcessedData, OPERATION_DATA_JOB_PREFIX};
 use crate::sync::link::Authorized;
 
+/// The file beside an operation's standard GeoJSON that holds the byte ranges of it making up
+/// the filtered GeoJSON (operations processed before it was kept so have a `filtered.geojson`).
+pub const FILTERED_RANGES_FILE: &str = "filtered.ranges.json";
+
 /// Attempts before an operation's processing is given up (`FAILED`).
 const MAX_ATTEMPTS: i64 = 6;
 /// Longer side of each map, pixels.
@@ -325,15 +329,7 @@ async fn export_and_process(
     // Keys carry a fresh id: a reprocessing never overwrites files being served.
     let version = uuid::Uuid::new_v4();
     let standard_key = format!("{prefix}/{version}/standard.geojson");
-    let filtered_key = filtered_on.then(|| format!("{prefix}/{version}/filtered.geojson"));
     let (standard, standard_task) = open_output(&state.files, &standard_key)?;
-    let (filtered, filtered_task) = match &filtered_key {
-        Some(key) => {
-            let (sink, task) = open_output(&state.files, key)?;
-            (Some(sink), task)
-        }
-        None => (None, None),
-    };
     let blocking = tokio::task::spawn_blocking(move || {
         let export = machine_data::read_export(&zip_path)?;
         let options = Options {
@@ -348,28 +344,33 @@ async fn export_and_process(
             original,
         };
         let mut standard = standard;
-        let mut filtered = filtered;
-        let mut sink = std::io::sink();
-        let filtered_out: &mut (dyn Write + Send) = match filtered.as_mut() {
-            Some(writer) => writer,
-            None => &mut sink,
-        };
-        let processed = machine_data::process(&export, &options, &mut standard, filtered_out)?;
+        let processed = machine_data::process(&export, &options, &mut standard)?;
         standard.finish()?;
-        if let Some(writer) = filtered {
-            writer.finish()?;
-        }
         Ok::<_, ProcessError>(processed)
     });
     let processed = blocking
         .await
         .map_err(|e| ProcessError::Other(format!("processing stopped: {e}")))?;
-    // Uploads (a bucket) complete once their writer finished; local files are in place.
-    for task in [standard_task, filtered_task].into_iter().flatten() {
+    // An upload (a bucket) completes once its writer finished; a local file is in place.
+    if let Some(task) = standard_task {
         task.await
             .map_err(|e| ProcessError::Other(e.to_string()))??;
     }
     let processed = processed?;
+    // The filtered GeoJSON is the standard one's text less the dropped points: kept as the
+    // byte ranges that make it up, read through the standard file when downloaded.
+    let filtered_key = match filtered_on {
+        true => {
+            let key = format!("{prefix}/{version}/{FILTERED_RANGES_FILE}");
+            let ranges = serde_json::to_vec(&processed.filtered)
+                .map_err(|e| ProcessError::Other(e.to_string()))?;
+            let mut upload = state.files.upload(&key);
+            upload.write_all(&ranges).await?;
+            upload.finish().await?;
+            Some(key)
+        }
+        false => None,
+    };
     let stored = started.elapsed();
 
     let mut images = Vec::new();
