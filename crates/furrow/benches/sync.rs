@@ -153,6 +153,14 @@ fn protocol_minimum(growers: usize, fields: usize) -> usize {
 
 #[tokio::main]
 async fn main() {
+    // RUST_LOG shows furrow's logs (the benchmark's figures go to stdout).
+    if std::env::var("RUST_LOG").is_ok() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .init();
+    }
     let growers: u32 = env_or("FURROW_BENCH_GROWERS", 50);
     let fields: u32 = env_or("FURROW_BENCH_FIELDS", 20);
     let latency_ms: u64 = env_or("FURROW_BENCH_LATENCY_MS", 50);
