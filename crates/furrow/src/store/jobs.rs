@@ -22,7 +22,12 @@ pub struct ClaimedJob {
 pub enum Lane {
     /// Token upkeep, sync runs and their parts; at most `parts_per_credential` of one
     /// credential's sync parts hold a lease at once.
-    Sync { parts_per_credential: i64 },
+    Sync {
+        parts_per_credential: i64,
+        /// Only jobs of credentials with nothing of their kind running (no part running, for
+        /// a part; no job at all, for the others): the slots kept for accounts just starting.
+        idle_credentials_only: bool,
+    },
     /// Machine-data processing (long exports and parsing, which must never hold up
     /// credentials and syncs).
     MachineData,
@@ -59,7 +64,10 @@ impl Store {
             // Each credential's load is counted once (not per candidate row), the candidates
             // are ranked, and only the top few are checked against their credential's cap: a
             // claim is as cheap with thousands of due parts as with a few.
-            Lane::Sync { parts_per_credential } => (
+            Lane::Sync {
+                parts_per_credential,
+                idle_credentials_only,
+            } => (
                 format!(
                     "WITH load AS (SELECT credential_id, COUNT(*) AS jobs, \
                        SUM(CASE WHEN lease_until_ms >= $1 THEN 1 ELSE 0 END) AS running, \
@@ -76,8 +84,9 @@ impl Store {
                          WHERE d.machine_data = 0 AND {due} \
                            AND (d.kind NOT LIKE 'part:%' OR load.parts_running < $3) \
                          ORDER BY running, is_part, load.jobs, later_part, d.run_at_ms LIMIT $4) c) t \
-                     WHERE t.is_part = 0 OR t.nth + t.parts_running <= $3 \
-                     ORDER BY t.running, t.is_part, t.jobs, t.later_part, t.run_at_ms LIMIT $2"
+                     WHERE (t.is_part = 0 OR t.nth + t.parts_running <= $3){idle} \
+                     ORDER BY t.running, t.is_part, t.jobs, t.later_part, t.run_at_ms LIMIT $2",
+                    idle = if idle_credentials_only { " AND t.running = 0" } else { "" }
                 ),
                 Some(parts_per_credential.max(1)),
             ),
@@ -218,6 +227,7 @@ mod tests {
         let lease = now_ms() + 60_000;
         let lane = Lane::Sync {
             parts_per_credential: 4,
+            idle_credentials_only: false,
         };
         credential_with_jobs(&store, "busy", &["part:1/fields", "part:2/fields"]).await;
         credential_with_jobs(&store, "new", &["sync"]).await;
@@ -231,9 +241,23 @@ mod tests {
             .execute(store.pool())
             .await
             .unwrap();
-        let next = store.claim_jobs("r1", lease, 1, lane).await.unwrap();
+        // The slots kept for idle credentials take the new credential's part, and not the
+        // busy one's, however many are free.
+        let idle_lane = Lane::Sync {
+            parts_per_credential: 4,
+            idle_credentials_only: true,
+        };
+        let next = store.claim_jobs("r1", lease, 10, idle_lane).await.unwrap();
         assert_eq!(next.len(), 1);
         assert_eq!(next[0].id, "new-1", "claimed {next:?}");
+        assert!(store
+            .claim_jobs("r1", lease, 10, idle_lane)
+            .await
+            .unwrap()
+            .is_empty());
+        let next = store.claim_jobs("r1", lease, 10, lane).await.unwrap();
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].id, "busy-1", "claimed {next:?}");
     }
 
     #[tokio::test]
@@ -253,6 +277,7 @@ mod tests {
         let lease = now_ms() + 60_000;
         let lane = Lane::Sync {
             parts_per_credential: 2,
+            idle_credentials_only: false,
         };
 
         let first = store.claim_jobs("r1", lease, 100, lane).await.unwrap();

@@ -2,7 +2,7 @@
 //! concurrency, and runs retention. Several replicas can run it against one database.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinSet;
@@ -34,18 +34,46 @@ pub async fn run_engine(state: AppState, stop: watch::Receiver<bool>) {
     drain(&state, [sync_lane, other_lanes]).await;
 }
 
+/// Of the sync lane's slots, how many are kept for credentials with nothing running: a grower
+/// connected while every other slot holds a large sync's parts (each running for seconds at a
+/// shared rate limit) starts at once instead of waiting for one of them to end.
+fn slots_kept_for_idle_credentials(concurrency: usize) -> usize {
+    if concurrency < 8 {
+        0
+    } else {
+        (concurrency / 16).clamp(2, 8)
+    }
+}
+
+/// How long the kept slots wait after a claim that found too little for them.
+const IDLE_CLAIM_PAUSE: Duration = Duration::from_millis(100);
+
 /// Claims due jobs of the sync lane into this replica's `engine_concurrency` slots, until
 /// `stop`; returns the work still running.
 async fn claim_sync_lane(state: &AppState, mut stop: watch::Receiver<bool>) -> JoinSet<()> {
-    let permits = Arc::new(Semaphore::new(state.settings.engine_concurrency.max(1)));
+    let concurrency = state.settings.engine_concurrency.max(1);
+    let kept = slots_kept_for_idle_credentials(concurrency);
+    let any = Arc::new(Semaphore::new(concurrency - kept));
+    let idle_only = Arc::new(Semaphore::new(kept));
+    // When the kept slots last found nothing to claim, they are not asked again for a while:
+    // every finished job wakes this loop, and a claim with nothing to find costs a query.
+    let mut idle_claim_after = Instant::now();
     let mut running = JoinSet::new();
     while !*stop.borrow() {
         while running.try_join_next().is_some() {}
+        // The claim ranks credentials with nothing running first, so the kept slots are
+        // claimed into only when the others are full.
+        let (permits, idle_credentials_only) = if any.available_permits() > 0 {
+            (&any, false)
+        } else {
+            (&idle_only, true)
+        };
         let free = permits.available_permits() as i64;
-        if free > 0 {
+        if free > 0 && (!idle_credentials_only || Instant::now() >= idle_claim_after) {
             let lease_until = now_ms() + (state.settings.lease_secs * 1000) as i64;
             let lane = Lane::Sync {
                 parts_per_credential: state.settings.sync_parts_per_credential as i64,
+                idle_credentials_only,
             };
             match state
                 .store
@@ -53,7 +81,10 @@ async fn claim_sync_lane(state: &AppState, mut stop: watch::Receiver<bool>) -> J
                 .await
             {
                 Ok(jobs) => {
-                    spawn_each(&permits, &mut running, jobs, |job| {
+                    if idle_credentials_only && (jobs.len() as i64) < free {
+                        idle_claim_after = Instant::now() + IDLE_CLAIM_PAUSE;
+                    }
+                    spawn_each(permits, &mut running, jobs, |job| {
                         let state = state.clone();
                         let (span, request_id) = job_span(&job);
                         let work = async move {

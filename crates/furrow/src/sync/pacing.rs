@@ -3,8 +3,9 @@
 //! requests from it (what accrued since the last draw, up to about 250 ms of the rate, the next
 //! draw under way while the reserve is spent), so no replica spends what another already has,
 //! and hands them out one at a time, spread at the rate, to the waiting account (grower) that
-//! was given least lately — a 5-field grower's first sync is not queued behind a 5,000-field
-//! one's.
+//! began using the budget within the last seconds, else to the one given least lately — a
+//! 5-field grower's first sync is not queued behind a 5,000-field one's, nor given one turn in
+//! hundreds.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -168,15 +169,24 @@ struct Waiting {
     dispatching: bool,
 }
 
-/// Requests an account was given, decaying by half every [`SERVED_HALF_LIFE`].
+/// Requests an account was given, decaying by half every [`SERVED_HALF_LIFE`], and since when
+/// it has been using the budget.
 #[derive(Clone, Copy)]
 struct Served {
     requests: f64,
     at: Instant,
+    since: Instant,
 }
 
 /// How long an account's past use of the budget counts against it.
 const SERVED_HALF_LIFE: Duration = Duration::from_secs(30);
+
+/// An account that began using the budget this recently goes ahead of those using it longer:
+/// a grower just connected (whose whole first sync, for a few fields, takes well under a
+/// second alone) is not given a turn only after every one of hundreds of syncing accounts —
+/// equal shares of 2,000 requests/s among 500 accounts are 4 requests/s each. A large account
+/// gets the same head start, then shares evenly.
+const NEWCOMER_WINDOW: Duration = Duration::from_secs(5);
 
 impl Served {
     fn now(self, now: Instant) -> f64 {
@@ -186,28 +196,36 @@ impl Served {
 }
 
 impl Waiting {
-    /// The waiting account that was given least lately: a grower whose first sync just started
-    /// goes before one whose thousands of requests are under way, so a small account is not
-    /// starved by a large one, and accounts of equal use share the budget evenly.
+    /// The waiting account to serve next: accounts that began using the budget within
+    /// [`NEWCOMER_WINDOW`] first, then the one given least lately — so a small account is not
+    /// starved by large ones, and accounts of equal use share the budget evenly.
     fn next_account(&self, now: Instant) -> Option<String> {
         self.queues
             .iter()
             .filter(|(_, q)| !q.is_empty())
             .map(|(account, _)| {
-                let served = self.served.get(account).map_or(0.0, |s| s.now(now));
-                (account, served)
+                let (served, newcomer) = self.served.get(account).map_or((0.0, true), |s| {
+                    (s.now(now), now.duration_since(s.since) < NEWCOMER_WINDOW)
+                });
+                (account, !newcomer, served)
             })
-            .min_by(|a, b| a.1.total_cmp(&b.1))
-            .map(|(account, _)| account.clone())
+            .min_by(|a, b| a.1.cmp(&b.1).then(a.2.total_cmp(&b.2)))
+            .map(|(account, _, _)| account.clone())
     }
 
     fn count(&mut self, account: &str, now: Instant) {
-        let served = self.served.get(account).map_or(0.0, |s| s.now(now));
+        let (served, since) = self
+            .served
+            .get(account)
+            // An account idle long enough that its use no longer counts begins anew.
+            .filter(|s| s.now(now) > 0.5)
+            .map_or((0.0, now), |s| (s.now(now), s.since));
         self.served.insert(
             account.to_string(),
             Served {
                 requests: served + 1.0,
                 at: now,
+                since,
             },
         );
         if self.served.len() > 10_000 {
@@ -504,6 +522,43 @@ mod tests {
             "the small account's request went {position}th"
         );
         queue.shutdown().await;
+    }
+
+    #[test]
+    fn accounts_new_to_the_budget_go_first_then_the_one_given_least() {
+        let now = Instant::now();
+        let mut waiting = Waiting::default();
+        let mut receivers = Vec::new();
+        for account in ["old-light", "old-heavy", "new"] {
+            let (tx, rx) = oneshot::channel();
+            receivers.push(rx);
+            waiting
+                .queues
+                .entry(account.to_string())
+                .or_default()
+                .push_back(tx);
+        }
+        let served = |requests: f64, for_secs: u64| Served {
+            requests,
+            at: now,
+            since: now - Duration::from_secs(for_secs),
+        };
+        waiting.served.insert("old-light".into(), served(2.0, 60));
+        waiting.served.insert("old-heavy".into(), served(500.0, 60));
+        // Given more than old-light lately, but within its first seconds.
+        waiting.served.insert("new".into(), served(20.0, 1));
+        assert_eq!(waiting.next_account(now).as_deref(), Some("new"));
+        // Past its window it queues by use like the others.
+        let later = now + NEWCOMER_WINDOW;
+        assert_eq!(waiting.next_account(later).as_deref(), Some("old-light"));
+        waiting.queues.remove("old-light");
+        assert_eq!(waiting.next_account(later).as_deref(), Some("new"));
+        // An account counted for the first time begins its window then.
+        waiting.count("fresh", later);
+        let fresh = waiting.served["fresh"];
+        assert_eq!(fresh.since, later);
+        waiting.count("new", later);
+        assert_eq!(waiting.served["new"].since, now - Duration::from_secs(1));
     }
 
     #[tokio::test]
