@@ -95,8 +95,8 @@ impl ByteRanges {
         }
     }
 
-    pub fn ranges(&self) -> &[[u64; 2]] {
-        &self.0
+    pub fn into_ranges(self) -> Vec<[u64; 2]> {
+        self.0
     }
 
     /// Bytes in all the ranges.

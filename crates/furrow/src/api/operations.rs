@@ -166,20 +166,15 @@ async fn download_filtered(
         // Processed before the filtered GeoJSON was kept as ranges: a file of its own.
         return stream(&state, &key, GEOJSON).await;
     }
-    let ranges: Result<ByteRanges, FileStoreError> = match state.files.read_all(&key).await {
-        Ok(text) => serde_json::from_slice(&text).map_err(|e| std::io::Error::other(e).into()),
-        Err(e) => Err(e),
+    let read = async {
+        let text = state.files.read_all(&key).await?;
+        let ranges: ByteRanges = serde_json::from_slice(&text).map_err(std::io::Error::other)?;
+        state
+            .files
+            .read_ranges(&standard, ranges.into_ranges())
+            .await
     };
-    let read = match ranges {
-        Ok(ranges) => {
-            state
-                .files
-                .read_ranges(&standard, ranges.ranges().to_vec())
-                .await
-        }
-        Err(e) => Err(e),
-    };
-    stream_response(&key, read, GEOJSON)
+    stream_response(&key, read.await, GEOJSON)
 }
 
 fn stored_json(text: Option<&str>) -> Value {

@@ -359,17 +359,16 @@ async fn export_and_process(
     let processed = processed?;
     // The filtered GeoJSON is the standard one's text less the dropped points: kept as the
     // byte ranges that make it up, read through the standard file when downloaded.
-    let filtered_key = match filtered_on {
-        true => {
-            let key = format!("{prefix}/{version}/{FILTERED_RANGES_FILE}");
-            let ranges = serde_json::to_vec(&processed.filtered)
-                .map_err(|e| ProcessError::Other(e.to_string()))?;
-            let mut upload = state.files.upload(&key);
-            upload.write_all(&ranges).await?;
-            upload.finish().await?;
-            Some(key)
-        }
-        false => None,
+    let filtered_key = if filtered_on {
+        let key = format!("{prefix}/{version}/{FILTERED_RANGES_FILE}");
+        let ranges = serde_json::to_vec(&processed.filtered)
+            .map_err(|e| ProcessError::Other(e.to_string()))?;
+        let mut upload = state.files.upload(&key);
+        upload.write_all(&ranges).await?;
+        upload.finish().await?;
+        Some(key)
+    } else {
+        None
     };
     let stored = started.elapsed();
 
