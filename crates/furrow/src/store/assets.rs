@@ -103,7 +103,7 @@ impl Store {
         // Kept in columns too, to filter on.
         let data: serde_json::Value = serde_json::from_str(&asset.data).unwrap_or_default();
         let text = |key: &str| data.get(key).and_then(|v| v.as_str()).map(str::to_string);
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let now = leaf_time_now();
         let r = sqlx::query(
             "INSERT INTO assets (id, leaf_user_id, kind, origin_type, organization_id, provider_asset_id, name, data, \
@@ -145,7 +145,7 @@ impl Store {
         )
         .bind(leaf_time_now())
         .bind(stable_uuid(&[user, kind.as_str(), provider_id]))
-        .execute(self.pool())
+        .execute(self.writes())
         .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -266,7 +266,7 @@ impl Store {
         id: &str,
         alerts: &[(String, String)],
     ) -> StoreResult<bool> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let r = sqlx::query("DELETE FROM assets WHERE id = $1 AND origin_type = 'USER_CREATED'")
             .bind(id)
             .execute(&mut *tx)

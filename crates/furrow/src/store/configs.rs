@@ -23,7 +23,7 @@ impl Store {
         .bind(owner)
         .bind(leaf_user_id)
         .bind(body)
-        .execute(self.pool())
+        .execute(self.writes())
         .await?;
         Ok(())
     }
@@ -32,7 +32,7 @@ impl Store {
         let r = sqlx::query("DELETE FROM configs WHERE owner_id = $1 AND leaf_user_id = $2")
             .bind(owner)
             .bind(leaf_user_id)
-            .execute(self.pool())
+            .execute(self.writes())
             .await?;
         Ok(r.rows_affected() == 1)
     }

@@ -374,7 +374,7 @@ impl Store {
 
     async fn commit_token_batch(&self, batch: Vec<(TokenCommit, TokenReply)>) {
         let together = async {
-            let mut tx = self.pool().begin().await?;
+            let mut tx = self.begin_write().await?;
             let mut written = Vec::with_capacity(batch.len());
             for (commit, _) in &batch {
                 written.push(write_tokens_in(&mut tx, commit).await?);
@@ -404,7 +404,7 @@ impl Store {
     }
 
     async fn write_tokens_alone(&self, commit: &TokenCommit) -> StoreResult<bool> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let written = write_tokens_in(&mut tx, commit).await?;
         tx.commit().await?;
         Ok(written)
@@ -421,7 +421,7 @@ impl Store {
         alerts: &[(String, String)],
     ) -> StoreResult<bool> {
         self.credentials.forget_credential(id);
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let r = sqlx::query(
             "UPDATE jd_credentials SET status = $1, status_reason = $2, last_check_ms = $3 \
              WHERE id = $4 AND version = $5",
@@ -469,14 +469,14 @@ impl Store {
         .bind(&old.client_secret_enc)
         .bind(&old.refresh_token_enc)
         .bind(old.access_token_enc.clone().unwrap_or_default())
-        .execute(self.pool())
+        .execute(self.writes())
         .await?;
         self.credentials.forget_credential(&old.id);
         Ok(r.rows_affected() == 1)
     }
 
     pub async fn add_events(&self, credential_id: &str, events: &[NewEvent]) -> StoreResult<()> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         for event in events {
             insert_event(&mut tx, credential_id, event).await?;
         }
@@ -529,7 +529,7 @@ impl Store {
     pub async fn delete_events_before(&self, before_ms: i64) -> StoreResult<u64> {
         let r = sqlx::query("DELETE FROM credential_events WHERE created_us < $1")
             .bind(before_ms.saturating_mul(1000))
-            .execute(self.pool())
+            .execute(self.writes())
             .await?;
         Ok(r.rows_affected())
     }

@@ -431,7 +431,7 @@ impl Store {
             return Ok(false);
         };
         let now = leaf_time_now();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let r = sqlx::query("UPDATE fields SET deleted_on_provider = 1, updated_at = $1 WHERE id = $2 AND deleted_on_provider = 0")
             .bind(now.clone())
             .bind(&id)
@@ -472,7 +472,7 @@ impl Store {
         )
         .bind(org)
         .bind(field_id)
-        .execute(self.pool())
+        .execute(self.writes())
         .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -483,7 +483,7 @@ impl Store {
             "UPDATE fields SET organization_id = '' WHERE id = $1 AND origin = 'Leaf' AND provider_field_id = id",
         )
         .bind(field_id)
-        .execute(self.pool())
+        .execute(self.writes())
         .await?;
         Ok(())
     }
@@ -504,7 +504,7 @@ impl Store {
         }
         let now = leaf_time_now();
         let boundary_id = stable_uuid(&[id, "boundary", &content_hash(geometry)]);
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO fields (id, leaf_user_id, organization_id, provider_field_id, name, provider_farm_id, deleted_on_provider, \
              created_at, updated_at, sync_state, origin) VALUES ($1, $2, '', $1, $3, NULL, 0, $4, $4, 'PROCESSED', 'Leaf')",
@@ -541,7 +541,7 @@ impl Store {
         provider_field_id: &str,
         provider_boundary_id: Option<&str>,
     ) -> StoreResult<()> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "UPDATE fields SET organization_id = $1, provider_field_id = $2, updated_at = $3 \
              WHERE id = $4 AND origin = 'Leaf'",
@@ -651,12 +651,12 @@ impl Store {
                     "UPDATE fields SET sync_state = 'WAITING' WHERE leaf_user_id = $1 AND sync_state = 'PREVIEW'",
                 )
                 .bind(user)
-                .execute(self.pool())
+                .execute(self.writes())
                 .await?
                 .rows_affected();
             }
             Some(ids) => {
-                let mut tx = self.pool().begin().await?;
+                let mut tx = self.begin_write().await?;
                 for id in ids {
                     changed += sqlx::query(
                         "UPDATE fields SET sync_state = 'WAITING' WHERE id = $1 AND leaf_user_id = $2 AND sync_state = 'PREVIEW'",
@@ -857,7 +857,7 @@ impl Store {
         url: &str,
         signature: &str,
     ) -> StoreResult<()> {
-        let mut conn = self.pool().acquire().await?;
+        let mut conn = self.writes().acquire().await?;
         let signature = [(url.to_string(), signature.to_string())];
         put_signatures_in(&mut conn, credential_id, &signature).await
     }

@@ -173,7 +173,7 @@ impl Store {
         .bind(&key.client_secret_enc)
         .bind(&key.scopes)
         .bind(&key.created_at)
-        .execute(self.pool())
+        .execute(self.writes())
         .await?;
         Ok(!existed)
     }
@@ -233,7 +233,7 @@ impl Store {
         app_name: &str,
         environment: &str,
     ) -> StoreResult<bool> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "DELETE FROM magic_links WHERE app_key_id IN (SELECT id FROM app_keys WHERE \
              owner_id = $1 AND provider = $2 AND app_name = $3 AND client_environment = $4)",
@@ -276,7 +276,7 @@ impl Store {
         .bind(&link.created_at)
         .bind(link.expires_at_ms)
         .bind(link.last_accessed_ms)
-        .execute(self.pool())
+        .execute(self.writes())
         .await?;
         Ok(())
     }
@@ -334,7 +334,7 @@ impl Store {
         let r = sqlx::query("DELETE FROM magic_links WHERE id = $1 AND owner_id = $2")
             .bind(id)
             .bind(owner)
-            .execute(self.pool())
+            .execute(self.writes())
             .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -343,7 +343,7 @@ impl Store {
         sqlx::query("UPDATE magic_links SET last_accessed_ms = $1 WHERE id = $2")
             .bind(now_ms())
             .bind(id)
-            .execute(self.pool())
+            .execute(self.writes())
             .await?;
         Ok(())
     }
@@ -355,7 +355,7 @@ impl Store {
             return Ok(false);
         };
         let now = now_ms();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let used = sqlx::query(
             "UPDATE magic_links SET usage_count = usage_count + 1, last_accessed_ms = $1 \
              WHERE id = $2 AND usage_count < max_usage AND expires_at_ms > $1",
@@ -373,7 +373,7 @@ impl Store {
     }
 
     pub async fn insert_flow(&self, flow: &OAuthFlowRecord) -> StoreResult<()> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         insert_flow(&mut tx, flow).await?;
         tx.commit().await?;
         Ok(())
@@ -420,7 +420,7 @@ impl Store {
         .bind(now_ms())
         .bind(id)
         .bind(from.as_str())
-        .execute(self.pool())
+        .execute(self.writes())
         .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -445,7 +445,7 @@ impl Store {
         .bind(now_ms())
         .bind(id)
         .bind(FlowPhase::New.as_str())
-        .execute(self.pool())
+        .execute(self.writes())
         .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -454,7 +454,7 @@ impl Store {
     pub async fn delete_flows_before(&self, before_ms: i64) -> StoreResult<u64> {
         let r = sqlx::query("DELETE FROM oauth_flows WHERE expires_at_ms < $1")
             .bind(before_ms)
-            .execute(self.pool())
+            .execute(self.writes())
             .await?;
         Ok(r.rows_affected())
     }
@@ -494,7 +494,7 @@ impl Store {
         .bind(new)
         .bind(id)
         .bind(old)
-        .execute(self.pool())
+        .execute(self.writes())
         .await?;
         Ok(r.rows_affected() == 1)
     }

@@ -205,7 +205,7 @@ impl Store {
         reason: &str,
     ) -> StoreResult<()> {
         super::retry_conflicts(|| async {
-            let mut tx = self.pool().begin().await?;
+            let mut tx = self.begin_write().await?;
             queue_in(&mut tx, operation_id, leaf_user_id, credential_id, reason).await?;
             tx.commit().await?;
             Ok(())
@@ -234,7 +234,7 @@ impl Store {
         .bind(with_event(&current.events, message))
         .bind(leaf_time_now())
         .bind(operation_id)
-        .execute(self.pool())
+        .execute(self.writes())
         .await?;
         Ok(())
     }
@@ -252,7 +252,7 @@ impl Store {
             current.as_ref().map_or("[]", |c| c.events.as_str()),
             &format!("processed: {} points", data.points),
         );
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         release_in(&mut tx, job_id).await?;
         let now = leaf_time_now();
         sqlx::query(
@@ -290,7 +290,7 @@ impl Store {
     ) -> StoreResult<()> {
         self.note_operation_data(operation_id, status, attempts, message)
             .await?;
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         release_in(&mut tx, job_id).await?;
         tx.commit().await?;
         Ok(())

@@ -59,7 +59,7 @@ impl Store {
         credential_id: &str,
         orgs: &[OrganizationRecord],
     ) -> StoreResult<()> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let now = leaf_time_now();
         for (position, org) in orgs.iter().enumerate() {
             sqlx::query(
@@ -129,7 +129,7 @@ impl Store {
         .bind(error.map(str::to_string))
         .bind(credential_id)
         .bind(org_id)
-        .execute(self.pool())
+        .execute(self.writes())
         .await?;
         Ok(())
     }
@@ -151,7 +151,7 @@ impl Store {
         .bind(credential_id)
         .bind(org_id)
         .bind(from)
-        .execute(self.pool())
+        .execute(self.writes())
         .await?;
         Ok(r.rows_affected() == 1)
     }

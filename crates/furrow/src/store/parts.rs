@@ -45,7 +45,7 @@ impl Store {
         status: &SyncStatus,
     ) -> StoreResult<()> {
         super::retry_conflicts(|| async {
-            let mut tx = self.pool().begin().await?;
+            let mut tx = self.begin_write().await?;
             sqlx::query("DELETE FROM jobs WHERE credential_id = $1 AND kind LIKE 'part:%'")
                 .bind(credential_id)
                 .execute(&mut *tx)
@@ -136,7 +136,7 @@ impl Store {
         .bind(credential_id)
         .bind(part)
         .bind(run_id)
-        .execute(self.pool())
+        .execute(self.writes())
         .await?;
         Ok(())
     }
@@ -167,7 +167,7 @@ impl Store {
         done_by: &str,
         finish: impl Fn(&[SyncPart]) -> (String, Option<String>),
     ) -> StoreResult<()> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         // Serialises the run's last parts: each sees the others' committed state.
         sqlx::query("UPDATE sync_status SET state = state WHERE leaf_user_id = $1")
             .bind(user)

@@ -1405,7 +1405,14 @@ pub async fn run_part_job(
         return Ok(());
     };
     let started = std::time::Instant::now();
-    let counts = match sync_part(state, &cred, &part, org_id, resource).await {
+    let work = sync_part(state, &cred, &part, org_id, resource);
+    // An account syncing for a while gives way at the database to one just connected.
+    let outcome = if state.deere.newcomer(&cred.client_key, &cred.leaf_user_id) {
+        work.await
+    } else {
+        crate::store::giving_way(work).await
+    };
+    let counts = match outcome {
         Ok(counts) => counts,
         Err(SyncError::NotReady(reason)) => {
             state

@@ -71,6 +71,12 @@ impl DeereHosts {
         })
     }
 
+    /// Whether `account` began using `client_key`'s request budget only moments ago: its
+    /// work goes ahead of the others' (see [`RateBudgets::newcomer`]).
+    pub fn newcomer(&self, client_key: &str, account: &str) -> bool {
+        self.budgets.newcomer(client_key, account)
+    }
+
     /// Clients for one account's (Leaf user's) credential, paced by its client key's budget.
     /// Everything they exchange is kept for the event log.
     pub fn session(

@@ -66,6 +66,18 @@ impl RateBudgets {
         })
     }
 
+    /// Whether `account` began using `client_key`'s budget within [`NEWCOMER_WINDOW`] (or
+    /// has not used it yet), as the budget's own turns count it. A key not paced has no such
+    /// record: every account of it counts as new.
+    pub fn newcomer(&self, client_key: &str, account: &str) -> bool {
+        let budgets = self.budgets.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(budget) = budgets.get(client_key) else {
+            return true;
+        };
+        let waiting = budget.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        waiting.newcomer(account, Instant::now())
+    }
+
     /// The pacer for `account`'s requests with `client_key` (an account is a Leaf user), or
     /// `None` when that key is not paced.
     pub fn pacer(&self, client_key: &str, account: &str) -> Option<SharedPacer> {
@@ -204,13 +216,19 @@ impl Waiting {
             .iter()
             .filter(|(_, q)| !q.is_empty())
             .map(|(account, _)| {
-                let (served, newcomer) = self.served.get(account).map_or((0.0, true), |s| {
-                    (s.now(now), now.duration_since(s.since) < NEWCOMER_WINDOW)
-                });
-                (account, !newcomer, served)
+                let served = self.served.get(account).map_or(0.0, |s| s.now(now));
+                (account, !self.newcomer(account, now), served)
             })
             .min_by(|a, b| a.1.cmp(&b.1).then(a.2.total_cmp(&b.2)))
             .map(|(account, _, _)| account.clone())
+    }
+
+    /// Whether `account` began using the budget within [`NEWCOMER_WINDOW`] of `now`, or has
+    /// not used it yet.
+    fn newcomer(&self, account: &str, now: Instant) -> bool {
+        self.served
+            .get(account)
+            .is_none_or(|s| now.duration_since(s.since) < NEWCOMER_WINDOW)
     }
 
     fn count(&mut self, account: &str, now: Instant) {
