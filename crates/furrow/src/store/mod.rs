@@ -143,7 +143,7 @@ pub enum Backend {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
-    /// SQLite: the one connection batched writes take turns on (see `begin_write`).
+    /// SQLite: the one connection every write takes turns on (see `writes`, `begin_write`).
     writer: Option<AnyPool>,
     backend: Backend,
     credentials: credentials::CredentialCache,
@@ -217,7 +217,7 @@ impl Store {
         let (pool, writer, checkpoints) = match backend {
             // SQLite takes one writer at a time, and each sqlx-sqlite connection is a thread:
             // two connections measured fastest here (fewer context switches, no lock waits).
-            // Batched writes (`begin_write`) have a connection of their own, so they queue for
+            // Writes (`writes`, `begin_write`) have a connection of their own, so they queue for
             // it in order instead of in SQLite's busy handler, which sleeps a whole connection
             // (and every reader waiting for one) while the lock is held.
             // Code must never hold one connection while acquiring another.
@@ -458,7 +458,7 @@ impl Change {
     }
 }
 
-/// Starts the write-ahead log over. This process's batched writes pause meanwhile (the writer
+/// Starts the write-ahead log over. This process's writes pause meanwhile (the writer
 /// connection is held); another process's writers make it give up within a short busy timeout,
 /// to try again at the next tick, rather than hold this one's writes up.
 async fn restart_log(checkpointer: &AnyPool, writer: &AnyPool) -> StoreResult<()> {
@@ -477,7 +477,7 @@ async fn restart_log(checkpointer: &AnyPool, writer: &AnyPool) -> StoreResult<()
 /// and every queued write waited for it: a fifth of the writer's time in the sync benchmark.
 /// A passive checkpoint takes no write lock, so writers go on meanwhile. But the log starts
 /// over only once it is copied whole, which never happens while writes keep coming: past
-/// [`WAL_RESTART_FRAMES`] the checkpointer restarts it between two batched writes (little is
+/// [`WAL_RESTART_FRAMES`] the checkpointer restarts it between two writes (little is
 /// left to copy by then; see [`restart_log`]).
 fn spawn_checkpointer(checkpointer: AnyPool, writer: AnyPool, alive: std::sync::Weak<()>) {
     tokio::spawn(async move {
