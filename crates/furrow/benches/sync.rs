@@ -2,8 +2,9 @@
 //! unchanged re-sync, against the simulator with latency and a per-client rate limit. Prints
 //! wall time, requests by kind against the protocol's minimum, the ratio to the upstream bound
 //! John Deere sets (its rate limit over that minimum, or the dependency depth times its
-//! latency), 429s, the re-sync's requests against the minimum, and peak memory (VmHWM of this
-//! process, which also runs the simulator).
+//! latency), 429s, the re-sync's requests against the minimum, and CPU time and peak memory
+//! (VmHWM) of furrow and of the simulator apart: the simulator runs in a process of its own (this
+//! binary run again with FURROW_BENCH_SIMULATOR set), as John Deere is a system of its own.
 //!
 //! Knobs: FURROW_BENCH_GROWERS (50), FURROW_BENCH_FIELDS (20), FURROW_BENCH_LATENCY_MS (50),
 //! FURROW_BENCH_RATE (100 requests/s per client key), FURROW_BENCH_CONCURRENCY (furrow's default),
@@ -25,10 +26,10 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-/// CPU seconds (user + system) this process has used: `/proc/self/stat` fields 14 and 15, in
-/// clock ticks of 1/100 s (Linux's USER_HZ).
-fn cpu_seconds() -> f64 {
-    std::fs::read_to_string("/proc/self/stat")
+/// CPU seconds (user + system) a process (`self` or a pid) has used: `/proc/{process}/stat`
+/// fields 14 and 15, in clock ticks of 1/100 s (Linux's USER_HZ).
+fn cpu_seconds(process: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{process}/stat"))
         .ok()
         .and_then(|s| {
             // Fields after the command name, which is in parentheses and may hold spaces.
@@ -41,8 +42,25 @@ fn cpu_seconds() -> f64 {
         .unwrap_or(0.0)
 }
 
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+/// CPU seconds each of this process's threads has used, by thread id, with its name.
+fn thread_cpu_seconds() -> std::collections::BTreeMap<String, (String, f64)> {
+    let mut threads = std::collections::BTreeMap::new();
+    for task in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let tid = task.file_name().to_string_lossy().to_string();
+        let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let cpu = cpu_seconds(&format!("self/task/{tid}"));
+        threads.insert(tid, (name.trim().to_string(), cpu));
+    }
+    threads
+}
+
+/// A process's peak resident memory (VmHWM).
+fn peak_rss_mib(process: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{process}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
@@ -142,6 +160,140 @@ fn time_per_request(scrape: &str) -> String {
     )
 }
 
+/// Set in the simulator's process: this binary, run again, serves the simulated John Deere.
+const SIMULATOR_ROLE: &str = "FURROW_BENCH_SIMULATOR";
+
+/// The simulated world: `growers` × 2 organizations × `fields` fields, 20 ms or the given
+/// latency, and the rate limit per client key.
+fn sim_config() -> SimConfig {
+    let mut config = SimConfig {
+        world: WorldSize {
+            growers: env_or("FURROW_BENCH_GROWERS", 50),
+            connected_orgs_per_grower: 2,
+            unconnected_orgs_per_grower: 0,
+            clients_per_org: 1,
+            farms_per_client: 2,
+            fields_per_org: env_or("FURROW_BENCH_FIELDS", 20),
+            operations_per_field: 4,
+            files_per_org: 4,
+            file_bytes: 16 * 1024,
+        },
+        ..SimConfig::default()
+    };
+    config.settings.latency_ms = env_or("FURROW_BENCH_LATENCY_MS", 50);
+    config.settings.rate_limit_per_sec = Some(env_or("FURROW_BENCH_RATE", 100.0));
+    config
+}
+
+/// The simulator's process: serves until its standard input closes (when the benchmark ends,
+/// or dies), after printing its root, platform and issuer URLs, one per line.
+fn serve_simulator() {
+    // One worker thread: the simulator renders each answer holding its world's lock, so more
+    // would mostly wait for each other.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let sim = deere_sim::start(sim_config(), "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        println!(
+            "{}\n{}\n{}",
+            sim.root_url(),
+            sim.platform_url(),
+            sim.issuer_url()
+        );
+        tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin(), &mut std::io::sink()))
+            .await
+            .ok();
+        sim.shutdown().await;
+    });
+}
+
+/// One line of the simulator's request log (`GET /__admin/requests`).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Logged {
+    method: String,
+    path: String,
+    status: u16,
+    user: Option<String>,
+    at_ms: u64,
+}
+
+/// The benchmark's requests all succeed: their JSON answer.
+trait JsonBody {
+    async fn json_body<T: serde::de::DeserializeOwned>(self) -> T;
+}
+
+impl JsonBody for reqwest::RequestBuilder {
+    async fn json_body<T: serde::de::DeserializeOwned>(self) -> T {
+        self.send().await.unwrap().json().await.unwrap()
+    }
+}
+
+/// The simulator's process, driven over its admin API.
+struct Simulator {
+    child: std::process::Child,
+    root: String,
+    platform: String,
+    issuer: String,
+    http: reqwest::Client,
+}
+
+impl Simulator {
+    fn spawn() -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .env(SIMULATOR_ROLE, "1")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut line = || lines.next().unwrap().unwrap();
+        let (root, platform, issuer) = (line(), line(), line());
+        Self {
+            child,
+            root,
+            platform,
+            issuer,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn process(&self) -> String {
+        self.child.id().to_string()
+    }
+
+    /// A refresh token for `user`'s grant to the benchmark's client key.
+    async fn refresh_token(&self, user: &str) -> String {
+        let issued: Value = self
+            .http
+            .post(format!("{}/__admin/tokens", self.root))
+            .json(&json!({"clientKey": "sim-client", "userName": user, "scope": "ag1 ag2 files offline_access"}))
+            .json_body()
+            .await;
+        issued["refresh_token"].as_str().unwrap().to_string()
+    }
+
+    /// The request log, from its start.
+    async fn requests(&self) -> Vec<Logged> {
+        self.http
+            .get(format!("{}/__admin/requests", self.root))
+            .json_body()
+            .await
+    }
+
+    /// Closes its standard input, which ends it.
+    fn stop(mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
 /// The protocol's minimum for the first sync of the benchmark's world, with `;count=100` pages
 /// (2 organizations per grower, 1 client and 2 farms per organization, 4 operations per field,
 /// 4 files per organization of one chunk each).
@@ -151,8 +303,18 @@ fn protocol_minimum(growers: usize, fields: usize) -> usize {
     growers * (1 + 2 * per_org)
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    if std::env::var_os(SIMULATOR_ROLE).is_some() {
+        return serve_simulator();
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(benchmark());
+}
+
+async fn benchmark() {
     // RUST_LOG shows furrow's logs (the benchmark's figures go to stdout).
     if std::env::var("RUST_LOG").is_ok() {
         tracing_subscriber::fmt()
@@ -161,45 +323,20 @@ async fn main() {
             .with_ansi(false)
             .init();
     }
-    let growers: u32 = env_or("FURROW_BENCH_GROWERS", 50);
-    let fields: u32 = env_or("FURROW_BENCH_FIELDS", 20);
-    let latency_ms: u64 = env_or("FURROW_BENCH_LATENCY_MS", 50);
-    let rate: f64 = env_or("FURROW_BENCH_RATE", 100.0);
+    let config = sim_config();
+    let growers = config.world.growers;
+    let fields = config.world.fields_per_org;
+    let latency_ms = config.settings.latency_ms;
+    let rate = config.settings.rate_limit_per_sec.unwrap_or_default();
     // Small growers connected, one after another, while the big sync runs (fair share), and the
     // pause between one's first fields and the next one's connection.
     let loaded_count: usize = env_or("FURROW_BENCH_SMALL_GROWERS", 5).max(1);
     let loaded_gap = Duration::from_millis(env_or("FURROW_BENCH_SMALL_GAP_MS", 3_000));
-    let mut config = SimConfig {
-        world: WorldSize {
-            growers,
-            connected_orgs_per_grower: 2,
-            unconnected_orgs_per_grower: 0,
-            clients_per_org: 1,
-            farms_per_client: 2,
-            fields_per_org: fields,
-            operations_per_field: 4,
-            files_per_org: 4,
-            file_bytes: 16 * 1024,
-        },
-        ..SimConfig::default()
-    };
-    config.settings.latency_ms = latency_ms;
-    config.settings.rate_limit_per_sec = Some(rate);
-    // John Deere is a system of its own: the simulator runs on a runtime (one thread) apart
-    // from furrow's. It renders each answer holding its world's lock; on furrow's runtime, a
-    // worker thread waiting for that lock stopped every furrow task queued on it. The CPU is
-    // still shared, and counted together below.
-    let sim_runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("deere-sim")
-        .enable_all()
-        .build()
-        .unwrap();
-    let sim = sim_runtime
-        .spawn(deere_sim::start(config, "127.0.0.1:0".parse().unwrap()))
-        .await
-        .unwrap()
-        .unwrap();
+    // John Deere is a system of its own: the simulator runs in a process apart from furrow's,
+    // so each one's CPU and memory are measured apart (the CPU is still shared). In furrow's
+    // runtime, a worker thread waiting for the simulator's world lock stopped every furrow task
+    // queued on it.
+    let sim = Simulator::spawn();
     let dir = std::env::temp_dir().join(format!(
         "furrow-bench-sync-{}",
         uuid::Uuid::new_v4().simple()
@@ -208,9 +345,9 @@ async fn main() {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.clone(),
         database_url: std::env::var("FURROW_BENCH_DATABASE_URL").ok(),
-        deere_auth_url: sim.issuer_url(),
-        deere_stage_api_url: sim.platform_url().to_string(),
-        deere_production_api_url: sim.platform_url().to_string(),
+        deere_auth_url: sim.issuer.clone(),
+        deere_stage_api_url: sim.platform.clone(),
+        deere_production_api_url: sim.platform.clone(),
         engine_concurrency: env_or(
             "FURROW_BENCH_CONCURRENCY",
             Settings::default().engine_concurrency,
@@ -244,12 +381,8 @@ async fn main() {
     let token = http
         .post(format!("{base}/api/authenticate"))
         .json(&json!({"username": "bench@example.com", "password": "bench-password"}))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap()["id_token"]
+        .json_body::<Value>()
+        .await["id_token"]
         .as_str()
         .unwrap()
         .to_string();
@@ -276,22 +409,10 @@ async fn main() {
                 .post(format!("{base}/services/usermanagement/api/users"))
                 .bearer_auth(&token)
                 .json(&json!({"name": grower}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+                .json_body()
+                .await;
             let user_id = user["id"].as_str().unwrap().to_string();
-            let rt = sim
-                .issue_tokens(
-                    "sim-client",
-                    &grower,
-                    &["ag1", "ag2", "files", "offline_access"],
-                )
-                .unwrap()
-                .refresh_token
-                .unwrap();
+            let rt = sim.refresh_token(&grower).await;
             let r = http
                 .post(format!("{base}/services/usermanagement/api/users/{user_id}/john-deere-credentials"))
                 .bearer_auth(&token)
@@ -306,7 +427,7 @@ async fn main() {
     // Fair share: a 5-field grower's time to its first data, alone and while the big sync runs.
     let small_grower = |name: &str| {
         let http = http.clone();
-        let admin = format!("{}/__admin/growers", sim.root_url());
+        let admin = format!("{}/__admin/growers", sim.root);
         let name = name.to_string();
         async move {
             let org = json!({"connectedTo": "sim-client", "fields": 5, "operationsPerField": 4, "files": 0});
@@ -335,12 +456,8 @@ async fn main() {
                 async move {
                     http.get(path)
                         .bearer_auth(&token)
-                        .send()
+                        .json_body::<Value>()
                         .await
-                        .unwrap()
-                        .json::<Value>()
-                        .await
-                        .unwrap()
                 }
             };
             let (mut claimed, mut running, mut parts) = (None, None, None);
@@ -399,9 +516,10 @@ async fn main() {
     let answered = posted.elapsed().as_secs_f64();
     let alone = time_to_first_data(alone_user, posted, answered).await;
 
-    let log_start = sim.requests().len();
+    let log_start = sim.requests().await.len();
     let started = Instant::now();
-    let cpu_before = cpu_seconds();
+    let cpu_before = (cpu_seconds("self"), cpu_seconds(&sim.process()));
+    let threads_before = thread_cpu_seconds();
     // Posted as an application onboarding many growers would: several at once.
     let users: Vec<String> = futures_util::stream::iter(0..growers)
         .map(|g| connect(format!("grower{:03}", g + 1)))
@@ -436,12 +554,8 @@ async fn main() {
                     let s: Value = http
                         .get(format!("{base}/services/fields/api/users/{u}/fields/sync"))
                         .bearer_auth(&token)
-                        .send()
-                        .await
-                        .unwrap()
-                        .json()
-                        .await
-                        .unwrap();
+                        .json_body()
+                        .await;
                     let fresh = s["state"] == "DONE"
                         && after
                             .get(finished.len())
@@ -495,13 +609,17 @@ async fn main() {
         (
             finished,
             started.elapsed().as_secs_f64(),
-            cpu_seconds() - cpu_before,
+            (
+                cpu_seconds("self") - cpu_before.0,
+                cpu_seconds(&sim.process()) - cpu_before.1,
+            ),
         )
     };
-    let ((first_finished, wall, cpu), mut loaded) = tokio::join!(first_sync, loaded_samples);
+    let ((first_finished, wall, (cpu, sim_cpu)), mut loaded) =
+        tokio::join!(first_sync, loaded_samples);
     slots.abort();
     // The big sync's requests (the small growers' left out).
-    let log: Vec<_> = sim.requests()[log_start..]
+    let log: Vec<_> = sim.requests().await[log_start..]
         .iter()
         .filter(|e| !e.user.as_deref().is_some_and(|u| u.starts_with("small-")))
         .cloned()
@@ -580,6 +698,7 @@ async fn main() {
     for name in small_names {
         let mine: Vec<_> = sim
             .requests()
+            .await
             .into_iter()
             .filter(|e| e.user.as_deref() == Some(name.as_str()))
             .collect();
@@ -613,14 +732,34 @@ async fn main() {
             .collect::<Vec<_>>()
             .join(" ")
     );
+    let per_thousand = |cpu: f64| cpu * 1000.0 / log.len().max(1) as f64;
+    // The busiest threads over the first sync (and the re-sync's start: taken now).
+    let mut busiest: Vec<(String, f64)> = thread_cpu_seconds()
+        .into_iter()
+        .map(|(tid, (name, cpu))| {
+            let before = threads_before.get(&tid).map_or(0.0, |(_, c)| *c);
+            (format!("{name} {tid}"), cpu - before)
+        })
+        .collect();
+    busiest.sort_by(|a, b| b.1.total_cmp(&a.1));
     println!(
-        "CPU:               {cpu:.1} s user+system for the first sync = {:.2} s per 1,000 John Deere requests \
-         (furrow and the simulator together)",
-        cpu * 1000.0 / log.len().max(1) as f64
+        "busiest threads:   {}",
+        busiest
+            .iter()
+            .take(8)
+            .map(|(t, cpu)| format!("{t} {cpu:.1} s"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "CPU:               furrow {cpu:.1} s user+system for the first sync = {:.2} s per 1,000 John Deere \
+         requests; the simulator {sim_cpu:.1} s = {:.2} s per 1,000",
+        per_thousand(cpu),
+        per_thousand(sim_cpu)
     );
 
     // Unchanged re-sync of everything.
-    let before = sim.requests().len();
+    let before = sim.requests().await.len();
     let resync_started = Instant::now();
     for u in &users {
         http.post(format!("{base}/services/fields/api/users/{u}/fields/sync"))
@@ -630,7 +769,7 @@ async fn main() {
             .unwrap();
     }
     done(users.clone(), first_finished).await;
-    let resync = sim.requests()[before..]
+    let resync = sim.requests().await[before..]
         .iter()
         .filter(|e| e.status != 429)
         .cloned()
@@ -664,11 +803,11 @@ async fn main() {
             .collect::<String>()
     );
     println!(
-        "peak memory:       {:.0} MiB (furrow and the simulator in one process)",
-        peak_rss_mib()
+        "peak memory:       furrow {:.0} MiB; the simulator {:.0} MiB",
+        peak_rss_mib("self"),
+        peak_rss_mib(&sim.process())
     );
     app.shutdown().await;
-    sim.shutdown().await;
-    sim_runtime.shutdown_background();
+    sim.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
