@@ -5,6 +5,8 @@
 //! latency), 429s, the re-sync's requests against the minimum, and CPU time and peak memory
 //! (VmHWM) of furrow and of the simulator apart: the simulator runs in a process of its own (this
 //! binary run again with FURROW_BENCH_SIMULATOR set), as John Deere is a system of its own.
+//! In this process furrow has a tokio runtime of its own and the benchmark's client a thread of
+//! its own; it prints how long a task made ready on furrow's runtime waits for a worker.
 //!
 //! Knobs: FURROW_BENCH_GROWERS (50), FURROW_BENCH_FIELDS (20), FURROW_BENCH_LATENCY_MS (50),
 //! FURROW_BENCH_RATE (100 requests/s per client key), FURROW_BENCH_CONCURRENCY (furrow's default),
@@ -307,14 +309,58 @@ fn main() {
     if std::env::var_os(SIMULATOR_ROLE).is_some() {
         return serve_simulator();
     }
-    tokio::runtime::Builder::new_multi_thread()
+    // furrow has a runtime of its own, as in a process of its own; the benchmark (its HTTP
+    // client, its polling, the simulator's admin calls) runs on this thread, as a client would:
+    // on furrow's runtime, each of its polls waited for a worker behind furrow's own tasks.
+    let furrow_runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap()
-        .block_on(benchmark());
+        .block_on(benchmark(furrow_runtime.handle().clone()));
 }
 
-async fn benchmark() {
+/// How long a task made ready on furrow's runtime waits for a worker: a task spawned there from
+/// the benchmark's thread every 5 ms (as a database answer or a timer wakes furrow's tasks from
+/// outside its workers) reports when it first runs. Samples collect until taken.
+fn probe_wake_delays(
+    runtime: tokio::runtime::Handle,
+) -> std::sync::Arc<std::sync::Mutex<Vec<f64>>> {
+    let delays = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let samples = delays.clone();
+    tokio::spawn(async move {
+        loop {
+            let sent = Instant::now();
+            if let Ok(waited) = runtime.spawn(async move { sent.elapsed() }).await {
+                samples.lock().unwrap().push(waited.as_secs_f64() * 1000.0);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    delays
+}
+
+/// The median, 90th and 99th percentile of milliseconds waited, taken (the samples start over).
+fn take_percentiles(delays: &std::sync::Mutex<Vec<f64>>) -> String {
+    let mut samples = std::mem::take(&mut *delays.lock().unwrap());
+    if samples.is_empty() {
+        return "no samples".into();
+    }
+    samples.sort_by(f64::total_cmp);
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
+    format!(
+        "median {:.2} ms, p90 {:.2} ms, p99 {:.2} ms ({} samples)",
+        at(0.5),
+        at(0.9),
+        at(0.99),
+        samples.len()
+    )
+}
+
+async fn benchmark(furrow_runtime: tokio::runtime::Handle) {
     // RUST_LOG shows furrow's logs (the benchmark's figures go to stdout).
     if std::env::var("RUST_LOG").is_ok() {
         tracing_subscriber::fmt()
@@ -372,7 +418,12 @@ async fn benchmark() {
         health_check_interval_secs: 86_400,
         ..Settings::default()
     };
-    let app = furrow::app::start(settings).await.unwrap();
+    let app = furrow_runtime
+        .spawn(furrow::app::start(settings))
+        .await
+        .unwrap()
+        .unwrap();
+    let wake_delays = probe_wake_delays(furrow_runtime.clone());
     furrow::api::auth::create_owner(&app.state.store, "bench@example.com", "bench-password")
         .await
         .unwrap();
@@ -515,6 +566,7 @@ async fn benchmark() {
     let alone_user = connect(alone_name).await;
     let answered = posted.elapsed().as_secs_f64();
     let alone = time_to_first_data(alone_user, posted, answered).await;
+    let wake_delays_alone = take_percentiles(&wake_delays);
 
     let log_start = sim.requests().await.len();
     let started = Instant::now();
@@ -618,6 +670,7 @@ async fn benchmark() {
     let ((first_finished, wall, (cpu, sim_cpu)), mut loaded) =
         tokio::join!(first_sync, loaded_samples);
     slots.abort();
+    let wake_delays_loaded = take_percentiles(&wake_delays);
     // The big sync's requests (the small growers' left out).
     let log: Vec<_> = sim.requests().await[log_start..]
         .iter()
@@ -690,6 +743,10 @@ async fn benchmark() {
         loaded.iter().map(|t| format!("{t:.2}")).collect::<Vec<_>>().join(", "),
         median / alone,
         worst / alone
+    );
+    println!(
+        "furrow's runtime:  a task made ready waited for a worker: alone {wake_delays_alone}; \
+         during the big sync {wake_delays_loaded}"
     );
     // Where the small growers' time went: their requests as John Deere saw them, from each one's
     // first (the token or organizations read after its credentials were posted).
@@ -807,7 +864,7 @@ async fn benchmark() {
         peak_rss_mib("self"),
         peak_rss_mib(&sim.process())
     );
-    app.shutdown().await;
+    furrow_runtime.spawn(app.shutdown()).await.unwrap();
     sim.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -207,7 +207,10 @@ impl Store {
         }
         let options = || AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30));
         let sqlite = |options: AnyPoolOptions| {
-            options.after_connect(|conn, _| {
+            // A connection to a local file cannot have been dropped by a server: pinging it
+            // before each use (sqlx's default) cost the writer a round trip to its thread per
+            // transaction, for nothing.
+            options.test_before_acquire(false).after_connect(|conn, _| {
                 Box::pin(async move {
                     use sqlx::Executor;
                     conn.execute("PRAGMA journal_mode = WAL").await?;
