@@ -1196,3 +1196,49 @@ async fn field_ids_for_upsert_in(
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A sync status written while another write holds the writer waits its turn there, not
+    /// on one of the readers (in SQLite's busy handler), which stay free for everyone's reads.
+    #[tokio::test]
+    async fn a_status_write_waiting_for_the_writer_holds_no_reader() {
+        let store = crate::store::temp_sqlite_store("status-writer").await;
+        store.create_owner("o", "o@example.com", "x").await.unwrap();
+        store
+            .insert_user("o", "u", &crate::store::UserWrite::default())
+            .await
+            .unwrap();
+        let held = store.begin_write().await.unwrap();
+        let status = SyncStatus {
+            state: "RUNNING".into(),
+            started_at: None,
+            finished_at: None,
+            counts: "{}".into(),
+            last_error: None,
+        };
+        let writing = tokio::spawn({
+            let store = store.clone();
+            async move { store.put_sync_status("u", &status).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let both_readers = async {
+            let first = store.pool().acquire().await;
+            let second = store.pool().acquire().await;
+            first.is_ok() && second.is_ok()
+        };
+        let free = tokio::time::timeout(Duration::from_secs(2), both_readers).await;
+        assert_eq!(free, Ok(true), "the waiting status write held a reader");
+        assert!(!writing.is_finished(), "wrote while the writer was held");
+        held.commit().await.unwrap();
+        writing.await.unwrap().unwrap();
+        assert_eq!(
+            store.sync_status("u").await.unwrap().unwrap().state,
+            "RUNNING"
+        );
+    }
+}
