@@ -134,7 +134,8 @@ fn kind_of(path: &str) -> &'static str {
 /// Means of the histograms that say where furrow's time went, from a Prometheus scrape (over
 /// the whole run so far: the small growers' syncs are in them too).
 fn time_per_request(scrape: &str) -> String {
-    let total = |name: &str, suffix: &str| -> f64 {
+    // Over the series of `name` whose labels include `label` (all of them for "").
+    let total = |name: &str, suffix: &str, label: &str| -> f64 {
         scrape
             .lines()
             .filter(|l| {
@@ -144,19 +145,23 @@ fn time_per_request(scrape: &str) -> String {
                         l.as_bytes().get(name.len() + suffix.len()),
                         Some(b' ' | b'{')
                     )
+                    && l.contains(label)
             })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     };
-    let mean = |name: &str| {
-        let (sum, count) = (total(name, "_sum"), total(name, "_count"));
+    let mean_of = |name: &str, label: &str| {
+        let (sum, count) = (total(name, "_sum", label), total(name, "_count", label));
         format!("{:.1} ms over {count}", 1000.0 * sum / count.max(1.0))
     };
+    let mean = |name: &str| mean_of(name, "");
     format!(
-        "waiting for the rate budget {} (its draws from the database {}), for the database's write lock {}, John Deere's answers {}, sync parts {}",
+        "waiting for the rate budget {} (its draws from the database {}), for the database's writer {} (work giving way {}, other work {}), John Deere's answers {}, sync parts {}",
         mean("furrow_rate_budget_wait_seconds"),
         mean("furrow_rate_budget_draw_seconds"),
         mean("furrow_db_write_wait_seconds"),
+        mean_of("furrow_db_write_wait_seconds", "work=\"giving_way\""),
+        mean_of("furrow_db_write_wait_seconds", "work=\"ahead\""),
         mean("deere_client_request_duration_seconds"),
         mean("furrow_sync_part_duration_seconds"),
     )

@@ -38,7 +38,7 @@ impl Store {
         .bind(email)
         .bind(password_hash)
         .bind(leaf_time_now())
-        .execute(self.writes())
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(result.rows_affected() == 1)
     }
@@ -106,7 +106,7 @@ impl Store {
         .bind(email)
         .bind(failures)
         .bind(locked_until_ms)
-        .execute(self.writes())
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(LoginThrottle {
             failures,
@@ -117,7 +117,7 @@ impl Store {
     pub async fn clear_login_failures(&self, email: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM login_failures WHERE email = $1")
             .bind(email)
-            .execute(self.writes())
+            .execute(&mut *self.writer().await?)
             .await?;
         Ok(())
     }
@@ -128,7 +128,7 @@ impl Store {
         sqlx::query("INSERT INTO instance_secrets (name, value_enc) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
             .bind(name)
             .bind(candidate_enc)
-            .execute(self.writes())
+            .execute(&mut *self.writer().await?)
             .await?;
         let row = sqlx::query("SELECT value_enc FROM instance_secrets WHERE name = $1")
             .bind(name)
@@ -159,7 +159,7 @@ impl Store {
         .bind(new)
         .bind(name)
         .bind(old)
-        .execute(self.writes())
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(r.rows_affected() == 1)
     }

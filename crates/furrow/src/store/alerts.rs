@@ -61,7 +61,7 @@ impl Store {
         .bind(&w.secret_enc)
         .bind(&w.events)
         .bind(&w.created_at)
-        .execute(self.writes())
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(())
     }
@@ -90,14 +90,14 @@ impl Store {
         let r = sqlx::query("DELETE FROM alert_webhooks WHERE id = $1 AND owner_id = $2")
             .bind(id)
             .bind(owner)
-            .execute(self.writes())
+            .execute(&mut *self.writer().await?)
             .await?;
         Ok(r.rows_affected() == 1)
     }
 
     /// Queues one delivery (due now).
     pub async fn enqueue_delivery(&self, webhook_id: &str, body: &str) -> StoreResult<()> {
-        let mut conn = self.writes().acquire().await?;
+        let mut conn = self.writer().await?;
         queue_in(&mut conn, &[(webhook_id.to_string(), body.to_string())]).await
     }
 
@@ -154,7 +154,7 @@ impl Store {
         .bind(attempts)
         .bind(retry_at_ms)
         .bind(id)
-        .execute(self.writes())
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(())
     }
@@ -180,7 +180,7 @@ impl Store {
         .bind(&call.request_body)
         .bind(super::leaf_time(now))
         .bind(now.timestamp_micros())
-        .execute(self.writes())
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(())
     }

@@ -145,7 +145,7 @@ impl Store {
         )
         .bind(leaf_time_now())
         .bind(stable_uuid(&[user, kind.as_str(), provider_id]))
-        .execute(self.writes())
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(r.rows_affected() == 1)
     }

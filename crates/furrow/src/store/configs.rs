@@ -23,7 +23,7 @@ impl Store {
         .bind(owner)
         .bind(leaf_user_id)
         .bind(body)
-        .execute(self.writes())
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(())
     }
@@ -32,7 +32,7 @@ impl Store {
         let r = sqlx::query("DELETE FROM configs WHERE owner_id = $1 AND leaf_user_id = $2")
             .bind(owner)
             .bind(leaf_user_id)
-            .execute(self.writes())
+            .execute(&mut *self.writer().await?)
             .await?;
         Ok(r.rows_affected() == 1)
     }

@@ -469,7 +469,7 @@ impl Store {
         .bind(&old.client_secret_enc)
         .bind(&old.refresh_token_enc)
         .bind(old.access_token_enc.clone().unwrap_or_default())
-        .execute(self.writes())
+        .execute(&mut *self.writer().await?)
         .await?;
         self.credentials.forget_credential(&old.id);
         Ok(r.rows_affected() == 1)
@@ -529,7 +529,7 @@ impl Store {
     pub async fn delete_events_before(&self, before_ms: i64) -> StoreResult<u64> {
         let r = sqlx::query("DELETE FROM credential_events WHERE created_us < $1")
             .bind(before_ms.saturating_mul(1000))
-            .execute(self.writes())
+            .execute(&mut *self.writer().await?)
             .await?;
         Ok(r.rows_affected())
     }

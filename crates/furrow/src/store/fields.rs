@@ -472,7 +472,7 @@ impl Store {
         )
         .bind(org)
         .bind(field_id)
-        .execute(self.writes())
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -483,7 +483,7 @@ impl Store {
             "UPDATE fields SET organization_id = '' WHERE id = $1 AND origin = 'Leaf' AND provider_field_id = id",
         )
         .bind(field_id)
-        .execute(self.writes())
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(())
     }
@@ -651,7 +651,7 @@ impl Store {
                     "UPDATE fields SET sync_state = 'WAITING' WHERE leaf_user_id = $1 AND sync_state = 'PREVIEW'",
                 )
                 .bind(user)
-                .execute(self.writes())
+                .execute(&mut *self.writer().await?)
                 .await?
                 .rows_affected();
             }
@@ -857,7 +857,7 @@ impl Store {
         url: &str,
         signature: &str,
     ) -> StoreResult<()> {
-        let mut conn = self.writes().acquire().await?;
+        let mut conn = self.writer().await?;
         let signature = [(url.to_string(), signature.to_string())];
         put_signatures_in(&mut conn, credential_id, &signature).await
     }
@@ -883,7 +883,7 @@ impl Store {
     /// write lock in the busy handler, holding one of the two readers meanwhile (up to 430 ms,
     /// a tenth of them over a millisecond, in a 50-grower sync).
     pub async fn put_sync_status(&self, user: &str, s: &SyncStatus) -> StoreResult<()> {
-        sync_status_in(&mut *self.writes().acquire().await?, user, s).await
+        sync_status_in(&mut *self.writer().await?, user, s).await
     }
 
     /// A page of the owner's fields and the total.

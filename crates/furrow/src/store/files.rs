@@ -152,7 +152,7 @@ impl Store {
         .bind(leaf_time_now())
         .bind(user)
         .bind(provider_file_id)
-        .execute(self.writes())
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(r.rows_affected() == 1)
     }

@@ -145,7 +145,7 @@ impl Store {
         .bind(last_error.map(str::to_string))
         .bind(id)
         .bind(owner)
-        .execute(self.writes())
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -157,7 +157,7 @@ impl Store {
             "UPDATE jobs SET lease_owner = NULL, lease_until_ms = NULL WHERE lease_owner = $1",
         )
         .bind(owner)
-        .execute(self.writes())
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(r.rows_affected())
     }
@@ -173,7 +173,7 @@ impl Store {
         .bind(credential_id)
         .bind(kind)
         .bind(crate::request_context::current())
-        .execute(self.writes())
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(r.rows_affected() == 1)
     }

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::pool::PoolConnection;
 use sqlx::{AnyPool, Row};
 
 mod accounts;
@@ -305,13 +306,35 @@ impl Store {
         }
     }
 
-    /// Where single write statements go. On a SQLite file, the writer connection that
-    /// `begin_write`'s transactions take turns on: a write on another connection waits for
-    /// SQLite's lock in its busy handler, which sleeps and polls, and under a steady queue of
-    /// writers on the writer connection such a write lost the race again and again (a new
-    /// grower's few writes took seconds while a large sync ran).
-    pub(crate) fn writes(&self) -> &AnyPool {
+    /// Where writes go. On a SQLite file, the writer connection that every write takes turns
+    /// on: a write on another connection waits for SQLite's lock in its busy handler, which
+    /// sleeps and polls, and under a steady queue of writers on the writer connection such a
+    /// write lost the race again and again (a new grower's few writes took seconds while a
+    /// large sync ran).
+    fn writes(&self) -> &AnyPool {
         self.writer.as_ref().unwrap_or_else(|| self.pool())
+    }
+
+    /// A connection for single write statements (transactions: [`Store::begin_write`]). Work
+    /// giving way joins the SQLite writer's queue one at a time here as for a transaction: its
+    /// single writes (a part's progress, signatures, subscriptions) went straight into the
+    /// queue, so a new grower's write still waited behind dozens of them.
+    pub(crate) async fn writer(&self) -> StoreResult<PoolConnection<sqlx::Any>> {
+        let started = std::time::Instant::now();
+        // Held until this write has the writer, as in `begin_write`.
+        let _turn = self.giving_way_turn().await;
+        let conn = self.writes().acquire().await?;
+        record_write_wait(started);
+        Ok(conn)
+    }
+
+    /// On SQLite inside [`giving_way`], the one place in the writer's queue open to such work.
+    async fn giving_way_turn(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        if self.backend == Backend::Sqlite && giving_way_now() {
+            Some(self.giving_way_turn.acquire().await.expect("never closed"))
+        } else {
+            None
+        }
     }
 
     /// Applies pending migrations (idempotent; safe from several replicas at once because
@@ -547,26 +570,35 @@ impl Store {
     /// transaction that read first is refused the lock without waiting once another connection
     /// has written.
     ///
-    /// How long it waited is recorded (`furrow_db_write_wait_seconds`): on SQLite, the queue
-    /// for the one writer, which is where a busy database makes everything slow.
+    /// How long it waited is recorded ([`record_write_wait`]): on SQLite, the queue for the one
+    /// writer, which is where a busy database makes everything slow.
     pub(crate) async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
         let started = std::time::Instant::now();
         let tx = match self.backend {
             Backend::Sqlite => {
                 // Held until this transaction has the writer: only then may the next one of
                 // the work giving way join the writer's queue.
-                let _turn = if giving_way_now() {
-                    Some(self.giving_way_turn.acquire().await.expect("never closed"))
-                } else {
-                    None
-                };
+                let _turn = self.giving_way_turn().await;
                 self.writes().begin_with("BEGIN IMMEDIATE").await?
             }
             Backend::Postgres => self.pool().begin().await?,
         };
-        metrics::histogram!("furrow_db_write_wait_seconds").record(started.elapsed().as_secs_f64());
+        record_write_wait(started);
         Ok(tx)
     }
+}
+
+/// Records how long a write waited for its connection (`furrow_db_write_wait_seconds`), by
+/// whether it was work giving way (`work="giving_way"`) or not (`work="ahead"`): the second is
+/// what a grower just connected, an API request or token upkeep waits.
+fn record_write_wait(started: std::time::Instant) {
+    let work = if giving_way_now() {
+        "giving_way"
+    } else {
+        "ahead"
+    };
+    metrics::histogram!("furrow_db_write_wait_seconds", "work" => work)
+        .record(started.elapsed().as_secs_f64());
 }
 
 /// Values bound in one `IN (…)` list or multi-row `VALUES` at most (well under SQLite's and
@@ -713,7 +745,7 @@ impl Store {
         for id in ids {
             query = query.bind(id.as_str());
         }
-        let mut rows = query.fetch_all(self.writes()).await?;
+        let mut rows = query.fetch_all(&mut *self.writer().await?).await?;
         let position = |row: &AnyRow| {
             let id: String = row.try_get("id").unwrap_or_default();
             ids.iter().position(|i| *i == id)
@@ -802,19 +834,29 @@ mod tests {
         }
     }
 
-    /// Work giving way has one place at a time in the writer's queue: a write of other work
-    /// that comes after three of its transactions queued waits for at most one of them.
-    #[tokio::test]
-    async fn a_write_waits_for_at_most_one_transaction_of_work_giving_way() {
-        let store = temp_sqlite_store("giving-way").await;
+    /// The order in which three writes of work giving way, queued one after another behind a
+    /// held transaction, and then one of other work, get the writer: as transactions
+    /// ([`Store::begin_write`]) or single statements ([`Store::writer`]).
+    async fn writer_queue_order(single: bool) -> Vec<&'static str> {
+        let store = temp_sqlite_store(if single {
+            "giving-way-single"
+        } else {
+            "giving-way"
+        })
+        .await;
         let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let held = store.begin_write().await.unwrap();
         let write = |name: &'static str| {
             let (store, order) = (store.clone(), order.clone());
             async move {
-                let tx = store.begin_write().await.unwrap();
-                order.lock().unwrap().push(name);
-                tx.commit().await.unwrap();
+                if single {
+                    let _conn = store.writer().await.unwrap();
+                    order.lock().unwrap().push(name);
+                } else {
+                    let tx = store.begin_write().await.unwrap();
+                    order.lock().unwrap().push(name);
+                    tx.commit().await.unwrap();
+                }
             }
         };
         let settle = || tokio::time::sleep(Duration::from_millis(100));
@@ -829,8 +871,26 @@ mod tests {
         for task in tasks {
             task.await.unwrap();
         }
+        let order = order.lock().unwrap().clone();
+        order
+    }
+
+    /// Work giving way has one place at a time in the writer's queue: a write of other work
+    /// that comes after three of its transactions queued waits for at most one of them.
+    #[tokio::test]
+    async fn a_write_waits_for_at_most_one_transaction_of_work_giving_way() {
         assert_eq!(
-            *order.lock().unwrap(),
+            writer_queue_order(false).await,
+            ["bulk 1", "urgent", "bulk 2", "bulk 3"]
+        );
+    }
+
+    /// The same holds for single write statements of work giving way (a part's progress,
+    /// signatures): they once went straight into the writer's queue.
+    #[tokio::test]
+    async fn a_write_waits_for_at_most_one_single_write_of_work_giving_way() {
+        assert_eq!(
+            writer_queue_order(true).await,
             ["bulk 1", "urgent", "bulk 2", "bulk 3"]
         );
     }

@@ -173,7 +173,7 @@ impl Store {
         .bind(&key.client_secret_enc)
         .bind(&key.scopes)
         .bind(&key.created_at)
-        .execute(self.writes())
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(!existed)
     }
@@ -276,7 +276,7 @@ impl Store {
         .bind(&link.created_at)
         .bind(link.expires_at_ms)
         .bind(link.last_accessed_ms)
-        .execute(self.writes())
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(())
     }
@@ -334,7 +334,7 @@ impl Store {
         let r = sqlx::query("DELETE FROM magic_links WHERE id = $1 AND owner_id = $2")
             .bind(id)
             .bind(owner)
-            .execute(self.writes())
+            .execute(&mut *self.writer().await?)
             .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -343,7 +343,7 @@ impl Store {
         sqlx::query("UPDATE magic_links SET last_accessed_ms = $1 WHERE id = $2")
             .bind(now_ms())
             .bind(id)
-            .execute(self.writes())
+            .execute(&mut *self.writer().await?)
             .await?;
         Ok(())
     }
@@ -420,7 +420,7 @@ impl Store {
         .bind(now_ms())
         .bind(id)
         .bind(from.as_str())
-        .execute(self.writes())
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -445,7 +445,7 @@ impl Store {
         .bind(now_ms())
         .bind(id)
         .bind(FlowPhase::New.as_str())
-        .execute(self.writes())
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -454,7 +454,7 @@ impl Store {
     pub async fn delete_flows_before(&self, before_ms: i64) -> StoreResult<u64> {
         let r = sqlx::query("DELETE FROM oauth_flows WHERE expires_at_ms < $1")
             .bind(before_ms)
-            .execute(self.writes())
+            .execute(&mut *self.writer().await?)
             .await?;
         Ok(r.rows_affected())
     }
@@ -494,7 +494,7 @@ impl Store {
         .bind(new)
         .bind(id)
         .bind(old)
-        .execute(self.writes())
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(r.rows_affected() == 1)
     }

@@ -234,7 +234,7 @@ impl Store {
         .bind(with_event(&current.events, message))
         .bind(leaf_time_now())
         .bind(operation_id)
-        .execute(self.writes())
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(())
     }

@@ -166,7 +166,7 @@ impl Store {
         user: &str,
         provider_operation_id: &str,
     ) -> StoreResult<bool> {
-        let mut conn = self.writes().acquire().await?;
+        let mut conn = self.writer().await?;
         mark_deleted_in(&mut conn, user, provider_operation_id).await
     }
 

@@ -129,7 +129,7 @@ impl Store {
         .bind(error.map(str::to_string))
         .bind(credential_id)
         .bind(org_id)
-        .execute(self.writes())
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(())
     }
@@ -151,7 +151,7 @@ impl Store {
         .bind(credential_id)
         .bind(org_id)
         .bind(from)
-        .execute(self.writes())
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(r.rows_affected() == 1)
     }

@@ -136,7 +136,7 @@ impl Store {
         .bind(credential_id)
         .bind(part)
         .bind(run_id)
-        .execute(self.writes())
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(())
     }

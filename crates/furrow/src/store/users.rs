@@ -67,7 +67,7 @@ impl Store {
         .bind(user.address.clone())
         .bind(user.external_id.clone())
         .bind(created_at.clone())
-        .execute(self.writes())
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(UserRecord {
             id: id.to_string(),
@@ -113,7 +113,7 @@ impl Store {
         .bind(user.external_id.clone())
         .bind(id)
         .bind(owner)
-        .execute(self.writes())
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(r.rows_affected() == 1)
     }

@@ -99,7 +99,7 @@ impl Store {
         .bind(&s.subscription_uri)
         .bind(&s.token_sha256)
         .bind(&s.created_at)
-        .execute(self.writes())
+        .execute(&mut *self.writer().await?)
         .await;
         match r {
             Ok(r) => Ok(r.rows_affected() == 1),
@@ -141,7 +141,7 @@ impl Store {
     pub async fn delete_subscription(&self, id: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM deere_subscriptions WHERE id = $1")
             .bind(id)
-            .execute(self.writes())
+            .execute(&mut *self.writer().await?)
             .await?;
         Ok(())
     }
@@ -223,12 +223,12 @@ impl Store {
         let r = sqlx::query("DELETE FROM deere_inbox WHERE id = $1 AND generation = $2")
             .bind(&item.id)
             .bind(item.generation)
-            .execute(self.writes())
+            .execute(&mut *self.writer().await?)
             .await?;
         if r.rows_affected() == 0 {
             sqlx::query("UPDATE deere_inbox SET lease_until_ms = NULL WHERE id = $1")
                 .bind(&item.id)
-                .execute(self.writes())
+                .execute(&mut *self.writer().await?)
                 .await?;
         }
         Ok(())
@@ -242,7 +242,7 @@ impl Store {
         .bind(attempts)
         .bind(retry_at_ms)
         .bind(id)
-        .execute(self.writes())
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(())
     }
