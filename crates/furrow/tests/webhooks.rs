@@ -460,7 +460,10 @@ async fn a_subscription_recorded_during_a_deletion_is_refused(db: Db) {
         )
     };
     // Recorded before the deletion: the deletion hands it back.
-    assert!(store.insert_subscription(&subscription(1)).await.unwrap());
+    assert!(store
+        .insert_subscriptions(&[subscription(1)])
+        .await
+        .unwrap());
     let owner = store
         .owner_by_email("owner@example.com")
         .await
@@ -492,7 +495,7 @@ async fn a_subscription_recorded_during_a_deletion_is_refused(db: Db) {
         .unwrap();
     let recording = tokio::spawn({
         let store = store.clone();
-        async move { store.insert_subscription(&racing).await }
+        async move { store.insert_subscriptions(&[racing]).await }
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     deleting.commit().await.unwrap();

@@ -39,15 +39,17 @@ const ORG_COLUMNS: &str =
 
 impl Store {
     /// Replaces the credential's organization list with `orgs` (in John Deere's order) in one
-    /// transaction, returning the stored list.
+    /// transaction, with the list's change signature (its URL and signature) if given.
     pub async fn replace_organizations(
         &self,
         credential_id: &str,
         orgs: &[OrganizationRecord],
+        signature: Option<&(String, String)>,
     ) -> StoreResult<()> {
         // A manual re-sync and a sync job may write the same list at once: upserts in John
         // Deere's order (no duplicate-key failures), retried if they still collide.
-        super::retry_conflicts(|| self.replace_organizations_once(credential_id, orgs)).await
+        super::retry_conflicts(|| self.replace_organizations_once(credential_id, orgs, signature))
+            .await
     }
 
     /// An existing organization's status follows the selection rules against the row as it is
@@ -58,6 +60,7 @@ impl Store {
         &self,
         credential_id: &str,
         orgs: &[OrganizationRecord],
+        signature: Option<&(String, String)>,
     ) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         let now = leaf_time_now();
@@ -101,6 +104,14 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
+        }
+        if let Some(signature) = signature {
+            super::fields::put_signatures_in(
+                &mut tx,
+                credential_id,
+                std::slice::from_ref(signature),
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(())

@@ -82,27 +82,52 @@ impl SubscriptionRecord {
 }
 
 impl Store {
-    /// Stores a subscription furrow created at John Deere, if its credentials still exist.
-    /// `false` when they were deleted meanwhile: the caller removes it from John Deere (the
-    /// deletion's own clean-up read the subscriptions before this one existed).
-    pub async fn insert_subscription(&self, s: &SubscriptionRecord) -> StoreResult<bool> {
-        let r = sqlx::query(&format!(
-            "INSERT INTO deere_subscriptions ({SUBSCRIPTION_COLUMNS}) \
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
-             WHERE EXISTS (SELECT 1 FROM jd_credentials WHERE id = $2)"
-        ))
-        .bind(&s.id)
-        .bind(&s.credential_id)
-        .bind(&s.provider_org_id)
-        .bind(&s.event_type)
-        .bind(&s.provider_subscription_id)
-        .bind(&s.subscription_uri)
-        .bind(&s.token_sha256)
-        .bind(&s.created_at)
-        .execute(&mut *self.writer().await?)
-        .await;
-        match r {
-            Ok(r) => Ok(r.rows_affected() == 1),
+    /// Stores subscriptions furrow created at John Deere for one credential, all in one write,
+    /// if the credentials still exist. `false` when they were deleted meanwhile (nothing is
+    /// stored): the caller removes them from John Deere (the deletion's own clean-up read the
+    /// subscriptions before these existed).
+    pub async fn insert_subscriptions(
+        &self,
+        subscriptions: &[SubscriptionRecord],
+    ) -> StoreResult<bool> {
+        let Some(first) = subscriptions.first() else {
+            return Ok(true);
+        };
+        let credential_id = &first.credential_id;
+        debug_assert!(subscriptions
+            .iter()
+            .all(|s| &s.credential_id == credential_id));
+        let mut tx = self.begin_write().await?;
+        let exists = sqlx::query("SELECT 1 AS one FROM jd_credentials WHERE id = $1")
+            .bind(credential_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        if !exists {
+            return Ok(false);
+        }
+        let sql = format!(
+            "INSERT INTO deere_subscriptions ({SUBSCRIPTION_COLUMNS}) VALUES {}",
+            super::value_rows(subscriptions.len(), 8, |p| p.join(", "))
+        );
+        let sql = super::positional(&tx, &sql);
+        let mut insert = sqlx::query(&sql);
+        for s in subscriptions {
+            insert = insert
+                .bind(&s.id)
+                .bind(&s.credential_id)
+                .bind(&s.provider_org_id)
+                .bind(&s.event_type)
+                .bind(&s.provider_subscription_id)
+                .bind(&s.subscription_uri)
+                .bind(&s.token_sha256)
+                .bind(&s.created_at);
+        }
+        match insert.execute(&mut *tx).await {
+            Ok(_) => {
+                tx.commit().await?;
+                Ok(true)
+            }
             // PostgreSQL: the credentials were deleted between the check and the foreign key's
             // (the deletion held them locked): gone all the same.
             Err(sqlx::Error::Database(e))

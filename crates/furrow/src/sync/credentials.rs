@@ -119,7 +119,7 @@ async fn platform_check(
     }
 }
 
-/// Stores the organizations a check read, and then the collection's signature: a new
+/// Stores the organizations a check read with the collection's signature, in one write: a new
 /// credential's first sync starts from them, and the next asks John Deere only for changes.
 async fn store_checked_organizations(
     state: &AppState,
@@ -128,15 +128,12 @@ async fn store_checked_organizations(
     orgs: &[deere::models::Organization],
     signature: Option<String>,
 ) -> Result<(), StoreError> {
-    crate::sync::organizations::store(state, credential_id, orgs).await?;
     let key = session.api.endpoint("organizations");
-    if let (Some(signature), Ok(key)) = (signature, key) {
-        state
-            .store
-            .put_signature(credential_id, key.as_str(), &signature)
-            .await?;
-    }
-    Ok(())
+    let signature = match (signature, key) {
+        (Some(signature), Ok(key)) => Some((key.to_string(), signature)),
+        _ => None,
+    };
+    crate::sync::organizations::store(state, credential_id, orgs, signature.as_ref()).await
 }
 
 /// MISSING_PERMISSION while an organization being synced refused its last sync (403: missing

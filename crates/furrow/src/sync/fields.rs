@@ -1236,7 +1236,7 @@ pub async fn sync_credential(
         if let Read::Items(orgs, _, pending) = read.inspect_err(|e| {
             tracing::info!(credential = %cred.id, error = %e, "organizations not read");
         })? {
-            crate::sync::organizations::store(state, &cred.id, &orgs).await?;
+            crate::sync::organizations::store(state, &cred.id, &orgs, None).await?;
             run.commit(pending).await?;
         }
     }

@@ -7,17 +7,19 @@ use crate::domain::organization::merge;
 use crate::store::{CredentialRecord, OrganizationRecord, StoreError};
 use crate::sync::link::Authorized;
 
-/// Merges John Deere's list into the stored one (see [`merge`]).
+/// Merges John Deere's list into the stored one (see [`merge`]), with the list's change
+/// signature (URL, signature) if given, in one write.
 pub async fn store(
     state: &AppState,
     credential_id: &str,
     orgs: &[Organization],
+    signature: Option<&(String, String)>,
 ) -> Result<(), StoreError> {
     let previous = state.store.organizations(credential_id).await?;
     let merged = merge(&previous, orgs);
     state
         .store
-        .replace_organizations(credential_id, &merged)
+        .replace_organizations(credential_id, &merged, signature)
         .await
 }
 
@@ -44,6 +46,6 @@ pub async fn resync(
     let outcome = auth.api().organizations(&auth.token).await;
     auth.flush_events(state, &cred.id).await?;
     let orgs = outcome.map_err(|e| ResyncError::Upstream(e.to_string()))?;
-    store(state, &cred.id, &orgs).await?;
+    store(state, &cred.id, &orgs, None).await?;
     Ok(state.store.organizations(&cred.id).await?)
 }

@@ -176,9 +176,7 @@ async fn reconcile_inner(run: &Run<'_>, orgs: &[String]) -> Result<WebhookMode, 
             let (api, token, target) = (run.api.clone(), run.token.clone(), target.clone());
             let (credential_id, org, event_type) =
                 (run.cred.id.clone(), org.to_string(), event_type.to_string());
-            let store = store.clone();
-            // Recorded as soon as John Deere made it, as deleting the credentials expects:
-            // it removes what is recorded. Ok(Err(_)): John Deere refused it.
+            // Ok(Err(_)): John Deere refused it.
             async move {
                 let secret = crate::crypto::generate_key();
                 let request = NewEventSubscription {
@@ -205,21 +203,14 @@ async fn reconcile_inner(run: &Run<'_>, orgs: &[String]) -> Result<WebhookMode, 
                         .endpoint(&format!("eventSubscriptions/{}", subscription.id))?
                         .to_string(),
                 };
-                let record = SubscriptionRecord::new(
+                Ok::<_, SyncError>(Ok(SubscriptionRecord::new(
                     &credential_id,
                     &org,
                     &event_type,
                     &subscription.id,
                     &uri,
                     &content_hash(&secret),
-                );
-                if !store.insert_subscription(&record).await? {
-                    // The credentials were deleted while this sync subscribed: nothing may be
-                    // left delivering for them.
-                    remove_on_deere(&api, &token, &uri).await?;
-                    return Err(SyncError::NotReady("deleted".into()));
-                }
-                Ok::<_, SyncError>(Ok(()))
+                )))
             }
         })
         .collect();
@@ -227,14 +218,26 @@ async fn reconcile_inner(run: &Run<'_>, orgs: &[String]) -> Result<WebhookMode, 
         .buffer_unordered(at_once)
         .collect()
         .await;
-    let mut created = 0;
+    // Recorded as soon as John Deere made them all, as deleting the credentials expects (it
+    // removes what is recorded), and in one write: one by one, they were a tenth of all writes
+    // while hundreds of growers connected, and a new grower waited for each.
+    let made: Vec<SubscriptionRecord> = outcomes
+        .iter()
+        .filter_map(|o| o.as_ref().ok()?.as_ref().ok().cloned())
+        .collect();
+    if !store.insert_subscriptions(&made).await? {
+        // The credentials were deleted while this sync subscribed: nothing may be left
+        // delivering for them.
+        for s in &made {
+            remove_on_deere(&run.api, &run.token, &s.subscription_uri).await?;
+        }
+        return Err(SyncError::NotReady("deleted".into()));
+    }
+    let created = made.len();
     let mut refused = None;
     for outcome in outcomes {
-        match outcome? {
-            Ok(()) => created += 1,
-            Err(e) => {
-                refused.get_or_insert(e);
-            }
+        if let Err(e) = outcome? {
+            refused.get_or_insert(e);
         }
     }
     match refused {
