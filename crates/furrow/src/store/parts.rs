@@ -155,9 +155,9 @@ impl Store {
         Ok(row.try_get("n")?)
     }
 
-    /// Records a finished part of run `run_id` and removes its job. When it was the run's last,
-    /// `finish` turns every part's counts into the final sync status, written in the same
-    /// transaction. A part of a replaced run changes nothing.
+    /// Records a finished part of run `run_id` (its counts, error and last progress) and removes
+    /// its job. When it was the run's last, `finish` turns every part's counts into the final
+    /// sync status, written in the same transaction. A part of a replaced run changes nothing.
     pub async fn finish_sync_part(
         &self,
         credential_id: &str,
@@ -178,12 +178,13 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         let r = sqlx::query(
-            "UPDATE sync_parts SET state = 'DONE', counts = $1, error = $2, done_by = $3 \
-             WHERE credential_id = $4 AND part = $5 AND run_id = $6",
+            "UPDATE sync_parts SET state = 'DONE', counts = $1, error = $2, done_by = $3, \
+             progress = $4 WHERE credential_id = $5 AND part = $6 AND run_id = $7",
         )
         .bind(&part.counts)
         .bind(part.error.clone())
         .bind(done_by)
+        .bind(part.progress.clone())
         .bind(credential_id)
         .bind(&part.part)
         .bind(&part.run_id)

@@ -182,14 +182,26 @@ impl<'a> Run<'a> {
     /// Writes the part's figures: items and requests so far, and the request rate since it
     /// started. `force` writes even within a second of the last (a part's last figures).
     async fn report_progress(&mut self, force: bool) -> Result<(), SyncError> {
-        let (items, requests) = (self.items(), self.requests);
-        let Some(progress) = self.progress.as_mut() else {
+        let Some(figures) = self.progress_figures(force) else {
             return Ok(());
         };
+        let progress = self.progress.as_ref().expect("figures come from it");
+        self.state
+            .store
+            .set_part_progress(&self.cred.id, &progress.part, &progress.run_id, &figures)
+            .await?;
+        Ok(())
+    }
+
+    /// The part's figures (a JSON object) as [`Run::report_progress`] writes them, counted as
+    /// written; `None` within a second of the last unless `force`, or outside a part.
+    fn progress_figures(&mut self, force: bool) -> Option<String> {
+        let (items, requests) = (self.items(), self.requests);
+        let progress = self.progress.as_mut()?;
         let now = std::time::Instant::now();
         let (since, requests_then) = progress.written.unwrap_or((progress.started, 0));
         if !force && now.duration_since(since) < std::time::Duration::from_secs(1) {
-            return Ok(());
+            return None;
         }
         progress.written = Some((now, requests));
         // The current rate: over the last second or so, not since the part started.
@@ -206,16 +218,7 @@ impl<'a> Run<'a> {
             "startedTime": crate::store::leaf_time_from_ms(progress.started_ms),
             "updatedTime": crate::store::leaf_time_now(),
         });
-        self.state
-            .store
-            .set_part_progress(
-                &self.cred.id,
-                &progress.part,
-                &progress.run_id,
-                &figures.to_string(),
-            )
-            .await?;
-        Ok(())
+        Some(figures.to_string())
     }
 
     /// Loads the owner's alert webhooks and the effective configuration; returns which
@@ -1301,13 +1304,16 @@ pub async fn sync_credential(
     Ok(run.counts)
 }
 
-/// Runs one part of a sync run: an organization's fields, its files or its assets.
+/// Runs one part of a sync run: an organization's fields, its files or its assets. Its last
+/// figures go to `last_progress`, for the caller to write with the part's outcome (one write
+/// less per part).
 async fn sync_part(
     state: &AppState,
     cred: &CredentialRecord,
     part: &crate::store::SyncPart,
     org_id: &str,
     resource: &str,
+    last_progress: &mut Option<String>,
 ) -> Result<SyncCounts, SyncError> {
     let mut run = Run::open(state, cred)?;
     run.progress = Some(PartProgress {
@@ -1336,7 +1342,7 @@ async fn sync_part(
         _ => Ok(()),
     };
     run.flush_events().await?;
-    run.report_progress(true).await?;
+    *last_progress = run.progress_figures(true);
     match outcome {
         Ok(()) => {
             if resource == "fields" && org.sync_error.is_some() {
@@ -1405,13 +1411,24 @@ pub async fn run_part_job(
         return Ok(());
     };
     let started = std::time::Instant::now();
-    let work = sync_part(state, &cred, &part, org_id, resource);
+    let mut last_progress = None;
+    let work = sync_part(state, &cred, &part, org_id, resource, &mut last_progress);
     // An account syncing for a while gives way at the database to one just connected.
     let outcome = if state.deere.newcomer(&cred.client_key, &cred.leaf_user_id) {
         work.await
     } else {
         crate::store::giving_way(work).await
     };
+    // A part retried later shows how far it got meanwhile; a finished one, with its outcome.
+    if outcome.is_err() {
+        if let Some(figures) = &last_progress {
+            state
+                .store
+                .set_part_progress(&cred.id, &part.part, &part.run_id, figures)
+                .await?;
+        }
+    }
+    part.progress = last_progress.or(part.progress);
     let counts = match outcome {
         Ok(counts) => counts,
         Err(SyncError::NotReady(reason)) => {
