@@ -156,6 +156,63 @@ pub struct Store {
     /// SQLite: the one place in the writer's queue open to work that gives way (see
     /// [`giving_way`]).
     giving_way_turn: std::sync::Arc<tokio::sync::Semaphore>,
+    /// SQLite: the writes of other work waiting for the writer (see [`giving_way`]).
+    writes_ahead: std::sync::Arc<WritesAhead>,
+}
+
+/// Writes of work not giving way that wait for SQLite's writer: work giving way joins the
+/// writer's queue only when there are none.
+#[derive(Debug, Default)]
+struct WritesAhead {
+    waiting: std::sync::atomic::AtomicUsize,
+    none_left: tokio::sync::Notify,
+}
+
+impl WritesAhead {
+    /// Counts a write as waiting until the guard drops (when it has the writer, or gave up).
+    fn wait(&self) -> WaitingAhead<'_> {
+        self.waiting
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        WaitingAhead(self)
+    }
+
+    /// Returns once no write of other work is waiting.
+    async fn until_none(&self) {
+        loop {
+            let notified = self.none_left.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a last write leaving in between still wakes it.
+            notified.as_mut().enable();
+            if self.waiting.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+struct WaitingAhead<'a>(&'a WritesAhead);
+
+impl Drop for WaitingAhead<'_> {
+    fn drop(&mut self) {
+        if self
+            .0
+            .waiting
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            == 1
+        {
+            self.0.none_left.notify_waiters();
+        }
+    }
+}
+
+/// A write's place in line for SQLite's writer, held until it has the writer (on PostgreSQL,
+/// neither: no line of furrow's own).
+struct WriterTurn<'a> {
+    /// Work giving way: its one place, taken once no write of other work waits.
+    _giving_way: Option<tokio::sync::SemaphorePermit<'a>>,
+    /// Other work: counted while it waits, so work giving way lets it go first.
+    _ahead: Option<WaitingAhead<'a>>,
 }
 
 tokio::task_local! {
@@ -163,8 +220,9 @@ tokio::task_local! {
 }
 
 /// Runs `work` giving way at the database to everyone else's. On SQLite, at most one of all
-/// such work's write transactions waits for the writer connection at a time, so any other write
-/// waits for the one writing and at most one more, not for the whole queue. On PostgreSQL, such
+/// such work's write transactions waits for the writer connection at a time, and only once no
+/// other write waits for it, so any other write waits for the one writing, not for the whole
+/// queue (nor, mostly, for a bulk transaction queued just before it). On PostgreSQL, such
 /// work has a pool of connections of its own ([`GIVING_WAY_CONNECTIONS`]), so it never holds
 /// or queues for the connections everyone else's work needs. Bulk work (a sync part of an
 /// account that has been syncing for a while) runs so; a grower just connected, an API request,
@@ -283,6 +341,7 @@ impl Store {
             token_commits: Default::default(),
             _checkpoints: checkpoints,
             giving_way_turn: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
+            writes_ahead: Default::default(),
         })
     }
 
@@ -322,18 +381,26 @@ impl Store {
     pub(crate) async fn writer(&self) -> StoreResult<PoolConnection<sqlx::Any>> {
         let started = std::time::Instant::now();
         // Held until this write has the writer, as in `begin_write`.
-        let _turn = self.giving_way_turn().await;
+        let _turn = self.writer_turn().await;
         let conn = self.writes().acquire().await?;
         record_write_wait(started);
         Ok(conn)
     }
 
-    /// On SQLite inside [`giving_way`], the one place in the writer's queue open to such work.
-    async fn giving_way_turn(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
-        if self.backend == Backend::Sqlite && giving_way_now() {
-            Some(self.giving_way_turn.acquire().await.expect("never closed"))
-        } else {
-            None
+    /// This write's place in line for the SQLite writer ([`WriterTurn`]).
+    async fn writer_turn(&self) -> WriterTurn<'_> {
+        let (giving_way, ahead) = match (self.backend, giving_way_now()) {
+            (Backend::Postgres, _) => (None, None),
+            (Backend::Sqlite, true) => {
+                let permit = self.giving_way_turn.acquire().await.expect("never closed");
+                self.writes_ahead.until_none().await;
+                (Some(permit), None)
+            }
+            (Backend::Sqlite, false) => (None, Some(self.writes_ahead.wait())),
+        };
+        WriterTurn {
+            _giving_way: giving_way,
+            _ahead: ahead,
         }
     }
 
@@ -578,7 +645,7 @@ impl Store {
             Backend::Sqlite => {
                 // Held until this transaction has the writer: only then may the next one of
                 // the work giving way join the writer's queue.
-                let _turn = self.giving_way_turn().await;
+                let _turn = self.writer_turn().await;
                 self.writes().begin_with("BEGIN IMMEDIATE").await?
             }
             Backend::Postgres => self.pool().begin().await?,
@@ -834,10 +901,13 @@ mod tests {
         }
     }
 
-    /// The order in which three writes of work giving way, queued one after another behind a
-    /// held transaction, and then one of other work, get the writer: as transactions
+    /// The order in which writes that arrive one after another behind a held transaction get
+    /// the writer: `(name, gives way)` in order of arrival, as transactions
     /// ([`Store::begin_write`]) or single statements ([`Store::writer`]).
-    async fn writer_queue_order(single: bool) -> Vec<&'static str> {
+    async fn writer_queue_order(
+        single: bool,
+        arrivals: &[(&'static str, bool)],
+    ) -> Vec<&'static str> {
         let store = temp_sqlite_store(if single {
             "giving-way-single"
         } else {
@@ -859,14 +929,15 @@ mod tests {
                 }
             }
         };
-        let settle = || tokio::time::sleep(Duration::from_millis(100));
         let mut tasks = Vec::new();
-        for name in ["bulk 1", "bulk 2", "bulk 3"] {
-            tasks.push(tokio::spawn(giving_way(write(name))));
-            settle().await;
+        for &(name, gives_way) in arrivals {
+            tasks.push(if gives_way {
+                tokio::spawn(giving_way(write(name)))
+            } else {
+                tokio::spawn(write(name))
+            });
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        tasks.push(tokio::spawn(write("urgent")));
-        settle().await;
         held.commit().await.unwrap();
         for task in tasks {
             task.await.unwrap();
@@ -875,12 +946,19 @@ mod tests {
         order
     }
 
+    const THREE_BULK_THEN_URGENT: [(&str, bool); 4] = [
+        ("bulk 1", true),
+        ("bulk 2", true),
+        ("bulk 3", true),
+        ("urgent", false),
+    ];
+
     /// Work giving way has one place at a time in the writer's queue: a write of other work
     /// that comes after three of its transactions queued waits for at most one of them.
     #[tokio::test]
     async fn a_write_waits_for_at_most_one_transaction_of_work_giving_way() {
         assert_eq!(
-            writer_queue_order(false).await,
+            writer_queue_order(false, &THREE_BULK_THEN_URGENT).await,
             ["bulk 1", "urgent", "bulk 2", "bulk 3"]
         );
     }
@@ -890,8 +968,22 @@ mod tests {
     #[tokio::test]
     async fn a_write_waits_for_at_most_one_single_write_of_work_giving_way() {
         assert_eq!(
-            writer_queue_order(true).await,
+            writer_queue_order(true, &THREE_BULK_THEN_URGENT).await,
             ["bulk 1", "urgent", "bulk 2", "bulk 3"]
+        );
+    }
+
+    /// Work giving way takes its place in the writer's queue only while no other write waits:
+    /// a write of other work that comes after it still goes first.
+    #[tokio::test]
+    async fn work_giving_way_lets_writes_waiting_or_coming_meanwhile_go_first() {
+        assert_eq!(
+            writer_queue_order(
+                false,
+                &[("urgent 1", false), ("bulk", true), ("urgent 2", false)]
+            )
+            .await,
+            ["urgent 1", "urgent 2", "bulk"]
         );
     }
 
