@@ -179,10 +179,10 @@ impl<'a> Run<'a> {
         c.growers + c.farms + c.fields + c.boundaries + c.operations + c.files + c.assets
     }
 
-    /// Writes the part's figures: items and requests so far, and the request rate since it
-    /// started. `force` writes even within a second of the last (a part's last figures).
-    async fn report_progress(&mut self, force: bool) -> Result<(), SyncError> {
-        let Some(figures) = self.progress_figures(force) else {
+    /// Writes the part's figures (items and requests so far, and the current request rate) if
+    /// a second has passed since the part started or since they were last written.
+    async fn report_progress(&mut self) -> Result<(), SyncError> {
+        let Some(figures) = self.progress_figures(false) else {
             return Ok(());
         };
         let progress = self.progress.as_ref().expect("figures come from it");
@@ -302,7 +302,7 @@ impl<'a> Run<'a> {
             self.count_read(&read, pages);
             out.push(read);
         }
-        self.report_progress(false).await?;
+        self.report_progress().await?;
         Ok(out)
     }
 
@@ -343,7 +343,7 @@ impl<'a> Run<'a> {
         if let Some((read, pages)) = &fields {
             self.count_read(read, *pages);
         }
-        self.report_progress(false).await?;
+        self.report_progress().await?;
         Ok(OrgLists {
             clients: clients.map(|(r, _)| r),
             farms: farms.map(|(r, _)| r),
@@ -1323,7 +1323,9 @@ async fn sync_part(
         started_ms: crate::store::now_ms(),
         written: None,
     });
-    run.report_progress(true).await?;
+    // No figures written at the start: a second in, then every second, and the last with the
+    // outcome. (A write of zeros at the start was one more wait for the writer before a new
+    // grower's first request, and a write per part for everyone.)
     run.load_config().await?;
     let Some(org) = state
         .store
