@@ -76,6 +76,18 @@ impl Store {
         rows.iter().map(webhook_from).collect()
     }
 
+    /// The webhooks of a user's owner, without a read of the owner first.
+    pub async fn webhooks_of_user(&self, user: &str) -> StoreResult<Vec<WebhookRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {WEBHOOK_COLUMNS} FROM alert_webhooks \
+             WHERE owner_id = (SELECT owner_id FROM leaf_users WHERE id = $1) ORDER BY created_at, id"
+        ))
+        .bind(user)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(webhook_from).collect()
+    }
+
     pub async fn webhook(&self, id: &str) -> StoreResult<Option<WebhookRecord>> {
         let row = sqlx::query(&format!(
             "SELECT {WEBHOOK_COLUMNS} FROM alert_webhooks WHERE id = $1"

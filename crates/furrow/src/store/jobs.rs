@@ -125,6 +125,23 @@ impl Store {
             .collect()
     }
 
+    /// Whether a due job of the sync lane other than a part waits for a claim, of a credential
+    /// other than this one: such a job (a grower's sync run, a token's upkeep) ranks before any
+    /// part, so a sync run then leaves its first part to the claims rather than going on with it.
+    pub async fn others_waiting_before_parts(&self, credential_id: &str) -> StoreResult<bool> {
+        let now = now_ms();
+        let row = sqlx::query(
+            "SELECT 1 AS one FROM jobs WHERE machine_data = 0 AND run_at_ms <= $1 \
+             AND (lease_until_ms IS NULL OR lease_until_ms < $1) \
+             AND kind NOT LIKE 'part:%' AND credential_id <> $2 LIMIT 1",
+        )
+        .bind(now)
+        .bind(credential_id)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.is_some())
+    }
+
     /// Releases a job and schedules its next run (only if this replica still holds it).
     pub async fn reschedule_job(
         &self,
@@ -258,6 +275,66 @@ mod tests {
         let next = store.claim_jobs("r1", lease, 10, lane).await.unwrap();
         assert_eq!(next.len(), 1);
         assert_eq!(next[0].id, "busy-1", "claimed {next:?}");
+    }
+
+    /// A sync run goes on with its first fields part in its own slot: the part's job is
+    /// inserted leased to the run's replica, so no claim (here or at another replica) takes it,
+    /// while the run's other parts are claimed as usual.
+    #[tokio::test]
+    async fn a_run_starts_with_its_first_fields_part_leased_to_its_replica() {
+        let store = crate::store::temp_sqlite_store("jobs-first-part").await;
+        credential_with_jobs(&store, "new", &[]).await;
+        let lease = now_ms() + 60_000;
+        let status = crate::store::SyncStatus {
+            state: "RUNNING".into(),
+            started_at: None,
+            finished_at: None,
+            counts: "{}".into(),
+            last_error: None,
+        };
+        let parts = ["9/files", "1/fields", "2/fields"].map(String::from);
+        // Another grower's sync run waiting for a slot goes before any part; leased, it does not.
+        credential_with_jobs(&store, "other", &["sync"]).await;
+        assert!(store.others_waiting_before_parts("new").await.unwrap());
+        assert!(!store.others_waiting_before_parts("other").await.unwrap());
+        let lane = Lane::Sync {
+            parts_per_credential: 10,
+            idle_credentials_only: false,
+        };
+        let claimed = store.claim_jobs("r1", lease, 10, lane).await.unwrap();
+        assert_eq!(kinds(&claimed, "other"), ["sync"]);
+        assert!(!store.others_waiting_before_parts("new").await.unwrap());
+
+        let first = store
+            .start_sync_parts(
+                "new",
+                "u-new",
+                "run-1",
+                &parts,
+                "{}",
+                &status,
+                Some(("r0", lease)),
+            )
+            .await
+            .unwrap()
+            .expect("the first fields part");
+        assert_eq!(first.kind, "part:1/fields");
+        assert_eq!((first.attempts, first.taken_over), (0, false));
+        let others = store.claim_jobs("r1", lease, 10, lane).await.unwrap();
+        assert_eq!(kinds(&others, "new"), ["part:2/fields", "part:9/files"]);
+        assert!(others.iter().all(|j| j.id != first.id));
+
+        // Without a lease to give, every part waits for a claim.
+        let again = store
+            .start_sync_parts("new", "u-new", "run-2", &parts, "{}", &status, None)
+            .await
+            .unwrap();
+        assert!(again.is_none());
+        let all = store.claim_jobs("r1", lease, 10, lane).await.unwrap();
+        assert_eq!(
+            kinds(&all, "new"),
+            ["part:1/fields", "part:2/fields", "part:9/files"]
+        );
     }
 
     #[tokio::test]

@@ -120,6 +120,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0019_job_lanes",
         include_str!("../../migrations/0019_job_lanes.sql"),
     ),
+    (
+        "0020_fewer_job_indexes",
+        include_str!("../../migrations/0020_fewer_job_indexes.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::{leaf_time_now, now_ms, opt_string, Store, StoreResult, SyncStatus};
+use super::{leaf_time_now, now_ms, opt_string, ClaimedJob, Store, StoreResult, SyncStatus};
 
 /// Job kinds of parts start with this.
 pub const PART_JOB_PREFIX: &str = "part:";
@@ -35,6 +35,11 @@ fn part_from(r: &sqlx::any::AnyRow) -> StoreResult<SyncPart> {
 impl Store {
     /// Starts a run: the credential's earlier parts and their jobs are replaced by `parts`, each
     /// PENDING with a job due now, and the user's sync status becomes `status` — one transaction.
+    /// With `lease_first_fields` (a replica and a lease end), the first fields part's job is
+    /// inserted leased to that replica and returned, for the run to go on with it at once
+    /// rather than cost a new grower a claim before its first data (asked for only while no job
+    /// that a claim ranks before parts waits: see [`Store::others_waiting_before_parts`]).
+    #[allow(clippy::too_many_arguments)]
     pub async fn start_sync_parts(
         &self,
         credential_id: &str,
@@ -43,10 +48,13 @@ impl Store {
         parts: &[String],
         run_counts: &str,
         status: &SyncStatus,
-    ) -> StoreResult<()> {
+        lease_first_fields: Option<(&str, i64)>,
+    ) -> StoreResult<Option<ClaimedJob>> {
+        let first_fields = parts.iter().position(|p| p.ends_with("/fields"));
+        let request_id = crate::request_context::current();
         super::retry_conflicts(|| async {
             let mut tx = self.begin_write().await?;
-            sqlx::query("DELETE FROM jobs WHERE credential_id = $1 AND kind LIKE 'part:%'")
+            sqlx::query("DELETE FROM jobs WHERE credential_id = $1 AND machine_data = 0 AND kind LIKE 'part:%'")
                 .bind(credential_id)
                 .execute(&mut *tx)
                 .await?;
@@ -63,7 +71,8 @@ impl Store {
             .bind(run_counts)
             .execute(&mut *tx)
             .await?;
-            for part in parts {
+            let mut leased = None;
+            for (n, part) in parts.iter().enumerate() {
                 sqlx::query(
                     "INSERT INTO sync_parts (credential_id, part, run_id, state, counts) VALUES ($1, $2, $3, 'PENDING', '{}')",
                 )
@@ -72,20 +81,36 @@ impl Store {
                 .bind(run_id)
                 .execute(&mut *tx)
                 .await?;
+                let id = uuid::Uuid::new_v4().to_string();
+                let kind = format!("{PART_JOB_PREFIX}{part}");
+                let lease = lease_first_fields.filter(|_| Some(n) == first_fields);
                 sqlx::query(
-                    "INSERT INTO jobs (id, kind, credential_id, run_at_ms, attempts, request_id) VALUES ($1, $2, $3, $4, 0, $5)",
+                    "INSERT INTO jobs (id, kind, credential_id, run_at_ms, attempts, request_id, lease_owner, lease_until_ms) \
+                     VALUES ($1, $2, $3, $4, 0, $5, $6, $7)",
                 )
-                .bind(uuid::Uuid::new_v4().to_string())
-                .bind(format!("{PART_JOB_PREFIX}{part}"))
+                .bind(id.as_str())
+                .bind(kind.as_str())
                 .bind(credential_id)
                 .bind(now_ms())
-                .bind(crate::request_context::current())
+                .bind(request_id.clone())
+                .bind(lease.map(|(owner, _)| owner.to_string()))
+                .bind(lease.map(|(_, until)| until))
                 .execute(&mut *tx)
                 .await?;
+                if lease.is_some() {
+                    leased = Some(ClaimedJob {
+                        id,
+                        kind,
+                        credential_id: credential_id.to_string(),
+                        attempts: 0,
+                        request_id: request_id.clone(),
+                        taken_over: false,
+                    });
+                }
             }
             super::fields::sync_status_in(&mut tx, user, status).await?;
             tx.commit().await?;
-            Ok(())
+            Ok(leased)
         })
         .await
     }
@@ -144,8 +169,8 @@ impl Store {
     /// The credential's part jobs leased right now whose id sorts before `job_id`.
     pub async fn parts_leased_before(&self, credential_id: &str, job_id: &str) -> StoreResult<i64> {
         let row = sqlx::query(
-            "SELECT COUNT(*) AS n FROM jobs WHERE credential_id = $1 AND kind LIKE 'part:%' \
-             AND lease_until_ms >= $2 AND id < $3",
+            "SELECT COUNT(*) AS n FROM jobs WHERE credential_id = $1 AND machine_data = 0 \
+             AND kind LIKE 'part:%' AND lease_until_ms >= $2 AND id < $3",
         )
         .bind(credential_id)
         .bind(now_ms())

@@ -15,7 +15,6 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
 use crate::app::AppState;
-use crate::domain::config::effective;
 use crate::domain::credential::CredentialStatus;
 use crate::domain::organization::OrgSelection;
 use crate::store::{
@@ -221,22 +220,31 @@ impl<'a> Run<'a> {
         Some(figures.to_string())
     }
 
-    /// Loads the owner's alert webhooks and the effective configuration; returns which
-    /// organizations sync.
+    /// Loads the owner's alert webhooks and the effective configuration (two reads at once);
+    /// returns which organizations sync.
     pub(super) async fn load_config(&mut self) -> Result<OrgSelection, SyncError> {
-        let state = self.state;
+        let store = &self.state.store;
         let user = &self.cred.leaf_user_id;
-        let owner = state.store.owner_of_user(user).await?.unwrap_or_default();
-        self.hooks = state
+        let (config, hooks) = tokio::try_join!(store.effective_config(user), self.owner_hooks())?;
+        self.hooks = hooks;
+        Ok(self.apply_config(&config))
+    }
+
+    /// The owner's alert webhooks: (id, subscribed events).
+    async fn owner_hooks(&self) -> Result<Vec<(String, Vec<String>)>, StoreError> {
+        Ok(self
+            .state
             .store
-            .webhooks(&owner)
+            .webhooks_of_user(&self.cred.leaf_user_id)
             .await?
             .into_iter()
             .map(|w| (w.id, serde_json::from_str(&w.events).unwrap_or_default()))
-            .collect();
-        let owner_cfg = config_layer(state, &owner, "").await?;
-        let user_cfg = config_layer(state, &owner, user).await?;
-        let config = effective(owner_cfg.as_ref(), user_cfg.as_ref());
+            .collect())
+    }
+
+    /// Takes what the run does from the effective configuration; returns which organizations
+    /// sync.
+    fn apply_config(&mut self, config: &serde_json::Map<String, Value>) -> OrgSelection {
         if config
             .get("operationsAutoSync")
             .and_then(Value::as_bool)
@@ -253,15 +261,15 @@ impl<'a> Run<'a> {
             .get("customDataSync")
             .and_then(Value::as_bool)
             .unwrap_or(false);
-        self.asset_sync = crate::sync::assets::AssetSync::from_config(&config);
-        Ok(OrgSelection {
+        self.asset_sync = crate::sync::assets::AssetSync::from_config(config);
+        OrgSelection {
             selected_only: config.get("organizationDataSync").and_then(Value::as_str)
                 == Some("SELECTED_ONLY"),
             partners: config
                 .get("syncPartnerData")
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
-        })
+        }
     }
 
     /// Stores the exchanges so far as the credential's events (failed ones are what an
@@ -1202,24 +1210,28 @@ const ORGANIZATIONS_READ_AT_CREATION_MS: i64 = 60_000;
 /// check just did), subscribes to their events, and splits the work into parts — per
 /// organization its fields (with growers, farms, boundaries and operations) and its files —
 /// each a job any replica may run. The run is DONE when the last part finishes. Progress goes
-/// to the user's sync status.
+/// to the user's sync status. Returns the run's counts and its first fields part, leased to
+/// this replica for the caller to run next.
 pub async fn sync_credential(
     state: &AppState,
     cred: &CredentialRecord,
-) -> Result<SyncCounts, SyncError> {
+    config: &serde_json::Map<String, Value>,
+    status: Option<&SyncStatus>,
+) -> Result<(SyncCounts, Option<crate::store::ClaimedJob>), SyncError> {
     let mut run = Run::open(state, cred)?;
     let user = cred.leaf_user_id.clone();
+    let selection = run.apply_config(config);
+    // Read at once: each read on a new grower's way to its first data is a wait under load.
+    let (hooks, mut stored_orgs) =
+        tokio::try_join!(run.owner_hooks(), state.store.organizations(&cred.id))?;
+    run.hooks = hooks;
     // A new credential's check read and stored its organizations moments ago: its first sync
     // run starts from those (a request and a round trip fewer for every grower connected);
     // every later run reads them again.
     let first_run_of_new = millis(Some(&cred.created_at)).is_some_and(|created| {
         crate::store::now_ms() - created < ORGANIZATIONS_READ_AT_CREATION_MS
-    }) && state
-        .store
-        .sync_status(&user)
-        .await?
-        .is_none_or(|s| s.started_at.is_none())
-        && !state.store.organizations(&cred.id).await?.is_empty();
+    }) && status.is_none_or(|s| s.started_at.is_none())
+        && !stored_orgs.is_empty();
     let started = leaf_time_now();
     let running = |counts: &SyncCounts| SyncStatus {
         state: "RUNNING".into(),
@@ -1242,22 +1254,32 @@ pub async fn sync_credential(
             crate::sync::organizations::store(state, &cred.id, &orgs, None).await?;
             run.commit(pending).await?;
         }
+        stored_orgs = state.store.organizations(&cred.id).await?;
     }
-    let selection = run.load_config().await?;
-    if !run.custom_data_sync {
-        // customDataSync turned off: earlier preview fields are read whole by this sync. Once
-        // per credential sync, before its parts, rather than per organization.
-        state.store.enable_preview_fields(&user, None).await?;
-    }
-    let orgs: Vec<_> = state
-        .store
-        .organizations(&cred.id)
-        .await?
+    let orgs: Vec<_> = stored_orgs
         .into_iter()
         .filter(|o| selection.syncs(o))
         .collect();
     let org_ids: Vec<String> = orgs.iter().map(|o| o.provider_org_id.clone()).collect();
-    run.counts.webhooks = crate::sync::webhooks::reconcile(&run, &org_ids).await;
+    // customDataSync turned off: earlier preview fields are read whole by this sync. Once per
+    // credential sync, before its parts, rather than per organization; meanwhile the run
+    // subscribes to the organizations' events.
+    let enable_previews = async {
+        if run.custom_data_sync {
+            return Ok(0);
+        }
+        state.store.enable_preview_fields(&user, None).await
+    };
+    let (webhooks, previews, others_waiting) = tokio::join!(
+        crate::sync::webhooks::reconcile(&run, &org_ids),
+        enable_previews,
+        state.store.others_waiting_before_parts(&cred.id)
+    );
+    previews?;
+    run.counts.webhooks = webhooks;
+    // The run goes on with its first fields part itself (no claim between a grower's sync
+    // run and its first data) unless other growers' sync runs wait for slots: they go first.
+    let go_on = !others_waiting?;
     run.flush_events().await?;
     run.counts.organizations = orgs.len();
     let mut parts = Vec::new();
@@ -1272,12 +1294,13 @@ pub async fn sync_credential(
         }
     }
     let run_id = uuid::Uuid::new_v4().to_string();
+    let lease_until = crate::store::now_ms() + (state.settings.lease_secs * 1000) as i64;
     tracing::info!(
         organizations = orgs.len(),
         parts = parts.len(),
         "sync run started"
     );
-    state
+    let first_part = state
         .store
         .start_sync_parts(
             &cred.id,
@@ -1286,8 +1309,13 @@ pub async fn sync_credential(
             &parts,
             &run.counts.to_json().to_string(),
             &running(&run.counts),
+            go_on.then_some((state.replica_id.as_str(), lease_until)),
         )
         .await?;
+    if parts.len() > usize::from(first_part.is_some()) {
+        // The other parts are claimed by free slots, here or at another replica.
+        state.wake.notify();
+    }
     if parts.is_empty() {
         state
             .store
@@ -1301,7 +1329,7 @@ pub async fn sync_credential(
             )
             .await?;
     }
-    Ok(run.counts)
+    Ok((run.counts, first_part))
 }
 
 /// Runs one part of a sync run: an organization's fields, its files or its assets. Its last
@@ -1326,14 +1354,10 @@ async fn sync_part(
     // No figures written at the start: a second in, then every second, and the last with the
     // outcome. (A write of zeros at the start was one more wait for the writer before a new
     // grower's first request, and a write per part for everyone.)
-    run.load_config().await?;
-    let Some(org) = state
-        .store
-        .organizations(&cred.id)
-        .await?
-        .into_iter()
-        .find(|o| o.provider_org_id == org_id)
-    else {
+    let (_, orgs) = tokio::try_join!(run.load_config(), async {
+        Ok(state.store.organizations(&cred.id).await?)
+    })?;
+    let Some(org) = orgs.into_iter().find(|o| o.provider_org_id == org_id) else {
         return Ok(run.counts); // gone from John Deere's list since the run started
     };
     let links: BTreeMap<String, String> = serde_json::from_str(&org.links).unwrap_or_default();
@@ -1391,18 +1415,19 @@ pub async fn run_part_job(
         .kind
         .strip_prefix(crate::store::PART_JOB_PREFIX)
         .unwrap_or_default();
-    let (Some(cred), Some(mut part)) = (
-        state.store.credential(&job.credential_id).await?,
-        state.store.sync_part(&job.credential_id, name).await?,
-    ) else {
+    // Read at once: each read on a new grower's way to its first data is a wait under load.
+    let (cred, part, leased_before) = tokio::try_join!(
+        state.store.credential(&job.credential_id),
+        state.store.sync_part(&job.credential_id, name),
+        state.store.parts_leased_before(&job.credential_id, &job.id),
+    )?;
+    let (Some(cred), Some(mut part)) = (cred, part) else {
         return Ok(()); // deleted with its credential, or replaced by a newer run
     };
     // Bounded work per credential: claims take no more than the cap, but two replicas claiming
     // at once on PostgreSQL may. Then the parts beyond the cap by job id wait their turn (by
     // position, not by count: parts that all counted each other would all wait, again and again).
-    if state.store.parts_leased_before(&cred.id, &job.id).await?
-        >= state.settings.sync_parts_per_credential as i64
-    {
+    if leased_before >= state.settings.sync_parts_per_credential as i64 {
         state
             .store
             .reschedule_job(&job.id, &state.replica_id, now + 200, job.attempts, None)
@@ -1521,19 +1546,6 @@ fn merge_counts<'a>(parts: impl Iterator<Item = &'a str>) -> String {
     Value::Object(total).to_string()
 }
 
-async fn config_layer(
-    state: &AppState,
-    owner: &str,
-    user: &str,
-) -> Result<Option<serde_json::Map<String, Value>>, StoreError> {
-    Ok(state
-        .store
-        .config(owner, user)
-        .await?
-        .and_then(|text| serde_json::from_str::<Value>(&text).ok())
-        .and_then(|v| v.as_object().cloned()))
-}
-
 /// Runs a claimed sync job and schedules the next one.
 pub async fn run_job(
     state: &AppState,
@@ -1546,20 +1558,15 @@ pub async fn run_job(
     let interval = (state.settings.sync_interval_secs.max(1) * 1000) as i64;
     // fieldsAutoSync false: only a manual sync (status QUEUED) runs.
     let user = &cred.leaf_user_id;
-    let owner = state.store.owner_of_user(user).await?.unwrap_or_default();
-    let config = effective(
-        config_layer(state, &owner, "").await?.as_ref(),
-        config_layer(state, &owner, user).await?.as_ref(),
-    );
+    let (config, status) = tokio::try_join!(
+        state.store.effective_config(user),
+        state.store.sync_status(user)
+    )?;
     let auto = config
         .get("fieldsAutoSync")
         .and_then(Value::as_bool)
         .unwrap_or(true);
-    let queued = state
-        .store
-        .sync_status(user)
-        .await?
-        .is_some_and(|s| s.state == "QUEUED");
+    let queued = status.as_ref().is_some_and(|s| s.state == "QUEUED");
     if !auto && !queued {
         state
             .store
@@ -1567,9 +1574,13 @@ pub async fn run_job(
             .await?;
         return Ok(());
     }
-    let (run_at, attempts, error) = match sync_credential(state, &cred).await {
-        Ok(counts) => {
+    let mut first_part = None;
+    let (run_at, attempts, error) = match sync_credential(state, &cred, &config, status.as_ref())
+        .await
+    {
+        Ok((counts, part)) => {
             tracing::info!(credential = %cred.id, organizations = counts.organizations, "sync run started");
+            first_part = part;
             (now + interval, 0, None)
         }
         // Waiting for the credential job to get a working token: look again soon.
@@ -1606,5 +1617,10 @@ pub async fn run_job(
             error.as_deref(),
         )
         .await?;
+    // The run's first fields part, in this job's slot: no claim between a grower's sync run and
+    // its first data.
+    if let Some(part) = first_part {
+        run_part_job(state, &part).await?;
+    }
     Ok(())
 }

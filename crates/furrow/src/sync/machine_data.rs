@@ -15,7 +15,6 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use crate::app::AppState;
-use crate::domain::config::effective;
 use crate::files::{FileStore, LocalWriter, Upload};
 use crate::store::{ClaimedJob, ProcessedData, OPERATION_DATA_JOB_PREFIX};
 use crate::sync::link::Authorized;
@@ -195,7 +194,7 @@ async fn process(
             cred.status
         )));
     };
-    let config = user_config(state, &op.leaf_user_id).await?;
+    let config = state.store.effective_config(&op.leaf_user_id).await?;
     let system = config
         .get("unitMeasurement")
         .and_then(Value::as_str)
@@ -579,20 +578,6 @@ async fn original_data(
         grower: names.grower,
         operation_type: data["providerOperationType"].as_str().map(str::to_string),
     })
-}
-
-async fn user_config(
-    state: &AppState,
-    user: &str,
-) -> Result<serde_json::Map<String, Value>, ProcessError> {
-    let owner = state.store.owner_of_user(user).await?.unwrap_or_default();
-    let layer = |text: Option<String>| {
-        text.and_then(|t| serde_json::from_str::<Value>(&t).ok())
-            .and_then(|v| v.as_object().cloned())
-    };
-    let owner_cfg = layer(state.store.config(&owner, "").await?);
-    let user_cfg = layer(state.store.config(&owner, user).await?);
-    Ok(effective(owner_cfg.as_ref(), user_cfg.as_ref()))
 }
 
 /// The alert for every webhook of the user's owner subscribed to `event_type`.
