@@ -1222,8 +1222,17 @@ pub async fn sync_credential(
     let user = cred.leaf_user_id.clone();
     let selection = run.apply_config(config);
     // Read at once: each read on a new grower's way to its first data is a wait under load.
-    let (hooks, mut stored_orgs) =
-        tokio::try_join!(run.owner_hooks(), state.store.organizations(&cred.id))?;
+    let subscriptions = async {
+        if !state.settings.deere_webhooks {
+            return Ok(Vec::new());
+        }
+        state.store.subscriptions(&cred.id).await
+    };
+    let (hooks, stored_orgs, subscriptions) = tokio::try_join!(
+        run.owner_hooks(),
+        state.store.organizations(&cred.id),
+        subscriptions
+    )?;
     run.hooks = hooks;
     // A new credential's check read and stored its organizations moments ago: its first sync
     // run starts from those (a request and a round trip fewer for every grower connected);
@@ -1240,11 +1249,13 @@ pub async fn sync_credential(
         counts: counts.to_json().to_string(),
         last_error: None,
     };
-    state
-        .store
-        .put_sync_status(&user, &running(&SyncCounts::default()))
-        .await?;
-    if !first_run_of_new {
+    // RUNNING is written while the organizations are read again (a first run of a new
+    // credential has them already).
+    let started_status = running(&SyncCounts::default());
+    let organizations = async {
+        if first_run_of_new {
+            return Ok(stored_orgs);
+        }
         let orgs_url = run.api.endpoint("organizations")?;
         let read = run.read::<Organization>(orgs_url.as_str()).await;
         run.flush_events().await?;
@@ -1254,8 +1265,14 @@ pub async fn sync_credential(
             crate::sync::organizations::store(state, &cred.id, &orgs, None).await?;
             run.commit(pending).await?;
         }
-        stored_orgs = state.store.organizations(&cred.id).await?;
-    }
+        Ok::<_, SyncError>(state.store.organizations(&cred.id).await?)
+    };
+    let (written, stored_orgs) = tokio::join!(
+        state.store.put_sync_status(&user, &started_status),
+        organizations
+    );
+    written?;
+    let stored_orgs = stored_orgs?;
     let orgs: Vec<_> = stored_orgs
         .into_iter()
         .filter(|o| selection.syncs(o))
@@ -1271,7 +1288,7 @@ pub async fn sync_credential(
         state.store.enable_preview_fields(&user, None).await
     };
     let (webhooks, previews, others_waiting) = tokio::join!(
-        crate::sync::webhooks::reconcile(&run, &org_ids),
+        crate::sync::webhooks::reconcile(&run, &org_ids, subscriptions),
         enable_previews,
         state.store.others_waiting_before_parts(&cred.id)
     );
@@ -1607,20 +1624,24 @@ pub async fn run_job(
             (now + backoff, job.attempts + 1, Some(e.to_string()))
         }
     };
-    state
-        .store
-        .reschedule_job(
+    // The run's first fields part goes on in this job's slot, while the job is rescheduled: no
+    // claim and no write between a grower's sync run and its first data.
+    let first_part = async {
+        match first_part {
+            Some(part) => run_part_job(state, &part).await,
+            None => Ok(()),
+        }
+    };
+    let (rescheduled, part) = tokio::join!(
+        state.store.reschedule_job(
             &job.id,
             &state.replica_id,
             run_at,
             attempts,
             error.as_deref(),
-        )
-        .await?;
-    // The run's first fields part, in this job's slot: no claim between a grower's sync run and
-    // its first data.
-    if let Some(part) = first_part {
-        run_part_job(state, &part).await?;
-    }
-    Ok(())
+        ),
+        first_part
+    );
+    rescheduled?;
+    part
 }

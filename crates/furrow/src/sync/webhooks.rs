@@ -112,14 +112,19 @@ impl WebhookMode {
 }
 
 /// Makes the credential's subscriptions match the organizations being synced: removes those of
-/// organizations no longer synced, creates the missing ones. Never fails the sync: a problem
-/// means polling, and the next sync tries again.
-pub(super) async fn reconcile(run: &Run<'_>, orgs: &[String]) -> WebhookMode {
+/// organizations no longer synced, creates the missing ones. `existing`: the credential's
+/// subscriptions as stored (read by the caller beside its other reads). Never fails the sync:
+/// a problem means polling, and the next sync tries again.
+pub(super) async fn reconcile(
+    run: &Run<'_>,
+    orgs: &[String],
+    existing: Vec<SubscriptionRecord>,
+) -> WebhookMode {
     let state = run.state;
     if !state.settings.deere_webhooks {
         return WebhookMode::Disabled;
     }
-    match reconcile_inner(run, orgs).await {
+    match reconcile_inner(run, orgs, existing).await {
         Ok(mode) => mode,
         Err(e) => {
             tracing::info!(credential = %run.cred.id, error = %e, "event subscriptions not in place; polling");
@@ -130,9 +135,12 @@ pub(super) async fn reconcile(run: &Run<'_>, orgs: &[String]) -> WebhookMode {
     }
 }
 
-async fn reconcile_inner(run: &Run<'_>, orgs: &[String]) -> Result<WebhookMode, SyncError> {
+async fn reconcile_inner(
+    run: &Run<'_>,
+    orgs: &[String],
+    existing: Vec<SubscriptionRecord>,
+) -> Result<WebhookMode, SyncError> {
     let store = &run.state.store;
-    let existing = store.subscriptions(&run.cred.id).await?;
     let wanted: HashSet<&str> = orgs.iter().map(String::as_str).collect();
     let mut kept = HashSet::new();
     for s in existing {
