@@ -20,6 +20,10 @@ pub struct Settings {
     pub file_store_url: Option<String>,
     /// `sqlite://…` or `postgres://…`; default: `furrow.db` in the data dir.
     pub database_url: Option<String>,
+    /// PostgreSQL only: connections of their own for bulk sync work (the parts of an account
+    /// syncing for more than 5 s). Few leave the database server's CPU to everything else (a
+    /// grower just connected, API requests); a database across a network may want more.
+    pub database_bulk_connections: u32,
     /// How applications and John Deere reach this server (webhooks); default `http://{listen}`.
     pub public_url: Option<String>,
     /// Master key, base64 of 32 bytes. Absent: a key file in the data dir (made on first start).
@@ -105,6 +109,7 @@ impl Default for Settings {
             listen: "127.0.0.1:8080".parse().expect("static address"),
             data_dir: PathBuf::from("./furrow-data"),
             database_url: None,
+            database_bulk_connections: crate::store::BULK_CONNECTIONS,
             file_store_url: None,
             public_url: None,
             secret_key: None,
@@ -150,6 +155,7 @@ impl std::fmt::Debug for Settings {
                 "database_url",
                 &self.database_url.as_deref().map(redact_url),
             )
+            .field("database_bulk_connections", &self.database_bulk_connections)
             .field("public_url", &self.public_url)
             .field("file_store_url", &self.file_store_url)
             .field(

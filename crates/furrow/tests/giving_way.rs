@@ -8,17 +8,20 @@ mod common;
 use std::time::Duration;
 
 use common::{fresh_database, Db};
-use furrow::store::{giving_way, Store, GIVING_WAY_CONNECTIONS, POSTGRES_CONNECTIONS};
+use furrow::store::{giving_way, Store, BULK_CONNECTIONS, POSTGRES_CONNECTIONS};
+
+/// Not the default: the count is the setting's (`database_bulk_connections`).
+const BULK: u32 = BULK_CONNECTIONS + 1;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn work_giving_way_holds_connections_of_its_own_on_postgres() {
     let (url, _dir) = fresh_database(Db::Postgres).await;
-    let store = Store::connect(&url).await.unwrap();
+    let store = Store::connect_with(&url, BULK).await.unwrap();
     store.migrate().await.unwrap();
 
     // Work giving way holds every connection it may have.
     let mut held = Vec::new();
-    for _ in 0..GIVING_WAY_CONNECTIONS {
+    for _ in 0..BULK {
         held.push(
             giving_way(async { store.pool().acquire().await })
                 .await
@@ -33,7 +36,7 @@ async fn work_giving_way_holds_connections_of_its_own_on_postgres() {
     .await;
     assert!(
         more.is_err(),
-        "work giving way got more than its {GIVING_WAY_CONNECTIONS} connections"
+        "work giving way got more than its {BULK} connections"
     );
     // Everyone else still has all of theirs (a pool shared with it would have a few left).
     let mut others = Vec::new();

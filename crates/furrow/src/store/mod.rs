@@ -227,7 +227,7 @@ tokio::task_local! {
 /// such work's write transactions waits for the writer connection at a time, and only once no
 /// other write waits for it, so any other write waits for the one writing, not for the whole
 /// queue (nor, mostly, for a bulk transaction queued just before it). On PostgreSQL, such
-/// work has a pool of connections of its own ([`GIVING_WAY_CONNECTIONS`]), so it never holds
+/// work has a few connections of its own ([`BULK_CONNECTIONS`]), so it never holds
 /// or queues for the connections everyone else's work needs. Bulk work (a sync part of an
 /// account that has been syncing for a while) runs so; a grower just connected, an API request,
 /// token upkeep are never queued behind it. (With all writes in one queue, a new grower's first
@@ -237,9 +237,13 @@ pub async fn giving_way<F: std::future::Future>(work: F) -> F::Output {
     GIVING_WAY.scope((), work).await
 }
 
-/// PostgreSQL connections a replica opens for everything but work giving way, and for that work.
+/// PostgreSQL connections a replica opens for everything but work giving way.
 pub const POSTGRES_CONNECTIONS: u32 = 16;
-pub const GIVING_WAY_CONNECTIONS: u32 = 12;
+/// The default of `database_bulk_connections`: PostgreSQL connections of work giving way. Few:
+/// on a database server beside furrow, each more of them running bulk statements at once took
+/// CPU from everything else. 500 growers on 2 cores: a new grower's first data in 2.7-4.0 times
+/// its time alone with 12, 1.6-2.4 with 4; the first sync took as long either way.
+pub const BULK_CONNECTIONS: u32 = 4;
 
 fn giving_way_now() -> bool {
     GIVING_WAY.try_with(|_| ()).is_ok()
@@ -253,6 +257,11 @@ const WAL_RESTART_FRAMES: i64 = 16_384;
 impl Store {
     /// Connects; SQLite files get WAL, a busy timeout and foreign keys.
     pub async fn connect(url: &str) -> StoreResult<Self> {
+        Self::connect_with(url, BULK_CONNECTIONS).await
+    }
+
+    /// Connects with `bulk_connections` for work giving way on PostgreSQL (unused on SQLite).
+    pub async fn connect_with(url: &str, bulk_connections: u32) -> StoreResult<Self> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -329,7 +338,7 @@ impl Store {
                 None,
                 Some(
                     options()
-                        .max_connections(GIVING_WAY_CONNECTIONS)
+                        .max_connections(bulk_connections.max(1))
                         .connect(url)
                         .await?,
                 ),
