@@ -33,6 +33,8 @@ pub struct AppState {
     pub wake: Arc<crate::sync::Wake>,
     /// The event types John Deere offers each client key (see `sync::webhooks`).
     pub event_types: crate::sync::webhooks::EventTypeCache,
+    /// New credentials whose check, on this replica, has not yet stored their organizations.
+    pub checks: crate::sync::credentials::ChecksInFlight,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +86,7 @@ impl AppState {
             replica_id: uuid::Uuid::new_v4().to_string(),
             known_owners: Arc::default(),
             event_types: Default::default(),
+            checks: Default::default(),
             wake: Arc::default(),
         })
     }

@@ -6,10 +6,13 @@
 //! the credential's job lease refreshes, after re-reading the credential, and writes with a
 //! version check.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deere::{AccessToken, DeereError, RefreshToken, TokenResponse};
 use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::watch;
 
 use crate::app::AppState;
 use crate::domain::credential::{
@@ -201,6 +204,55 @@ pub async fn sync_refused(
     Ok(())
 }
 
+/// New credentials whose check (made on this replica when they were posted) has not yet
+/// stored their organizations. Their first sync job is due at once, so that its claim overlaps
+/// the check; a first sync run claimed meanwhile waits here for the organizations rather than
+/// read them from John Deere a second time.
+#[derive(Clone, Default)]
+pub struct ChecksInFlight(Arc<Mutex<HashMap<String, watch::Receiver<()>>>>);
+
+/// A check in flight: it ends (and wakes those waiting) when dropped.
+pub struct CheckInFlight {
+    checks: ChecksInFlight,
+    credential_id: String,
+    _done: watch::Sender<()>,
+}
+
+impl ChecksInFlight {
+    fn start(&self, credential_id: &str) -> CheckInFlight {
+        let (done, waiting) = watch::channel(());
+        self.lock().insert(credential_id.to_string(), waiting);
+        CheckInFlight {
+            checks: self.clone(),
+            credential_id: credential_id.to_string(),
+            _done: done,
+        }
+    }
+
+    /// Waits (up to `limit`) for the credential's check if one is in flight here; `false` when
+    /// there is none.
+    pub async fn wait(&self, credential_id: &str, limit: Duration) -> bool {
+        let Some(mut waiting) = self.lock().get(credential_id).cloned() else {
+            return false;
+        };
+        // Never sent on: `changed` returns when the check's end drops the sender.
+        let _ = tokio::time::timeout(limit, waiting.changed()).await;
+        true
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Receiver<()>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Drop for CheckInFlight {
+    fn drop(&mut self) {
+        self.checks.lock().remove(&self.credential_id);
+    }
+}
+
 /// Creates (or replaces) a user's credential: one token exchange, stored before use, then a
 /// platform check. A credential John Deere rejects is still stored, with its status and
 /// events saying why, so the application can show it.
@@ -306,6 +358,9 @@ pub async fn store_new(
     } else {
         Vec::new()
     };
+    // Its first sync job is due once stored: a run claimed before the check has stored the
+    // organizations waits for them.
+    let check = tokens.is_some().then(|| state.checks.start(&record.id));
     let replaced_subscriptions = state
         .store
         .replace_credential(&record, &events, next_run, &alerts)
@@ -324,6 +379,7 @@ pub async fn store_new(
             &tokens.scopes,
         )
         .await;
+        drop(check);
         let mut events = session.take_events(&secrets.all());
         events.push(status_event(None, status.as_str(), reason.as_deref()));
         let alerts = status_alerts(state, &record, status.as_str(), reason.as_deref()).await?;
@@ -602,4 +658,33 @@ async fn finish(
         )
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A first sync run claimed during its credential's check waits for the check's end (and
+    /// only then reads the organizations it stored); with no check in flight it does not wait.
+    #[tokio::test]
+    async fn a_run_waits_for_its_credentials_check_in_flight() {
+        let checks = ChecksInFlight::default();
+        assert!(!checks.wait("c1", Duration::from_secs(5)).await);
+
+        let check = checks.start("c1");
+        let waiter = {
+            let checks = checks.clone();
+            tokio::spawn(async move { checks.wait("c1", Duration::from_secs(5)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiter.is_finished(), "returned before the check ended");
+        drop(check);
+        let waited = tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .expect("woken when the check ended")
+            .unwrap();
+        assert!(waited);
+        // Ended: nothing left to wait for.
+        assert!(!checks.wait("c1", Duration::from_secs(5)).await);
+    }
 }

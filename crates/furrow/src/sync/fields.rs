@@ -5,6 +5,7 @@
 //! changed. Idempotent: upserts keyed by John Deere ids.
 
 use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
 
 use deere::models::{
     Boundary, Client, Farm, Field, FieldOperation, FieldOperationType, File, HasLinks, Organization,
@@ -1228,7 +1229,7 @@ pub async fn sync_credential(
         }
         state.store.subscriptions(&cred.id).await
     };
-    let (hooks, stored_orgs, subscriptions) = tokio::try_join!(
+    let (hooks, mut stored_orgs, subscriptions) = tokio::try_join!(
         run.owner_hooks(),
         state.store.organizations(&cred.id),
         subscriptions
@@ -1236,11 +1237,18 @@ pub async fn sync_credential(
     run.hooks = hooks;
     // A new credential's check read and stored its organizations moments ago: its first sync
     // run starts from those (a request and a round trip fewer for every grower connected);
-    // every later run reads them again.
-    let first_run_of_new = millis(Some(&cred.created_at)).is_some_and(|created| {
+    // every later run reads them again. Claimed while the check still runs here, it waits for
+    // them.
+    let new_and_never_run = millis(Some(&cred.created_at)).is_some_and(|created| {
         crate::store::now_ms() - created < ORGANIZATIONS_READ_AT_CREATION_MS
-    }) && status.is_none_or(|s| s.started_at.is_none())
-        && !stored_orgs.is_empty();
+    }) && status.is_none_or(|s| s.started_at.is_none());
+    if new_and_never_run && stored_orgs.is_empty() {
+        let limit = Duration::from_secs(state.settings.token_exchange_timeout_secs.max(1));
+        if state.checks.wait(&cred.id, limit).await {
+            stored_orgs = state.store.organizations(&cred.id).await?;
+        }
+    }
+    let first_run_of_new = new_and_never_run && !stored_orgs.is_empty();
     let started = leaf_time_now();
     let running = |counts: &SyncCounts| SyncStatus {
         state: "RUNNING".into(),
