@@ -2,8 +2,8 @@
 //! unchanged re-sync, against the simulator with latency and a per-client rate limit. Prints
 //! wall time, requests by kind against the protocol's minimum, the ratio to the upstream bound
 //! John Deere sets (its rate limit over that minimum, or the dependency depth times its
-//! latency), 429s, the re-sync's requests against the minimum, and CPU time and peak memory
-//! (VmHWM) of furrow and of the simulator apart: the simulator runs in a process of its own (this
+//! latency), 429s, the re-sync's requests against the minimum, CPU time and peak memory
+//! (VmHWM) of furrow and of the simulator apart, and furrow's disk writes: the simulator runs in a process of its own (this
 //! binary run again with FURROW_BENCH_SIMULATOR set), as John Deere is a system of its own.
 //! In this process furrow has a tokio runtime of its own and the benchmark's client a thread of
 //! its own; it prints how long a task made ready on furrow's runtime waits for a worker.
@@ -60,22 +60,27 @@ fn thread_cpu_seconds() -> std::collections::BTreeMap<String, (String, f64)> {
     threads
 }
 
-/// A process's peak resident memory (VmHWM).
-fn peak_rss_mib(process: &str) -> f64 {
-    std::fs::read_to_string(format!("/proc/{process}/status"))
+/// The number after `key` in `/proc/{process}/{file}` (lines such as `VmHWM:  1234 kB`), or 0.
+fn proc_figure(process: &str, file: &str, key: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{process}/{file}"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .map(str::to_string)
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|rest| rest.split_whitespace().next()?.parse::<f64>().ok())
         })
-        .and_then(|l| {
-            l.split_whitespace()
-                .nth(1)
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
+}
+
+/// Bytes a process has caused to be written to disk so far: on SQLite, the write-ahead log and
+/// the checkpoints' copies of it.
+fn disk_write_bytes(process: &str) -> f64 {
+    proc_figure(process, "io", "write_bytes:")
+}
+
+/// A process's peak resident memory (VmHWM, in KiB there).
+fn peak_rss_mib(process: &str) -> f64 {
+    proc_figure(process, "status", "VmHWM:") / 1024.0
 }
 
 /// Requests a first sync needs, by kind of John Deere path (the rest — tokens, event
@@ -576,6 +581,7 @@ async fn benchmark(furrow_runtime: tokio::runtime::Handle) {
     let log_start = sim.requests().await.len();
     let started = Instant::now();
     let cpu_before = (cpu_seconds("self"), cpu_seconds(&sim.process()));
+    let written_before = disk_write_bytes("self");
     let threads_before = thread_cpu_seconds();
     // Posted as an application onboarding many growers would: several at once.
     let users: Vec<String> = futures_util::stream::iter(0..growers)
@@ -672,9 +678,10 @@ async fn benchmark(furrow_runtime: tokio::runtime::Handle) {
                 cpu_seconds("self") - cpu_before.0,
                 cpu_seconds(&sim.process()) - cpu_before.1,
             ),
+            disk_write_bytes("self") - written_before,
         )
     };
-    let ((first_finished, wall, (cpu, sim_cpu)), mut loaded) =
+    let ((first_finished, wall, (cpu, sim_cpu), written), mut loaded) =
         tokio::join!(first_sync, loaded_samples);
     slots.abort();
     let wake_delays_loaded = take_percentiles(&wake_delays);
@@ -820,6 +827,16 @@ async fn benchmark(furrow_runtime: tokio::runtime::Handle) {
          requests; the simulator {sim_cpu:.1} s = {:.2} s per 1,000",
         per_thousand(cpu),
         per_thousand(sim_cpu)
+    );
+    println!(
+        "disk writes:       furrow {:.0} MiB for the first sync = {:.1} KiB per John Deere request{}",
+        written / 1_048_576.0,
+        written / 1024.0 / log.len().max(1) as f64,
+        if app.state.store.backend() == furrow::store::Backend::Sqlite {
+            " (SQLite's write-ahead log and its checkpoints)"
+        } else {
+            " (PostgreSQL's server writes apart)"
+        }
     );
 
     // Unchanged re-sync of everything.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::pool::PoolConnection;
 use sqlx::{AnyPool, Row};
+use writer_line::{WriteClass, WriterLine, WriterTurn};
 
 mod accounts;
 mod alerts;
@@ -25,6 +26,7 @@ mod organizations;
 mod parts;
 mod users;
 mod webhooks;
+mod writer_line;
 
 pub use accounts::{LoginThrottle, OwnerRecord};
 pub use alerts::{ChangeAlerts, Deliveries, DeliveryRecord, FailedCall, WebhookRecord};
@@ -157,66 +159,8 @@ pub struct Store {
     token_commits: std::sync::Arc<credentials::TokenCommits>,
     /// SQLite file: while any clone of the store lives, its checkpointer runs.
     _checkpoints: Option<std::sync::Arc<()>>,
-    /// SQLite: the one place in the writer's queue open to work that gives way (see
-    /// [`giving_way`]).
-    giving_way_turn: std::sync::Arc<tokio::sync::Semaphore>,
-    /// SQLite: the writes of other work waiting for the writer (see [`giving_way`]).
-    writes_ahead: std::sync::Arc<WritesAhead>,
-}
-
-/// Writes of work not giving way that wait for SQLite's writer: work giving way joins the
-/// writer's queue only when there are none.
-#[derive(Debug, Default)]
-struct WritesAhead {
-    waiting: std::sync::atomic::AtomicUsize,
-    none_left: tokio::sync::Notify,
-}
-
-impl WritesAhead {
-    /// Counts a write as waiting until the guard drops (when it has the writer, or gave up).
-    fn wait(&self) -> WaitingAhead<'_> {
-        self.waiting
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        WaitingAhead(self)
-    }
-
-    /// Returns once no write of other work is waiting.
-    async fn until_none(&self) {
-        loop {
-            let notified = self.none_left.notified();
-            tokio::pin!(notified);
-            // Registered before the check, so a last write leaving in between still wakes it.
-            notified.as_mut().enable();
-            if self.waiting.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-struct WaitingAhead<'a>(&'a WritesAhead);
-
-impl Drop for WaitingAhead<'_> {
-    fn drop(&mut self) {
-        if self
-            .0
-            .waiting
-            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
-            == 1
-        {
-            self.0.none_left.notify_waiters();
-        }
-    }
-}
-
-/// A write's place in line for SQLite's writer, held until it has the writer (on PostgreSQL,
-/// neither: no line of furrow's own).
-struct WriterTurn<'a> {
-    /// Work giving way: its one place, taken once no write of other work waits.
-    _giving_way: Option<tokio::sync::SemaphorePermit<'a>>,
-    /// Other work: counted while it waits, so work giving way lets it go first.
-    _ahead: Option<WaitingAhead<'a>>,
+    /// SQLite: the line for the writer connection (leases first, work giving way last).
+    writer_line: std::sync::Arc<WriterLine>,
 }
 
 tokio::task_local! {
@@ -247,6 +191,15 @@ pub const BULK_CONNECTIONS: u32 = 4;
 
 fn giving_way_now() -> bool {
     GIVING_WAY.try_with(|_| ()).is_ok()
+}
+
+/// The class of a write made now, other than a lease.
+fn write_class_now() -> WriteClass {
+    if giving_way_now() {
+        WriteClass::GivingWay
+    } else {
+        WriteClass::Other
+    }
 }
 
 /// How often the SQLite checkpointer copies the write-ahead log into the database.
@@ -353,8 +306,7 @@ impl Store {
             credentials: credentials::CredentialCache::default(),
             token_commits: Default::default(),
             _checkpoints: checkpoints,
-            giving_way_turn: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
-            writes_ahead: Default::default(),
+            writer_line: Default::default(),
         })
     }
 
@@ -392,28 +344,25 @@ impl Store {
     /// single writes (a part's progress, signatures, subscriptions) went straight into the
     /// queue, so a new grower's write still waited behind dozens of them.
     pub(crate) async fn writer(&self) -> StoreResult<PoolConnection<sqlx::Any>> {
+        self.writer_as(write_class_now()).await
+    }
+
+    /// [`Store::writer`] for a write of the given class.
+    async fn writer_as(&self, class: WriteClass) -> StoreResult<PoolConnection<sqlx::Any>> {
         let started = std::time::Instant::now();
         // Held until this write has the writer, as in `begin_write`.
-        let _turn = self.writer_turn().await;
+        let _turn = self.writer_turn(class).await;
         let conn = self.writes().acquire().await?;
         record_write_wait(started);
         Ok(conn)
     }
 
-    /// This write's place in line for the SQLite writer ([`WriterTurn`]).
-    async fn writer_turn(&self) -> WriterTurn<'_> {
-        let (giving_way, ahead) = match (self.backend, giving_way_now()) {
-            (Backend::Postgres, _) => (None, None),
-            (Backend::Sqlite, true) => {
-                let permit = self.giving_way_turn.acquire().await.expect("never closed");
-                self.writes_ahead.until_none().await;
-                (Some(permit), None)
-            }
-            (Backend::Sqlite, false) => (None, Some(self.writes_ahead.wait())),
-        };
-        WriterTurn {
-            _giving_way: giving_way,
-            _ahead: ahead,
+    /// This write's place in line for the SQLite writer ([`WriterLine`]); on PostgreSQL, none
+    /// (no line of furrow's own).
+    async fn writer_turn(&self, class: WriteClass) -> Option<WriterTurn> {
+        match self.backend {
+            Backend::Postgres => None,
+            Backend::Sqlite => Some(self.writer_line.turn(class).await),
         }
     }
 
@@ -658,7 +607,7 @@ impl Store {
             Backend::Sqlite => {
                 // Held until this transaction has the writer: only then may the next one of
                 // the work giving way join the writer's queue.
-                let _turn = self.writer_turn().await;
+                let _turn = self.writer_turn(write_class_now()).await;
                 self.writes().begin_with("BEGIN IMMEDIATE").await?
             }
             Backend::Postgres => self.pool().begin().await?,
@@ -825,7 +774,10 @@ impl Store {
         for id in ids {
             query = query.bind(id.as_str());
         }
-        let mut rows = query.fetch_all(&mut *self.writer().await?).await?;
+        // Leases go first in the writer's line: a claim's slots stand empty until it is done.
+        let mut rows = query
+            .fetch_all(&mut *self.writer_as(WriteClass::Lease).await?)
+            .await?;
         let position = |row: &AnyRow| {
             let id: String = row.try_get("id").unwrap_or_default();
             ids.iter().position(|i| *i == id)
@@ -919,7 +871,7 @@ mod tests {
     /// ([`Store::begin_write`]) or single statements ([`Store::writer`]).
     async fn writer_queue_order(
         single: bool,
-        arrivals: &[(&'static str, bool)],
+        arrivals: &[(&'static str, WriteClass)],
     ) -> Vec<&'static str> {
         let store = temp_sqlite_store(if single {
             "giving-way-single"
@@ -929,11 +881,14 @@ mod tests {
         .await;
         let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let held = store.begin_write().await.unwrap();
-        let write = |name: &'static str| {
+        let write = |name: &'static str, class: WriteClass| {
             let (store, order) = (store.clone(), order.clone());
             async move {
                 if single {
-                    let _conn = store.writer().await.unwrap();
+                    let _conn = match class {
+                        WriteClass::Lease => store.writer_as(class).await.unwrap(),
+                        _ => store.writer().await.unwrap(),
+                    };
                     order.lock().unwrap().push(name);
                 } else {
                     let tx = store.begin_write().await.unwrap();
@@ -943,11 +898,11 @@ mod tests {
             }
         };
         let mut tasks = Vec::new();
-        for &(name, gives_way) in arrivals {
-            tasks.push(if gives_way {
-                tokio::spawn(giving_way(write(name)))
+        for &(name, class) in arrivals {
+            tasks.push(if class == WriteClass::GivingWay {
+                tokio::spawn(giving_way(write(name, class)))
             } else {
-                tokio::spawn(write(name))
+                tokio::spawn(write(name, class))
             });
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -959,11 +914,11 @@ mod tests {
         order
     }
 
-    const THREE_BULK_THEN_URGENT: [(&str, bool); 4] = [
-        ("bulk 1", true),
-        ("bulk 2", true),
-        ("bulk 3", true),
-        ("urgent", false),
+    const THREE_BULK_THEN_URGENT: [(&str, WriteClass); 4] = [
+        ("bulk 1", WriteClass::GivingWay),
+        ("bulk 2", WriteClass::GivingWay),
+        ("bulk 3", WriteClass::GivingWay),
+        ("urgent", WriteClass::Other),
     ];
 
     /// Work giving way has one place at a time in the writer's queue: a write of other work
@@ -993,10 +948,33 @@ mod tests {
         assert_eq!(
             writer_queue_order(
                 false,
-                &[("urgent 1", false), ("bulk", true), ("urgent 2", false)]
+                &[
+                    ("urgent 1", WriteClass::Other),
+                    ("bulk", WriteClass::GivingWay),
+                    ("urgent 2", WriteClass::Other)
+                ]
             )
             .await,
             ["urgent 1", "urgent 2", "bulk"]
+        );
+    }
+
+    /// A claim's lease goes before every other write waiting: the slots it fills stand empty
+    /// until it is done.
+    #[tokio::test]
+    async fn a_lease_goes_before_the_writes_waiting() {
+        assert_eq!(
+            writer_queue_order(
+                true,
+                &[
+                    ("bulk", WriteClass::GivingWay),
+                    ("other 1", WriteClass::Other),
+                    ("other 2", WriteClass::Other),
+                    ("lease", WriteClass::Lease)
+                ]
+            )
+            .await,
+            ["bulk", "lease", "other 1", "other 2"]
         );
     }
 

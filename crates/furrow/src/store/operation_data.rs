@@ -128,7 +128,7 @@ pub(crate) async fn queue_many_in(
         let mut jobs = sqlx::query(&sql);
         for (operation_id, _) in chunk {
             jobs = jobs
-                .bind(uuid::Uuid::new_v4().to_string())
+                .bind(uuid::Uuid::now_v7().to_string())
                 .bind(format!("{OPERATION_DATA_JOB_PREFIX}{operation_id}"))
                 .bind(credential_id)
                 .bind(now)
