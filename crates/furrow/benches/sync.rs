@@ -3,8 +3,9 @@
 //! wall time, requests by kind against the protocol's minimum, the ratio to the upstream bound
 //! John Deere sets (its rate limit over that minimum, or the dependency depth times its
 //! latency), 429s, the re-sync's requests against the minimum, CPU time and peak memory
-//! (VmHWM) of furrow and of the simulator apart, and furrow's disk writes: the simulator runs in a process of its own (this
-//! binary run again with FURROW_BENCH_SIMULATOR set), as John Deere is a system of its own.
+//! (VmHWM) of furrow and of the simulator apart, and furrow's disk writes: the simulator runs
+//! in a process of its own (this binary run again with FURROW_BENCH_SIMULATOR set), as John
+//! Deere is a system of its own.
 //! In this process furrow has a tokio runtime of its own and the benchmark's client a thread of
 //! its own; it prints how long a task made ready on furrow's runtime waits for a worker.
 //!

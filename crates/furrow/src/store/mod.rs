@@ -605,8 +605,8 @@ impl Store {
         let started = std::time::Instant::now();
         let tx = match self.backend {
             Backend::Sqlite => {
-                // Held until this transaction has the writer: only then may the next one of
-                // the work giving way join the writer's queue.
+                // Held until this transaction has the writer: only then does the next write in
+                // the line get its turn.
                 let _turn = self.writer_turn(write_class_now()).await;
                 self.writes().begin_with("BEGIN IMMEDIATE").await?
             }
