@@ -1,5 +1,5 @@
-//! John Deere → furrow: event subscriptions per synced organization, verified deliveries, and
-//! changes that become readable without a poll.
+//! John Deere → furrow: event subscriptions (one per event type, covering the synced
+//! organizations), verified deliveries, and changes that become readable without a poll.
 
 mod common;
 
@@ -64,26 +64,32 @@ async fn synced_user(app: &TestApp, config: Value) -> String {
     user
 }
 
-/// (org id, its first field id) of the simulated grower's first connected organization.
-async fn connected_org(app: &TestApp) -> (String, String) {
+/// (org id, its first field id) of each of the simulated grower's connected organizations.
+async fn connected_orgs(app: &TestApp) -> Vec<(String, String)> {
     let world = app.admin(Method::GET, "world", None).await;
-    let org = world["growers"][0]["organizations"]
+    world["growers"][0]["organizations"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|o| {
+        .filter(|o| {
             o["connectedApps"]
                 .as_array()
                 .unwrap()
                 .iter()
                 .any(|a| a == "sim-client")
         })
-        .unwrap()
-        .clone();
-    (
-        org["id"].as_str().unwrap().to_string(),
-        org["fieldIds"][0].as_str().unwrap().to_string(),
-    )
+        .map(|org| {
+            (
+                org["id"].as_str().unwrap().to_string(),
+                org["fieldIds"][0].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// (org id, its first field id) of the simulated grower's first connected organization.
+async fn connected_org(app: &TestApp) -> (String, String) {
+    connected_orgs(app).await.swap_remove(0)
 }
 
 /// The simulator's active subscriptions for an organization (all, with `None`).
@@ -242,16 +248,8 @@ async fn changes_arrive_by_webhook(db: Db) {
         .unwrap()
         .to_string();
     wait_for("the renamed field", async || {
-        let (_, fields) = app
-            .call(
-                Method::GET,
-                &format!("/services/fields/api/fields?leafUserId={user}&size=100"),
-                None,
-            )
-            .await;
-        fields
-            .as_array()
-            .unwrap()
+        app.fields(&user, "")
+            .await
             .iter()
             .any(|f| f["providerFieldId"] == field.as_str() && f["name"] == "Renamed by webhook")
             .then_some(())
@@ -440,6 +438,149 @@ async fn subscriptions_follow_selection_and_credentials(db: Db) {
     app.finish().await;
 }
 
+/// A grower's organizations share one subscription per event type (its `orgId` filter lists
+/// them); an event is stored under the organization it names; an organization no longer synced
+/// takes its subscriptions with it, and the others are covered again.
+async fn one_subscription_per_event_type_covers_the_organizations(db: Db) {
+    let app = app_without_polling(db).await;
+    // Every organization synced: the first sync subscribes to both at once.
+    let user = synced_user(&app, json!({})).await;
+    let synced = sync_status(&app, &user).await;
+    let orgs = connected_orgs(&app).await;
+    assert_eq!(
+        orgs.len(),
+        2,
+        "the simulated grower has two connected organizations"
+    );
+    // The organizations a subscription's filter lists, sorted.
+    let covered = |s: &deere_sim::Subscription| {
+        let mut orgs: Vec<String> = s
+            .filters
+            .iter()
+            .filter(|(k, _)| k == "orgId")
+            .flat_map(|(_, v)| v.clone())
+            .collect();
+        orgs.sort();
+        orgs
+    };
+    let mut both = vec![orgs[0].0.clone(), orgs[1].0.clone()];
+    both.sort();
+    let subscribed = sim_subscriptions(&app, None);
+    let mut types: Vec<&str> = subscribed
+        .iter()
+        .map(|s| s.event_type_id.as_str())
+        .collect();
+    types.sort();
+    assert_eq!(types, ["boundary", "field", "fieldOperation", "file"]);
+    assert!(
+        subscribed.iter().all(|s| covered(s) == both),
+        "{subscribed:?}"
+    );
+    assert_eq!(synced["counts"]["webhooks"], "WEBHOOKS", "{synced}");
+
+    // A new field in each organization: each event, delivered by a subscription both share,
+    // is applied under the organization it names.
+    for (org, _) in &orgs {
+        let name = format!("New in {org}");
+        let field = app
+            .admin(
+                Method::POST,
+                &format!("orgs/{org}/fields"),
+                Some(json!({"name": name})),
+            )
+            .await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let arrived = wait_for("the new field", async || {
+            app.fields(&user, "")
+                .await
+                .into_iter()
+                .find(|f| f["providerFieldId"] == field.as_str())
+        })
+        .await;
+        assert_eq!(arrived["organizationId"], org.as_str(), "{arrived}");
+        assert_eq!(arrived["name"], name.as_str(), "{arrived}");
+    }
+    // By webhook, not by a sync: the scheduled one is a day away.
+    assert_eq!(
+        sync_status(&app, &user).await["finishedTime"],
+        synced["finishedTime"]
+    );
+
+    // An event naming none of its subscription's organizations: accepted, nothing queued
+    // under a guessed organization, and a sync of the credential reads what changed instead.
+    wait_for("an empty inbox", async || {
+        (app.furrow.state.store.inbox_len().await.unwrap() == 0).then_some(())
+    })
+    .await;
+    let token = subscribed
+        .iter()
+        .find(|s| s.event_type_id == "field")
+        .and_then(|s| s.token.clone())
+        .unwrap();
+    let stray = json!([{"clientKey": "sim-client", "eventTypeId": "field",
+        "targetResource": format!("{}/organizations/999/fields/x", app.sim.platform_url()),
+        "token": token, "metadata": [{"key": "orgId", "value": "999"}], "links": []}]);
+    let answer = app
+        .http
+        .post(app.url("/api/deere/events"))
+        .json(&stray)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.furrow.state.store.inbox_len().await.unwrap(), 0);
+    wait_for("a sync instead", async || {
+        let now = sync_status(&app, &user).await;
+        (now["state"] == "DONE" && now["finishedTime"] != synced["finishedTime"]).then_some(())
+    })
+    .await;
+
+    // Only the second organization synced from now on: the shared subscriptions go, and the
+    // second organization is subscribed on its own.
+    let (first, second) = (&orgs[0].0, &orgs[1].0);
+    let (code, body) = app
+        .call(
+            Method::PATCH,
+            &format!("/services/config/api/configs/{user}"),
+            Some(json!({"organizationDataSync": "SELECTED_ONLY"})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let (code, body) = app
+        .call(
+            Method::PATCH,
+            &format!("/services/usermanagement/api/users/{user}/JohnDeere/organizations/{second}/SELECTED"),
+            None,
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    wait_for(
+        "subscriptions of the second organization only",
+        async || {
+            let all = sim_subscriptions(&app, None);
+            (all.len() == 4 && all.iter().all(|s| covered(s) == [second.clone()])).then_some(())
+        },
+    )
+    .await;
+    let now = sim_subscriptions(&app, None);
+    assert!(subscribed
+        .iter()
+        .all(|old| now.iter().all(|s| s.id != old.id)));
+    let rows: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM deere_subscriptions WHERE provider_org_id = $1")
+            .bind(first)
+            .fetch_one(app.furrow.state.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        rows, 0,
+        "nothing recorded for the organization no longer synced"
+    );
+    app.finish().await;
+}
+
 /// A sync recording a subscription while the credentials are being deleted: it either comes
 /// first (and the deletion returns it, to remove on John Deere) or is refused (and the sync
 /// removes it itself) — never left behind with the credentials' rows. On PostgreSQL the
@@ -553,7 +694,11 @@ async fn ended_subscriptions_are_replaced(db: Db) {
     let app = spawn_with(db, |s| s.health_check_interval_secs = 3600).await;
     let user = synced_user(&app, json!({})).await;
     let before = sim_subscriptions(&app, None);
-    assert_eq!(before.len(), 8);
+    assert_eq!(
+        before.len(),
+        4,
+        "one per event type, for both organizations"
+    );
     let ended = before[0].clone();
     app.admin(
         Method::PATCH,
@@ -574,7 +719,7 @@ async fn ended_subscriptions_are_replaced(db: Db) {
         let now = sim_subscriptions(&app, None);
         let active = now.iter().filter(|s| s.status == "Active").count();
         let replaced = now.iter().all(|s| s.id != ended.id);
-        (active == 8 && replaced).then_some(())
+        (active == 4 && replaced).then_some(())
     })
     .await;
     let renewed = sim_subscriptions(&app, None)
@@ -590,6 +735,10 @@ both_backends!(webhook_changes, changes_arrive_by_webhook);
 both_backends!(ended, ended_subscriptions_are_replaced);
 both_backends!(forged, forged_deliveries_are_refused);
 both_backends!(selection, subscriptions_follow_selection_and_credentials);
+both_backends!(
+    shared_subscriptions,
+    one_subscription_per_event_type_covers_the_organizations
+);
 both_backends!(no_webhook_access, without_webhook_access_furrow_polls);
 both_backends!(
     recorded_during_deletion,

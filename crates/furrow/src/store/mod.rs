@@ -126,6 +126,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0020_fewer_job_indexes",
         include_str!("../../migrations/0020_fewer_job_indexes.sql"),
     ),
+    (
+        "0021_subscriptions_per_event_type",
+        include_str!("../../migrations/0021_subscriptions_per_event_type.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -5,7 +5,8 @@ use sqlx::Row;
 
 use super::{leaf_time_now, now_ms, Store, StoreResult};
 
-/// An event subscription furrow created on John Deere.
+/// An organization and event type covered by an event subscription furrow created on John
+/// Deere (one subscription covers the credential's organizations for one event type).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SubscriptionRecord {
     pub id: String,
@@ -150,24 +151,34 @@ impl Store {
         rows.iter().map(subscription_from).collect()
     }
 
-    pub async fn subscription_by_token(
+    /// The rows of the subscription whose token has this SHA-256: one per organization it
+    /// covers (none for a token furrow did not give out).
+    pub async fn subscriptions_by_token(
         &self,
         token_sha256: &str,
-    ) -> StoreResult<Option<SubscriptionRecord>> {
-        let row = sqlx::query(&format!(
+    ) -> StoreResult<Vec<SubscriptionRecord>> {
+        let rows = sqlx::query(&format!(
             "SELECT {SUBSCRIPTION_COLUMNS} FROM deere_subscriptions WHERE token_sha256 = $1"
         ))
         .bind(token_sha256)
-        .fetch_optional(self.pool())
+        .fetch_all(self.pool())
         .await?;
-        row.as_ref().map(subscription_from).transpose()
+        rows.iter().map(subscription_from).collect()
     }
 
-    pub async fn delete_subscription(&self, id: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM deere_subscriptions WHERE id = $1")
-            .bind(id)
-            .execute(&mut *self.writer().await?)
-            .await?;
+    /// Forgets a John Deere subscription: the rows of every organization it covered.
+    pub async fn delete_subscription(
+        &self,
+        credential_id: &str,
+        provider_subscription_id: &str,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "DELETE FROM deere_subscriptions WHERE credential_id = $1 AND provider_subscription_id = $2",
+        )
+        .bind(credential_id)
+        .bind(provider_subscription_id)
+        .execute(&mut *self.writer().await?)
+        .await?;
         Ok(())
     }
 
@@ -282,8 +293,8 @@ impl Store {
 }
 
 /// Deletes the subscription records of `user`'s credentials inside `conn`'s transaction (one
-/// that deletes or replaces those credentials) and returns their URIs, to be removed on John
-/// Deere. On PostgreSQL the credentials are locked first (SQLite's write transaction holds the
+/// that deletes or replaces those credentials) and returns their URIs, each once, to be
+/// removed on John Deere. On PostgreSQL the credentials are locked first (SQLite's write transaction holds the
 /// whole database): a sync subscribing meanwhile either committed first, and its subscription
 /// is among those returned, or finds the credentials gone and removes its subscription itself.
 /// Read before the transaction instead, a subscription created in between went with the
@@ -306,7 +317,12 @@ pub(crate) async fn take_subscriptions_in(
     .bind(user)
     .fetch_all(&mut *conn)
     .await?;
-    rows.iter()
-        .map(|r| Ok(r.try_get("subscription_uri")?))
-        .collect()
+    let mut uris = rows
+        .iter()
+        .map(|r| r.try_get("subscription_uri"))
+        .collect::<Result<Vec<String>, _>>()?;
+    // A subscription covering several organizations has a row for each.
+    uris.sort_unstable();
+    uris.dedup();
+    Ok(uris)
 }

@@ -10,8 +10,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
-
 use deere::models::{
     EventFilter, Field, FieldOperation, File, HasLinks, NewEventSubscription, TargetEndpoint,
 };
@@ -111,10 +109,11 @@ impl WebhookMode {
     }
 }
 
-/// Makes the credential's subscriptions match the organizations being synced: removes those of
-/// organizations no longer synced, creates the missing ones. `existing`: the credential's
-/// subscriptions as stored (read by the caller beside its other reads). Never fails the sync:
-/// a problem means polling, and the next sync tries again.
+/// Makes the credential's subscriptions match the organizations being synced: one per event
+/// type, its `orgId` filter listing the organizations. Removes those covering an organization
+/// no longer synced, creates the missing ones. `existing`: the credential's subscription rows
+/// as stored (read by the caller beside its other reads). Never fails the sync: a problem means
+/// polling, and the next sync tries again.
 pub(super) async fn reconcile(
     run: &Run<'_>,
     orgs: &[String],
@@ -135,6 +134,14 @@ pub(super) async fn reconcile(
     }
 }
 
+/// A subscription's display name on John Deere, for whoever lists them there.
+fn display_name(event_type: &str, orgs: &[String]) -> String {
+    match orgs {
+        [org] => format!("furrow {event_type} {org}"),
+        _ => format!("furrow {event_type} ({} organizations)", orgs.len()),
+    }
+}
+
 async fn reconcile_inner(
     run: &Run<'_>,
     orgs: &[String],
@@ -142,23 +149,54 @@ async fn reconcile_inner(
 ) -> Result<WebhookMode, SyncError> {
     let store = &run.state.store;
     let wanted: HashSet<&str> = orgs.iter().map(String::as_str).collect();
-    let mut kept = HashSet::new();
-    for s in existing {
-        if wanted.contains(s.provider_org_id.as_str()) {
-            kept.insert((s.provider_org_id.clone(), s.event_type.clone()));
-        } else {
+    // A subscription's filter cannot be edited: one covering an organization no longer synced
+    // goes whole, and the organizations it covered besides are subscribed again below.
+    let stale: HashSet<&str> = existing
+        .iter()
+        .filter(|s| !wanted.contains(s.provider_org_id.as_str()))
+        .map(|s| s.provider_subscription_id.as_str())
+        .collect();
+    let mut removed = HashSet::new();
+    for s in existing
+        .iter()
+        .filter(|s| stale.contains(s.provider_subscription_id.as_str()))
+    {
+        if removed.insert(s.provider_subscription_id.as_str()) {
             remove_on_deere(&run.api, &run.token, &s.subscription_uri).await?;
-            store.delete_subscription(&s.id).await?;
+            store
+                .delete_subscription(&run.cred.id, &s.provider_subscription_id)
+                .await?;
         }
     }
-    let missing: Vec<(&str, &str)> = orgs
+    let kept: Vec<&SubscriptionRecord> = existing
         .iter()
-        .flat_map(|org| EVENT_TYPES.iter().map(move |t| (org.as_str(), *t)))
-        .filter(|(org, t)| !kept.contains(&(org.to_string(), t.to_string())))
+        .filter(|s| !stale.contains(s.provider_subscription_id.as_str()))
+        .collect();
+    let covered: HashSet<(&str, &str)> = kept
+        .iter()
+        .map(|s| (s.provider_org_id.as_str(), s.event_type.as_str()))
+        .collect();
+    let kept_count = kept
+        .iter()
+        .map(|s| s.provider_subscription_id.as_str())
+        .collect::<HashSet<_>>()
+        .len();
+    // Per event type, the synced organizations no subscription covers yet.
+    let missing: Vec<(&str, Vec<String>)> = EVENT_TYPES
+        .iter()
+        .map(|t| {
+            let uncovered = orgs
+                .iter()
+                .filter(|org| !covered.contains(&(org.as_str(), *t)))
+                .cloned()
+                .collect();
+            (*t, uncovered)
+        })
+        .filter(|(_, uncovered): &(&str, Vec<String>)| !uncovered.is_empty())
         .collect();
     if missing.is_empty() {
         return Ok(WebhookMode::Active {
-            subscriptions: kept.len(),
+            subscriptions: kept_count,
         });
     }
     let offered = match run
@@ -174,16 +212,13 @@ async fn reconcile_inner(
         Err(e) => return Err(e.into()),
     };
     let target = format!("{}{RECEIVER_PATH}", run.state.settings.public_url());
-    // Created several at once: a sync run waits for its subscriptions before it queues its
-    // parts, and one after another they were most of a new grower's wait under load.
-    let at_once = run.state.settings.sync_reads_per_part.max(1) as usize;
+    // Created at once: a sync run waits for its subscriptions before it queues its parts.
     let creations: Vec<_> = missing
         .into_iter()
-        .filter(|(_, t)| offered.contains(*t))
-        .map(|(org, event_type)| {
+        .filter(|(t, _)| offered.contains(*t))
+        .map(|(event_type, orgs)| {
             let (api, token, target) = (run.api.clone(), run.token.clone(), target.clone());
-            let (credential_id, org, event_type) =
-                (run.cred.id.clone(), org.to_string(), event_type.to_string());
+            let (credential_id, event_type) = (run.cred.id.clone(), event_type.to_string());
             // Ok(Err(_)): John Deere refused it.
             async move {
                 let secret = crate::crypto::generate_key();
@@ -191,14 +226,14 @@ async fn reconcile_inner(
                     event_type_id: event_type.clone(),
                     filters: vec![EventFilter {
                         key: "orgId".into(),
-                        values: vec![org.clone()],
+                        values: orgs.clone(),
                     }],
                     target_endpoint: TargetEndpoint {
                         target_type: "https".into(),
                         uri: target,
                     },
                     status: "Active".into(),
-                    display_name: Some(format!("furrow {event_type} {org}")),
+                    display_name: Some(display_name(&event_type, &orgs)),
                     token: Some(secret.clone()),
                 };
                 let subscription = match api.create_event_subscription(&token, &request).await {
@@ -211,33 +246,40 @@ async fn reconcile_inner(
                         .endpoint(&format!("eventSubscriptions/{}", subscription.id))?
                         .to_string(),
                 };
-                Ok::<_, SyncError>(Ok(SubscriptionRecord::new(
-                    &credential_id,
-                    &org,
-                    &event_type,
-                    &subscription.id,
-                    &uri,
-                    &content_hash(&secret),
-                )))
+                let token_sha256 = content_hash(&secret);
+                let rows: Vec<SubscriptionRecord> = orgs
+                    .iter()
+                    .map(|org| {
+                        SubscriptionRecord::new(
+                            &credential_id,
+                            org,
+                            &event_type,
+                            &subscription.id,
+                            &uri,
+                            &token_sha256,
+                        )
+                    })
+                    .collect();
+                Ok::<_, SyncError>(Ok(rows))
             }
         })
         .collect();
-    let outcomes: Vec<_> = futures_util::stream::iter(creations)
-        .buffer_unordered(at_once)
-        .collect()
-        .await;
+    let outcomes: Vec<_> = futures_util::future::join_all(creations).await;
     // Recorded as soon as John Deere made them all, as deleting the credentials expects (it
     // removes what is recorded), and in one write: one by one, they were a tenth of all writes
     // while hundreds of growers connected, and a new grower waited for each.
-    let made: Vec<SubscriptionRecord> = outcomes
+    let made: Vec<&Vec<SubscriptionRecord>> = outcomes
         .iter()
-        .filter_map(|o| o.as_ref().ok()?.as_ref().ok().cloned())
+        .filter_map(|o| o.as_ref().ok()?.as_ref().ok())
         .collect();
-    if !store.insert_subscriptions(&made).await? {
+    let rows: Vec<SubscriptionRecord> = made.iter().flat_map(|r| r.iter().cloned()).collect();
+    if !store.insert_subscriptions(&rows).await? {
         // The credentials were deleted while this sync subscribed: nothing may be left
         // delivering for them.
-        for s in &made {
-            remove_on_deere(&run.api, &run.token, &s.subscription_uri).await?;
+        for subscription in &made {
+            if let Some(s) = subscription.first() {
+                remove_on_deere(&run.api, &run.token, &s.subscription_uri).await?;
+            }
         }
         return Err(SyncError::NotReady("deleted".into()));
     }
@@ -252,7 +294,7 @@ async fn reconcile_inner(
         Some(e @ DeereError::Forbidden { .. }) => Ok(no_webhook_access(&e)),
         Some(e) => Err(e.into()),
         None => Ok(WebhookMode::Active {
-            subscriptions: kept.len() + created,
+            subscriptions: kept_count + created,
         }),
     }
 }
@@ -282,19 +324,23 @@ pub async fn verify(state: &AppState, credential_id: &str, api: &ApiClient, toke
             return Ok::<_, SyncError>(());
         }
         let theirs = api.event_subscriptions(token).await?;
-        let mut lost = false;
-        for s in ours {
+        let mut gone = HashSet::new();
+        for s in &ours {
             let active = theirs.iter().any(|t| {
                 t.id == s.provider_subscription_id
                     && t.status.as_deref().unwrap_or("Active") == "Active"
             });
-            if !active {
+            // A subscription covering several organizations has a row for each.
+            if !active && gone.insert(s.provider_subscription_id.as_str()) {
                 tracing::info!(subscription = %s.provider_subscription_id, "event subscription ended on John Deere; subscribing again");
                 remove_on_deere(api, token, &s.subscription_uri).await?;
-                state.store.delete_subscription(&s.id).await?;
-                lost = true;
+                state
+                    .store
+                    .delete_subscription(credential_id, &s.provider_subscription_id)
+                    .await?;
             }
         }
+        let lost = !gone.is_empty();
         if lost {
             state.store.wake_job(credential_id, "sync").await?;
         }
@@ -330,27 +376,54 @@ pub async fn accept_delivery(
         }
     }
     let mut items = Vec::with_capacity(events.len());
+    let mut to_sync = HashSet::new();
     for event in events {
         let token = event.token.as_deref().unwrap_or_default();
         // Looked up by the token's SHA-256, then compared in constant time: the time taken
         // says nothing about how much of a guessed token was right.
         let digest = content_hash(token);
-        let subscription = state
+        let covered: Vec<SubscriptionRecord> = state
             .store
-            .subscription_by_token(&digest)
+            .subscriptions_by_token(&digest)
             .await?
+            .into_iter()
             .filter(|s| bool::from(s.token_sha256.as_bytes().ct_eq(digest.as_bytes())))
-            .ok_or(DeliveryError::Token)?;
+            .collect();
+        let Some(any) = covered.first() else {
+            return Err(DeliveryError::Token);
+        };
+        // The organization is the event's `orgId`, if its subscription covers it (a
+        // subscription covering one organization needs none).
+        let named = event
+            .metadata
+            .iter()
+            .find(|m| m.key == "orgId")
+            .map(|m| m.value.as_str());
+        let row = match (named, covered.as_slice()) {
+            (Some(org), _) => covered.iter().find(|s| s.provider_org_id == org),
+            (None, [only]) => Some(only),
+            (None, _) => None,
+        };
+        let Some(row) = row else {
+            // Nothing stored under a guessed organization, and nothing lost: a sync of the
+            // credential reads what changed.
+            tracing::info!(organization = ?named, "event names none of its subscription's organizations; syncing instead");
+            to_sync.insert(any.credential_id.clone());
+            continue;
+        };
         items.push(NewInboxItem {
-            credential_id: subscription.credential_id,
-            provider_org_id: subscription.provider_org_id,
+            credential_id: row.credential_id.clone(),
+            provider_org_id: row.provider_org_id.clone(),
             // The subscription's type, not the payload's: the payload is not trusted.
-            event_type: subscription.event_type,
+            event_type: row.event_type.clone(),
             target_resource: event.target_resource.clone(),
         });
     }
     state.store.enqueue_inbox(&items).await?;
-    Ok(items.len())
+    for credential_id in &to_sync {
+        state.store.wake_job(credential_id, "sync").await?;
+    }
+    Ok(items.len() + to_sync.len())
 }
 
 /// What became of one inbox item.
