@@ -33,6 +33,17 @@ pub enum Lane {
     MachineData,
 }
 
+fn claimed_job(row: &sqlx::any::AnyRow) -> StoreResult<ClaimedJob> {
+    Ok(ClaimedJob {
+        id: row.try_get("id")?,
+        kind: row.try_get("kind")?,
+        credential_id: row.try_get("credential_id")?,
+        attempts: row.try_get("attempts")?,
+        request_id: super::opt_string(row, "request_id")?,
+        taken_over: super::opt_string(row, "previous_lease_owner")?.is_some(),
+    })
+}
+
 impl Store {
     /// Claims up to `limit` due jobs of `lane` for `owner` (a replica id) until
     /// `lease_until_ms`: candidates are chosen by a read, then leased by an update that checks
@@ -111,18 +122,33 @@ impl Store {
                 move |q| q.bind(owner).bind(lease_until_ms).bind(now),
             )
             .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(ClaimedJob {
-                    id: row.try_get("id")?,
-                    kind: row.try_get("kind")?,
-                    credential_id: row.try_get("credential_id")?,
-                    attempts: row.try_get("attempts")?,
-                    request_id: super::opt_string(row, "request_id")?,
-                    taken_over: super::opt_string(row, "previous_lease_owner")?.is_some(),
-                })
-            })
-            .collect()
+        rows.iter().map(claimed_job).collect()
+    }
+
+    /// Claims one credential's due job of `kind` for `owner`, as [`Store::claim_jobs`] would:
+    /// `None` when it is not due or another claim holds it.
+    pub async fn claim_job_of(
+        &self,
+        owner: &str,
+        lease_until_ms: i64,
+        credential_id: &str,
+        kind: &str,
+    ) -> StoreResult<Option<ClaimedJob>> {
+        let row = sqlx::query(
+            "UPDATE jobs SET lease_owner = $1, lease_until_ms = $2, woken = 0, \
+             previous_lease_owner = lease_owner \
+             WHERE credential_id = $3 AND kind = $4 \
+             AND run_at_ms <= $5 AND (lease_until_ms IS NULL OR lease_until_ms < $5) \
+             RETURNING id, kind, credential_id, attempts, request_id, previous_lease_owner",
+        )
+        .bind(owner)
+        .bind(lease_until_ms)
+        .bind(credential_id)
+        .bind(kind)
+        .bind(now_ms())
+        .fetch_optional(&mut *self.writer_as(super::WriteClass::Lease).await?)
+        .await?;
+        row.as_ref().map(claimed_job).transpose()
     }
 
     /// Whether a due job of the sync lane other than a part waits for a claim, of a credential
@@ -233,6 +259,44 @@ mod tests {
             .collect();
         kinds.sort();
         kinds
+    }
+
+    /// A new credential's first sync run is leased by name (started beside the slots): once,
+    /// and then no claim takes it, nor a second lease by name; a job not due is not leased.
+    #[tokio::test]
+    async fn a_credentials_job_is_leased_by_name_once() {
+        let store = crate::store::temp_sqlite_store("jobs-by-name").await;
+        let lease = now_ms() + 60_000;
+        credential_with_jobs(&store, "new", &["sync", "credential"]).await;
+        let job = store
+            .claim_job_of("r1", lease, "new", "sync")
+            .await
+            .unwrap()
+            .expect("the due sync job");
+        assert_eq!((job.id.as_str(), job.kind.as_str()), ("new-0", "sync"));
+        assert!(!job.taken_over);
+        assert!(store
+            .claim_job_of("r2", lease, "new", "sync")
+            .await
+            .unwrap()
+            .is_none());
+        let lane = Lane::Sync {
+            parts_per_credential: 4,
+            idle_credentials_only: false,
+        };
+        let claimed = store.claim_jobs("r2", lease, 10, lane).await.unwrap();
+        assert_eq!(kinds(&claimed, "new"), ["credential"]);
+        // Not due yet: left alone.
+        sqlx::query("UPDATE jobs SET lease_owner = NULL, lease_until_ms = NULL, run_at_ms = $1 WHERE id = 'new-0'")
+            .bind(now_ms() + 60_000)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        assert!(store
+            .claim_job_of("r1", lease, "new", "sync")
+            .await
+            .unwrap()
+            .is_none());
     }
 
     /// A new grower's sync run queues its parts as its last step, still leased: its first part

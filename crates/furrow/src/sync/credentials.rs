@@ -360,7 +360,8 @@ pub async fn store_new(
     };
     // Its first sync job is due once stored: a run claimed before the check has stored the
     // organizations waits for them.
-    let check = tokens.is_some().then(|| state.checks.start(&record.id));
+    let tokens_obtained = tokens.is_some();
+    let check = tokens_obtained.then(|| state.checks.start(&record.id));
     let replaced_subscriptions = state
         .store
         .replace_credential(&record, &events, next_run, &alerts)
@@ -399,8 +400,13 @@ pub async fn store_new(
             record.status_reason = reason;
         }
     }
-    // Its first sync is due: claimed now, not at the engine's next poll.
-    state.wake.notify();
+    // Its first sync is due: started now, not at the engine's next poll (nor after the
+    // sync runs waiting for a slot).
+    if tokens_obtained {
+        state.wake.first_run(record.id.clone());
+    } else {
+        state.wake.notify();
+    }
     Ok(record)
 }
 

@@ -1212,12 +1212,14 @@ const ORGANIZATIONS_READ_AT_CREATION_MS: i64 = 60_000;
 /// organization its fields (with growers, farms, boundaries and operations) and its files —
 /// each a job any replica may run. The run is DONE when the last part finishes. Progress goes
 /// to the user's sync status. Returns the run's counts and its first fields part, leased to
-/// this replica for the caller to run next.
+/// this replica for the caller to run next (only for a run in one of the engine's slots:
+/// `in_slot`; a run beside them leaves every part to the slots).
 pub async fn sync_credential(
     state: &AppState,
     cred: &CredentialRecord,
     config: &serde_json::Map<String, Value>,
     status: Option<&SyncStatus>,
+    in_slot: bool,
 ) -> Result<(SyncCounts, Option<crate::store::ClaimedJob>), SyncError> {
     let mut run = Run::open(state, cred)?;
     let user = cred.leaf_user_id.clone();
@@ -1295,15 +1297,22 @@ pub async fn sync_credential(
         }
         state.store.enable_preview_fields(&user, None).await
     };
+    let others_waiting = async {
+        if !in_slot {
+            return Ok(true);
+        }
+        state.store.others_waiting_before_parts(&cred.id).await
+    };
     let (webhooks, previews, others_waiting) = tokio::join!(
         crate::sync::webhooks::reconcile(&run, &org_ids, subscriptions),
         enable_previews,
-        state.store.others_waiting_before_parts(&cred.id)
+        others_waiting
     );
     previews?;
     run.counts.webhooks = webhooks;
     // The run goes on with its first fields part itself (no claim between a grower's sync
-    // run and its first data) unless other growers' sync runs wait for slots: they go first.
+    // run and its first data) unless other growers' sync runs wait for slots (they go first)
+    // or the run holds no slot to go on in.
     let go_on = !others_waiting?;
     run.flush_events().await?;
     run.counts.organizations = orgs.len();
@@ -1571,10 +1580,12 @@ fn merge_counts<'a>(parts: impl Iterator<Item = &'a str>) -> String {
     Value::Object(total).to_string()
 }
 
-/// Runs a claimed sync job and schedules the next one.
+/// Runs a claimed sync job and schedules the next one. `in_slot`: whether it holds one of the
+/// engine's slots, in which its first part may go on (see [`sync_credential`]).
 pub async fn run_job(
     state: &AppState,
     job: &crate::store::ClaimedJob,
+    in_slot: bool,
 ) -> Result<(), crate::sync::credentials::CredentialError> {
     let Some(cred) = state.store.credential(&job.credential_id).await? else {
         return Ok(());
@@ -1600,8 +1611,14 @@ pub async fn run_job(
         return Ok(());
     }
     let mut first_part = None;
-    let (run_at, attempts, error) = match sync_credential(state, &cred, &config, status.as_ref())
-        .await
+    let (run_at, attempts, error) = match sync_credential(
+        state,
+        &cred,
+        &config,
+        status.as_ref(),
+        in_slot,
+    )
+    .await
     {
         Ok((counts, part)) => {
             tracing::info!(credential = %cred.id, organizations = counts.organizations, "sync run started");

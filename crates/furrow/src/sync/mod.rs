@@ -85,6 +85,7 @@ async fn claim_sync_lane(state: &AppState, mut stop: watch::Receiver<bool>) -> J
             }
         }
         while running.try_join_next().is_some() {}
+        start_first_runs(state, &mut running, [&any, &idle_only]).await;
         // The claim ranks credentials with nothing running first, so the kept slots are
         // claimed into only when the others are full.
         let (permits, idle_credentials_only) = if any.available_permits() > 0 {
@@ -115,7 +116,7 @@ async fn claim_sync_lane(state: &AppState, mut stop: watch::Receiver<bool>) -> J
                         let (span, request_id) = job_span(&job);
                         let work = async move {
                             let outcome = match job.kind.as_str() {
-                                "sync" => fields::run_job(&state, &job).await,
+                                "sync" => fields::run_job(&state, &job, true).await,
                                 kind if kind.starts_with(crate::store::PART_JOB_PREFIX) => {
                                     fields::run_part_job(&state, &job).await
                                 }
@@ -137,6 +138,49 @@ async fn claim_sync_lane(state: &AppState, mut stop: watch::Receiver<bool>) -> J
         pause(state, &state.wake.sync_lane, &mut stop).await;
     }
     running
+}
+
+/// Leases and starts the first sync runs asked for since the last round ([`Wake::first_run`]),
+/// each in its own task among the work a shutdown waits for: in a free slot of `slots` if
+/// there is one (the kept slots are for such credentials), where it goes on with its first
+/// part as a claimed run would; else beside the slots, its parts left to them.
+async fn start_first_runs(
+    state: &AppState,
+    running: &mut JoinSet<()>,
+    slots: [&Arc<Semaphore>; 2],
+) {
+    for credential_id in state.wake.take_first_runs() {
+        let lease_until = now_ms() + (state.settings.lease_secs * 1000) as i64;
+        let job = match state
+            .store
+            .claim_job_of(&state.replica_id, lease_until, &credential_id, "sync")
+            .await
+        {
+            Ok(Some(job)) => job,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "starting a first sync run failed; a claim will start it");
+                continue;
+            }
+        };
+        let permit = slots
+            .iter()
+            .find_map(|slots| Arc::clone(slots).try_acquire_owned().ok());
+        let state = state.clone();
+        let (span, request_id) = job_span(&job);
+        let work = async move {
+            if let Err(e) = fields::run_job(&state, &job, permit.is_some()).await {
+                tracing::warn!(job = %job.id, error = %e, "job failed; its lease will expire and it will run again");
+            }
+            drop(permit);
+            // A slot freed, or parts queued: the slots claim now.
+            state.wake.notify();
+        };
+        running.spawn(crate::request_context::scope(
+            request_id,
+            work.instrument(span),
+        ));
+    }
 }
 
 /// Claims machine-data jobs, delivered events and alert deliveries, and runs retention, until
@@ -245,12 +289,32 @@ async fn retention(state: &AppState) {
 pub struct Wake {
     sync_lane: Notify,
     other_lanes: Notify,
+    /// New credentials whose first sync run starts beside the slots ([`Wake::first_run`]).
+    first_runs: std::sync::Mutex<Vec<String>>,
 }
 
 impl Wake {
     pub fn notify(&self) {
         self.sync_lane.notify_one();
         self.other_lanes.notify_one();
+    }
+
+    /// Starts a new credential's first sync run at once, beside the engine's slots rather than
+    /// in one: while hundreds of growers' first runs waited for slots (each held by a part for
+    /// seconds), a grower connected after them waited for all of theirs. A first run is a few
+    /// requests and writes (its event subscriptions, its parts queued); its parts take slots
+    /// like any others. The run is leased as a claim would lease it, so it runs once: claimed
+    /// already, here or at another replica, it is left to that claim.
+    pub fn first_run(&self, credential_id: String) {
+        self.first_runs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(credential_id);
+        self.notify();
+    }
+
+    fn take_first_runs(&self) -> Vec<String> {
+        std::mem::take(&mut *self.first_runs.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
