@@ -72,6 +72,9 @@ async fn claim_sync_lane(state: &AppState, mut stop: watch::Receiver<bool>) -> J
     let kept = slots_kept_for_idle_credentials(concurrency);
     let any = Arc::new(Semaphore::new(concurrency - kept));
     let idle_only = Arc::new(Semaphore::new(kept));
+    // As many again for new credentials' first runs, beyond `engine_concurrency`: the kept
+    // slots are mostly held by the parts of large syncs whose credentials have none running.
+    let first_runs = Arc::new(Semaphore::new(kept));
     // When the kept slots last found nothing to claim, they are not asked again for a while:
     // every finished job wakes this loop, and a claim with nothing to find costs a query.
     let mut idle_claim_after = Instant::now();
@@ -85,7 +88,7 @@ async fn claim_sync_lane(state: &AppState, mut stop: watch::Receiver<bool>) -> J
             }
         }
         while running.try_join_next().is_some() {}
-        start_first_runs(state, &mut running, [&any, &idle_only]).await;
+        start_first_runs(state, &mut running, [&any, &idle_only, &first_runs]).await;
         // The claim ranks credentials with nothing running first, so the kept slots are
         // claimed into only when the others are full.
         let (permits, idle_credentials_only) = if any.available_permits() > 0 {
@@ -141,13 +144,13 @@ async fn claim_sync_lane(state: &AppState, mut stop: watch::Receiver<bool>) -> J
 }
 
 /// Leases and starts the first sync runs asked for since the last round ([`Wake::first_run`]),
-/// each in its own task among the work a shutdown waits for: in a free slot of `slots` if
-/// there is one (the kept slots are for such credentials), where it goes on with its first
-/// part as a claimed run would; else beside the slots, its parts left to them.
+/// each in its own task among the work a shutdown waits for: in the first free slot of
+/// `slots` if there is one, where it goes on with its first part as a claimed run would; else
+/// beside the slots, its parts left to them.
 async fn start_first_runs(
     state: &AppState,
     running: &mut JoinSet<()>,
-    slots: [&Arc<Semaphore>; 2],
+    slots: [&Arc<Semaphore>; 3],
 ) {
     for credential_id in state.wake.take_first_runs() {
         let lease_until = now_ms() + (state.settings.lease_secs * 1000) as i64;
