@@ -56,7 +56,8 @@ pub struct Settings {
     pub event_retention_days: u64,
     /// Jobs one replica runs at once. Most of a sync's time is spent waiting for the client
     /// key's rate budget, which decides fairly between growers; slots only bound memory, so
-    /// there are enough for many growers' syncs to wait on the budget together.
+    /// there are enough for many growers' syncs to wait on the budget together. New
+    /// credentials' first sync runs have a few slots more of their own (see `sync::Wake`).
     pub engine_concurrency: usize,
     /// Scheduled re-sync of each credential's data (webhooks and manual syncs come sooner).
     pub sync_interval_secs: u64,
@@ -64,8 +65,7 @@ pub struct Settings {
     /// once, across all replicas.
     pub sync_parts_per_credential: u64,
     /// Collections one sync part reads at once (an organization's fields' boundaries and
-    /// operations), so one large account is read at the rate limit, not at John Deere's latency;
-    /// also the event subscriptions a sync run creates at once.
+    /// operations), so one large account is read at the rate limit, not at John Deere's latency.
     pub sync_reads_per_part: u64,
     /// Machine files are downloaded in ranged requests of this many bytes.
     pub file_chunk_bytes: u64,
