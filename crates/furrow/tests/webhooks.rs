@@ -110,6 +110,16 @@ fn sim_subscriptions(app: &TestApp, org: Option<&str>) -> Vec<deere_sim::Subscri
         .collect()
 }
 
+/// The event types of these subscriptions, sorted.
+fn event_types(subscriptions: &[deere_sim::Subscription]) -> Vec<&str> {
+    let mut types: Vec<&str> = subscriptions
+        .iter()
+        .map(|s| s.event_type_id.as_str())
+        .collect();
+    types.sort();
+    types
+}
+
 /// All of a user's operations, page by page.
 async fn operations_of(app: &TestApp, user: &str) -> Vec<Value> {
     let mut all = Vec::new();
@@ -145,12 +155,10 @@ async fn changes_arrive_by_webhook(db: Db) {
     assert_eq!(status["counts"]["webhooks"], "WEBHOOKS", "{status}");
     let (org, field) = connected_org(&app).await;
     let subscribed = sim_subscriptions(&app, Some(&org));
-    let mut types: Vec<&str> = subscribed
-        .iter()
-        .map(|s| s.event_type_id.as_str())
-        .collect();
-    types.sort();
-    assert_eq!(types, ["boundary", "field", "fieldOperation", "file"]);
+    assert_eq!(
+        event_types(&subscribed),
+        ["boundary", "field", "fieldOperation", "file"]
+    );
     for s in &subscribed {
         assert!(
             s.target_uri.ends_with("/api/deere/events"),
@@ -466,12 +474,10 @@ async fn one_subscription_per_event_type_covers_the_organizations(db: Db) {
     let mut both = vec![orgs[0].0.clone(), orgs[1].0.clone()];
     both.sort();
     let subscribed = sim_subscriptions(&app, None);
-    let mut types: Vec<&str> = subscribed
-        .iter()
-        .map(|s| s.event_type_id.as_str())
-        .collect();
-    types.sort();
-    assert_eq!(types, ["boundary", "field", "fieldOperation", "file"]);
+    assert_eq!(
+        event_types(&subscribed),
+        ["boundary", "field", "fieldOperation", "file"]
+    );
     assert!(
         subscribed.iter().all(|s| covered(s) == both),
         "{subscribed:?}"

@@ -115,23 +115,7 @@ async fn claim_sync_lane(state: &AppState, mut stop: watch::Receiver<bool>) -> J
                         idle_claim_after = Instant::now() + IDLE_CLAIM_PAUSE;
                     }
                     spawn_each(permits, &mut running, jobs, |job| {
-                        let state = state.clone();
-                        let (span, request_id) = job_span(&job);
-                        let work = async move {
-                            let outcome = match job.kind.as_str() {
-                                "sync" => fields::run_job(&state, &job, true).await,
-                                kind if kind.starts_with(crate::store::PART_JOB_PREFIX) => {
-                                    fields::run_part_job(&state, &job).await
-                                }
-                                _ => credentials::maintain(&state, &job).await,
-                            };
-                            if let Err(e) = outcome {
-                                tracing::warn!(job = %job.id, error = %e, "job failed; its lease will expire and it will run again");
-                            }
-                            // A free slot: look for due work now rather than at the next poll.
-                            state.wake.notify();
-                        };
-                        crate::request_context::scope(request_id, work.instrument(span))
+                        sync_lane_work(state.clone(), job, true)
                     })
                     .await
                 }
@@ -169,21 +153,37 @@ async fn start_first_runs(
         let permit = slots
             .iter()
             .find_map(|slots| Arc::clone(slots).try_acquire_owned().ok());
-        let state = state.clone();
-        let (span, request_id) = job_span(&job);
-        let work = async move {
-            if let Err(e) = fields::run_job(&state, &job, permit.is_some()).await {
-                tracing::warn!(job = %job.id, error = %e, "job failed; its lease will expire and it will run again");
-            }
+        let work = sync_lane_work(state.clone(), job, permit.is_some());
+        running.spawn(async move {
+            work.await;
             drop(permit);
-            // A slot freed, or parts queued: the slots claim now.
-            state.wake.notify();
-        };
-        running.spawn(crate::request_context::scope(
-            request_id,
-            work.instrument(span),
-        ));
+        });
     }
+}
+
+/// A sync-lane job's work (token upkeep, a sync run, a part) in its span and its request's
+/// context; `in_slot`: whether it holds a slot, in which a sync run may go on with its first
+/// part. Done, it wakes the claim loops: a slot freed, or parts queued.
+fn sync_lane_work(
+    state: AppState,
+    job: crate::store::ClaimedJob,
+    in_slot: bool,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let (span, request_id) = job_span(&job);
+    let work = async move {
+        let outcome = match job.kind.as_str() {
+            "sync" => fields::run_job(&state, &job, in_slot).await,
+            kind if kind.starts_with(crate::store::PART_JOB_PREFIX) => {
+                fields::run_part_job(&state, &job).await
+            }
+            _ => credentials::maintain(&state, &job).await,
+        };
+        if let Err(e) = outcome {
+            tracing::warn!(job = %job.id, error = %e, "job failed; its lease will expire and it will run again");
+        }
+        state.wake.notify();
+    };
+    crate::request_context::scope(request_id, work.instrument(span))
 }
 
 /// Claims machine-data jobs, delivered events and alert deliveries, and runs retention, until
@@ -292,7 +292,7 @@ async fn retention(state: &AppState) {
 pub struct Wake {
     sync_lane: Notify,
     other_lanes: Notify,
-    /// New credentials whose first sync run starts beside the slots ([`Wake::first_run`]).
+    /// New credentials whose first sync run is to start now ([`Wake::first_run`]).
     first_runs: std::sync::Mutex<Vec<String>>,
 }
 
@@ -302,12 +302,13 @@ impl Wake {
         self.other_lanes.notify_one();
     }
 
-    /// Starts a new credential's first sync run at once, beside the engine's slots rather than
-    /// in one: while hundreds of growers' first runs waited for slots (each held by a part for
-    /// seconds), a grower connected after them waited for all of theirs. A first run is a few
-    /// requests and writes (its event subscriptions, its parts queued); its parts take slots
-    /// like any others. The run is leased as a claim would lease it, so it runs once: claimed
-    /// already, here or at another replica, it is left to that claim.
+    /// Starts a new credential's first sync run at once rather than at a claim: while hundreds
+    /// of growers' first runs waited for slots (each held by a part for seconds), a grower
+    /// connected after them waited for all of theirs. It takes a free slot if there is one,
+    /// else runs beside them (a first run is a few requests and writes: its event
+    /// subscriptions, its parts queued), its parts left to the slots. The run is leased as a
+    /// claim would lease it, so it runs once: claimed already, here or at another replica, it
+    /// is left to that claim.
     pub fn first_run(&self, credential_id: String) {
         self.first_runs
             .lock()
