@@ -27,11 +27,43 @@ pub mod write_back;
 /// after this replica's event, machine-data and alert queries of the same round (under load
 /// such a round took up to a second).
 pub async fn run_engine(state: AppState, stop: watch::Receiver<bool>) {
-    let (sync_lane, other_lanes) = tokio::join!(
-        claim_sync_lane(&state, stop.clone()),
+    let slots = SyncSlots::new(state.settings.engine_concurrency);
+    let (sync_lane, first_runs, other_lanes) = tokio::join!(
+        claim_sync_lane(&state, &slots, stop.clone()),
+        start_first_runs(&state, &slots, stop.clone()),
         claim_other_lanes(&state, stop)
     );
-    drain(&state, [sync_lane, other_lanes]).await;
+    drain(&state, [sync_lane, first_runs, other_lanes]).await;
+}
+
+/// The sync lane's slots: those any claim fills, those kept for credentials with nothing
+/// running, and those of new credentials' first runs.
+#[derive(Clone)]
+struct SyncSlots {
+    any: Arc<Semaphore>,
+    idle_only: Arc<Semaphore>,
+    /// As many as the kept slots, beyond `engine_concurrency`: the kept slots are mostly held
+    /// by the parts of large syncs whose credentials have none running.
+    first_runs: Arc<Semaphore>,
+}
+
+impl SyncSlots {
+    fn new(engine_concurrency: usize) -> Self {
+        let concurrency = engine_concurrency.max(1);
+        let kept = slots_kept_for_idle_credentials(concurrency);
+        Self {
+            any: Arc::new(Semaphore::new(concurrency - kept)),
+            idle_only: Arc::new(Semaphore::new(kept)),
+            first_runs: Arc::new(Semaphore::new(kept)),
+        }
+    }
+
+    /// A free slot for a first run, of any kind, if there is one.
+    fn try_first_run_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        [&self.any, &self.idle_only, &self.first_runs]
+            .into_iter()
+            .find_map(|slots| Arc::clone(slots).try_acquire_owned().ok())
+    }
 }
 
 /// Of the sync lane's slots, how many are kept for credentials with nothing running: a grower
@@ -67,14 +99,12 @@ fn claim_spacing(took: Duration) -> Duration {
 
 /// Claims due jobs of the sync lane into this replica's `engine_concurrency` slots, until
 /// `stop`; returns the work still running.
-async fn claim_sync_lane(state: &AppState, mut stop: watch::Receiver<bool>) -> JoinSet<()> {
-    let concurrency = state.settings.engine_concurrency.max(1);
-    let kept = slots_kept_for_idle_credentials(concurrency);
-    let any = Arc::new(Semaphore::new(concurrency - kept));
-    let idle_only = Arc::new(Semaphore::new(kept));
-    // As many again for new credentials' first runs, beyond `engine_concurrency`: the kept
-    // slots are mostly held by the parts of large syncs whose credentials have none running.
-    let first_runs = Arc::new(Semaphore::new(kept));
+async fn claim_sync_lane(
+    state: &AppState,
+    slots: &SyncSlots,
+    mut stop: watch::Receiver<bool>,
+) -> JoinSet<()> {
+    let SyncSlots { any, idle_only, .. } = slots;
     // When the kept slots last found nothing to claim, they are not asked again for a while:
     // every finished job wakes this loop, and a claim with nothing to find costs a query.
     let mut idle_claim_after = Instant::now();
@@ -88,13 +118,12 @@ async fn claim_sync_lane(state: &AppState, mut stop: watch::Receiver<bool>) -> J
             }
         }
         while running.try_join_next().is_some() {}
-        start_first_runs(state, &mut running, [&any, &idle_only, &first_runs]).await;
         // The claim ranks credentials with nothing running first, so the kept slots are
         // claimed into only when the others are full.
         let (permits, idle_credentials_only) = if any.available_permits() > 0 {
-            (&any, false)
+            (any, false)
         } else {
-            (&idle_only, true)
+            (idle_only, true)
         };
         let free = permits.available_permits() as i64;
         if free > 0 && (!idle_credentials_only || Instant::now() >= idle_claim_after) {
@@ -127,38 +156,49 @@ async fn claim_sync_lane(state: &AppState, mut stop: watch::Receiver<bool>) -> J
     running
 }
 
-/// Leases and starts the first sync runs asked for since the last round ([`Wake::first_run`]),
-/// each in its own task among the work a shutdown waits for: in the first free slot of
-/// `slots` if there is one, where it goes on with its first part as a claimed run would; else
-/// beside the slots, its parts left to them.
+/// Starts the first sync runs asked for ([`Wake::first_run`]) as they are asked, until `stop`;
+/// returns those still running. Apart from the claim loop: under load a claim waited tens of
+/// milliseconds for the database, and a new grower's run waited behind it.
 async fn start_first_runs(
     state: &AppState,
-    running: &mut JoinSet<()>,
-    slots: [&Arc<Semaphore>; 3],
-) {
-    for credential_id in state.wake.take_first_runs() {
-        let lease_until = now_ms() + (state.settings.lease_secs * 1000) as i64;
-        let job = match state
-            .store
-            .claim_job_of(&state.replica_id, lease_until, &credential_id, "sync")
-            .await
-        {
-            Ok(Some(job)) => job,
-            Ok(None) => continue,
-            Err(e) => {
-                tracing::warn!(error = %e, "starting a first sync run failed; a claim will start it");
-                continue;
-            }
-        };
-        let permit = slots
-            .iter()
-            .find_map(|slots| Arc::clone(slots).try_acquire_owned().ok());
-        let work = sync_lane_work(state.clone(), job, permit.is_some());
-        running.spawn(async move {
-            work.await;
-            drop(permit);
-        });
+    slots: &SyncSlots,
+    mut stop: watch::Receiver<bool>,
+) -> JoinSet<()> {
+    let mut running = JoinSet::new();
+    while !*stop.borrow() {
+        while running.try_join_next().is_some() {}
+        for credential_id in state.wake.take_first_runs() {
+            running.spawn(first_run(state.clone(), slots.clone(), credential_id));
+        }
+        tokio::select! {
+            _ = state.wake.first_run_asked.notified() => {}
+            _ = stop.changed() => {}
+        }
     }
+    running
+}
+
+/// Leases a new credential's first sync run and runs it: in the first free slot if there is
+/// one, where it goes on with its first part as a claimed run would; else beside the slots,
+/// its parts left to them. Claimed already (here or at another replica), it is left to that
+/// claim.
+async fn first_run(state: AppState, slots: SyncSlots, credential_id: String) {
+    let lease_until = now_ms() + (state.settings.lease_secs * 1000) as i64;
+    let job = match state
+        .store
+        .claim_job_of(&state.replica_id, lease_until, &credential_id, "sync")
+        .await
+    {
+        Ok(Some(job)) => job,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "starting a first sync run failed; a claim will start it");
+            return;
+        }
+    };
+    let permit = slots.try_first_run_slot();
+    sync_lane_work(state, job, permit.is_some()).await;
+    drop(permit);
 }
 
 /// A sync-lane job's work (token upkeep, a sync run, a part) in its span and its request's
@@ -294,6 +334,7 @@ pub struct Wake {
     other_lanes: Notify,
     /// New credentials whose first sync run is to start now ([`Wake::first_run`]).
     first_runs: std::sync::Mutex<Vec<String>>,
+    first_run_asked: Notify,
 }
 
 impl Wake {
@@ -314,7 +355,7 @@ impl Wake {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(credential_id);
-        self.notify();
+        self.first_run_asked.notify_one();
     }
 
     fn take_first_runs(&self) -> Vec<String> {
@@ -325,7 +366,7 @@ impl Wake {
 /// At shutdown: running work has `shutdown_grace_secs` to finish; what is still running then is
 /// stopped (as a crash would, which every job survives), and this replica's job leases are
 /// released so another replica takes those jobs at once rather than after `lease_secs`.
-async fn drain(state: &AppState, mut running: [JoinSet<()>; 2]) {
+async fn drain(state: &AppState, mut running: [JoinSet<()>; 3]) {
     let grace = Duration::from_secs(state.settings.shutdown_grace_secs);
     let all_finished = tokio::time::timeout(grace, async {
         for lane in &mut running {
