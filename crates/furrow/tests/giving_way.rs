@@ -1,23 +1,33 @@
 //! Work giving way at the database (`furrow::store::giving_way`, what a large account's sync
 //! parts run in) on PostgreSQL: it has connections of its own, so however many of them it holds,
 //! everyone else's work still gets the pool's connections, and it never takes more than its own.
-//! (SQLite's writer queue is covered by the store's unit tests.)
+//! Work ahead (`furrow::store::ahead`: API requests, the newest growers' syncs) has its own
+//! too, so it never waits behind either. (SQLite's writer queue is covered by the store's unit
+//! tests.)
 
 mod common;
 
 use std::time::Duration;
 
 use common::{fresh_database, Db};
-use furrow::store::{giving_way, Store, BULK_CONNECTIONS, POSTGRES_CONNECTIONS};
+use furrow::store::{
+    ahead, giving_way, Store, AHEAD_CONNECTIONS, BULK_CONNECTIONS, POSTGRES_CONNECTIONS,
+};
 
 /// Not the default: the count is the setting's (`database_bulk_connections`).
 const BULK: u32 = BULK_CONNECTIONS + 1;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn work_giving_way_holds_connections_of_its_own_on_postgres() {
-    let (url, _dir) = fresh_database(Db::Postgres).await;
+/// A store on a fresh PostgreSQL database, with `BULK` connections for work giving way.
+async fn postgres_store() -> (Store, std::path::PathBuf) {
+    let (url, dir) = fresh_database(Db::Postgres).await;
     let store = Store::connect_with(&url, BULK).await.unwrap();
     store.migrate().await.unwrap();
+    (store, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_giving_way_holds_connections_of_its_own_on_postgres() {
+    let (store, _dir) = postgres_store().await;
 
     // Work giving way holds every connection it may have.
     let mut held = Vec::new();
@@ -59,4 +69,45 @@ async fn work_giving_way_holds_connections_of_its_own_on_postgres() {
     .await
     .expect("a connection given back is taken again");
     assert!(ok.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_ahead_holds_connections_of_its_own_on_postgres() {
+    let (store, _dir) = postgres_store().await;
+
+    // Everyone else's work and work giving way hold every connection they may have.
+    let mut held = Vec::new();
+    for _ in 0..POSTGRES_CONNECTIONS {
+        held.push(store.pool().acquire().await.unwrap());
+    }
+    for _ in 0..BULK {
+        held.push(
+            giving_way(async { store.pool().acquire().await })
+                .await
+                .unwrap(),
+        );
+    }
+    // Work ahead still gets all of its own.
+    let mut ahead_held = Vec::new();
+    for n in 0..AHEAD_CONNECTIONS {
+        let conn = tokio::time::timeout(
+            Duration::from_secs(5),
+            ahead(async { store.pool().acquire().await }),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("connection {n} of work ahead waited for the others'"))
+        .unwrap();
+        ahead_held.push(conn);
+    }
+    // And no more: one more for it waits for one of those, not for the others' pool.
+    drop(held);
+    let more = tokio::time::timeout(
+        Duration::from_millis(500),
+        ahead(async { store.pool().acquire().await }),
+    )
+    .await;
+    assert!(
+        more.is_err(),
+        "work ahead got more than its {AHEAD_CONNECTIONS} connections"
+    );
 }

@@ -130,14 +130,17 @@ fn request_id_of(request: &Request) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Counts the answer and its latency by route template (see [`crate::metrics`]), and makes the
-/// request id the current one while the handler runs.
+/// Counts the answer and its latency by route template (see [`crate::metrics`]), makes the
+/// request id the current one while the handler runs, and runs the handler ahead of background
+/// work at the database (someone waits for the answer).
 async fn measure(request: Request, next: axum::middleware::Next) -> Response {
     let (route, request_id) = (route_of(&request), request_id_of(&request));
     let method = request.method().clone();
     let started = std::time::Instant::now();
-    // Jobs this request queues carry its id (see crate::request_context).
-    let response = crate::request_context::scope(request_id, next.run(request)).await;
+    // Jobs this request queues carry its id (see crate::request_context); work it spawns
+    // takes its own turn at the database.
+    let handled = crate::store::ahead(next.run(request));
+    let response = crate::request_context::scope(request_id, handled).await;
     crate::metrics::http_answered(
         &route,
         method.as_str(),

@@ -14,8 +14,9 @@ pub(crate) enum WriteClass {
     /// it (behind a queue of a 500-grower sync's writes, a claim waited 50-200 ms for the
     /// writer while a quarter of the engine's slots stood empty).
     Lease,
-    /// Everything else that does not give way: a grower just connected, API requests, token
-    /// upkeep.
+    /// Work ahead ([`super::ahead`]): an API request, a grower connected moments ago.
+    Ahead,
+    /// Everything else that does not give way: token upkeep, syncs of accounts still new.
     Other,
     /// Work giving way ([`super::giving_way`]): it joins the pool's queue only when nothing
     /// else waits, so any other write waits for at most the one of it writing.
@@ -33,7 +34,7 @@ struct LineState {
     /// A turn is out: its holder is waiting for (or about to get) the connection.
     taken: bool,
     /// Waiting writes, by [`WriteClass`] in order, each in order of arrival.
-    waiting: [VecDeque<oneshot::Sender<WriterTurn>>; 3],
+    waiting: [VecDeque<oneshot::Sender<WriterTurn>>; 4],
 }
 
 /// The one place in the pool's queue, held until its write has the connection; dropped, it
@@ -107,6 +108,7 @@ mod tests {
             ("other 1", WriteClass::Other),
             ("gave up", WriteClass::Lease),
             ("other 2", WriteClass::Other),
+            ("ahead", WriteClass::Ahead),
             ("lease", WriteClass::Lease),
         ] {
             let (line, order) = (line.clone(), order.clone());
@@ -127,7 +129,7 @@ mod tests {
         }
         assert_eq!(
             *order.lock().unwrap(),
-            ["lease", "other 1", "other 2", "bulk"]
+            ["lease", "ahead", "other 1", "other 2", "bulk"]
         );
         // The line is free again: a turn is had at once.
         tokio::time::timeout(Duration::from_secs(1), line.turn(WriteClass::GivingWay))

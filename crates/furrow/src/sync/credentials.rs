@@ -89,6 +89,17 @@ fn token_write(state: &AppState, tokens: &TokenResponse) -> TokenWrite {
     }
 }
 
+/// Which credentials a platform check is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checked {
+    /// Credentials just posted: any event subscriptions they have were made moments ago by
+    /// their first sync run, so the check leaves them alone. (Verifying them cost a request
+    /// for nothing whenever the run got there first: a few growers in 500 connected at once.)
+    New,
+    /// Credentials held for a while: their event subscriptions are verified too.
+    Held,
+}
+
 /// Checks that the platform answers with this access token, and keeps the organization list it
 /// returns; the status that follows.
 async fn platform_check(
@@ -97,6 +108,7 @@ async fn platform_check(
     session: &Session,
     token: &AccessToken,
     scopes: &[String],
+    checked: Checked,
 ) -> (CredentialStatus, Option<String>) {
     match session.api.organizations_signed(token).await {
         Ok((orgs, signature)) => {
@@ -105,7 +117,9 @@ async fn platform_check(
             {
                 tracing::warn!(credential = %credential_id, error = %e, "organizations not stored");
             }
-            crate::sync::webhooks::verify(state, credential_id, &session.api, token).await;
+            if checked == Checked::Held {
+                crate::sync::webhooks::verify(state, credential_id, &session.api, token).await;
+            }
             match status_for_scopes(scopes) {
                 (CredentialStatus::Ok, _) => refused_by_an_organization(state, credential_id).await,
                 lacking => lacking,
@@ -378,6 +392,7 @@ pub async fn store_new(
             session,
             &tokens.access_token,
             &tokens.scopes,
+            Checked::New,
         )
         .await;
         drop(check);
@@ -508,8 +523,15 @@ pub async fn maintain(state: &AppState, job: &ClaimedJob) -> Result<(), Credenti
             .as_ref()
             .map(|t| AccessToken::new(t.expose_secret()));
         if let Some(token) = token {
-            let (status, reason) =
-                platform_check(state, &cred.id, &session, &token, &scopes_of(&cred)).await;
+            let (status, reason) = platform_check(
+                state,
+                &cred.id,
+                &session,
+                &token,
+                &scopes_of(&cred),
+                Checked::Held,
+            )
+            .await;
             if status == CredentialStatus::Unauthenticated {
                 refresh_due = true; // the access token may just be dead; a refresh tells
             } else {
@@ -574,6 +596,7 @@ pub async fn maintain(state: &AppState, job: &ClaimedJob) -> Result<(), Credenti
                         &session,
                         &tokens.access_token,
                         &tokens.scopes,
+                        Checked::Held,
                     )
                     .await,
                 );

@@ -24,6 +24,7 @@ use crate::store::{
     SyncStatus,
 };
 use crate::sync::link::Authorized;
+use crate::sync::pacing::Standing;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -1439,6 +1440,24 @@ async fn sync_part(
 /// A part gives up after this many failed attempts; the run then ends FAILED with its error.
 const PART_MAX_ATTEMPTS: i64 = 6;
 
+/// Runs a credential's sync work in its turn at the database, by how long its account has been
+/// using its client key's budget: one of the newest accounts' ahead of everyone else's, one
+/// syncing for a while giving way to everyone else's.
+async fn in_turn<F: std::future::Future>(
+    state: &AppState,
+    cred: &CredentialRecord,
+    work: F,
+) -> F::Output {
+    // On the heap: a sync's future is large, and moved through each wrapper on the stack
+    // it overflowed a debug build's worker stack.
+    let work = Box::pin(work);
+    match state.deere.standing(&cred.client_key, &cred.leaf_user_id) {
+        Standing::Newest => crate::store::ahead(work).await,
+        Standing::New => work.await,
+        Standing::Settled => crate::store::giving_way(work).await,
+    }
+}
+
 /// Runs a claimed part job (`part:{orgId}/{fields|files}`).
 pub async fn run_part_job(
     state: &AppState,
@@ -1474,12 +1493,7 @@ pub async fn run_part_job(
     let started = std::time::Instant::now();
     let mut last_progress = None;
     let work = sync_part(state, &cred, &part, org_id, resource, &mut last_progress);
-    // An account syncing for a while gives way at the database to one just connected.
-    let outcome = if state.deere.newcomer(&cred.client_key, &cred.leaf_user_id) {
-        work.await
-    } else {
-        crate::store::giving_way(work).await
-    };
+    let outcome = in_turn(state, &cred, work).await;
     // A part retried later shows how far it got meanwhile; a finished one, with its outcome.
     if outcome.is_err() {
         if let Some(figures) = &last_progress {
@@ -1590,6 +1604,24 @@ pub async fn run_job(
     let Some(cred) = state.store.credential(&job.credential_id).await? else {
         return Ok(());
     };
+    // One of the newest growers' runs goes ahead at the database (see `in_turn`); the others'
+    // runs, short, take their turn as everyone else's.
+    let standing = state.deere.standing(&cred.client_key, &cred.leaf_user_id);
+    // On the heap, as in `in_turn`.
+    let run = Box::pin(run_credential_job(state, job, cred, in_slot));
+    match standing {
+        Standing::Newest => crate::store::ahead(run).await,
+        Standing::New | Standing::Settled => run.await,
+    }
+}
+
+/// [`run_job`] for its credential, read.
+async fn run_credential_job(
+    state: &AppState,
+    job: &crate::store::ClaimedJob,
+    cred: CredentialRecord,
+    in_slot: bool,
+) -> Result<(), crate::sync::credentials::CredentialError> {
     let now = crate::store::now_ms();
     let interval = (state.settings.sync_interval_secs.max(1) * 1000) as i64;
     // fieldsAutoSync false: only a manual sync (status QUEUED) runs.

@@ -71,10 +71,11 @@ impl DeereHosts {
         })
     }
 
-    /// Whether `account` began using `client_key`'s request budget only moments ago: its
-    /// work goes ahead of the others' (see [`RateBudgets::newcomer`]).
-    pub fn newcomer(&self, client_key: &str, account: &str) -> bool {
-        self.budgets.newcomer(client_key, account)
+    /// How long `account` has been using `client_key`'s request budget: the newest accounts'
+    /// work goes ahead of the others' at the database, and settled accounts' gives way (see
+    /// [`RateBudgets::standing`]).
+    pub fn standing(&self, client_key: &str, account: &str) -> crate::sync::pacing::Standing {
+        self.budgets.standing(client_key, account)
     }
 
     /// Clients for one account's (Leaf user's) credential, paced by its client key's budget.

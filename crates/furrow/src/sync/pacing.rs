@@ -66,16 +66,15 @@ impl RateBudgets {
         })
     }
 
-    /// Whether `account` began using `client_key`'s budget within [`NEWCOMER_WINDOW`] (or
-    /// has not used it yet), as the budget's own turns count it. A key not paced has no such
-    /// record: every account of it counts as new.
-    pub fn newcomer(&self, client_key: &str, account: &str) -> bool {
+    /// How long `account` has been using `client_key`'s budget, as the budget's own turns
+    /// count it. A key not paced has no such record: every account of it counts as new.
+    pub fn standing(&self, client_key: &str, account: &str) -> Standing {
         let budgets = self.budgets.lock().unwrap_or_else(|e| e.into_inner());
         let Some(budget) = budgets.get(client_key) else {
-            return true;
+            return Standing::New;
         };
         let waiting = budget.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        waiting.newcomer(account, Instant::now())
+        waiting.standing(account, Instant::now())
     }
 
     /// The pacer for `account`'s requests with `client_key` (an account is a Leaf user), or
@@ -200,6 +199,24 @@ const SERVED_HALF_LIFE: Duration = Duration::from_secs(30);
 /// gets the same head start, then shares evenly.
 const NEWCOMER_WINDOW: Duration = Duration::from_secs(5);
 
+/// How many accounts, the last to begin using a budget within [`NEWCOMER_WINDOW`], count as
+/// the newest ([`Standing::Newest`]).
+const NEWEST_ACCOUNTS: usize = 4;
+
+/// How long an account has been using its client key's budget: what its sync's work at the
+/// database goes by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// One of the [`NEWEST_ACCOUNTS`] to begin within [`NEWCOMER_WINDOW`]: a grower connected
+    /// moments ago, on its way to its first data, even while hundreds more connected just
+    /// before it are new too.
+    Newest,
+    /// Began within [`NEWCOMER_WINDOW`], or has not used the budget yet.
+    New,
+    /// Has been using the budget for longer.
+    Settled,
+}
+
 impl Served {
     fn now(self, now: Instant) -> f64 {
         let halves = now.duration_since(self.at).as_secs_f64() / SERVED_HALF_LIFE.as_secs_f64();
@@ -240,6 +257,28 @@ impl Waiting {
         self.served
             .get(account)
             .is_none_or(|s| now.duration_since(s.since) < NEWCOMER_WINDOW)
+    }
+
+    /// `account`'s [`Standing`] at `now`. One not seen yet is new, not the newest: after a
+    /// restart every account is unseen.
+    fn standing(&self, account: &str, now: Instant) -> Standing {
+        let Some(own) = self.served.get(account) else {
+            return Standing::New;
+        };
+        if now.duration_since(own.since) >= NEWCOMER_WINDOW {
+            return Standing::Settled;
+        }
+        let began_after = self
+            .served
+            .values()
+            .filter(|other| other.since > own.since)
+            .take(NEWEST_ACCOUNTS)
+            .count();
+        if began_after < NEWEST_ACCOUNTS {
+            Standing::Newest
+        } else {
+            Standing::New
+        }
     }
 
     fn count(&mut self, account: &str, now: Instant) {
@@ -551,6 +590,46 @@ mod tests {
             "the small account's request went {position}th"
         );
         queue.shutdown().await;
+    }
+
+    /// The last few accounts to begin within the window are the newest, however many began
+    /// just before them; past the window an account is settled; one never seen is new.
+    #[test]
+    fn the_newest_accounts_are_the_last_few_to_begin_within_the_window() {
+        let now = Instant::now();
+        let mut waiting = Waiting::default();
+        // Accounts that began one after another, 10 ms apart, the last one just now.
+        let herd = NEWEST_ACCOUNTS + 10;
+        for n in 0..herd {
+            let since = now - Duration::from_millis(10 * (herd - 1 - n) as u64);
+            waiting.served.insert(
+                format!("grower{n}"),
+                Served {
+                    requests: 3.0,
+                    at: now,
+                    since,
+                },
+            );
+        }
+        let standing = |w: &Waiting, n: usize, at| w.standing(&format!("grower{n}"), at);
+        for n in 0..herd - NEWEST_ACCOUNTS {
+            assert_eq!(standing(&waiting, n, now), Standing::New, "grower{n}");
+        }
+        for n in herd - NEWEST_ACCOUNTS..herd {
+            assert_eq!(standing(&waiting, n, now), Standing::Newest, "grower{n}");
+        }
+        // One more begins: the oldest of the newest is only new now.
+        waiting.count("latecomer", now);
+        assert_eq!(waiting.standing("latecomer", now), Standing::Newest);
+        assert_eq!(
+            standing(&waiting, herd - NEWEST_ACCOUNTS, now),
+            Standing::New
+        );
+        // Past the window even the newest is settled.
+        let later = now + NEWCOMER_WINDOW;
+        assert_eq!(waiting.standing("latecomer", later), Standing::Settled);
+        // An account never seen (a restart forgets them all) is new, not the newest.
+        assert_eq!(waiting.standing("unseen", now), Standing::New);
     }
 
     #[test]
