@@ -295,6 +295,60 @@ async fn full_sync_then_incremental(db: Db) {
 }
 both_backends!(full_sync, full_sync_then_incremental);
 
+/// John Deere refused some of the first sync's reads for the rate limit (429, retried after
+/// `Retry-After`): the unchanged re-sync still makes one request per collection, each answered
+/// 304, none read twice.
+async fn an_unchanged_resync_after_429s_reads_each_collection_once(db: Db) {
+    let app = quiet_app(db).await;
+    for path in ["/farms", "/fieldOperations"] {
+        app.admin(
+            Method::POST,
+            "faults",
+            Some(json!({"pathContains": path, "times": 2,
+                        "kind": {"type": "rateLimit", "retryAfter": 1}})),
+        )
+        .await;
+    }
+    let user = app.create_user("refused").await;
+    let rt = app.grower_refresh_token("grower001", ALL_SCOPES);
+    app.post_credentials(&user, &rt, "STAGE").await;
+    let first = wait_for_sync(&app, &user, &Value::Null).await;
+    let refused = app
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|e| e.status == 429)
+        .count();
+    assert_eq!(refused, 4, "the first sync met every 429 injected");
+
+    app.admin(Method::DELETE, "requests", None).await;
+    let (status, queued) = app
+        .call(
+            Method::POST,
+            &format!("/services/fields/api/users/{user}/fields/sync"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    wait_for_sync(&app, &user, &first["finishedTime"]).await;
+    let platform: Vec<_> = app
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|e| e.path.starts_with("/platform"))
+        .collect();
+    assert!(platform.iter().all(|e| e.status == 304), "{platform:?}");
+    let distinct: std::collections::HashSet<_> = platform.iter().map(|e| &e.path).collect();
+    assert_eq!(distinct.len(), platform.len(), "read twice: {platform:?}");
+    // organizations + (clients, farms, fields, files) × 2 connected orgs + operations × 6 fields
+    assert_eq!(platform.len(), 1 + 4 * 2 + 6, "{platform:?}");
+    app.finish().await;
+}
+both_backends!(
+    resync_after_429s,
+    an_unchanged_resync_after_429s_reads_each_collection_once
+);
+
 /// Every synced row, as text, in a stable order.
 async fn dump(app: &TestApp) -> Vec<String> {
     let pool = app.furrow.state.store.pool().clone();
