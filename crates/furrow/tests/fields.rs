@@ -34,6 +34,31 @@ async fn wait_for_sync(app: &TestApp, user: &str, after: &Value) -> Value {
     panic!("sync did not finish");
 }
 
+/// A manual sync of grower001's account, unchanged since its last sync: its status, and its
+/// requests to the platform, each of one collection answered 304 — organizations, and clients,
+/// farms, fields and files of its 2 connected organizations, and operations of their 6 fields.
+async fn unchanged_resync(app: &TestApp, user: &str) -> (Value, Vec<deere_sim::LogEntry>) {
+    app.admin(Method::DELETE, "requests", None).await;
+    let (status, queued) = app
+        .call(
+            Method::POST,
+            &format!("/services/fields/api/users/{user}/fields/sync"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    let done = wait_for_sync(app, user, &queued["finishedTime"]).await;
+    let platform: Vec<_> = app
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|e| e.path.starts_with("/platform"))
+        .collect();
+    assert!(platform.iter().all(|e| e.status == 304), "{platform:?}");
+    assert_eq!(platform.len(), 1 + 4 * 2 + 6, "{platform:?}");
+    (done, platform)
+}
+
 fn sim_connected_fields(world: &Value, grower: usize) -> Vec<String> {
     let mut ids: Vec<String> = world["growers"][grower]["organizations"]
         .as_array()
@@ -194,25 +219,7 @@ async fn full_sync_then_incremental(db: Db) {
         .any(|fa| fa["id"] == farm_id));
 
     // An unchanged account re-syncs with one request per collection, each answered 304.
-    app.admin(Method::DELETE, "requests", None).await;
-    let (status, queued) = app
-        .call(
-            Method::POST,
-            &format!("/services/fields/api/users/{user}/fields/sync"),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
-    let second = wait_for_sync(&app, &user, &queued["finishedTime"]).await;
-    let platform: Vec<_> = app
-        .sim
-        .requests()
-        .into_iter()
-        .filter(|e| e.path.starts_with("/platform"))
-        .collect();
-    assert!(platform.iter().all(|e| e.status == 304), "{platform:?}");
-    // organizations + (clients, farms, fields, files) × 2 connected orgs + operations × 6 fields
-    assert_eq!(platform.len(), 1 + 4 * 2 + 6, "{platform:?}");
+    let (second, _) = unchanged_resync(&app, &user).await;
     assert_eq!(second["counts"]["notModified"], 15);
 
     // A boundary edit and a field delete in John Deere show up after the next sync.
@@ -312,7 +319,7 @@ async fn an_unchanged_resync_after_429s_reads_each_collection_once(db: Db) {
     let user = app.create_user("refused").await;
     let rt = app.grower_refresh_token("grower001", ALL_SCOPES);
     app.post_credentials(&user, &rt, "STAGE").await;
-    let first = wait_for_sync(&app, &user, &Value::Null).await;
+    wait_for_sync(&app, &user, &Value::Null).await;
     let refused = app
         .sim
         .requests()
@@ -321,27 +328,9 @@ async fn an_unchanged_resync_after_429s_reads_each_collection_once(db: Db) {
         .count();
     assert_eq!(refused, 4, "the first sync met every 429 injected");
 
-    app.admin(Method::DELETE, "requests", None).await;
-    let (status, queued) = app
-        .call(
-            Method::POST,
-            &format!("/services/fields/api/users/{user}/fields/sync"),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
-    wait_for_sync(&app, &user, &first["finishedTime"]).await;
-    let platform: Vec<_> = app
-        .sim
-        .requests()
-        .into_iter()
-        .filter(|e| e.path.starts_with("/platform"))
-        .collect();
-    assert!(platform.iter().all(|e| e.status == 304), "{platform:?}");
+    let (_, platform) = unchanged_resync(&app, &user).await;
     let distinct: std::collections::HashSet<_> = platform.iter().map(|e| &e.path).collect();
     assert_eq!(distinct.len(), platform.len(), "read twice: {platform:?}");
-    // organizations + (clients, farms, fields, files) × 2 connected orgs + operations × 6 fields
-    assert_eq!(platform.len(), 1 + 4 * 2 + 6, "{platform:?}");
     app.finish().await;
 }
 both_backends!(
