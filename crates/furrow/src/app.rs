@@ -63,10 +63,15 @@ impl AppState {
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
         std::fs::create_dir_all(&settings.data_dir).ok();
         let keyring = Keyring::load(settings.secret_key.as_deref(), &settings.data_dir)?;
-        let store =
-            Store::connect_with(&settings.database_url(), settings.database_bulk_connections)
-                .await?
-                .with_credential_cache(settings.credential_cache_ms);
+        let store = Store::connect_with(
+            &settings.database_url(),
+            crate::store::PostgresConnections {
+                bulk: settings.database_bulk_connections,
+                ahead: settings.database_ahead_connections,
+            },
+        )
+        .await?
+        .with_credential_cache(settings.credential_cache_ms);
         store.migrate().await?;
         let jwt_enc = store
             .instance_secret("jwt_hmac_key", &keyring.encrypt(&generate_key()))

@@ -24,6 +24,10 @@ pub struct Settings {
     /// syncing for more than 5 s). Few leave the database server's CPU to everything else (a
     /// grower just connected, API requests); a database across a network may want more.
     pub database_bulk_connections: u32,
+    /// PostgreSQL only: connections of their own for work ahead (API requests, the rate
+    /// budget's draws, the syncs of the growers connected last), so it never waits for a
+    /// connection behind the sync's; more for an API that many clients read at once.
+    pub database_ahead_connections: u32,
     /// How applications and John Deere reach this server (webhooks); default `http://{listen}`.
     pub public_url: Option<String>,
     /// Master key, base64 of 32 bytes. Absent: a key file in the data dir (made on first start).
@@ -110,6 +114,7 @@ impl Default for Settings {
             data_dir: PathBuf::from("./furrow-data"),
             database_url: None,
             database_bulk_connections: crate::store::BULK_CONNECTIONS,
+            database_ahead_connections: crate::store::AHEAD_CONNECTIONS,
             file_store_url: None,
             public_url: None,
             secret_key: None,
@@ -156,6 +161,10 @@ impl std::fmt::Debug for Settings {
                 &self.database_url.as_deref().map(redact_url),
             )
             .field("database_bulk_connections", &self.database_bulk_connections)
+            .field(
+                "database_ahead_connections",
+                &self.database_ahead_connections,
+            )
             .field("public_url", &self.public_url)
             .field("file_store_url", &self.file_store_url)
             .field(

@@ -11,16 +11,24 @@ use std::time::Duration;
 
 use common::{fresh_database, Db};
 use furrow::store::{
-    ahead, giving_way, Store, AHEAD_CONNECTIONS, BULK_CONNECTIONS, POSTGRES_CONNECTIONS,
+    ahead, giving_way, PostgresConnections, Store, AHEAD_CONNECTIONS, BULK_CONNECTIONS,
+    POSTGRES_CONNECTIONS,
 };
 
-/// Not the default: the count is the setting's (`database_bulk_connections`).
+/// Not the defaults: the counts are the settings' (`database_bulk_connections`,
+/// `database_ahead_connections`).
 const BULK: u32 = BULK_CONNECTIONS + 1;
+const AHEAD: u32 = AHEAD_CONNECTIONS + 2;
 
-/// A store on a fresh PostgreSQL database, with `BULK` connections for work giving way.
+/// A store on a fresh PostgreSQL database, with `BULK` connections for work giving way and
+/// `AHEAD` for work ahead.
 async fn postgres_store() -> (Store, std::path::PathBuf) {
     let (url, dir) = fresh_database(Db::Postgres).await;
-    let store = Store::connect_with(&url, BULK).await.unwrap();
+    let connections = PostgresConnections {
+        bulk: BULK,
+        ahead: AHEAD,
+    };
+    let store = Store::connect_with(&url, connections).await.unwrap();
     store.migrate().await.unwrap();
     (store, dir)
 }
@@ -89,7 +97,7 @@ async fn work_ahead_holds_connections_of_its_own_on_postgres() {
     }
     // Work ahead still gets all of its own.
     let mut ahead_held = Vec::new();
-    for n in 0..AHEAD_CONNECTIONS {
+    for n in 0..AHEAD {
         let conn = tokio::time::timeout(
             Duration::from_secs(5),
             ahead(async { store.pool().acquire().await }),
@@ -108,6 +116,6 @@ async fn work_ahead_holds_connections_of_its_own_on_postgres() {
     .await;
     assert!(
         more.is_err(),
-        "work ahead got more than its {AHEAD_CONNECTIONS} connections"
+        "work ahead got more than its {AHEAD} connections"
     );
 }

@@ -214,9 +214,29 @@ pub const POSTGRES_CONNECTIONS: u32 = 16;
 /// CPU from everything else. 500 growers on 2 cores: a new grower's first data in 2.7-4.0 times
 /// its time alone with 12, 1.6-2.4 with 4; the first sync took as long either way.
 pub const BULK_CONNECTIONS: u32 = 4;
-/// PostgreSQL connections of work ahead ([`ahead`]): API requests and the newest growers'
-/// syncs, each a handful of short statements.
+/// The default of `database_ahead_connections`: PostgreSQL connections of work ahead
+/// ([`ahead`]): API requests, the rate budget's draws and the newest growers' syncs, mostly
+/// short statements.
 pub const AHEAD_CONNECTIONS: u32 = 4;
+
+/// How many PostgreSQL connections a replica keeps for work that does not take its turn as
+/// everyone else's (besides the [`POSTGRES_CONNECTIONS`] for the rest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PostgresConnections {
+    /// For work giving way ([`giving_way`]).
+    pub bulk: u32,
+    /// For work ahead ([`ahead`]).
+    pub ahead: u32,
+}
+
+impl Default for PostgresConnections {
+    fn default() -> Self {
+        Self {
+            bulk: BULK_CONNECTIONS,
+            ahead: AHEAD_CONNECTIONS,
+        }
+    }
+}
 
 /// How the work in progress takes its turn, if not as everyone else's.
 fn turn_now() -> Option<Turn> {
@@ -240,11 +260,12 @@ const WAL_RESTART_FRAMES: i64 = 16_384;
 impl Store {
     /// Connects; SQLite files get WAL, a busy timeout and foreign keys.
     pub async fn connect(url: &str) -> StoreResult<Self> {
-        Self::connect_with(url, BULK_CONNECTIONS).await
+        Self::connect_with(url, PostgresConnections::default()).await
     }
 
-    /// Connects with `bulk_connections` for work giving way on PostgreSQL (unused on SQLite).
-    pub async fn connect_with(url: &str, bulk_connections: u32) -> StoreResult<Self> {
+    /// Connects with `connections` of their own for work giving way and work ahead on
+    /// PostgreSQL (unused on SQLite).
+    pub async fn connect_with(url: &str, connections: PostgresConnections) -> StoreResult<Self> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -319,8 +340,8 @@ impl Store {
                 (
                     postgres(POSTGRES_CONNECTIONS).await?,
                     None,
-                    Some(postgres(bulk_connections.max(1)).await?),
-                    Some(postgres(AHEAD_CONNECTIONS).await?),
+                    Some(postgres(connections.bulk.max(1)).await?),
+                    Some(postgres(connections.ahead.max(1)).await?),
                     None,
                 )
             }
