@@ -52,9 +52,9 @@ impl Store {
     /// every attempt lost to a concurrent change (the caller tries again later).
     ///
     /// Each attempt is a write transaction: on SQLite it queues for the one writer connection
-    /// with the work ahead. (As autocommit statements on the shared pool, draws waited in SQLite's busy
-    /// handler, which sleeps up to 100 ms at a time: draws of 300–800 ms in the sync
-    /// benchmark, each leaving the requests waiting once the reserve was spent.)
+    /// with the work ahead. (As autocommit statements on the shared pool, draws waited in
+    /// SQLite's busy handler, which sleeps up to 100 ms at a time: draws of 300–800 ms in the
+    /// sync benchmark, each leaving the requests waiting once the reserve was spent.)
     async fn change_rate_budget<T>(
         &self,
         client_key: &str,

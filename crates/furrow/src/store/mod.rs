@@ -182,8 +182,9 @@ tokio::task_local! {
     static TURN: Turn;
 }
 
-/// Runs `work` ahead of everyone else's at the database: an API request being answered, and
-/// the work of a grower connected moments ago, on its way to its first data. On SQLite its
+/// Runs `work` ahead of everyone else's at the database: an API request being answered, a
+/// change of the rate budget (every request of its key may wait for it), and the work of a
+/// grower connected moments ago, on its way to its first data. On SQLite its
 /// writes take their turn for the writer connection before any other write but a claim's
 /// lease; on PostgreSQL it has a few connections of its own ([`AHEAD_CONNECTIONS`]), so it
 /// never queues for a connection behind a large sync's statements. (Right after 500 growers

@@ -1440,21 +1440,34 @@ async fn sync_part(
 /// A part gives up after this many failed attempts; the run then ends FAILED with its error.
 const PART_MAX_ATTEMPTS: i64 = 6;
 
+/// A credential's sync work, as it takes its turn at the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SyncWork {
+    /// A sync run: short, it never gives way.
+    Run,
+    /// A part: bulk once its account has been syncing for a while.
+    Part,
+}
+
 /// Runs a credential's sync work in its turn at the database, by how long its account has been
-/// using its client key's budget: one of the newest accounts' ahead of everyone else's, one
-/// syncing for a while giving way to everyone else's.
+/// using its client key's budget: one of the newest accounts' ahead of everyone else's, the
+/// parts of one syncing for a while giving way to everyone else's.
 async fn in_turn<F: std::future::Future>(
     state: &AppState,
     cred: &CredentialRecord,
+    kind: SyncWork,
     work: F,
 ) -> F::Output {
     // On the heap: a sync's future is large, and moved through each wrapper on the stack
     // it overflowed a debug build's worker stack.
     let work = Box::pin(work);
-    match state.deere.standing(&cred.client_key, &cred.leaf_user_id) {
-        Standing::Newest => crate::store::ahead(work).await,
-        Standing::New => work.await,
-        Standing::Settled => crate::store::giving_way(work).await,
+    match (
+        state.deere.standing(&cred.client_key, &cred.leaf_user_id),
+        kind,
+    ) {
+        (Standing::Newest, _) => crate::store::ahead(work).await,
+        (Standing::Settled, SyncWork::Part) => crate::store::giving_way(work).await,
+        (Standing::New, _) | (Standing::Settled, SyncWork::Run) => work.await,
     }
 }
 
@@ -1493,7 +1506,7 @@ pub async fn run_part_job(
     let started = std::time::Instant::now();
     let mut last_progress = None;
     let work = sync_part(state, &cred, &part, org_id, resource, &mut last_progress);
-    let outcome = in_turn(state, &cred, work).await;
+    let outcome = in_turn(state, &cred, SyncWork::Part, work).await;
     // A part retried later shows how far it got meanwhile; a finished one, with its outcome.
     if outcome.is_err() {
         if let Some(figures) = &last_progress {
@@ -1604,22 +1617,15 @@ pub async fn run_job(
     let Some(cred) = state.store.credential(&job.credential_id).await? else {
         return Ok(());
     };
-    // One of the newest growers' runs goes ahead at the database (see `in_turn`); the others'
-    // runs, short, take their turn as everyone else's.
-    let standing = state.deere.standing(&cred.client_key, &cred.leaf_user_id);
-    // On the heap, as in `in_turn`.
-    let run = Box::pin(run_credential_job(state, job, cred, in_slot));
-    match standing {
-        Standing::Newest => crate::store::ahead(run).await,
-        Standing::New | Standing::Settled => run.await,
-    }
+    let run = run_credential_job(state, job, &cred, in_slot);
+    in_turn(state, &cred, SyncWork::Run, run).await
 }
 
 /// [`run_job`] for its credential, read.
 async fn run_credential_job(
     state: &AppState,
     job: &crate::store::ClaimedJob,
-    cred: CredentialRecord,
+    cred: &CredentialRecord,
     in_slot: bool,
 ) -> Result<(), crate::sync::credentials::CredentialError> {
     let now = crate::store::now_ms();
@@ -1645,7 +1651,7 @@ async fn run_credential_job(
     let mut first_part = None;
     let (run_at, attempts, error) = match sync_credential(
         state,
-        &cred,
+        cred,
         &config,
         status.as_ref(),
         in_slot,
