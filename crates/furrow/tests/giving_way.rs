@@ -3,16 +3,16 @@
 //! everyone else's work still gets the pool's connections, and it never takes more than its own.
 //! Work ahead (`furrow::store::ahead`: API requests, the newest growers' syncs) has its own
 //! too, so it never waits behind either. (SQLite's writer queue is covered by the store's unit
-//! tests.)
+//! tests.) A connection the server closed while it sat idle is replaced, not handed out.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{fresh_database, Db};
+use common::{fresh_database, postgres_admin_url, Db};
 use furrow::store::{
     ahead, giving_way, PostgresConnections, Store, AHEAD_CONNECTIONS, BULK_CONNECTIONS,
-    POSTGRES_CONNECTIONS,
+    PING_AFTER_IDLE, POSTGRES_CONNECTIONS,
 };
 
 /// Not the defaults: the counts are the settings' (`database_bulk_connections`,
@@ -118,4 +118,55 @@ async fn work_ahead_holds_connections_of_its_own_on_postgres() {
         more.is_err(),
         "work ahead got more than its {AHEAD} connections"
     );
+}
+
+/// The server's process behind a connection of the pool the work in progress takes its turn
+/// on (`turn`: as everyone else's, ahead or giving way).
+async fn backend_pid(store: &Store, turn: &str) -> Result<i64, sqlx::Error> {
+    let query = async {
+        sqlx::query_scalar::<_, i64>("SELECT CAST(pg_backend_pid() AS BIGINT)")
+            .fetch_one(store.pool())
+            .await
+    };
+    match turn {
+        "ahead" => ahead(query).await,
+        "giving way" => giving_way(query).await,
+        _ => query.await,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_the_server_closed_while_idle_are_replaced_on_postgres() {
+    let (store, _dir) = postgres_store().await;
+    let turns = ["everyone else's", "ahead", "giving way"];
+    let mut before = Vec::new();
+    for turn in turns {
+        before.push(backend_pid(&store, turn).await.unwrap());
+    }
+
+    // The server ends every connection to the database (a restart, an administrator, a proxy's
+    // idle timeout would do the same) while the pools hold them idle.
+    let database: String = sqlx::query_scalar("SELECT CAST(current_database() AS TEXT)")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    let admin = sqlx::AnyPool::connect(&postgres_admin_url()).await.unwrap();
+    let ended: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = $1) AS t",
+    )
+    .bind(&database)
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    assert!(ended >= 3, "{ended} connections ended");
+    tokio::time::sleep(PING_AFTER_IDLE + Duration::from_millis(200)).await;
+
+    // Each pool's next statement runs on a new connection rather than failing on a dead one.
+    for (turn, old) in turns.into_iter().zip(before) {
+        let pid = backend_pid(&store, turn)
+            .await
+            .unwrap_or_else(|e| panic!("{turn}: {e}"));
+        assert_ne!(pid, old, "{turn}: the ended connection was handed out");
+    }
 }
