@@ -12,7 +12,8 @@
 //! Knobs: FURROW_BENCH_GROWERS (50), FURROW_BENCH_FIELDS (20), FURROW_BENCH_LATENCY_MS (50),
 //! FURROW_BENCH_RATE (100 requests/s per client key), FURROW_BENCH_CONCURRENCY (furrow's default),
 //! FURROW_BENCH_PACED (1; 0: furrow is not told the rate limit), FURROW_BENCH_READS_PER_PART
-//! (furrow's default), FURROW_BENCH_DATABASE_URL.
+//! (furrow's default), FURROW_BENCH_DATABASE_URL, FURROW_BENCH_AHEAD_CONNECTIONS and
+//! FURROW_BENCH_BULK_CONNECTIONS (furrow's defaults).
 
 use std::time::{Duration, Instant};
 
@@ -433,6 +434,14 @@ async fn benchmark(furrow_runtime: tokio::runtime::Handle) {
         sync_reads_per_part: env_or(
             "FURROW_BENCH_READS_PER_PART",
             Settings::default().sync_reads_per_part,
+        ),
+        database_ahead_connections: env_or(
+            "FURROW_BENCH_AHEAD_CONNECTIONS",
+            Settings::default().database_ahead_connections,
+        ),
+        database_bulk_connections: env_or(
+            "FURROW_BENCH_BULK_CONNECTIONS",
+            Settings::default().database_bulk_connections,
         ),
         engine_poll_ms: 50,
         // Scraped after the first sync: where a request's time went.
