@@ -622,9 +622,6 @@ async fn benchmark(furrow_runtime: tokio::runtime::Handle) {
             at
         }
     };
-    // The time alone is the median of a few growers connected one after another before the big
-    // sync: the first pays for what furrow does once (its first requests to the simulator and
-    // the database), and one sample moved between 0.20 and 0.40 s from run to run.
     // One small grower added to the simulator and connected: its time to its first fields.
     let small_sample = |name: String| {
         let small_grower = &small_grower;
@@ -637,6 +634,9 @@ async fn benchmark(furrow_runtime: tokio::runtime::Handle) {
             time_to_first_data(user, posted, answered, before).await
         }
     };
+    // The time alone is the median of a few growers connected one after another before the big
+    // sync: the first pays for what furrow does once (its first requests to the simulator and
+    // the database), and one sample moved between 0.20 and 0.40 s from run to run.
     let mut alone_times = Vec::new();
     for n in 1..=ALONE_SAMPLES {
         alone_times.push(small_sample(format!("small-alone-{n}")).await);
