@@ -33,6 +33,54 @@ pub enum Lane {
     MachineData,
 }
 
+impl Lane {
+    /// The query of a claim's candidates in this lane (binds: now, limit, then for the sync
+    /// lane the parts cap and how many top candidates to check against it), and the cap.
+    fn candidates_sql(self) -> (String, Option<i64>) {
+        let due = "d.run_at_ms <= $1 AND (d.lease_until_ms IS NULL OR d.lease_until_ms < $1)";
+        match self {
+            Lane::MachineData => (
+                format!("SELECT d.id FROM jobs d WHERE d.machine_data = 1 AND {due} ORDER BY d.run_at_ms LIMIT $2"),
+                None,
+            ),
+            // Each credential's load is counted by window aggregates over one scan of the
+            // lane (a join of the jobs with their per-credential counts, on a fresh table with
+            // no statistics yet, was planned as a nested loop re-aggregating the lane per
+            // candidate: up to a second per claim on PostgreSQL). The candidates are ranked, and
+            // only the top few are checked against their credential's cap: a claim is as cheap
+            // with thousands of due parts as with a few.
+            Lane::Sync {
+                parts_per_credential,
+                idle_credentials_only,
+            } => (
+                format!(
+                    "SELECT t.id FROM ( \
+                       SELECT c.*, ROW_NUMBER() OVER (PARTITION BY c.credential_id, c.is_part \
+                                                      ORDER BY c.later_part, c.run_at_ms, c.id) AS nth FROM ( \
+                         SELECT d.id, d.credential_id, d.run_at_ms, d.parts_running, d.jobs, d.is_part, d.later_part, \
+                                CASE WHEN d.is_part = 1 THEN d.parts_running ELSE d.all_running END AS running \
+                         FROM ( \
+                           SELECT j.id, j.credential_id, j.run_at_ms, j.lease_until_ms, \
+                                  COUNT(*) OVER per_credential AS jobs, \
+                                  SUM(CASE WHEN j.lease_until_ms >= $1 THEN 1 ELSE 0 END) OVER per_credential AS all_running, \
+                                  SUM(CASE WHEN j.lease_until_ms >= $1 AND j.kind LIKE 'part:%' THEN 1 ELSE 0 END) \
+                                    OVER per_credential AS parts_running, \
+                                  CASE WHEN j.kind LIKE 'part:%' THEN 1 ELSE 0 END AS is_part, \
+                                  CASE WHEN j.kind LIKE 'part:%/fields' THEN 0 ELSE 1 END AS later_part \
+                           FROM jobs j WHERE j.machine_data = 0 \
+                           WINDOW per_credential AS (PARTITION BY j.credential_id)) d \
+                         WHERE {due} AND (d.is_part = 0 OR d.parts_running < $3) \
+                         ORDER BY running, d.is_part, d.jobs, d.later_part, d.run_at_ms LIMIT $4) c) t \
+                     WHERE (t.is_part = 0 OR t.nth + t.parts_running <= $3){idle} \
+                     ORDER BY t.running, t.is_part, t.jobs, t.later_part, t.run_at_ms LIMIT $2",
+                    idle = if idle_credentials_only { " AND t.running = 0" } else { "" }
+                ),
+                Some(parts_per_credential.max(1)),
+            ),
+        }
+    }
+}
+
 fn claimed_job(row: &sqlx::any::AnyRow) -> StoreResult<ClaimedJob> {
     Ok(ClaimedJob {
         id: row.try_get("id")?,
@@ -55,8 +103,9 @@ impl Store {
     /// (which start its sync) before sync parts; then credentials with the least left to do
     /// (fewest jobs: a small account's two parts before a large one's dozen); then fields parts
     /// before the others (an account's first data is its fields); then the longest due. A
-    /// grower connected while large accounts sync does not queue behind all of their parts. Machine data goes in the order it was queued: its lane holds a job per operation,
-    /// too many to rank by account on every claim (and exports wait on John Deere, not on us).
+    /// grower connected while large accounts sync does not queue behind all of their parts.
+    /// Machine data goes in the order it was queued: its lane holds a job per operation, too
+    /// many to rank by account on every claim (and exports wait on John Deere, not on us).
     pub async fn claim_jobs(
         &self,
         owner: &str,
@@ -65,50 +114,9 @@ impl Store {
         lane: Lane,
     ) -> StoreResult<Vec<ClaimedJob>> {
         let now = now_ms();
-        let due = "d.run_at_ms <= $1 AND (d.lease_until_ms IS NULL OR d.lease_until_ms < $1)";
         // The candidates, by a plain read: ranking them must not hold SQLite's write lock.
-        let (sql, cap) = match lane {
-            Lane::MachineData => (
-                format!("SELECT d.id FROM jobs d WHERE d.machine_data = 1 AND {due} ORDER BY d.run_at_ms LIMIT $2"),
-                None,
-            ),
-            // Each credential's load is counted once (not per candidate row), the candidates
-            // are ranked, and only the top few are checked against their credential's cap: a
-            // claim is as cheap with thousands of due parts as with a few.
-            Lane::Sync {
-                parts_per_credential,
-                idle_credentials_only,
-            } => (
-                format!(
-                    "WITH load AS (SELECT credential_id, COUNT(*) AS jobs, \
-                       SUM(CASE WHEN lease_until_ms >= $1 THEN 1 ELSE 0 END) AS running, \
-                       SUM(CASE WHEN lease_until_ms >= $1 AND kind LIKE 'part:%' THEN 1 ELSE 0 END) AS parts_running \
-                       FROM jobs WHERE machine_data = 0 GROUP BY credential_id) \
-                     SELECT t.id FROM ( \
-                       SELECT c.*, ROW_NUMBER() OVER (PARTITION BY c.credential_id, c.is_part \
-                                                      ORDER BY c.later_part, c.run_at_ms, c.id) AS nth FROM ( \
-                         SELECT d.id, d.credential_id, d.run_at_ms, load.parts_running, load.jobs, \
-                                CASE WHEN d.kind LIKE 'part:%' THEN load.parts_running ELSE load.running END AS running, \
-                                CASE WHEN d.kind LIKE 'part:%' THEN 1 ELSE 0 END AS is_part, \
-                                CASE WHEN d.kind LIKE 'part:%/fields' THEN 0 ELSE 1 END AS later_part \
-                         FROM jobs d JOIN load ON load.credential_id = d.credential_id \
-                         WHERE d.machine_data = 0 AND {due} \
-                           AND (d.kind NOT LIKE 'part:%' OR load.parts_running < $3) \
-                         ORDER BY running, is_part, load.jobs, later_part, d.run_at_ms LIMIT $4) c) t \
-                     WHERE (t.is_part = 0 OR t.nth + t.parts_running <= $3){idle} \
-                     ORDER BY t.running, t.is_part, t.jobs, t.later_part, t.run_at_ms LIMIT $2",
-                    idle = if idle_credentials_only { " AND t.running = 0" } else { "" }
-                ),
-                Some(parts_per_credential.max(1)),
-            ),
-        };
-        let mut query = sqlx::query_scalar(&sql).bind(now).bind(limit);
-        if let Some(cap) = cap {
-            // The top candidates checked against their caps: enough that a claim is rarely
-            // short for the parts of one credential beyond its cap.
-            query = query.bind(cap).bind(limit.saturating_mul(cap + 1));
-        }
-        let chosen: Vec<String> = query.fetch_all(self.pool()).await?;
+        let (sql, cap) = lane.candidates_sql();
+        let chosen = self.candidates(&sql, now, limit, cap).await?;
         let owner = owner.to_string();
         let rows = self
             .lease_chosen(
@@ -123,6 +131,23 @@ impl Store {
             )
             .await?;
         rows.iter().map(claimed_job).collect()
+    }
+
+    /// Runs a claim's candidates query (or an `EXPLAIN` of it) with its binds.
+    async fn candidates(
+        &self,
+        sql: &str,
+        now: i64,
+        limit: i64,
+        cap: Option<i64>,
+    ) -> StoreResult<Vec<String>> {
+        let mut query = sqlx::query_scalar(sql).bind(now).bind(limit);
+        if let Some(cap) = cap {
+            // The top candidates checked against their caps: enough that a claim is rarely
+            // short for the parts of one credential beyond its cap.
+            query = query.bind(cap).bind(limit.saturating_mul(cap + 1));
+        }
+        Ok(query.fetch_all(self.pool()).await?)
     }
 
     /// Claims one credential's due job of `kind` for `owner`, as [`Store::claim_jobs`] would:
@@ -339,6 +364,79 @@ mod tests {
         let next = store.claim_jobs("r1", lease, 10, lane).await.unwrap();
         assert_eq!(next.len(), 1);
         assert_eq!(next[0].id, "busy-1", "claimed {next:?}");
+    }
+
+    /// On a fresh PostgreSQL table (no statistics yet, as in a new deployment's first syncs) a
+    /// sync-lane claim still handles each job once per step of its plan, not once per
+    /// candidate: no plan node's rows times loops, summed, exceed the nodes times the jobs. (A
+    /// join of the jobs with their per-credential counts was planned as a nested loop here,
+    /// re-counting the lane for each candidate.)
+    #[tokio::test]
+    async fn a_claim_reads_each_job_once_on_a_fresh_postgres_table() {
+        let store = crate::store::temp_postgres_store().await;
+        let (credentials, per_credential) = (500, 4);
+        for sql in [
+            "INSERT INTO api_owners (id, email, password_hash, created_at) VALUES ('o', 'o@x', '-', '2026-01-01T00:00:00Z')",
+            "INSERT INTO leaf_users (id, owner_id, created_at) \
+             SELECT 'u-' || n, 'o', '2026-01-01T00:00:00Z' FROM generate_series(1, $1) n",
+            "INSERT INTO jd_credentials (id, leaf_user_id, client_key, client_secret_enc, refresh_token_enc, scopes, environment, status, created_at, version) \
+             SELECT 'c-' || n, 'u-' || n, 'k', '-', '-', '', 'STAGE', 'OK', '2026-01-01T00:00:00Z', 1 FROM generate_series(1, $1) n",
+            // Each credential's first part runs; the others are due.
+            "INSERT INTO jobs (id, kind, credential_id, run_at_ms, attempts, lease_owner, lease_until_ms) \
+             SELECT 'j-' || n || '-' || k, 'part:' || k || '/fields', 'c-' || n, k, 0, \
+                    CASE WHEN k = 1 THEN 'r0' END, CASE WHEN k = 1 THEN $3 END \
+             FROM generate_series(1, $1) n, generate_series(1, $2) k",
+        ] {
+            sqlx::query(sql)
+                .bind(credentials)
+                .bind(per_credential)
+                .bind(now_ms() + 60_000)
+                .execute(store.pool())
+                .await
+                .unwrap();
+        }
+        let jobs = (credentials * per_credential) as i64;
+        let lane = Lane::Sync {
+            parts_per_credential: 4,
+            idle_credentials_only: false,
+        };
+        let (sql, cap) = lane.candidates_sql();
+        let plan = store
+            .candidates(&format!("EXPLAIN (ANALYZE) {sql}"), now_ms(), 16, cap)
+            .await
+            .unwrap();
+        let handled: Vec<i64> = plan
+            .iter()
+            .filter_map(|line| {
+                let actual = &line[line.find("(actual ")?..];
+                let figure = |name: &str| -> Option<i64> {
+                    let at = actual.find(name)? + name.len();
+                    actual[at..]
+                        .split(|c: char| !c.is_ascii_digit())
+                        .next()?
+                        .parse()
+                        .ok()
+                };
+                Some(figure(" rows=")? * figure(" loops=")?)
+            })
+            .collect();
+        assert!(handled.len() > 3, "a plan with its steps: {plan:#?}");
+        assert!(
+            handled.iter().sum::<i64>() <= handled.len() as i64 * jobs,
+            "{} rows handled over {} steps for {jobs} jobs: {plan:#?}",
+            handled.iter().sum::<i64>(),
+            handled.len()
+        );
+        // And it claims: every credential has a part running, so the oldest due of the least
+        // loaded go first, up to the limit.
+        assert_eq!(
+            store
+                .claim_jobs("r1", now_ms() + 60_000, 16, lane)
+                .await
+                .unwrap()
+                .len(),
+            16
+        );
     }
 
     /// A sync run goes on with its first fields part in its own slot: the part's job is
