@@ -373,7 +373,8 @@ mod tests {
     /// re-counting the lane for each candidate.)
     #[tokio::test]
     async fn a_claim_reads_each_job_once_on_a_fresh_postgres_table() {
-        let store = crate::store::temp_postgres_store().await;
+        let db = crate::store::TempPostgres::new().await;
+        let store = &db.store;
         let (credentials, per_credential) = (500, 4);
         for sql in [
             "INSERT INTO api_owners (id, email, password_hash, created_at) VALUES ('o', 'o@x', '-', '2026-01-01T00:00:00Z')",
@@ -437,6 +438,7 @@ mod tests {
                 .len(),
             16
         );
+        db.finish().await;
     }
 
     /// A sync run goes on with its first fields part in its own slot: the part's job is

@@ -916,26 +916,45 @@ pub(crate) async fn temp_sqlite_store(name: &str) -> Store {
 
 /// A migrated store on a new database of the machine's PostgreSQL server
 /// (`FURROW_TEST_POSTGRES_URL`, by default the `postgres` database on 127.0.0.1:5432), for unit
-/// tests of what only PostgreSQL's planner does.
+/// tests of what only PostgreSQL's planner does. [`TempPostgres::finish`] drops the database.
 #[cfg(test)]
-pub(crate) async fn temp_postgres_store() -> Store {
-    let admin = std::env::var("FURROW_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    sqlx::any::install_default_drivers();
-    let pool = AnyPool::connect(&admin)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL must be reachable at {admin}: {e}"));
-    let name = format!("furrow_unit_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
-    let mut url = url::Url::parse(&admin).unwrap();
-    url.set_path(&format!("/{name}"));
-    let store = Store::connect(url.as_str()).await.unwrap();
-    store.migrate().await.unwrap();
-    store
+pub(crate) struct TempPostgres {
+    pub store: Store,
+    admin: String,
+    name: String,
+}
+
+#[cfg(test)]
+impl TempPostgres {
+    pub async fn new() -> Self {
+        let admin = std::env::var("FURROW_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let name = format!("furrow_unit_{}", uuid::Uuid::new_v4().simple());
+        Self::admin_statement(&admin, &format!("CREATE DATABASE {name}")).await;
+        let mut url = url::Url::parse(&admin).unwrap();
+        url.set_path(&format!("/{name}"));
+        let store = Store::connect(url.as_str()).await.unwrap();
+        store.migrate().await.unwrap();
+        Self { store, admin, name }
+    }
+
+    pub async fn finish(self) {
+        self.store.pool().close().await;
+        Self::admin_statement(
+            &self.admin,
+            &format!("DROP DATABASE {} WITH (FORCE)", self.name),
+        )
+        .await;
+    }
+
+    async fn admin_statement(admin: &str, sql: &str) {
+        sqlx::any::install_default_drivers();
+        let pool = AnyPool::connect(admin)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL must be reachable at {admin}: {e}"));
+        sqlx::query(sql).execute(&pool).await.unwrap();
+        pool.close().await;
+    }
 }
 
 #[cfg(test)]
