@@ -1247,9 +1247,10 @@ pub async fn sync_credential(
     }) && status.is_none_or(|s| s.started_at.is_none());
     if new_and_never_run && stored_orgs.is_empty() {
         let limit = Duration::from_secs(state.settings.token_exchange_timeout_secs.max(1));
-        if state.checks.wait(&cred.id, limit).await {
-            stored_orgs = state.store.organizations(&cred.id).await?;
-        }
+        state.checks.wait(&cred.id, limit).await;
+        // Read again even when no check is in flight any more: it may have ended (and stored
+        // them) since the read above.
+        stored_orgs = state.store.organizations(&cred.id).await?;
     }
     let first_run_of_new = new_and_never_run && !stored_orgs.is_empty();
     let started = leaf_time_now();
