@@ -835,20 +835,41 @@ impl Store {
         Ok(())
     }
 
-    /// The stored signatures of these collections (those that have one).
+    /// The stored signatures of a credential's collections (those that have one), or `None`
+    /// when the credential is gone (deleted while its sync ran): one statement for both, as
+    /// every batch of a sync's reads asks them together.
     pub async fn signatures(
         &self,
         credential_id: &str,
         urls: &[String],
-    ) -> StoreResult<std::collections::HashMap<String, String>> {
-        let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+    ) -> StoreResult<Option<std::collections::HashMap<String, String>>> {
         let mut conn = self.pool().acquire().await?;
-        let sql = "SELECT url, signature FROM deere_signatures WHERE credential_id = $1 AND url IN ({list})";
-        super::fetch_in(&mut conn, sql, &[credential_id], &urls)
-            .await?
-            .iter()
-            .map(|r| Ok((r.try_get("url")?, r.try_get("signature")?)))
-            .collect()
+        if urls.is_empty() {
+            let found = sqlx::query("SELECT id FROM jd_credentials WHERE id = $1")
+                .bind(credential_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+            return Ok(found.map(|_| Default::default()));
+        }
+        let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+        // A row per matching signature, or one with no URL: none at all when the credential
+        // is gone.
+        let sql = "SELECT s.url, s.signature FROM jd_credentials c LEFT JOIN deere_signatures s \
+                   ON s.credential_id = c.id AND s.url IN ({list}) WHERE c.id = $1";
+        let rows = super::fetch_in(&mut conn, sql, &[credential_id], &urls).await?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let mut signatures = std::collections::HashMap::new();
+        for r in &rows {
+            if let (Some(url), Some(signature)) = (
+                r.try_get::<Option<String>, _>("url")?,
+                r.try_get::<Option<String>, _>("signature")?,
+            ) {
+                signatures.insert(url, signature);
+            }
+        }
+        Ok(Some(signatures))
     }
 
     pub async fn put_signature(
@@ -1199,9 +1220,83 @@ async fn field_ids_for_upsert_in(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
     use std::time::Duration;
 
     use super::*;
+
+    /// A sync's reads get their stored signatures and learn in the same statement whether the
+    /// credential is still there (deleted, its sync stops): with URLs, without, and once gone.
+    async fn signatures_end_with_their_credential(store: &Store) {
+        let at = "2026-01-01T00:00:00Z";
+        for sql in [
+            format!("INSERT INTO api_owners (id, email, password_hash, created_at) VALUES ('o', 'o@x', '-', '{at}')"),
+            format!("INSERT INTO leaf_users (id, owner_id, created_at) VALUES ('u', 'o', '{at}')"),
+            format!(
+                "INSERT INTO jd_credentials (id, leaf_user_id, client_key, client_secret_enc, refresh_token_enc, scopes, environment, status, created_at, version) \
+                 VALUES ('c', 'u', 'k', '-', '-', '', 'STAGE', 'OK', '{at}', 1)"
+            ),
+        ] {
+            sqlx::query(&sql).execute(store.pool()).await.unwrap();
+        }
+        store
+            .put_signature("c", "https://d/fields", "s1")
+            .await
+            .unwrap();
+        store
+            .put_signature("c", "https://d/farms", "s2")
+            .await
+            .unwrap();
+        let urls = |list: &[&str]| list.iter().map(|u| u.to_string()).collect::<Vec<_>>();
+        let found = store
+            .signatures("c", &urls(&["https://d/fields", "https://d/clients"]))
+            .await
+            .unwrap()
+            .expect("the credential is there");
+        assert_eq!(found.len(), 1);
+        assert_eq!(found["https://d/fields"], "s1");
+        let none_stored = store
+            .signatures("c", &urls(&["https://d/clients"]))
+            .await
+            .unwrap();
+        assert_eq!(none_stored, Some(HashMap::new()));
+        assert_eq!(
+            store.signatures("c", &[]).await.unwrap(),
+            Some(HashMap::new())
+        );
+        assert_eq!(
+            store
+                .signatures("gone", &urls(&["https://d/fields"]))
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(store.signatures("gone", &[]).await.unwrap(), None);
+        sqlx::query("DELETE FROM jd_credentials WHERE id = 'c'")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .signatures("c", &urls(&["https://d/fields"]))
+                .await
+                .unwrap(),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn signatures_end_with_their_credential_on_sqlite() {
+        signatures_end_with_their_credential(&crate::store::temp_sqlite_store("signatures").await)
+            .await;
+    }
+
+    #[tokio::test]
+    async fn signatures_end_with_their_credential_on_postgres() {
+        let db = crate::store::TempPostgres::new().await;
+        signatures_end_with_their_credential(&db.store).await;
+        db.finish().await;
+    }
 
     /// A sync status written while another write holds the writer waits its turn there, not
     /// on one of the readers (in SQLite's busy handler), which stay free for everyone's reads.

@@ -364,17 +364,16 @@ impl<'a> Run<'a> {
     /// Before reads: stops if the credentials were deleted, and pairs each link with its URL,
     /// its signature key and the stored signature.
     async fn prepare_reads(&self, uris: &[String]) -> Result<Vec<PreparedRead>, SyncError> {
-        // Deleting the credentials (or the user) stops a running sync before its next request.
-        if self.state.store.credential(&self.cred.id).await?.is_none() {
-            return Err(SyncError::NotReady("deleted".into()));
-        }
         // The signature belongs to the collection, whatever page size reads it.
         let urls = uris
             .iter()
             .map(|uri| self.api.link_url(uri))
             .collect::<Result<Vec<_>, _>>()?;
         let keys: Vec<String> = urls.iter().map(|u| u.as_str().to_string()).collect();
-        let stored = self.state.store.signatures(&self.cred.id, &keys).await?;
+        // Deleting the credentials (or the user) stops a running sync before its next request.
+        let Some(stored) = self.state.store.signatures(&self.cred.id, &keys).await? else {
+            return Err(SyncError::NotReady("deleted".into()));
+        };
         Ok(urls
             .into_iter()
             .zip(keys)
