@@ -1228,17 +1228,7 @@ mod tests {
     /// A sync's reads get their stored signatures and learn in the same statement whether the
     /// credential is still there (deleted, its sync stops): with URLs, without, and once gone.
     async fn signatures_end_with_their_credential(store: &Store) {
-        let at = "2026-01-01T00:00:00Z";
-        for sql in [
-            format!("INSERT INTO api_owners (id, email, password_hash, created_at) VALUES ('o', 'o@x', '-', '{at}')"),
-            format!("INSERT INTO leaf_users (id, owner_id, created_at) VALUES ('u', 'o', '{at}')"),
-            format!(
-                "INSERT INTO jd_credentials (id, leaf_user_id, client_key, client_secret_enc, refresh_token_enc, scopes, environment, status, created_at, version) \
-                 VALUES ('c', 'u', 'k', '-', '-', '', 'STAGE', 'OK', '{at}', 1)"
-            ),
-        ] {
-            sqlx::query(&sql).execute(store.pool()).await.unwrap();
-        }
+        crate::store::test_credential(store, "c").await;
         store
             .put_signature("c", "https://d/fields", "s1")
             .await

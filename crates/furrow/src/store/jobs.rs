@@ -253,17 +253,7 @@ mod tests {
 
     /// One credential (with its user and owner) and its due jobs of these kinds.
     async fn credential_with_jobs(store: &Store, cred: &str, kinds: &[&str]) {
-        let at = "2026-01-01T00:00:00Z";
-        for sql in [
-            format!("INSERT INTO api_owners (id, email, password_hash, created_at) VALUES ('o-{cred}', '{cred}@x', '-', '{at}')"),
-            format!("INSERT INTO leaf_users (id, owner_id, created_at) VALUES ('u-{cred}', 'o-{cred}', '{at}')"),
-            format!(
-                "INSERT INTO jd_credentials (id, leaf_user_id, client_key, client_secret_enc, refresh_token_enc, scopes, environment, status, created_at, version) \
-                 VALUES ('{cred}', 'u-{cred}', 'k', '-', '-', '', 'STAGE', 'OK', '{at}', 1)"
-            ),
-        ] {
-            sqlx::query(&sql).execute(store.pool()).await.unwrap();
-        }
+        crate::store::test_credential(store, cred).await;
         for (n, kind) in kinds.iter().enumerate() {
             sqlx::query("INSERT INTO jobs (id, kind, credential_id, run_at_ms, attempts) VALUES ($1, $2, $3, $4, 0)")
                 .bind(format!("{cred}-{n}"))

@@ -914,6 +914,22 @@ pub(crate) async fn temp_sqlite_store(name: &str) -> Store {
     store
 }
 
+/// A credential `cred` for unit tests, with its user (`u-{cred}`) and API owner (`o-{cred}`).
+#[cfg(test)]
+pub(crate) async fn test_credential(store: &Store, cred: &str) {
+    let at = "2026-01-01T00:00:00Z";
+    for sql in [
+        format!("INSERT INTO api_owners (id, email, password_hash, created_at) VALUES ('o-{cred}', '{cred}@x', '-', '{at}')"),
+        format!("INSERT INTO leaf_users (id, owner_id, created_at) VALUES ('u-{cred}', 'o-{cred}', '{at}')"),
+        format!(
+            "INSERT INTO jd_credentials (id, leaf_user_id, client_key, client_secret_enc, refresh_token_enc, scopes, environment, status, created_at, version) \
+             VALUES ('{cred}', 'u-{cred}', 'k', '-', '-', '', 'STAGE', 'OK', '{at}', 1)"
+        ),
+    ] {
+        sqlx::query(&sql).execute(store.pool()).await.unwrap();
+    }
+}
+
 /// A migrated store on a new database of the machine's PostgreSQL server
 /// (`FURROW_TEST_POSTGRES_URL`, by default the `postgres` database on 127.0.0.1:5432), for unit
 /// tests of what only PostgreSQL's planner does. [`TempPostgres::finish`] drops the database.
