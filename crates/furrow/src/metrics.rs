@@ -73,7 +73,7 @@ async fn scrape(State(state): State<AppState>) -> impl IntoResponse {
                 gauge!("furrow_credentials", "status" => status).set(n as f64);
             }
             for (kind, queued, due) in g.jobs {
-                gauge!("furrow_jobs_queued", "kind" => kind.clone()).set(queued as f64);
+                gauge!("furrow_jobs_queued", "kind" => kind).set(queued as f64);
                 gauge!("furrow_jobs_due", "kind" => kind).set(due as f64);
             }
             gauge!("furrow_alert_outbox_depth").set(g.alerts_pending as f64);
@@ -113,13 +113,8 @@ pub fn token_refresh(outcome: &'static str) {
 /// down releases its leases, which is not counted). `kind` is `sync`, `part`, `opdata` or
 /// `credential`.
 pub fn lease_takeover(kind: &str) {
-    let kind = match kind.split_once(':').map_or(kind, |(k, _)| k) {
-        "sync" => "sync",
-        "opdata" => "opdata",
-        k if k.starts_with("part") => "part",
-        _ => "credential",
-    };
-    counter!("furrow_job_lease_takeovers_total", "kind" => kind).increment(1);
+    counter!("furrow_job_lease_takeovers_total", "kind" => crate::store::job_family(kind))
+        .increment(1);
 }
 
 /// A John Deere event delivery to furrow: `accepted` or `refused`.

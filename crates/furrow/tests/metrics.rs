@@ -212,6 +212,18 @@ async fn scenario(db: Db) {
         "{after}"
     );
     assert!(sample(&after, "furrow_jobs_queued", &[("kind", "credential")]) >= 1.0);
+    // Jobs by family, every family shown (0 when none is queued), never one series per
+    // operation or organization.
+    for family in ["credential", "sync", "part", "opdata"] {
+        for gauge in ["furrow_jobs_queued", "furrow_jobs_due"] {
+            assert!(
+                after.contains(&format!("{gauge}{{kind=\"{family}\"}}")),
+                "{gauge} {family}: {after}"
+            );
+        }
+    }
+    assert!(after.lines().all(|l| !l.starts_with("furrow_jobs_")
+        || !(l.contains("kind=\"opdata:") || l.contains("kind=\"part:"))));
     // No secret in any series.
     for secret in ["s3cret-value", rt.as_str()] {
         assert!(!after.contains(secret));

@@ -5,12 +5,26 @@ use sqlx::Row;
 
 use super::{now_ms, Store, StoreResult};
 
+/// The families of job kinds that metrics count by: a credential's upkeep, its sync runs, their
+/// parts (`part:{organization}/{resource}`) and machine-data processing (`opdata:{operation}`).
+pub const JOB_FAMILIES: [&str; 4] = ["credential", "sync", "part", "opdata"];
+
+/// The [`JOB_FAMILIES`] member of a job kind.
+pub fn job_family(kind: &str) -> &'static str {
+    match kind.split_once(':').map_or(kind, |(family, _)| family) {
+        "sync" => "sync",
+        "opdata" => "opdata",
+        "part" => "part",
+        _ => "credential",
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Gauges {
     /// (status, count) of John Deere credentials.
     pub credentials: Vec<(String, i64)>,
-    /// (kind, queued, due now) of jobs.
-    pub jobs: Vec<(String, i64, i64)>,
+    /// (family, queued, due now) of jobs, for every [`JOB_FAMILIES`] member (0 when none).
+    pub jobs: Vec<(&'static str, i64, i64)>,
     /// Alert deliveries waiting to be sent (first try or retry).
     pub alerts_pending: i64,
     /// Seconds the oldest of them has waited since its first planned attempt.
@@ -32,22 +46,29 @@ impl Store {
                 .iter()
                 .map(|r| Ok((r.try_get("status")?, r.try_get("n")?)))
                 .collect::<StoreResult<_>>()?;
-        let jobs = sqlx::query(
-            "SELECT kind, COUNT(*) AS n, SUM(CASE WHEN run_at_ms <= $1 THEN 1 ELSE 0 END) AS due \
-             FROM jobs GROUP BY kind",
+        // By family, not by kind: kinds name an operation or an organization (`opdata:{id}`,
+        // `part:{org}/fields`), one series each, never reset once their job was gone.
+        let mut counted = std::collections::HashMap::new();
+        for row in sqlx::query(
+            "SELECT CASE WHEN kind LIKE 'opdata:%' THEN 'opdata' WHEN kind LIKE 'part:%' THEN 'part' \
+                    WHEN kind = 'sync' THEN 'sync' ELSE 'credential' END AS family, \
+                    COUNT(*) AS n, SUM(CASE WHEN run_at_ms <= $1 THEN 1 ELSE 0 END) AS due \
+             FROM jobs GROUP BY 1",
         )
         .bind(now)
         .fetch_all(self.pool())
         .await?
-        .iter()
-        .map(|r| {
-            Ok((
-                r.try_get("kind")?,
-                r.try_get("n")?,
-                r.try_get::<Option<i64>, _>("due")?.unwrap_or(0),
-            ))
-        })
-        .collect::<StoreResult<_>>()?;
+        {
+            let due = row.try_get::<Option<i64>, _>("due")?.unwrap_or(0);
+            counted.insert(row.try_get::<String, _>("family")?, (row.try_get("n")?, due));
+        }
+        let jobs = JOB_FAMILIES
+            .iter()
+            .map(|family| {
+                let (queued, due) = counted.get(*family).copied().unwrap_or((0, 0));
+                (*family, queued, due)
+            })
+            .collect();
         // The first planned attempt of a delivery is its creation; a retry's is its due time.
         let alerts = sqlx::query(
             "SELECT COUNT(*) AS n, MIN(next_attempt_ms) AS oldest FROM alert_deliveries WHERE state = 'pending'",
@@ -66,5 +87,68 @@ impl Store {
             inbox_depth: inbox.try_get("n")?,
             inbox_oldest_age_secs: age(inbox.try_get("oldest")?),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Jobs of every family, one of them not due yet: counted by family, each family's count
+    /// as `job_family` names it, and a family with no jobs reported as 0.
+    async fn jobs_are_counted_by_family(store: &Store) {
+        crate::store::test_credential(store, "c1").await;
+        let kinds = [
+            ("credential", 0),
+            ("sync", 0),
+            ("part:o1/fields", 0),
+            ("part:o1/files", 0),
+            ("opdata:op1", 0),
+            ("opdata:op2", now_ms() + 3_600_000),
+        ];
+        let empty = store.gauges().await.unwrap().jobs;
+        assert_eq!(
+            empty,
+            JOB_FAMILIES.iter().map(|f| (*f, 0, 0)).collect::<Vec<_>>()
+        );
+        for (n, (kind, run_at)) in kinds.iter().enumerate() {
+            sqlx::query("INSERT INTO jobs (id, kind, credential_id, run_at_ms, attempts) VALUES ($1, $2, 'c1', $3, 0)")
+                .bind(format!("j{n}"))
+                .bind(*kind)
+                .bind(*run_at)
+                .execute(store.pool())
+                .await
+                .unwrap();
+        }
+        let jobs = store.gauges().await.unwrap().jobs;
+        assert_eq!(
+            jobs,
+            [
+                ("credential", 1, 1),
+                ("sync", 1, 1),
+                ("part", 2, 2),
+                ("opdata", 2, 1)
+            ]
+        );
+        for (kind, _) in kinds {
+            let family = job_family(kind);
+            assert!(
+                jobs.iter().any(|(f, n, _)| *f == family && *n > 0),
+                "{kind}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn jobs_are_counted_by_family_on_sqlite() {
+        let store = crate::store::temp_sqlite_store("gauges").await;
+        jobs_are_counted_by_family(&store).await;
+    }
+
+    #[tokio::test]
+    async fn jobs_are_counted_by_family_on_postgres() {
+        let db = crate::store::TempPostgres::new().await;
+        jobs_are_counted_by_family(&db.store).await;
+        db.finish().await;
     }
 }

@@ -38,7 +38,7 @@ pub use fields::{
     FieldRecord, FieldWrite, GrowerRecord, GrowersAndFarms, IntegrationSummary, SyncStatus,
 };
 pub use files::{FileFilter, FileRecord};
-pub use gauges::Gauges;
+pub use gauges::{job_family, Gauges, JOB_FAMILIES};
 pub use jobs::{ClaimedJob, Lane};
 pub use onboarding::{AppKeyRecord, FlowPhase, MagicLinkRecord, OAuthFlowRecord};
 pub use operation_data::{OperationDataRecord, ProcessedData, OPERATION_DATA_JOB_PREFIX};
