@@ -1275,18 +1275,11 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn signatures_end_with_their_credential_on_sqlite() {
-        signatures_end_with_their_credential(&crate::store::temp_sqlite_store("signatures").await)
-            .await;
-    }
-
-    #[tokio::test]
-    async fn signatures_end_with_their_credential_on_postgres() {
-        let db = crate::store::TempPostgres::new().await;
-        signatures_end_with_their_credential(&db.store).await;
-        db.finish().await;
-    }
+    crate::store::test_on_both_databases!(
+        signatures_end_with_their_credential,
+        signatures_end_with_their_credential_on_sqlite,
+        signatures_end_with_their_credential_on_postgres
+    );
 
     /// A sync status written while another write holds the writer waits its turn there, not
     /// on one of the readers (in SQLite's busy handler), which stay free for everyone's reads.

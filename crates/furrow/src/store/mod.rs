@@ -130,6 +130,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0021_subscriptions_per_event_type",
         include_str!("../../migrations/0021_subscriptions_per_event_type.sql"),
     ),
+    (
+        "0022_machine_data_jobs_on_demand",
+        include_str!("../../migrations/0022_machine_data_jobs_on_demand.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -929,6 +933,27 @@ pub(crate) async fn test_credential(store: &Store, cred: &str) {
         sqlx::query(&sql).execute(store.pool()).await.unwrap();
     }
 }
+
+/// Two unit tests of an async store scenario (`async fn(&Store)`): `$sqlite` on a new SQLite
+/// file, `$postgres` on a new PostgreSQL database ([`TempPostgres`]).
+#[cfg(test)]
+macro_rules! test_on_both_databases {
+    ($scenario:ident, $sqlite:ident, $postgres:ident) => {
+        #[tokio::test]
+        async fn $sqlite() {
+            $scenario(&crate::store::temp_sqlite_store(stringify!($scenario)).await).await;
+        }
+
+        #[tokio::test]
+        async fn $postgres() {
+            let db = crate::store::TempPostgres::new().await;
+            $scenario(&db.store).await;
+            db.finish().await;
+        }
+    };
+}
+#[cfg(test)]
+pub(crate) use test_on_both_databases;
 
 /// A migrated store on a new database of the machine's PostgreSQL server
 /// (`FURROW_TEST_POSTGRES_URL`, by default the `postgres` database on 127.0.0.1:5432), for unit

@@ -106,15 +106,9 @@ pub(crate) async fn queue_many_in(
     credential_id: &str,
     operations: &[(&str, &str)],
 ) -> StoreResult<()> {
-    // One row per operation: PostgreSQL refuses to upsert a row twice in one statement.
-    let mut seen = std::collections::HashSet::new();
-    let operations: Vec<(&str, &str)> = operations
-        .iter()
-        .copied()
-        .filter(|(id, _)| seen.insert(*id))
-        .collect();
+    let operations = distinct(operations);
     let request_id = crate::request_context::current();
-    let (now, time) = (now_ms(), leaf_time_now());
+    let now = now_ms();
     for chunk in operations.chunks(super::MAX_BOUND / 5) {
         let sql = super::positional(conn, &format!(
             "INSERT INTO jobs (id, kind, credential_id, run_at_ms, attempts, request_id, machine_data) VALUES {} \
@@ -135,36 +129,82 @@ pub(crate) async fn queue_many_in(
                 .bind(request_id.clone());
         }
         jobs.execute(&mut *conn).await?;
-
-        let ids: Vec<&str> = chunk.iter().map(|(id, _)| *id).collect();
-        let sql = "SELECT operation_id, events FROM operation_data WHERE operation_id IN ({list})";
-        let mut events = std::collections::HashMap::new();
-        for row in super::fetch_in(conn, sql, &[], &ids).await? {
-            events.insert(
-                row.try_get::<String, _>("operation_id")?,
-                row.try_get::<String, _>("events")?,
-            );
-        }
-        let sql = super::positional(conn, &format!(
-            "INSERT INTO operation_data (operation_id, leaf_user_id, status, attempts, events, updated_at) VALUES {} \
-             ON CONFLICT (operation_id) DO UPDATE SET status = 'QUEUED', attempts = 0, message = NULL, \
-             events = excluded.events, updated_at = excluded.updated_at",
-            super::value_rows(chunk.len(), 4, |p| format!(
-                "{}, {}, 'QUEUED', 0, {}, {}",
-                p[0], p[1], p[2], p[3]
-            ))
-        ));
-        let mut states = sqlx::query(&sql);
-        for (operation_id, reason) in chunk {
-            let before = events.get(*operation_id).map_or("[]", String::as_str);
-            states = states
-                .bind(*operation_id)
-                .bind(leaf_user_id)
-                .bind(with_event(before, reason))
-                .bind(time.clone());
-        }
-        states.execute(&mut *conn).await?;
+        put_states_in(conn, leaf_user_id, chunk, JobPending::No).await?;
     }
+    Ok(())
+}
+
+/// Queues the processing of operations new to furrow, `(operation id, reason)`: their status
+/// rows alone, marked for a job that the machine-data lane makes when it has room to run it
+/// ([`Store::make_machine_data_jobs`]). An operation never stored has no job to wake.
+pub(crate) async fn queue_new_in(
+    conn: &mut sqlx::AnyConnection,
+    leaf_user_id: &str,
+    operations: &[(&str, &str)],
+) -> StoreResult<()> {
+    for chunk in distinct(operations).chunks(super::MAX_BOUND / 5) {
+        put_states_in(conn, leaf_user_id, chunk, JobPending::Yes).await?;
+    }
+    Ok(())
+}
+
+/// One row per operation: PostgreSQL refuses to upsert a row twice in one statement.
+fn distinct<'a>(operations: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut seen = std::collections::HashSet::new();
+    operations
+        .iter()
+        .copied()
+        .filter(|(id, _)| seen.insert(*id))
+        .collect()
+}
+
+/// Whether a queued operation still needs its job made.
+#[derive(Clone, Copy)]
+enum JobPending {
+    Yes,
+    No,
+}
+
+/// Sets operations' states to `QUEUED`, each with its reason as an event.
+async fn put_states_in(
+    conn: &mut sqlx::AnyConnection,
+    leaf_user_id: &str,
+    operations: &[(&str, &str)],
+    pending: JobPending,
+) -> StoreResult<()> {
+    let ids: Vec<&str> = operations.iter().map(|(id, _)| *id).collect();
+    let sql = "SELECT operation_id, events FROM operation_data WHERE operation_id IN ({list})";
+    let mut events = std::collections::HashMap::new();
+    for row in super::fetch_in(conn, sql, &[], &ids).await? {
+        events.insert(
+            row.try_get::<String, _>("operation_id")?,
+            row.try_get::<String, _>("events")?,
+        );
+    }
+    let pending = match pending {
+        JobPending::Yes => 1,
+        JobPending::No => 0,
+    };
+    let sql = super::positional(conn, &format!(
+        "INSERT INTO operation_data (operation_id, leaf_user_id, status, attempts, events, updated_at, job_pending) VALUES {} \
+         ON CONFLICT (operation_id) DO UPDATE SET status = 'QUEUED', attempts = 0, message = NULL, \
+         events = excluded.events, updated_at = excluded.updated_at, job_pending = excluded.job_pending",
+        super::value_rows(operations.len(), 4, |p| format!(
+            "{}, {}, 'QUEUED', 0, {}, {}, {pending}",
+            p[0], p[1], p[2], p[3]
+        ))
+    ));
+    let time = leaf_time_now();
+    let mut states = sqlx::query(&sql);
+    for (operation_id, reason) in operations {
+        let before = events.get(*operation_id).map_or("[]", String::as_str);
+        states = states
+            .bind(*operation_id)
+            .bind(leaf_user_id)
+            .bind(with_event(before, reason))
+            .bind(time.clone());
+    }
+    states.execute(&mut *conn).await?;
     Ok(())
 }
 
@@ -194,6 +234,77 @@ impl Store {
             .fetch_optional(self.pool())
             .await?;
         row.as_ref().map(record_from).transpose()
+    }
+
+    /// Makes the jobs of up to `limit` operations queued without one ([`queue_new_in`]), the
+    /// longest queued first, in one transaction; returns how many it made. An operation whose
+    /// user has no credential left stays `QUEUED` without a job, as one whose job went with its
+    /// credential does.
+    pub async fn make_machine_data_jobs(&self, limit: i64) -> StoreResult<usize> {
+        // Looked for first by a plain read: the engine asks whenever the lane is short of due
+        // jobs, and on SQLite a write transaction takes the one write lock even to find nothing.
+        let any_pending =
+            sqlx::query("SELECT operation_id FROM operation_data WHERE job_pending = 1 LIMIT 1")
+                .fetch_optional(self.pool())
+                .await?
+                .is_some();
+        if limit <= 0 || !any_pending {
+            return Ok(0);
+        }
+        super::retry_conflicts(|| async {
+            let mut tx = self.begin_write().await?;
+            let rows = sqlx::query(
+                "SELECT od.operation_id, c.id AS credential_id FROM operation_data od \
+                 LEFT JOIN jd_credentials c ON c.leaf_user_id = od.leaf_user_id \
+                 WHERE od.job_pending = 1 ORDER BY od.updated_at LIMIT $1",
+            )
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+            if rows.is_empty() {
+                return Ok(0);
+            }
+            let mut operations = Vec::with_capacity(rows.len());
+            let mut jobs = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let operation_id: String = row.try_get("operation_id")?;
+                if let Some(credential_id) = opt_string(row, "credential_id")? {
+                    jobs.push((operation_id.clone(), credential_id));
+                }
+                operations.push(operation_id);
+            }
+            let now = now_ms();
+            for chunk in jobs.chunks(super::MAX_BOUND / 4) {
+                let sql = super::positional(&tx, &format!(
+                    "INSERT INTO jobs (id, kind, credential_id, run_at_ms, attempts, machine_data) VALUES {} \
+                     ON CONFLICT (kind, credential_id) DO NOTHING",
+                    super::value_rows(chunk.len(), 4, |p| format!(
+                        "{}, {}, {}, {}, 0, 1",
+                        p[0], p[1], p[2], p[3]
+                    ))
+                ));
+                let mut insert = sqlx::query(&sql);
+                for (operation_id, credential_id) in chunk {
+                    insert = insert
+                        .bind(uuid::Uuid::now_v7().to_string())
+                        .bind(format!("{OPERATION_DATA_JOB_PREFIX}{operation_id}"))
+                        .bind(credential_id.as_str())
+                        .bind(now);
+                }
+                insert.execute(&mut *tx).await?;
+            }
+            let ids: Vec<&str> = operations.iter().map(String::as_str).collect();
+            super::fetch_in(
+                &mut tx,
+                "UPDATE operation_data SET job_pending = 0 WHERE operation_id IN ({list})",
+                &[],
+                &ids,
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(jobs.len())
+        })
+        .await
     }
 
     /// Queues an operation's processing again (Leaf's reprocess).
@@ -330,4 +441,124 @@ impl Store {
             .map(super::operations::operation_from)
             .transpose()
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{OperationRecord, OperationsWrite};
+
+    fn operation(n: usize, hash: &str) -> OperationRecord {
+        OperationRecord {
+            id: format!("op{n}"),
+            leaf_user_id: "u-c1".into(),
+            field_id: "f1".into(),
+            provider_operation_id: format!("jd-op{n}"),
+            operation_type: "harvested".into(),
+            crop_season: None,
+            start_time: None,
+            end_time: None,
+            start_ms: None,
+            end_ms: None,
+            data: "{}".into(),
+            data_hash: hash.into(),
+            deleted_on_provider: false,
+            provider_modified_ms: None,
+            created_at: "2026-01-01T00:00:00Z".into(),
+            updated_at: "2026-01-01T00:00:00Z".into(),
+        }
+    }
+
+    async fn write(store: &Store, ops: Vec<OperationRecord>) {
+        let write = OperationsWrite {
+            upserts: ops.into_iter().map(|op| (op, Default::default())).collect(),
+            ..Default::default()
+        };
+        store.write_operations("u-c1", "c1", &write).await.unwrap();
+    }
+
+    /// `(machine-data jobs, operations waiting for one)`.
+    async fn queue(store: &Store) -> (i64, i64) {
+        let count = |sql: &'static str| async move {
+            sqlx::query(sql)
+                .fetch_one(store.pool())
+                .await
+                .unwrap()
+                .try_get::<i64, _>("n")
+                .unwrap()
+        };
+        (
+            count("SELECT COUNT(*) AS n FROM jobs WHERE machine_data = 1").await,
+            count("SELECT COUNT(*) AS n FROM operation_data WHERE job_pending = 1").await,
+        )
+    }
+
+    /// New operations are queued for processing without jobs; their jobs are made as many at
+    /// a time as asked, once each. A changed operation's job is made (or woken) with its write.
+    /// One whose credential is gone gets none and stays queued.
+    async fn new_operations_get_their_jobs_on_demand(store: &Store) {
+        crate::store::test_credential(store, "c1").await;
+        sqlx::query(
+            "INSERT INTO fields (id, leaf_user_id, organization_id, provider_field_id, name, deleted_on_provider, created_at, updated_at) \
+             VALUES ('f1', 'u-c1', 'org1', 'jd-f1', 'North', 0, 't', 't')",
+        )
+        .execute(store.pool())
+        .await
+        .unwrap();
+        write(store, (1..=3).map(|n| operation(n, "a")).collect()).await;
+        assert_eq!(queue(store).await, (0, 3));
+        for n in 1..=3 {
+            let state = store
+                .operation_data(&format!("op{n}"))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(state.status, "QUEUED");
+            assert!(
+                state.events.contains("queued: new operation"),
+                "{}",
+                state.events
+            );
+        }
+        let gauges = store.gauges().await.unwrap();
+        assert!(gauges.jobs.contains(&("opdata", 3, 3)), "{:?}", gauges.jobs);
+
+        assert_eq!(store.make_machine_data_jobs(2).await.unwrap(), 2);
+        assert_eq!(queue(store).await, (2, 1));
+        assert_eq!(store.make_machine_data_jobs(5).await.unwrap(), 1);
+        assert_eq!(queue(store).await, (3, 0));
+        assert_eq!(store.make_machine_data_jobs(5).await.unwrap(), 0);
+        let kinds: Vec<String> = sqlx::query_scalar(
+            "SELECT kind FROM jobs WHERE machine_data = 1 AND credential_id = 'c1' ORDER BY kind",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(kinds, ["opdata:op1", "opdata:op2", "opdata:op3"]);
+
+        // Changed, and new beside it: the changed one's job is there at once, once.
+        write(store, vec![operation(1, "b"), operation(4, "a")]).await;
+        assert_eq!(queue(store).await, (3, 1));
+        let woken: i64 = sqlx::query_scalar("SELECT woken FROM jobs WHERE kind = 'opdata:op1'")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(woken, 1);
+
+        // The credential gone (its jobs with it): nothing to make a job for.
+        sqlx::query("DELETE FROM jd_credentials WHERE id = 'c1'")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(store.make_machine_data_jobs(5).await.unwrap(), 0);
+        assert_eq!(queue(store).await, (0, 0));
+        let state = store.operation_data("op4").await.unwrap().unwrap();
+        assert_eq!(state.status, "QUEUED");
+    }
+
+    crate::store::test_on_both_databases!(
+        new_operations_get_their_jobs_on_demand,
+        new_operations_get_their_jobs_on_demand_on_sqlite,
+        new_operations_get_their_jobs_on_demand_on_postgres
+    );
 }

@@ -94,7 +94,8 @@ impl Store {
     /// inserted or updated (rows change only when the content did, and never back to an older
     /// version: a slow poll finishing after a webhook's fresher read), with the alerts for its
     /// outcome; a new or changed operation's machine data is queued for processing by
-    /// `credential_id` (whose token fetches it); deletions are marked; the signatures the
+    /// `credential_id` (whose token fetches it; a new one's job is made later, see
+    /// `Store::make_machine_data_jobs`); deletions are marked; the signatures the
     /// operations were read under are stored last. Returns each upsert's outcome, in order.
     pub async fn write_operations(
         &self,
@@ -130,18 +131,21 @@ impl Store {
             .zip(&changes)
             .flat_map(|((_, alerts), change)| alerts.for_change(*change));
         super::alerts::queue_in(&mut tx, alerts).await?;
-        let mut to_process = Vec::new();
+        // A new operation's processing is queued without its job (made when the machine-data
+        // lane has room); a changed one's job is woken, as it may be running.
+        let (mut new, mut changed_ops) = (Vec::new(), Vec::new());
         for ((op, _), change) in write.upserts.iter().zip(&changes) {
             match change {
-                Change::Created => to_process.push((op.id.as_str(), "queued: new operation")),
-                Change::Updated => to_process.push((
+                Change::Created => new.push((op.id.as_str(), "queued: new operation")),
+                Change::Updated => changed_ops.push((
                     op.id.as_str(),
                     "queued: the operation changed on John Deere",
                 )),
                 Change::Unchanged => {}
             }
         }
-        super::operation_data::queue_many_in(&mut tx, user, credential_id, &to_process).await?;
+        super::operation_data::queue_new_in(&mut tx, user, &new).await?;
+        super::operation_data::queue_many_in(&mut tx, user, credential_id, &changed_ops).await?;
         let mut deleted = 0;
         for provider_id in &write.deleted {
             deleted += usize::from(mark_deleted_in(&mut tx, user, provider_id).await?);

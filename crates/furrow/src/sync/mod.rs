@@ -226,6 +226,27 @@ fn sync_lane_work(
     crate::request_context::scope(request_id, work.instrument(span))
 }
 
+/// Claims up to `free` machine-data jobs; when fewer are due, first makes the jobs of as many
+/// new operations queued without one (`Store::make_machine_data_jobs`), so that a first sync's
+/// tens of thousands of operations become jobs as there is room to run them.
+async fn claim_machine_data(
+    state: &AppState,
+    free: i64,
+) -> crate::store::StoreResult<Vec<crate::store::ClaimedJob>> {
+    let claim = |limit: i64| {
+        let lease_until = now_ms() + (state.settings.lease_secs * 1000) as i64;
+        state
+            .store
+            .claim_jobs(&state.replica_id, lease_until, limit, Lane::MachineData)
+    };
+    let mut jobs = claim(free).await?;
+    let short = free - jobs.len() as i64;
+    if short > 0 && state.store.make_machine_data_jobs(short).await? > 0 {
+        jobs.extend(claim(short).await?);
+    }
+    Ok(jobs)
+}
+
 /// Claims machine-data jobs, delivered events and alert deliveries, and runs retention, until
 /// `stop`; returns the work still running.
 async fn claim_other_lanes(state: &AppState, mut stop: watch::Receiver<bool>) -> JoinSet<()> {
@@ -249,12 +270,7 @@ async fn claim_other_lanes(state: &AppState, mut stop: watch::Receiver<bool>) ->
         // neither may hold up token refreshes or syncs.
         let free = machine_data_permits.available_permits() as i64;
         if free > 0 {
-            let lease_until = now_ms() + (state.settings.lease_secs * 1000) as i64;
-            match state
-                .store
-                .claim_jobs(&state.replica_id, lease_until, free, Lane::MachineData)
-                .await
-            {
+            match claim_machine_data(state, free).await {
                 Ok(jobs) => {
                     spawn_each(&machine_data_permits, &mut running, jobs, |job| {
                         let state = state.clone();
