@@ -243,6 +243,7 @@ async fn sync_of_a_killed_server_completes_after_restart(db: Db) {
     server.child.kill().unwrap();
     server.child.wait().unwrap();
     sim.shutdown().await;
+    common::drop_database(&database_url, &data_dir).await;
 }
 both_backends!(
     kill_mid_sync,

@@ -22,7 +22,7 @@ const AHEAD: u32 = AHEAD_CONNECTIONS + 2;
 
 /// A store on a fresh PostgreSQL database, with `BULK` connections for work giving way and
 /// `AHEAD` for work ahead.
-async fn postgres_store() -> (Store, std::path::PathBuf) {
+async fn postgres_store() -> (Store, String, std::path::PathBuf) {
     let (url, dir) = fresh_database(Db::Postgres).await;
     let connections = PostgresConnections {
         bulk: BULK,
@@ -30,12 +30,12 @@ async fn postgres_store() -> (Store, std::path::PathBuf) {
     };
     let store = Store::connect_with(&url, connections).await.unwrap();
     store.migrate().await.unwrap();
-    (store, dir)
+    (store, url, dir)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn work_giving_way_holds_connections_of_its_own_on_postgres() {
-    let (store, _dir) = postgres_store().await;
+    let (store, url, dir) = postgres_store().await;
 
     // Work giving way holds every connection it may have.
     let mut held = Vec::new();
@@ -77,11 +77,12 @@ async fn work_giving_way_holds_connections_of_its_own_on_postgres() {
     .await
     .expect("a connection given back is taken again");
     assert!(ok.is_ok());
+    common::drop_database(&url, &dir).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn work_ahead_holds_connections_of_its_own_on_postgres() {
-    let (store, _dir) = postgres_store().await;
+    let (store, url, dir) = postgres_store().await;
 
     // Everyone else's work and work giving way hold every connection they may have.
     let mut held = Vec::new();
@@ -118,6 +119,7 @@ async fn work_ahead_holds_connections_of_its_own_on_postgres() {
         more.is_err(),
         "work ahead got more than its {AHEAD} connections"
     );
+    common::drop_database(&url, &dir).await;
 }
 
 /// The server's process behind a connection of the pool the work in progress takes its turn
@@ -137,7 +139,7 @@ async fn backend_pid(store: &Store, turn: &str) -> Result<i64, sqlx::Error> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_the_server_closed_while_idle_are_replaced_on_postgres() {
-    let (store, _dir) = postgres_store().await;
+    let (store, url, dir) = postgres_store().await;
     let turns = ["everyone else's", "ahead", "giving way"];
     let mut before = Vec::new();
     for turn in turns {
@@ -169,4 +171,5 @@ async fn connections_the_server_closed_while_idle_are_replaced_on_postgres() {
             .unwrap_or_else(|e| panic!("{turn}: {e}"));
         assert_ne!(pid, old, "{turn}: the ended connection was handed out");
     }
+    common::drop_database(&url, &dir).await;
 }

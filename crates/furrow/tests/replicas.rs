@@ -120,6 +120,7 @@ async fn two_replicas_never_reuse_a_rotated_refresh_token() {
         );
     }
     sim.shutdown().await;
+    common::drop_database(&database_url, &data_dir).await;
 }
 
 /// One account's sync is split into parts (per organization: fields, files) that any replica
@@ -192,6 +193,7 @@ async fn two_replicas_share_one_accounts_sync() {
     a.shutdown().await;
     b.shutdown().await;
     sim.shutdown().await;
+    common::drop_database(&database_url, &data_dir).await;
 }
 
 /// A replica that shuts down in the middle of a sync hands its jobs over at once: it stops
@@ -243,6 +245,7 @@ async fn a_replica_shutting_down_hands_its_jobs_over_at_once() {
     assert_eq!(status["state"], "DONE", "{status}");
     assert!(status["counts"]["fields"].as_i64().unwrap() > 0, "{status}");
     b.shutdown().await;
+    common::drop_database(&database_url, &data_dir).await;
 }
 
 /// John Deere's rate limit is per client key: two replicas syncing four growers of one key at
@@ -336,6 +339,7 @@ async fn two_replicas_stay_under_one_client_keys_rate_limit(db: Db) {
         "{busiest} requests arrived within one second"
     );
     sim.shutdown().await;
+    common::drop_database(&database_url, &data_dir).await;
 }
 
 both_backends!(

@@ -296,15 +296,22 @@ impl TestApp {
     pub async fn finish(self) {
         self.furrow.shutdown().await;
         self.sim.shutdown().await;
-        if self.database_url.starts_with("postgres") {
-            let name = self.database_url.rsplit('/').next().unwrap().to_string();
-            let pool = sqlx::AnyPool::connect(&postgres_admin_url()).await.unwrap();
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(&pool)
-                .await;
-        }
-        let _ = std::fs::remove_dir_all(&self.data_dir);
+        drop_database(&self.database_url, &self.data_dir).await;
     }
+}
+
+/// Removes what [`fresh_database`] made: the PostgreSQL database, and the data directory. A
+/// test that passes leaves nothing behind on the machine's PostgreSQL server.
+pub async fn drop_database(url: &str, data_dir: &std::path::Path) {
+    if url.starts_with("postgres") {
+        let name = url.rsplit('/').next().unwrap().to_string();
+        let pool = sqlx::AnyPool::connect(&postgres_admin_url()).await.unwrap();
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&pool)
+            .await;
+        pool.close().await;
+    }
+    let _ = std::fs::remove_dir_all(data_dir);
 }
 
 #[derive(Clone, Default)]
