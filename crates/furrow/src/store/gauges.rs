@@ -48,6 +48,8 @@ impl Store {
                 .collect::<StoreResult<_>>()?;
         // By family, not by kind: kinds name an operation or an organization (`opdata:{id}`,
         // `part:{org}/fields`), one series each, never reset once their job was gone.
+        // The CASE is `job_family` in SQL (one row per family, not per kind, comes back); the
+        // test `jobs_are_counted_by_family` holds the two together.
         let mut counted = std::collections::HashMap::new();
         for row in sqlx::query(
             "SELECT CASE WHEN kind LIKE 'opdata:%' THEN 'opdata' WHEN kind LIKE 'part:%' THEN 'part' \

@@ -241,6 +241,9 @@ impl Store {
     /// user has no credential left stays `QUEUED` without a job, as one whose job went with its
     /// credential does.
     pub async fn make_machine_data_jobs(&self, limit: i64) -> StoreResult<usize> {
+        if limit <= 0 {
+            return Ok(0);
+        }
         // Looked for first by a plain read: the engine asks whenever the lane is short of due
         // jobs, and on SQLite a write transaction takes the one write lock even to find nothing.
         let any_pending =
@@ -248,7 +251,7 @@ impl Store {
                 .fetch_optional(self.pool())
                 .await?
                 .is_some();
-        if limit <= 0 || !any_pending {
+        if !any_pending {
             return Ok(0);
         }
         super::retry_conflicts(|| async {
