@@ -97,7 +97,9 @@ both_backends!(progress_while_running, progress_shows_while_a_part_runs);
 
 /// Fair share: a 2-field grower connected while a 6-organization account's first sync fills
 /// every job slot and the whole rate budget is synced long before that account is: its jobs go
-/// before the large account's waiting parts, and its requests before the large account's.
+/// before the large account's waiting parts, and its requests before the large account's. Its
+/// first fields come before any of the large account's parts ends: its first run takes a slot
+/// kept for the newest growers rather than waiting for one of those parts to free one.
 async fn a_small_grower_is_not_starved_by_a_large_one(db: Db) {
     let app = spawn_with(db, |s| {
         s.deere_rate_limit = 20.0;
@@ -143,6 +145,33 @@ async fn a_small_grower_is_not_starved_by_a_large_one(db: Db) {
     assert_eq!(
         app.post_credentials(&small, &rt, "STAGE").await.0,
         StatusCode::CREATED
+    );
+    let fields_parts_done = |status: &Value| {
+        let orgs = status["organizations"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        orgs.iter()
+            .flat_map(|o| o["parts"].as_array().cloned().unwrap_or_default())
+            .filter(|p| p["resource"] == "fields" && p["state"] == "DONE")
+            .count()
+    };
+    let small_fields = format!("/services/fields/api/fields?leafUserId={small}");
+    let mut first_fields = false;
+    for _ in 0..1200 {
+        let fields = app.call(Method::GET, &small_fields, None).await.1;
+        first_fields = fields.as_array().is_some_and(|f| !f.is_empty());
+        if first_fields {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(first_fields, "no fields for the small grower");
+    let large_status = app.call(Method::GET, &status_of(&large), None).await.1;
+    assert_eq!(
+        fields_parts_done(&large_status),
+        0,
+        "the small grower's first fields waited for a part of the large account's to end: {large_status}"
     );
     let mut small_status = Value::Null;
     for _ in 0..1200 {

@@ -418,7 +418,11 @@ pub async fn store_new(
     // Its first sync is due: started now, not at the engine's next poll (nor after the
     // sync runs waiting for a slot).
     if tokens_obtained {
-        state.wake.first_run(record.id.clone());
+        state.wake.first_run(crate::sync::FirstRun {
+            credential_id: record.id.clone(),
+            client_key: record.client_key.clone(),
+            account: record.leaf_user_id.clone(),
+        });
     } else {
         state.wake.notify();
     }

@@ -201,7 +201,7 @@ const NEWCOMER_WINDOW: Duration = Duration::from_secs(5);
 
 /// How many accounts, the last to begin using a budget within [`NEWCOMER_WINDOW`], count as
 /// the newest ([`Standing::Newest`]).
-const NEWEST_ACCOUNTS: usize = 4;
+pub(crate) const NEWEST_ACCOUNTS: usize = 4;
 
 /// How long an account has been using its client key's budget: what its sync's work at the
 /// database goes by.
