@@ -254,101 +254,35 @@ pub struct FieldWrite<'a> {
 }
 
 impl Store {
-    /// An organization's growers and farms, with the signatures of the collections they were
-    /// read from, in one transaction (a name that did not change writes nothing).
-    pub async fn write_growers_and_farms(
+    /// An organization's lists as read, in one transaction: its growers and farms with their
+    /// collections' signatures, and its fields inserted or updated (un-deleting those John
+    /// Deere lists again). `alerts` (given furrow's field id) are queued with each field, for
+    /// its outcome. Returns each field's id, outcome and sync state (`PREVIEW`, `WAITING`,
+    /// `PROCESSED`), in order. (Two transactions were two waits for the write lock between a
+    /// new grower's lists and its first fields.)
+    pub async fn write_organization_lists(
         &self,
         credential_id: &str,
         user: &str,
         org: &str,
-        write: &GrowersAndFarms<'_>,
-    ) -> StoreResult<()> {
-        if write.growers.is_empty() && write.farms.is_empty() && write.signatures.is_empty() {
-            return Ok(());
-        }
-        let now = leaf_time_now();
-        // One row per grower and per farm, the last read: PostgreSQL refuses to upsert a row
-        // twice in one statement.
-        let growers: std::collections::BTreeMap<i64, (&str, &str)> = write
-            .growers
-            .iter()
-            .map(|&(provider_id, name)| {
-                (
-                    stable_int_id(user, "grower", provider_id),
-                    (provider_id, name),
-                )
-            })
-            .collect();
-        let farms: std::collections::BTreeMap<i64, (&str, &str, Option<&str>)> = write
-            .farms
-            .iter()
-            .map(|&(provider_id, name, grower)| {
-                (
-                    stable_int_id(user, "farm", provider_id),
-                    (provider_id, name, grower),
-                )
-            })
-            .collect();
-        let mut tx = self.begin_write().await?;
-        let growers: Vec<_> = growers.into_iter().collect();
-        for chunk in growers.chunks(super::MAX_BOUND / 7) {
-            let sql = super::positional(&tx, &format!(
-                "INSERT INTO growers (id, leaf_user_id, organization_id, provider_grower_id, name, created_at, updated_at) \
-                 VALUES {} ON CONFLICT (id) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at \
-                 WHERE growers.name <> excluded.name",
-                super::value_rows(chunk.len(), 7, |p| p.join(", "))
-            ));
-            let mut query = sqlx::query(&sql);
-            for (id, (provider_id, name)) in chunk {
-                query = query
-                    .bind(*id)
-                    .bind(user)
-                    .bind(org)
-                    .bind(*provider_id)
-                    .bind(*name)
-                    .bind(&now)
-                    .bind(&now);
-            }
-            query.execute(&mut *tx).await?;
-        }
-        let farms: Vec<_> = farms.into_iter().collect();
-        for chunk in farms.chunks(super::MAX_BOUND / 8) {
-            let sql = super::positional(&tx, &format!(
-                "INSERT INTO farms (id, leaf_user_id, organization_id, provider_farm_id, name, provider_grower_id, created_at, updated_at) \
-                 VALUES {} ON CONFLICT (id) DO UPDATE SET name = excluded.name, provider_grower_id = excluded.provider_grower_id, \
-                 updated_at = excluded.updated_at \
-                 WHERE farms.name <> excluded.name OR COALESCE(farms.provider_grower_id, '') <> COALESCE(excluded.provider_grower_id, '')",
-                super::value_rows(chunk.len(), 8, |p| p.join(", "))
-            ));
-            let mut query = sqlx::query(&sql);
-            for (id, (provider_id, name, grower)) in chunk {
-                query = query
-                    .bind(*id)
-                    .bind(user)
-                    .bind(org)
-                    .bind(*provider_id)
-                    .bind(*name)
-                    .bind(grower.map(str::to_string))
-                    .bind(&now)
-                    .bind(&now);
-            }
-            query.execute(&mut *tx).await?;
-        }
-        put_signatures_in(&mut tx, credential_id, &write.signatures).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Inserts or updates fields (un-deleting those John Deere lists again), in one
-    /// transaction. `alerts` (given furrow's field id) are queued with each, for its outcome.
-    /// Returns each field's id, outcome and sync state (`PREVIEW`, `WAITING`, `PROCESSED`), in
-    /// order.
-    pub async fn upsert_fields(
-        &self,
+        growers_and_farms: &GrowersAndFarms<'_>,
         fields: &[FieldWrite<'_>],
         alerts: impl Fn(&str) -> super::ChangeAlerts,
     ) -> StoreResult<Vec<(String, Change, String)>> {
+        let GrowersAndFarms {
+            growers,
+            farms,
+            signatures,
+        } = growers_and_farms;
+        if growers.is_empty() && farms.is_empty() && signatures.is_empty() && fields.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut tx = self.begin_write().await?;
+        growers_and_farms_in(&mut tx, credential_id, user, org, growers_and_farms).await?;
+        if fields.is_empty() {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        }
         let existing = field_ids_for_upsert_in(&mut tx, fields).await?;
         let ids: Vec<String> = fields
             .iter()
@@ -1081,6 +1015,85 @@ impl Store {
             .collect::<StoreResult<_>>()?;
         Ok((summaries, total))
     }
+}
+
+/// An organization's growers and farms, with the signatures of the collections they were read
+/// from, on `conn` (a name that did not change writes nothing).
+async fn growers_and_farms_in(
+    conn: &mut sqlx::AnyConnection,
+    credential_id: &str,
+    user: &str,
+    org: &str,
+    write: &GrowersAndFarms<'_>,
+) -> StoreResult<()> {
+    let now = leaf_time_now();
+    // One row per grower and per farm, the last read: PostgreSQL refuses to upsert a row
+    // twice in one statement.
+    let growers: std::collections::BTreeMap<i64, (&str, &str)> = write
+        .growers
+        .iter()
+        .map(|&(provider_id, name)| {
+            (
+                stable_int_id(user, "grower", provider_id),
+                (provider_id, name),
+            )
+        })
+        .collect();
+    let farms: std::collections::BTreeMap<i64, (&str, &str, Option<&str>)> = write
+        .farms
+        .iter()
+        .map(|&(provider_id, name, grower)| {
+            (
+                stable_int_id(user, "farm", provider_id),
+                (provider_id, name, grower),
+            )
+        })
+        .collect();
+    let growers: Vec<_> = growers.into_iter().collect();
+    for chunk in growers.chunks(super::MAX_BOUND / 7) {
+        let sql = super::positional(conn, &format!(
+            "INSERT INTO growers (id, leaf_user_id, organization_id, provider_grower_id, name, created_at, updated_at) \
+             VALUES {} ON CONFLICT (id) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at \
+             WHERE growers.name <> excluded.name",
+            super::value_rows(chunk.len(), 7, |p| p.join(", "))
+        ));
+        let mut query = sqlx::query(&sql);
+        for (id, (provider_id, name)) in chunk {
+            query = query
+                .bind(*id)
+                .bind(user)
+                .bind(org)
+                .bind(*provider_id)
+                .bind(*name)
+                .bind(&now)
+                .bind(&now);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    let farms: Vec<_> = farms.into_iter().collect();
+    for chunk in farms.chunks(super::MAX_BOUND / 8) {
+        let sql = super::positional(conn, &format!(
+            "INSERT INTO farms (id, leaf_user_id, organization_id, provider_farm_id, name, provider_grower_id, created_at, updated_at) \
+             VALUES {} ON CONFLICT (id) DO UPDATE SET name = excluded.name, provider_grower_id = excluded.provider_grower_id, \
+             updated_at = excluded.updated_at \
+             WHERE farms.name <> excluded.name OR COALESCE(farms.provider_grower_id, '') <> COALESCE(excluded.provider_grower_id, '')",
+            super::value_rows(chunk.len(), 8, |p| p.join(", "))
+        ));
+        let mut query = sqlx::query(&sql);
+        for (id, (provider_id, name, grower)) in chunk {
+            query = query
+                .bind(*id)
+                .bind(user)
+                .bind(org)
+                .bind(*provider_id)
+                .bind(*name)
+                .bind(grower.map(str::to_string))
+                .bind(&now)
+                .bind(&now);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    put_signatures_in(conn, credential_id, &write.signatures).await
 }
 
 /// Stores collections' signatures `(url, signature)` on `conn`: inside the caller's transaction,

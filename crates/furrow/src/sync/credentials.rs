@@ -95,6 +95,7 @@ enum Checked {
     /// Credentials just posted: any event subscriptions they have were made moments ago by
     /// their first sync run, so the check leaves them alone. (Verifying them cost a request
     /// for nothing whenever the run got there first: a few growers in 500 connected at once.)
+    /// Their organizations are the check's own, none refusing a sync yet: not read again.
     New,
     /// Credentials held for a while: their event subscriptions are verified too.
     Held,
@@ -120,9 +121,12 @@ async fn platform_check(
             if checked == Checked::Held {
                 crate::sync::webhooks::verify(state, credential_id, &session.api, token).await;
             }
-            match status_for_scopes(scopes) {
-                (CredentialStatus::Ok, _) => refused_by_an_organization(state, credential_id).await,
-                lacking => lacking,
+            match (status_for_scopes(scopes), checked) {
+                // New credentials' organizations were stored just now, none refusing yet.
+                ((CredentialStatus::Ok, _), Checked::Held) => {
+                    refused_by_an_organization(state, credential_id).await
+                }
+                (status, _) => status,
             }
         }
         Err(DeereError::Unauthorized { message }) => (
@@ -283,15 +287,20 @@ pub async fn create(
     );
     let timeout = Duration::from_secs(state.settings.token_exchange_timeout_secs.max(1));
     let refresh_token = RefreshToken::new(input.refresh_token.expose_secret());
-    let outcome = tokio::time::timeout(timeout, session.oauth.refresh(&refresh_token))
-        .await
-        .unwrap_or_else(|_| {
-            Err(DeereError::Transient {
-                reason: deere::TransientReason::Interrupted,
-                detail: "token exchange timed out".into(),
+    let refresh = async {
+        tokio::time::timeout(timeout, session.oauth.refresh(&refresh_token))
+            .await
+            .unwrap_or_else(|_| {
+                Err(DeereError::Transient {
+                    reason: deere::TransientReason::Interrupted,
+                    detail: "token exchange timed out".into(),
+                })
             })
-        });
-    store_new(state, leaf_user_id, &session, input, outcome).await
+    };
+    // The credentials being replaced are read while the token is exchanged: one wait fewer
+    // on a new grower's way to its first data.
+    let (outcome, unsubscribe) = tokio::join!(refresh, Unsubscribe::prepare(state, leaf_user_id));
+    store_new_replacing(state, leaf_user_id, &session, input, outcome, unsubscribe).await
 }
 
 /// Stores a new credential from the outcome of its first token call (a refresh of the given
@@ -303,6 +312,20 @@ pub async fn store_new(
     session: &Session,
     input: NewCredential,
     outcome: Result<TokenResponse, DeereError>,
+) -> Result<CredentialRecord, CredentialError> {
+    let unsubscribe = Unsubscribe::prepare(state, leaf_user_id).await;
+    store_new_replacing(state, leaf_user_id, session, input, outcome, unsubscribe).await
+}
+
+/// [`store_new`], given how to remove the subscriptions of the credentials it replaces (read
+/// before the token call ended).
+async fn store_new_replacing(
+    state: &AppState,
+    leaf_user_id: &str,
+    session: &Session,
+    input: NewCredential,
+    outcome: Result<TokenResponse, DeereError>,
+    unsubscribe: Option<Unsubscribe>,
 ) -> Result<CredentialRecord, CredentialError> {
     let mut secrets = Secrets {
         client_secret: input.client_secret.clone(),
@@ -360,7 +383,6 @@ pub async fn store_new(
     }
     // Stored now, before the access token is used for anything.
     let next_run = next_run_ms(state, &record);
-    let unsubscribe = Unsubscribe::prepare(state, &record.leaf_user_id).await;
     let alerts = if tokens.is_none() {
         status_alerts(
             state,

@@ -431,10 +431,14 @@ impl<'a> Run<'a> {
         links: &BTreeMap<String, String>,
     ) -> Result<(), SyncError> {
         let user = self.cred.leaf_user_id.clone();
-        let lists = self.read_org_lists(links).await?;
-        // Growers and farms with their collections' signatures, in one write.
+        let OrgLists {
+            clients,
+            farms,
+            fields,
+        } = self.read_org_lists(links).await?;
+        // Growers and farms with their collections' signatures, written with the fields.
         let mut write = GrowersAndFarms::default();
-        if let Some(Read::Items(clients, _, Pending(signature))) = &lists.clients {
+        if let Some(Read::Items(clients, _, Pending(signature))) = &clients {
             write.growers = clients
                 .iter()
                 .filter(|c| !c.is_deleted())
@@ -442,7 +446,7 @@ impl<'a> Run<'a> {
                 .collect();
             write.signatures.extend(signature.clone());
         }
-        if let Some(Read::Items(farms, _, Pending(signature))) = &lists.farms {
+        if let Some(Read::Items(farms, _, Pending(signature))) = &farms {
             write.farms = farms
                 .iter()
                 .filter(|f| !f.is_deleted())
@@ -453,29 +457,29 @@ impl<'a> Run<'a> {
                 .collect();
             write.signatures.extend(signature.clone());
         }
-        self.state
-            .store
-            .write_growers_and_farms(&self.cred.id, &user, org_id, &write)
-            .await?;
+        let (listed, read) = match fields {
+            Some(Read::Items(fields, full, pending)) => (fields, Some((full, pending))),
+            _ => (Vec::new(), None),
+        };
+        let mut seen = HashSet::new();
+        let mut live = Vec::new();
+        for f in &listed {
+            if f.is_deleted() {
+                if self.state.store.mark_field_deleted(&user, &f.id).await? {
+                    self.counts.fields_deleted += 1;
+                }
+                continue;
+            }
+            seen.insert(f.id.clone());
+            live.push(f);
+        }
+        // One write for the lists: a new grower's first fields wait for the write lock once.
+        let stored = self.store_lists(org_id, &write, &live).await?;
         self.counts.growers += write.growers.len();
         self.counts.farms += write.farms.len();
-        if let Some(Read::Items(fields, full, pending)) = lists.fields {
-            let mut seen = HashSet::new();
-            let mut live = Vec::new();
-            for f in &fields {
-                if f.is_deleted() {
-                    if self.state.store.mark_field_deleted(&user, &f.id).await? {
-                        self.counts.fields_deleted += 1;
-                    }
-                    continue;
-                }
-                seen.insert(f.id.clone());
-                live.push(f);
-            }
+        if let Some((full, pending)) = read {
             let mut to_read = Vec::new();
-            for (f, (field_id, sync_state)) in
-                live.iter().zip(self.store_fields(org_id, &live).await?)
-            {
+            for (f, (field_id, sync_state)) in live.iter().zip(stored) {
                 // A preview field is listed, nothing more (customDataSync).
                 if sync_state != "PREVIEW" {
                     let uri = f.link("boundaries").map(str::to_string);
@@ -851,7 +855,7 @@ impl<'a> Run<'a> {
     /// id of the field.
     pub(super) async fn field(&mut self, org_id: &str, f: &Field) -> Result<String, SyncError> {
         let (field_id, sync_state) = self
-            .store_fields(org_id, &[f])
+            .store_lists(org_id, &GrowersAndFarms::default(), &[f])
             .await?
             .pop()
             .expect("one field stored");
@@ -867,16 +871,15 @@ impl<'a> Run<'a> {
         Ok(field_id)
     }
 
-    /// Stores fields' records (not their boundaries), in one transaction. Returns furrow's id
-    /// of each field and its sync state (`PREVIEW`, `WAITING`, `PROCESSED`), in order.
-    async fn store_fields(
+    /// Stores an organization's growers and farms and its fields' records (not their
+    /// boundaries), in one transaction. Returns furrow's id of each field and its sync state
+    /// (`PREVIEW`, `WAITING`, `PROCESSED`), in order.
+    async fn store_lists(
         &mut self,
         org_id: &str,
+        growers_and_farms: &GrowersAndFarms<'_>,
         fields: &[&Field],
     ) -> Result<Vec<(String, String)>, SyncError> {
-        if fields.is_empty() {
-            return Ok(Vec::new());
-        }
         let user = self.cred.leaf_user_id.clone();
         let farms: Vec<Option<String>> = fields
             .iter()
@@ -904,13 +907,21 @@ impl<'a> Run<'a> {
         let written = self
             .state
             .store
-            .upsert_fields(&writes, |field_id| {
-                let payload = json!({"source": "SYNC", "leafUserId": user, "fieldId": field_id});
-                ChangeAlerts {
-                    created: self.alerts("fieldCreated", payload.clone()),
-                    updated: self.alerts("fieldUpdated", payload),
-                }
-            })
+            .write_organization_lists(
+                &self.cred.id,
+                &user,
+                org_id,
+                growers_and_farms,
+                &writes,
+                |field_id| {
+                    let payload =
+                        json!({"source": "SYNC", "leafUserId": user, "fieldId": field_id});
+                    ChangeAlerts {
+                        created: self.alerts("fieldCreated", payload.clone()),
+                        updated: self.alerts("fieldUpdated", payload),
+                    }
+                },
+            )
             .await?;
         self.counts.fields += written.len();
         Ok(written
@@ -1220,7 +1231,7 @@ pub async fn sync_credential(
     config: &serde_json::Map<String, Value>,
     status: Option<&SyncStatus>,
     in_slot: bool,
-) -> Result<(SyncCounts, Option<crate::store::ClaimedJob>), SyncError> {
+) -> Result<(SyncCounts, Option<FirstPart>), SyncError> {
     let mut run = Run::open(state, cred)?;
     let user = cred.leaf_user_id.clone();
     let selection = run.apply_config(config);
@@ -1260,30 +1271,30 @@ pub async fn sync_credential(
         counts: counts.to_json().to_string(),
         last_error: None,
     };
-    // RUNNING is written while the organizations are read again (a first run of a new
-    // credential has them already).
+    // RUNNING is written while the organizations are read again; a first run of a new
+    // credential has them already, and writes it while it subscribes to their events (one
+    // wait for the writer fewer on a new grower's way to its first data).
     let started_status = running(&SyncCounts::default());
-    let organizations = async {
-        if first_run_of_new {
-            return Ok(stored_orgs);
-        }
-        let orgs_url = run.api.endpoint("organizations")?;
-        let read = run.read::<Organization>(orgs_url.as_str()).await;
-        run.flush_events().await?;
-        if let Read::Items(orgs, _, pending) = read.inspect_err(|e| {
-            tracing::info!(credential = %cred.id, error = %e, "organizations not read");
-        })? {
-            crate::sync::organizations::store(state, &cred.id, &orgs, None).await?;
-            run.commit(pending).await?;
-        }
-        Ok::<_, SyncError>(state.store.organizations(&cred.id).await?)
+    let write_running = || state.store.put_sync_status(&user, &started_status);
+    let (running_written, stored_orgs) = if first_run_of_new {
+        (false, stored_orgs)
+    } else {
+        let organizations = async {
+            let orgs_url = run.api.endpoint("organizations")?;
+            let read = run.read::<Organization>(orgs_url.as_str()).await;
+            run.flush_events().await?;
+            if let Read::Items(orgs, _, pending) = read.inspect_err(|e| {
+                tracing::info!(credential = %cred.id, error = %e, "organizations not read");
+            })? {
+                crate::sync::organizations::store(state, &cred.id, &orgs, None).await?;
+                run.commit(pending).await?;
+            }
+            Ok::<_, SyncError>(state.store.organizations(&cred.id).await?)
+        };
+        let (written, orgs) = tokio::join!(write_running(), organizations);
+        written?;
+        (true, orgs?)
     };
-    let (written, stored_orgs) = tokio::join!(
-        state.store.put_sync_status(&user, &started_status),
-        organizations
-    );
-    written?;
-    let stored_orgs = stored_orgs?;
     let orgs: Vec<_> = stored_orgs
         .into_iter()
         .filter(|o| selection.syncs(o))
@@ -1304,11 +1315,19 @@ pub async fn sync_credential(
         }
         state.store.others_waiting_before_parts(&cred.id).await
     };
-    let (webhooks, previews, others_waiting) = tokio::join!(
+    let written_now = async {
+        if running_written {
+            return Ok(());
+        }
+        write_running().await
+    };
+    let (webhooks, previews, others_waiting, written) = tokio::join!(
         crate::sync::webhooks::reconcile(&run, &org_ids, subscriptions),
         enable_previews,
-        others_waiting
+        others_waiting,
+        written_now
     );
+    written?;
     previews?;
     run.counts.webhooks = webhooks;
     // The run goes on with its first fields part itself (no claim between a grower's sync
@@ -1335,7 +1354,7 @@ pub async fn sync_credential(
         parts = parts.len(),
         "sync run started"
     );
-    let first_part = state
+    let first_job = state
         .store
         .start_sync_parts(
             &cred.id,
@@ -1347,7 +1366,7 @@ pub async fn sync_credential(
             go_on.then_some((state.replica_id.as_str(), lease_until)),
         )
         .await?;
-    if parts.len() > usize::from(first_part.is_some()) {
+    if parts.len() > usize::from(first_job.is_some()) {
         // The other parts are claimed by free slots, here or at another replica.
         state.wake.notify();
     }
@@ -1364,7 +1383,47 @@ pub async fn sync_credential(
             )
             .await?;
     }
+    // The part goes on with what the run has read: no reads between its parts queued and
+    // its first request.
+    let first_part = first_job.map(|job| {
+        let name = job
+            .kind
+            .strip_prefix(crate::store::PART_JOB_PREFIX)
+            .unwrap_or_default()
+            .to_string();
+        FirstPart {
+            job,
+            part: crate::store::SyncPart {
+                part: name,
+                run_id,
+                state: "PENDING".into(),
+                counts: "{}".into(),
+                error: None,
+                progress: None,
+            },
+            known: PartContext {
+                config: config.clone(),
+                hooks: std::mem::take(&mut run.hooks),
+                organizations: orgs,
+            },
+        }
+    });
     Ok((run.counts, first_part))
+}
+
+/// A sync run's first fields part, leased by the run to go on with in its slot.
+pub struct FirstPart {
+    job: crate::store::ClaimedJob,
+    /// Its record, as the run wrote it.
+    part: crate::store::SyncPart,
+    known: PartContext,
+}
+
+/// What a part reads before its first request, when its sync run has it already.
+struct PartContext {
+    config: serde_json::Map<String, Value>,
+    hooks: Vec<(String, Vec<String>)>,
+    organizations: Vec<crate::store::OrganizationRecord>,
 }
 
 /// Runs one part of a sync run: an organization's fields, its files or its assets. Its last
@@ -1376,6 +1435,7 @@ async fn sync_part(
     part: &crate::store::SyncPart,
     org_id: &str,
     resource: &str,
+    known: Option<PartContext>,
     last_progress: &mut Option<String>,
 ) -> Result<SyncCounts, SyncError> {
     let mut run = Run::open(state, cred)?;
@@ -1389,9 +1449,19 @@ async fn sync_part(
     // No figures written at the start: a second in, then every second, and the last with the
     // outcome. (A write of zeros at the start was one more wait for the writer before a new
     // grower's first request, and a write per part for everyone.)
-    let (_, orgs) = tokio::try_join!(run.load_config(), async {
-        Ok(state.store.organizations(&cred.id).await?)
-    })?;
+    let orgs = match known {
+        Some(known) => {
+            run.apply_config(&known.config);
+            run.hooks = known.hooks;
+            known.organizations
+        }
+        None => {
+            let (_, orgs) = tokio::try_join!(run.load_config(), async {
+                Ok(state.store.organizations(&cred.id).await?)
+            })?;
+            orgs
+        }
+    };
     let Some(org) = orgs.into_iter().find(|o| o.provider_org_id == org_id) else {
         return Ok(run.counts); // gone from John Deere's list since the run started
     };
@@ -1487,7 +1557,7 @@ pub async fn run_part_job(
         state.store.sync_part(&job.credential_id, name),
         state.store.parts_leased_before(&job.credential_id, &job.id),
     )?;
-    let (Some(cred), Some(mut part)) = (cred, part) else {
+    let (Some(cred), Some(part)) = (cred, part) else {
         return Ok(()); // deleted with its credential, or replaced by a newer run
     };
     // Bounded work per credential: claims take no more than the cap, but two replicas claiming
@@ -1500,13 +1570,35 @@ pub async fn run_part_job(
             .await?;
         return Ok(());
     }
+    run_part(state, job, &cred, part, None).await
+}
+
+/// Runs a part (`part`: its record) of the credential's sync run, and records its outcome:
+/// done, or retried later. `known`: what its run had read already.
+async fn run_part(
+    state: &AppState,
+    job: &crate::store::ClaimedJob,
+    cred: &CredentialRecord,
+    mut part: crate::store::SyncPart,
+    known: Option<PartContext>,
+) -> Result<(), crate::sync::credentials::CredentialError> {
+    let now = crate::store::now_ms();
+    let name = part.part.clone();
     let Some((org_id, resource)) = name.rsplit_once('/') else {
         return Ok(());
     };
     let started = std::time::Instant::now();
     let mut last_progress = None;
-    let work = sync_part(state, &cred, &part, org_id, resource, &mut last_progress);
-    let outcome = in_turn(state, &cred, SyncWork::Part, work).await;
+    let work = sync_part(
+        state,
+        cred,
+        &part,
+        org_id,
+        resource,
+        known,
+        &mut last_progress,
+    );
+    let outcome = in_turn(state, cred, SyncWork::Part, work).await;
     // A part retried later shows how far it got meanwhile; a finished one, with its outcome.
     if outcome.is_err() {
         if let Some(figures) = &last_progress {
@@ -1691,7 +1783,7 @@ async fn run_credential_job(
     // claim and no write between a grower's sync run and its first data.
     let first_part = async {
         match first_part {
-            Some(part) => run_part_job(state, &part).await,
+            Some(first) => run_part(state, &first.job, cred, first.part, Some(first.known)).await,
             None => Ok(()),
         }
     };
