@@ -114,7 +114,8 @@ async fn platform_check(
     match session.api.organizations_signed(token).await {
         Ok((orgs, signature)) => {
             if let Err(e) =
-                store_checked_organizations(state, credential_id, session, &orgs, signature).await
+                store_checked_organizations(state, credential_id, session, &orgs, signature, checked)
+                    .await
             {
                 tracing::warn!(credential = %credential_id, error = %e, "organizations not stored");
             }
@@ -148,13 +149,18 @@ async fn store_checked_organizations(
     session: &Session,
     orgs: &[deere::models::Organization],
     signature: Option<String>,
+    checked: Checked,
 ) -> Result<(), StoreError> {
+    use crate::sync::organizations::{store, store_first};
     let key = session.api.endpoint("organizations");
     let signature = match (signature, key) {
         (Some(signature), Ok(key)) => Some((key.to_string(), signature)),
         _ => None,
     };
-    crate::sync::organizations::store(state, credential_id, orgs, signature.as_ref()).await
+    match checked {
+        Checked::New => store_first(state, credential_id, orgs, signature.as_ref()).await,
+        Checked::Held => store(state, credential_id, orgs, signature.as_ref()).await,
+    }
 }
 
 /// MISSING_PERMISSION while an organization being synced refused its last sync (403: missing

@@ -16,10 +16,31 @@ pub async fn store(
     signature: Option<&(String, String)>,
 ) -> Result<(), StoreError> {
     let previous = state.store.organizations(credential_id).await?;
-    let merged = merge(&previous, orgs);
+    store_merged(state, credential_id, &previous, orgs, signature).await
+}
+
+/// [`store`] for credentials just posted: nothing stored yet to merge with, so nothing read
+/// first (one wait fewer before a new grower's `POST` is answered). A row written meanwhile
+/// keeps its status: the write follows the selection rules against the rows as they are.
+pub async fn store_first(
+    state: &AppState,
+    credential_id: &str,
+    orgs: &[Organization],
+    signature: Option<&(String, String)>,
+) -> Result<(), StoreError> {
+    store_merged(state, credential_id, &[], orgs, signature).await
+}
+
+async fn store_merged(
+    state: &AppState,
+    credential_id: &str,
+    previous: &[OrganizationRecord],
+    orgs: &[Organization],
+    signature: Option<&(String, String)>,
+) -> Result<(), StoreError> {
     state
         .store
-        .replace_organizations(credential_id, &merged, signature)
+        .replace_organizations(credential_id, &merge(previous, orgs), signature)
         .await
 }
 
