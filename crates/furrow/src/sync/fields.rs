@@ -57,8 +57,10 @@ pub struct SyncCounts {
     pub assets: usize,
     pub requests_not_modified: usize,
     pub organizations_failed: Vec<String>,
-    /// How changes reach furrow: `WEBHOOKS`, `POLLING` (with the reason) or `DISABLED`.
-    pub webhooks: crate::sync::webhooks::WebhookMode,
+    /// How changes reach furrow: `WEBHOOKS`, `POLLING` (with the reason) or `DISABLED`, as
+    /// the sync run decided it; none for a part's own counts (a part showed `DISABLED`, "turned
+    /// off", while the run had subscribed).
+    pub webhooks: Option<crate::sync::webhooks::WebhookMode>,
 }
 
 impl SyncCounts {
@@ -78,14 +80,18 @@ impl SyncCounts {
     }
 
     pub fn to_json(&self) -> Value {
-        json!({
+        let mut counts = json!({
             "organizations": self.organizations, "growers": self.growers, "farms": self.farms,
             "fields": self.fields, "fieldsDeleted": self.fields_deleted, "boundaries": self.boundaries,
             "operations": self.operations, "operationsDeleted": self.operations_deleted,
             "files": self.files, "filesDeleted": self.files_deleted, "assets": self.assets,
             "notModified": self.requests_not_modified, "organizationsFailed": self.organizations_failed,
-            "webhooks": self.webhooks.state(), "webhooksDetail": self.webhooks.detail(),
-        })
+        });
+        if let (Some(mode), Value::Object(counts)) = (&self.webhooks, &mut counts) {
+            counts.insert("webhooks".into(), mode.state().into());
+            counts.insert("webhooksDetail".into(), mode.detail().into());
+        }
+        counts
     }
 }
 
@@ -1329,7 +1335,7 @@ pub async fn sync_credential(
     );
     written?;
     previews?;
-    run.counts.webhooks = webhooks;
+    run.counts.webhooks = Some(webhooks);
     // The run goes on with its first fields part itself (no claim between a grower's sync
     // run and its first data) unless other growers' sync runs wait for slots (they go first)
     // or the run holds no slot to go on in.
@@ -1799,4 +1805,34 @@ async fn run_credential_job(
     );
     rescheduled?;
     part
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::webhooks::WebhookMode;
+
+    #[test]
+    fn only_the_run_reports_how_changes_arrive() {
+        let part = SyncCounts {
+            fields: 3,
+            ..SyncCounts::default()
+        };
+        assert!(part.to_json().get("webhooks").is_none());
+        assert!(part.to_json().get("webhooksDetail").is_none());
+        let run = SyncCounts {
+            organizations: 1,
+            webhooks: Some(WebhookMode::Active { subscriptions: 4 }),
+            ..SyncCounts::default()
+        };
+        let (run, part) = (run.to_json().to_string(), part.to_json().to_string());
+        let total: Value =
+            serde_json::from_str(&merge_counts([run.as_str(), part.as_str()].into_iter())).unwrap();
+        assert_eq!(total["webhooks"], "WEBHOOKS");
+        assert_eq!(total["webhooksDetail"], "4 John Deere event subscriptions");
+        assert_eq!(
+            (total["organizations"].as_u64(), total["fields"].as_u64()),
+            (Some(1), Some(3))
+        );
+    }
 }
