@@ -1282,8 +1282,8 @@ pub async fn sync_credential(
     // wait for the writer fewer on a new grower's way to its first data).
     let started_status = running(&SyncCounts::default());
     let write_running = || state.store.put_sync_status(&user, &started_status);
-    let (running_written, stored_orgs) = if first_run_of_new {
-        (false, stored_orgs)
+    let stored_orgs = if first_run_of_new {
+        stored_orgs
     } else {
         let organizations = async {
             let orgs_url = run.api.endpoint("organizations")?;
@@ -1299,7 +1299,7 @@ pub async fn sync_credential(
         };
         let (written, orgs) = tokio::join!(write_running(), organizations);
         written?;
-        (true, orgs?)
+        orgs?
     };
     let orgs: Vec<_> = stored_orgs
         .into_iter()
@@ -1322,8 +1322,8 @@ pub async fn sync_credential(
         state.store.others_waiting_before_parts(&cred.id).await
     };
     let written_now = async {
-        if running_written {
-            return Ok(());
+        if !first_run_of_new {
+            return Ok(()); // written above
         }
         write_running().await
     };
