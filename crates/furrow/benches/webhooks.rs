@@ -221,7 +221,7 @@ async fn main() {
             .await
             .unwrap();
         let provider_id = created["id"].as_str().unwrap();
-        let id = furrow::store::stable_uuid(&[&user, "operation", provider_id]);
+        let id = furrow::store::grower_uuid(&user, &["operation", provider_id]);
         loop {
             let r = call(
                 reqwest::Method::GET,

@@ -33,9 +33,10 @@ pub use alerts::{ChangeAlerts, Deliveries, DeliveryRecord, FailedCall, WebhookRe
 pub use assets::{AssetKind, AssetRecord};
 pub use credentials::{CredentialRecord, EventRecord, JobReschedule, NewEvent, TokenWrite};
 pub use fields::{
-    content_hash, content_hash_bytes, hex, stable_int_id_for_farm, stable_int_id_for_grower,
-    stable_uuid, BoundariesWrite, BoundaryChange, BoundaryRecord, FarmRecord, FieldFilter,
-    FieldRecord, FieldWrite, GrowerRecord, GrowersAndFarms, IntegrationSummary, SyncStatus,
+    content_hash, content_hash_bytes, grower_uuid, hex, stable_int_id_for_farm,
+    stable_int_id_for_grower, stable_uuid, BoundariesWrite, BoundaryChange, BoundaryRecord,
+    FarmRecord, FieldFilter, FieldRecord, FieldWrite, GrowerRecord, GrowersAndFarms,
+    IntegrationSummary, SyncStatus,
 };
 pub use files::{FileFilter, FileRecord};
 pub use gauges::{job_family, Gauges, JOB_FAMILIES};
@@ -717,21 +718,6 @@ fn record_write_wait(started: std::time::Instant) {
 /// Values bound in one `IN (…)` list or multi-row `VALUES` at most (well under SQLite's and
 /// PostgreSQL's limits on bound parameters per statement).
 pub(crate) const MAX_BOUND: usize = 900;
-
-/// Which of `ids` are rows of `table` (a table with a TEXT `id`; names are ours, not input), read
-/// on `conn` (inside the caller's write transaction, so the answer holds until it commits).
-pub(crate) async fn existing_ids_in(
-    conn: &mut sqlx::AnyConnection,
-    table: &str,
-    ids: &[&str],
-) -> StoreResult<std::collections::HashSet<String>> {
-    let sql = format!("SELECT id FROM {table} WHERE id IN ({{list}})");
-    fetch_in(conn, &sql, &[], ids)
-        .await?
-        .iter()
-        .map(|r| Ok(r.try_get("id")?))
-        .collect()
-}
 
 /// The rows of `sql` for every value of `list`, a few hundred values per statement: `sql`
 /// holds `{list}` where the `IN` list goes, and binds the `leading` values first.

@@ -474,10 +474,25 @@ mod tests {
 
     async fn write(store: &Store, ops: Vec<OperationRecord>) {
         let write = OperationsWrite {
-            upserts: ops.into_iter().map(|op| (op, Default::default())).collect(),
+            upserts: ops,
             ..Default::default()
         };
-        store.write_operations("u-c1", "c1", &write).await.unwrap();
+        store
+            .write_operations("u-c1", "c1", &write, |_| Default::default())
+            .await
+            .unwrap();
+    }
+
+    /// Credential `c1` (of user `u-c1`) and its field `f1`, which the operations belong to.
+    async fn credential_and_field(store: &Store) {
+        crate::store::test_credential(store, "c1").await;
+        sqlx::query(
+            "INSERT INTO fields (id, leaf_user_id, organization_id, provider_field_id, name, deleted_on_provider, created_at, updated_at) \
+             VALUES ('f1', 'u-c1', 'org1', 'jd-f1', 'North', 0, 't', 't')",
+        )
+        .execute(store.pool())
+        .await
+        .unwrap();
     }
 
     /// `(machine-data jobs, operations waiting for one)`.
@@ -500,14 +515,7 @@ mod tests {
     /// a time as asked, once each. A changed operation's job is made (or woken) with its write.
     /// One whose credential is gone gets none and stays queued.
     async fn new_operations_get_their_jobs_on_demand(store: &Store) {
-        crate::store::test_credential(store, "c1").await;
-        sqlx::query(
-            "INSERT INTO fields (id, leaf_user_id, organization_id, provider_field_id, name, deleted_on_provider, created_at, updated_at) \
-             VALUES ('f1', 'u-c1', 'org1', 'jd-f1', 'North', 0, 't', 't')",
-        )
-        .execute(store.pool())
-        .await
-        .unwrap();
+        credential_and_field(store).await;
         write(store, (1..=3).map(|n| operation(n, "a")).collect()).await;
         assert_eq!(queue(store).await, (0, 3));
         for n in 1..=3 {
@@ -558,6 +566,60 @@ mod tests {
         let state = store.operation_data("op4").await.unwrap().unwrap();
         assert_eq!(state.status, "QUEUED");
     }
+
+    /// An operation stored under an id of an earlier scheme keeps it when it is read again
+    /// under its new-row id: updated in place (not a second row), alerted and queued under the
+    /// stored id. A new operation is stored under its record's id.
+    async fn stored_operations_keep_their_ids(store: &Store) {
+        credential_and_field(store).await;
+        write(store, vec![operation(1, "a")]).await;
+        let renamed = |n: usize, hash: &str| OperationRecord {
+            id: format!("new-op{n}"),
+            ..operation(n, hash)
+        };
+        let alerted = std::sync::Mutex::new(Vec::new());
+        let write = OperationsWrite {
+            upserts: vec![renamed(1, "b"), renamed(2, "a")],
+            ..Default::default()
+        };
+        let written = store
+            .write_operations("u-c1", "c1", &write, |id| {
+                alerted.lock().unwrap().push(id.to_string());
+                Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            written.changes,
+            [crate::store::Change::Updated, crate::store::Change::Created]
+        );
+        assert_eq!(*alerted.lock().unwrap(), ["op1", "new-op2"]);
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT id, provider_operation_id, data_hash FROM operations ORDER BY provider_operation_id",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        let expected = [("op1", "jd-op1", "b"), ("new-op2", "jd-op2", "a")]
+            .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()));
+        assert_eq!(rows, expected);
+        let state = store.operation_data("op1").await.unwrap().unwrap();
+        assert!(
+            state
+                .events
+                .contains("queued: the operation changed on John Deere"),
+            "{}",
+            state.events
+        );
+        assert!(store.operation_data("new-op2").await.unwrap().is_some());
+        assert!(store.operation_data("new-op1").await.unwrap().is_none());
+    }
+
+    crate::store::test_on_both_databases!(
+        stored_operations_keep_their_ids,
+        stored_operations_keep_their_ids_on_sqlite,
+        stored_operations_keep_their_ids_on_postgres
+    );
 
     crate::store::test_on_both_databases!(
         new_operations_get_their_jobs_on_demand,

@@ -66,8 +66,9 @@ pub(super) fn operation_from(r: &AnyRow) -> StoreResult<OperationRecord> {
 /// `Store::write_operations`).
 #[derive(Debug, Default)]
 pub struct OperationsWrite {
-    /// Operations read, each with the alerts for its outcome.
-    pub upserts: Vec<(OperationRecord, super::ChangeAlerts)>,
+    /// Operations read. A new one is stored under its record's id; one stored before keeps
+    /// the id it has.
+    pub upserts: Vec<OperationRecord>,
     /// John Deere ids of operations John Deere lists as deleted.
     pub deleted: Vec<String>,
     /// Fields whose operations were read whole: `(field id, the John Deere ids listed)`; the
@@ -90,25 +91,40 @@ pub(super) const COLUMNS: &str = "o.id, o.leaf_user_id, o.field_id, o.provider_o
     o.start_time, o.end_time, o.start_ms, o.end_ms, o.data, o.data_hash, o.deleted_on_provider, o.provider_modified_ms, o.created_at, o.updated_at";
 
 impl Store {
-    /// Writes what reads of field operations changed, in one transaction: each operation is
-    /// inserted or updated (rows change only when the content did, and never back to an older
-    /// version: a slow poll finishing after a webhook's fresher read), with the alerts for its
-    /// outcome; a new or changed operation's machine data is queued for processing by
-    /// `credential_id` (whose token fetches it; a new one's job is made later, see
-    /// `Store::make_machine_data_jobs`); deletions are marked; the signatures the
-    /// operations were read under are stored last. Returns each upsert's outcome, in order.
+    /// Writes what reads of the grower `user`'s field operations changed, in one transaction:
+    /// each operation is inserted or updated (rows change only when the content did, and never
+    /// back to an older version: a slow poll finishing after a webhook's fresher read), with
+    /// the alerts for its outcome (`alerts` of the stored id); a new or changed operation's
+    /// machine data is queued for processing by `credential_id` (whose token fetches it; a new
+    /// one's job is made later, see `Store::make_machine_data_jobs`); deletions are marked; the
+    /// signatures the operations were read under are stored last. Returns each upsert's
+    /// outcome, in order.
     pub async fn write_operations(
         &self,
         user: &str,
         credential_id: &str,
         write: &OperationsWrite,
+        alerts: impl Fn(&str) -> super::ChangeAlerts,
     ) -> StoreResult<OperationsWritten> {
         let mut tx = self.begin_write().await?;
-        let ids: Vec<&str> = write.upserts.iter().map(|(op, _)| op.id.as_str()).collect();
-        let existing = super::existing_ids_in(&mut tx, "operations", &ids).await?;
-        let latest: Vec<&OperationRecord> = super::last_of_each(&ids)
+        let provider_ids: Vec<&str> = write
+            .upserts
+            .iter()
+            .map(|op| op.provider_operation_id.as_str())
+            .collect();
+        let stored = stored_ids_in(&mut tx, user, &provider_ids).await?;
+        let ids: Vec<&str> = write
+            .upserts
+            .iter()
+            .map(|op| {
+                stored
+                    .get(&op.provider_operation_id)
+                    .map_or(op.id.as_str(), String::as_str)
+            })
+            .collect();
+        let latest: Vec<(&str, &OperationRecord)> = super::last_of_each(&ids)
             .into_iter()
-            .map(|i| &write.upserts[i].0)
+            .map(|i| (ids[i], &write.upserts[i]))
             .collect();
         let mut changed = HashSet::new();
         for chunk in latest.chunks(super::MAX_BOUND / UPSERT_WIDTH) {
@@ -117,30 +133,31 @@ impl Store {
         let changes: Vec<Change> = write
             .upserts
             .iter()
-            .map(
-                |(op, _)| match (changed.contains(&op.id), existing.contains(&op.id)) {
-                    (false, _) => Change::Unchanged,
-                    (true, true) => Change::Updated,
-                    (true, false) => Change::Created,
-                },
-            )
+            .zip(&ids)
+            .map(|(op, id)| {
+                let existed = stored.contains_key(&op.provider_operation_id);
+                Change::of_upsert(existed, u64::from(changed.contains(*id)))
+            })
             .collect();
-        let alerts = write
-            .upserts
+        let alerts: Vec<(super::ChangeAlerts, Change)> = ids
             .iter()
             .zip(&changes)
-            .flat_map(|((_, alerts), change)| alerts.for_change(*change));
-        super::alerts::queue_in(&mut tx, alerts).await?;
+            .filter(|(_, change)| **change != Change::Unchanged)
+            .map(|(id, change)| (alerts(id), *change))
+            .collect();
+        let deliveries = alerts
+            .iter()
+            .flat_map(|(alerts, change)| alerts.for_change(*change));
+        super::alerts::queue_in(&mut tx, deliveries).await?;
         // A new operation's processing is queued without its job (made when the machine-data
         // lane has room); a changed one's job is woken, as it may be running.
         let (mut new, mut changed_ops) = (Vec::new(), Vec::new());
-        for ((op, _), change) in write.upserts.iter().zip(&changes) {
+        for (id, change) in ids.iter().zip(&changes) {
             match change {
-                Change::Created => new.push((op.id.as_str(), "queued: new operation")),
-                Change::Updated => changed_ops.push((
-                    op.id.as_str(),
-                    "queued: the operation changed on John Deere",
-                )),
+                Change::Created => new.push((*id, "queued: new operation")),
+                Change::Updated => {
+                    changed_ops.push((*id, "queued: the operation changed on John Deere"))
+                }
                 Change::Unchanged => {}
             }
         }
@@ -228,10 +245,11 @@ impl Store {
 /// Values bound per operation in a multi-row upsert (the time twice: each placeholder once).
 const UPSERT_WIDTH: usize = 15;
 
-/// Upserts operations in one statement; returns the ids of those inserted or changed.
+/// Upserts `(id, operation)` pairs in one statement (the id is a new row's; a stored row keeps
+/// its own); returns the ids of those inserted or changed.
 async fn upsert_in(
     conn: &mut sqlx::AnyConnection,
-    ops: &[&OperationRecord],
+    ops: &[(&str, &OperationRecord)],
 ) -> StoreResult<Vec<String>> {
     if ops.is_empty() {
         return Ok(Vec::new());
@@ -241,7 +259,7 @@ async fn upsert_in(
          start_time, end_time, start_ms, end_ms, data, data_hash, provider_modified_ms, created_at, \
          deleted_on_provider, updated_at) \
          VALUES {} \
-         ON CONFLICT (id) DO UPDATE SET field_id = excluded.field_id, operation_type = excluded.operation_type, \
+         ON CONFLICT (leaf_user_id, provider_operation_id) DO UPDATE SET field_id = excluded.field_id, operation_type = excluded.operation_type, \
          crop_season = excluded.crop_season, start_time = excluded.start_time, end_time = excluded.end_time, \
          start_ms = excluded.start_ms, end_ms = excluded.end_ms, data = excluded.data, data_hash = excluded.data_hash, \
          deleted_on_provider = 0, provider_modified_ms = excluded.provider_modified_ms, updated_at = excluded.updated_at \
@@ -259,9 +277,9 @@ async fn upsert_in(
     ));
     let now = leaf_time_now();
     let mut query = sqlx::query(&sql);
-    for op in ops {
+    for (id, op) in ops {
         query = query
-            .bind(&op.id)
+            .bind(*id)
             .bind(&op.leaf_user_id)
             .bind(&op.field_id)
             .bind(&op.provider_operation_id)
@@ -296,6 +314,21 @@ async fn mark_deleted_in(
     .execute(&mut *conn)
     .await?;
     Ok(r.rows_affected() == 1)
+}
+
+/// The ids of the grower's stored operations among these John Deere ids, by John Deere id.
+async fn stored_ids_in(
+    conn: &mut sqlx::AnyConnection,
+    user: &str,
+    provider_ids: &[&str],
+) -> StoreResult<std::collections::HashMap<String, String>> {
+    let sql = "SELECT id, provider_operation_id FROM operations \
+               WHERE leaf_user_id = $1 AND provider_operation_id IN ({list})";
+    super::fetch_in(conn, sql, &[user], provider_ids)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get("provider_operation_id")?, r.try_get("id")?)))
+        .collect()
 }
 
 /// The live operations of these fields: `(field id, John Deere id)`.

@@ -796,10 +796,17 @@ impl<'a> Run<'a> {
         if write.upserts.is_empty() && write.deleted.is_empty() && write.signatures.is_empty() {
             return Ok(());
         }
+        let user = &self.cred.leaf_user_id;
         let written = self
             .state
             .store
-            .write_operations(&self.cred.leaf_user_id, &self.cred.id, write)
+            .write_operations(user, &self.cred.id, write, |operation_id| {
+                let payload = json!({"operationId": operation_id, "leafUserId": user});
+                ChangeAlerts {
+                    created: self.alerts("operationCreated", payload.clone()),
+                    updated: self.alerts("operationUpdated", payload),
+                }
+            })
             .await?;
         self.counts.operations += write.upserts.len();
         self.counts.operations_deleted += written.deleted;
@@ -831,7 +838,7 @@ impl<'a> Run<'a> {
         self.write_operations(&write).await
     }
 
-    /// Adds an operation read from John Deere to `write`, with its alerts, unless it is outside
+    /// Adds an operation read from John Deere to `write`, unless it is outside
     /// operationsProcessingRange (then it is not processed, and kept if already there).
     fn plan_operation(
         &self,
@@ -849,12 +856,7 @@ impl<'a> Run<'a> {
         {
             return;
         }
-        let payload = json!({"operationId": record.id, "leafUserId": user});
-        let alerts = ChangeAlerts {
-            created: self.alerts("operationCreated", payload.clone()),
-            updated: self.alerts("operationUpdated", payload),
-        };
-        write.upserts.push((record, alerts));
+        write.upserts.push(record);
     }
 
     /// Stores a field and, when it has changed on John Deere, its boundaries. Returns furrow's
@@ -1006,7 +1008,10 @@ impl<'a> Run<'a> {
                 None => {
                     // A new boundary, or a new shape under the same John Deere id: a new record.
                     let record = BoundaryRecord {
-                        id: crate::store::stable_uuid(&[field_id, &b.id, &hash]),
+                        id: crate::store::grower_uuid(
+                            &self.cred.leaf_user_id,
+                            &["boundary", field_id, &b.id, &hash],
+                        ),
                         field_id: field_id.to_string(),
                         provider_boundary_id: b.id.clone(),
                         status: provider_status.into(),
@@ -1173,7 +1178,7 @@ pub fn operation_record(user: &str, field_id: &str, op: &FieldOperation) -> Oper
     })
     .to_string();
     OperationRecord {
-        id: crate::store::stable_uuid(&[user, "operation", &op.id]),
+        id: crate::store::grower_uuid(user, &["operation", &op.id]),
         leaf_user_id: user.to_string(),
         field_id: field_id.to_string(),
         provider_operation_id: op.id.clone(),
