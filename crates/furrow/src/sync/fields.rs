@@ -1531,8 +1531,8 @@ enum SyncWork {
 }
 
 /// Runs a credential's sync work in its turn at the database, by how long its account has been
-/// using its client key's budget: one of the newest accounts' ahead of everyone else's, the
-/// parts of one syncing for a while giving way to everyone else's.
+/// using its client key's budget: one of the newest accounts' ahead of everyone else's (while
+/// it is one of them), the parts of one syncing for a while giving way to everyone else's.
 async fn in_turn<F: std::future::Future>(
     state: &AppState,
     cred: &CredentialRecord,
@@ -1546,7 +1546,12 @@ async fn in_turn<F: std::future::Future>(
         state.deere.standing(&cred.client_key, &cred.leaf_user_id),
         kind,
     ) {
-        (Standing::Newest, _) => crate::store::ahead(work).await,
+        (Standing::Newest, _) => {
+            let still_newest = state
+                .deere
+                .still_newest(&cred.client_key, &cred.leaf_user_id);
+            crate::store::ahead_while(still_newest, work).await
+        }
         (Standing::Settled, SyncWork::Part) => crate::store::giving_way(work).await,
         (Standing::New, _) | (Standing::Settled, SyncWork::Run) => work.await,
     }

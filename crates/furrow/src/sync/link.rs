@@ -78,6 +78,18 @@ impl DeereHosts {
         self.budgets.standing(client_key, account)
     }
 
+    /// Asks, each time it is called, whether `account` is still one of the newest accounts
+    /// to use `client_key`'s request budget ([`crate::sync::pacing::Standing::Newest`]).
+    pub fn still_newest(
+        &self,
+        client_key: &str,
+        account: &str,
+    ) -> impl Fn() -> bool + Send + Sync + 'static {
+        let budgets = self.budgets.clone();
+        let (client_key, account) = (client_key.to_string(), account.to_string());
+        move || budgets.standing(&client_key, &account) == crate::sync::pacing::Standing::Newest
+    }
+
     /// Clients for one account's (Leaf user's) credential, paced by its client key's budget.
     /// Everything they exchange is kept for the event log.
     pub fn session(
