@@ -412,6 +412,19 @@ async fn store_new_replacing(
     if let Some(u) = unsubscribe {
         u.spawn(replaced_subscriptions);
     }
+    // Its first sync is due: started now, not at the engine's next poll (nor after the sync
+    // runs waiting for a slot), and beside the check, whose organizations it waits for: its
+    // claim and first reads are not on the grower's way to its first data, nor the check's
+    // status write.
+    if tokens_obtained {
+        state.wake.first_run(crate::sync::FirstRun {
+            credential_id: record.id.clone(),
+            client_key: record.client_key.clone(),
+            account: record.leaf_user_id.clone(),
+        });
+    } else {
+        state.wake.notify();
+    }
 
     if let Some(tokens) = tokens {
         let (status, reason) = platform_check(
@@ -442,17 +455,6 @@ async fn store_new_replacing(
             record.status = status.as_str().into();
             record.status_reason = reason;
         }
-    }
-    // Its first sync is due: started now, not at the engine's next poll (nor after the
-    // sync runs waiting for a slot).
-    if tokens_obtained {
-        state.wake.first_run(crate::sync::FirstRun {
-            credential_id: record.id.clone(),
-            client_key: record.client_key.clone(),
-            account: record.leaf_user_id.clone(),
-        });
-    } else {
-        state.wake.notify();
     }
     Ok(record)
 }

@@ -25,6 +25,7 @@ use crate::store::{
 };
 use crate::sync::link::Authorized;
 use crate::sync::pacing::Standing;
+use crate::sync::Slot;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -38,6 +39,11 @@ pub enum SyncError {
     Crypto(#[from] crate::crypto::CryptoError),
     #[error("file store: {0}")]
     Io(String),
+    /// A first part in one of the newest growers' slots stopped (before its first request, or
+    /// after its grower's first data), the slot given up: the part is queued again for the
+    /// other slots.
+    #[error("the slot was handed back to a newer grower")]
+    HandedBack,
 }
 
 /// Counts of what one run read and changed.
@@ -115,6 +121,9 @@ pub(super) struct Run<'a> {
     requests: u64,
     /// When this run is a part of a sync run: where its live figures go.
     progress: Option<PartProgress>,
+    /// A first part in one of the newest growers' slots ([`crate::sync::NewestSlot`]): given
+    /// up before its first request or when its first data is stored, the part is queued again.
+    newest_slot: Option<crate::sync::NewestSlot>,
 }
 
 /// Where a running part reports how far it has got, and when it last did (at most once a
@@ -177,6 +186,7 @@ impl<'a> Run<'a> {
             asset_sync: Default::default(),
             requests: 0,
             progress: None,
+            newest_slot: None,
         })
     }
 
@@ -437,6 +447,9 @@ impl<'a> Run<'a> {
         links: &BTreeMap<String, String>,
     ) -> Result<(), SyncError> {
         let user = self.cred.leaf_user_id.clone();
+        if self.newest_slot.as_ref().is_some_and(|slot| !slot.held()) {
+            return Err(SyncError::HandedBack); // nothing read yet
+        }
         let OrgLists {
             clients,
             farms,
@@ -480,7 +493,16 @@ impl<'a> Run<'a> {
             live.push(f);
         }
         // One write for the lists: a new grower's first fields wait for the write lock once.
+        // A part whose slot was given up stores the grower's first data without the lists'
+        // signatures: when it runs again it reads them whole (three requests), and counts them.
+        let hand_back = self.newest_slot.as_ref().is_some_and(|slot| !slot.held());
+        if hand_back {
+            write.signatures.clear();
+        }
         let stored = self.store_lists(org_id, &write, &live).await?;
+        if hand_back {
+            return Err(SyncError::HandedBack);
+        }
         self.counts.growers += write.growers.len();
         self.counts.farms += write.farms.len();
         if let Some((full, pending)) = read {
@@ -1234,14 +1256,14 @@ const ORGANIZATIONS_READ_AT_CREATION_MS: i64 = 60_000;
 /// organization its fields (with growers, farms, boundaries and operations) and its files —
 /// each a job any replica may run. The run is DONE when the last part finishes. Progress goes
 /// to the user's sync status. Returns the run's counts and its first fields part, leased to
-/// this replica for the caller to run next (only for a run in one of the engine's slots:
-/// `in_slot`; a run beside them leaves every part to the slots).
+/// this replica for the caller to run next (only for a run in one of the engine's slots,
+/// `slot`; a run beside them leaves every part to the slots).
 pub async fn sync_credential(
     state: &AppState,
     cred: &CredentialRecord,
     config: &serde_json::Map<String, Value>,
     status: Option<&SyncStatus>,
-    in_slot: bool,
+    slot: Slot,
 ) -> Result<(SyncCounts, Option<FirstPart>), SyncError> {
     let mut run = Run::open(state, cred)?;
     let user = cred.leaf_user_id.clone();
@@ -1321,7 +1343,7 @@ pub async fn sync_credential(
         state.store.enable_preview_fields(&user, None).await
     };
     let others_waiting = async {
-        if !in_slot {
+        if !slot.held() {
             return Ok(true);
         }
         state.store.others_waiting_before_parts(&cred.id).await
@@ -1416,6 +1438,7 @@ pub async fn sync_credential(
                 config: config.clone(),
                 hooks: std::mem::take(&mut run.hooks),
                 organizations: orgs,
+                slot,
             },
         }
     });
@@ -1435,6 +1458,8 @@ struct PartContext {
     config: serde_json::Map<String, Value>,
     hooks: Vec<(String, Vec<String>)>,
     organizations: Vec<crate::store::OrganizationRecord>,
+    /// Where its run ran, and the part goes on.
+    slot: Slot,
 }
 
 /// Runs one part of a sync run: an organization's fields, its files or its assets. Its last
@@ -1464,6 +1489,9 @@ async fn sync_part(
         Some(known) => {
             run.apply_config(&known.config);
             run.hooks = known.hooks;
+            if let Slot::Newest(slot) = known.slot {
+                run.newest_slot = Some(slot);
+            }
             known.organizations
         }
         None => {
@@ -1627,6 +1655,14 @@ async fn run_part(
     part.progress = last_progress.or(part.progress);
     let counts = match outcome {
         Ok(counts) => counts,
+        // Due at once, for the other slots; not an attempt that failed.
+        Err(SyncError::HandedBack) => {
+            state
+                .store
+                .reschedule_job(&job.id, &state.replica_id, now, job.attempts, None)
+                .await?;
+            return Ok(());
+        }
         Err(SyncError::NotReady(reason)) => {
             state
                 .store
@@ -1715,17 +1751,17 @@ fn merge_counts<'a>(parts: impl Iterator<Item = &'a str>) -> String {
     Value::Object(total).to_string()
 }
 
-/// Runs a claimed sync job and schedules the next one. `in_slot`: whether it holds one of the
-/// engine's slots, in which its first part may go on (see [`sync_credential`]).
+/// Runs a claimed sync job and schedules the next one. `slot`: where it runs; in one of the
+/// engine's slots its first part may go on (see [`sync_credential`]).
 pub async fn run_job(
     state: &AppState,
     job: &crate::store::ClaimedJob,
-    in_slot: bool,
+    slot: Slot,
 ) -> Result<(), crate::sync::credentials::CredentialError> {
     let Some(cred) = state.store.credential(&job.credential_id).await? else {
         return Ok(());
     };
-    let run = run_credential_job(state, job, &cred, in_slot);
+    let run = run_credential_job(state, job, &cred, slot);
     in_turn(state, &cred, SyncWork::Run, run).await
 }
 
@@ -1734,7 +1770,7 @@ async fn run_credential_job(
     state: &AppState,
     job: &crate::store::ClaimedJob,
     cred: &CredentialRecord,
-    in_slot: bool,
+    slot: Slot,
 ) -> Result<(), crate::sync::credentials::CredentialError> {
     let now = crate::store::now_ms();
     let interval = (state.settings.sync_interval_secs.max(1) * 1000) as i64;
@@ -1762,7 +1798,7 @@ async fn run_credential_job(
         cred,
         &config,
         status.as_ref(),
-        in_slot,
+        slot,
     )
     .await
     {

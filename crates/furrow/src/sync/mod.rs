@@ -67,15 +67,87 @@ impl SyncSlots {
         }
     }
 
-    /// A free slot for a first run, of any kind, if there is one; `newest`: of one of the
-    /// newest growers, which may take one of theirs.
-    fn try_first_run_slot(&self, newest: bool) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        [&self.any, &self.idle_only, &self.first_runs]
+    /// A free slot for a first run, of any kind, if there is one; `still_newest`, when the
+    /// grower is one of the newest, lets it take one of theirs, held while it is one of them.
+    fn first_run_slot(
+        &self,
+        still_newest: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
+    ) -> (Option<tokio::sync::OwnedSemaphorePermit>, Slot) {
+        let shared = [&self.any, &self.idle_only, &self.first_runs]
             .into_iter()
-            .chain(newest.then_some(&self.newest))
-            .find_map(|slots| Arc::clone(slots).try_acquire_owned().ok())
+            .find_map(|slots| Arc::clone(slots).try_acquire_owned().ok());
+        if let Some(permit) = shared {
+            return (Some(permit), Slot::Shared);
+        }
+        let newest = still_newest.and_then(|still_newest| {
+            let permit = Arc::clone(&self.newest).try_acquire_owned().ok()?;
+            Some(NewestSlot {
+                permit: Arc::new(std::sync::Mutex::new(Some(permit))),
+                still_newest,
+            })
+        });
+        (None, newest.map_or(Slot::Beside, Slot::Newest))
     }
 }
+
+/// Where a sync-lane job runs.
+#[derive(Clone)]
+pub enum Slot {
+    /// Beside the slots (a first run that found none free): a sync run leaves its parts to them.
+    Beside,
+    /// In one of the slots any job may hold.
+    Shared,
+    /// In one of the newest growers' slots ([`SyncSlots::newest`]), while the grower is one of
+    /// them.
+    Newest(NewestSlot),
+}
+
+impl Slot {
+    /// Whether the job holds a slot, in which a sync run may go on with its first part.
+    pub fn held(&self) -> bool {
+        match self {
+            Slot::Beside => false,
+            Slot::Shared => true,
+            Slot::Newest(slot) => slot.held(),
+        }
+    }
+}
+
+/// One of the newest growers' slots, held only while its grower is one of them: then it is
+/// for the next one, and the grower's run goes on beside the slots, leaving its parts to them
+/// (its first part, stopped before its first request or after its first data, is queued
+/// again). Held to the end of the first part, the four were taken early in a 500-grower
+/// onboarding by growers whose runs then waited seconds for their turns at an old account's
+/// share, and a grower connected after it found none: its first fields 0.4–1.0 s after its
+/// credentials' POST, against 0.1 s alone.
+#[derive(Clone)]
+pub struct NewestSlot {
+    permit: Arc<std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>,
+    still_newest: Arc<dyn Fn() -> bool + Send + Sync>,
+}
+
+impl NewestSlot {
+    /// Whether the slot is still held; asked after its grower is no longer one of the newest,
+    /// it is given up for good.
+    pub fn held(&self) -> bool {
+        let mut permit = self.permit.lock().unwrap_or_else(|e| e.into_inner());
+        if permit.is_some() && !(self.still_newest)() {
+            *permit = None;
+        }
+        permit.is_some()
+    }
+
+    /// Gives the slot up as soon as its grower is no longer one of the newest (asked every
+    /// [`NEWEST_SLOT_CHECK`]), wherever its run or first part is; never returns while held.
+    async fn give_up_when_no_longer_newest(&self) {
+        while self.held() {
+            tokio::time::sleep(NEWEST_SLOT_CHECK).await;
+        }
+    }
+}
+
+/// How often a newest grower's slot asks whether its grower is still one of the newest.
+const NEWEST_SLOT_CHECK: Duration = Duration::from_millis(20);
 
 /// Of the sync lane's slots, how many are kept for credentials with nothing running: a grower
 /// connected while every other slot holds a large sync's parts (each running for seconds at a
@@ -155,7 +227,7 @@ async fn claim_sync_lane(
                         idle_claim_after = Instant::now() + IDLE_CLAIM_PAUSE;
                     }
                     spawn_each(permits, &mut running, jobs, |job| {
-                        sync_lane_work(state.clone(), job, true)
+                        sync_lane_work(state.clone(), job, Slot::Shared)
                     })
                     .await
                 }
@@ -195,7 +267,9 @@ async fn start_first_runs(
 /// claim.
 async fn first_run(state: AppState, slots: SyncSlots, asked: FirstRun) {
     let newest = state.deere.standing(&asked.client_key, &asked.account) == Standing::Newest;
-    let still_newest = state.deere.still_newest(&asked.client_key, &asked.account);
+    let still_newest: Arc<dyn Fn() -> bool + Send + Sync> =
+        Arc::new(state.deere.still_newest(&asked.client_key, &asked.account));
+    let slot_check = still_newest.clone();
     let run = async move {
         let lease_until = now_ms() + (state.settings.lease_secs * 1000) as i64;
         let job = match state
@@ -210,32 +284,45 @@ async fn first_run(state: AppState, slots: SyncSlots, asked: FirstRun) {
                 return;
             }
         };
-        let permit = slots.try_first_run_slot(newest);
-        sync_lane_work(state, job, permit.is_some()).await;
+        let (permit, slot) = slots.first_run_slot(newest.then_some(slot_check));
+        let work = sync_lane_work(state, job, slot.clone());
+        match &slot {
+            // The slot is given up as soon as the grower is no longer one of the newest,
+            // while the work goes on.
+            Slot::Newest(newest_slot) => {
+                tokio::pin!(work);
+                tokio::select! {
+                    _ = &mut work => return,
+                    _ = newest_slot.give_up_when_no_longer_newest() => {}
+                }
+                work.await;
+            }
+            _ => work.await,
+        }
         drop(permit);
     };
     // The newest grower's claim and run go ahead at the database, as its later work does: right
     // after 500 growers were connected, its claim queued behind their first runs' statements
     // for a connection (up to 0.13 s on PostgreSQL; its first data took 0.12 s alone).
     if newest {
-        crate::store::ahead_while(still_newest, run).await;
+        crate::store::ahead_while(move || still_newest(), run).await;
     } else {
         run.await;
     }
 }
 
 /// A sync-lane job's work (token upkeep, a sync run, a part) in its span and its request's
-/// context; `in_slot`: whether it holds a slot, in which a sync run may go on with its first
-/// part. Done, it wakes the claim loops: a slot freed, or parts queued.
+/// context; `slot`: where it runs (a sync run in a slot may go on with its first part). Done,
+/// it wakes the claim loops: a slot freed, or parts queued.
 fn sync_lane_work(
     state: AppState,
     job: crate::store::ClaimedJob,
-    in_slot: bool,
+    slot: Slot,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     let (span, request_id) = job_span(&job);
     let work = async move {
         let outcome = match job.kind.as_str() {
-            "sync" => fields::run_job(&state, &job, in_slot).await,
+            "sync" => fields::run_job(&state, &job, slot).await,
             kind if kind.starts_with(crate::store::PART_JOB_PREFIX) => {
                 fields::run_part_job(&state, &job).await
             }
@@ -538,6 +625,54 @@ mod tests {
         // A claim slowed by its wait for a connection never leaves slots empty for longer.
         assert_eq!(claim_spacing(Duration::from_millis(60)), MAX_CLAIM_SPACING);
         assert_eq!(claim_spacing(Duration::ZERO), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn a_newest_growers_slot_is_held_only_while_it_is_one_of_them() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        // A concurrency of 8: six slots for any job, two kept for idle credentials, two more
+        // for first runs, and the newest growers' four.
+        let slots = SyncSlots::new(8);
+        let mut taken = Vec::new();
+        loop {
+            match slots.first_run_slot(None) {
+                (Some(permit), Slot::Shared) => taken.push(permit),
+                // Every other slot held: a grower not among the newest runs beside them.
+                (None, Slot::Beside) => break,
+                _ => panic!("a first run takes a shared slot, or runs beside them"),
+            }
+        }
+        assert_eq!(taken.len(), 10);
+        let newest = Arc::new(AtomicBool::new(true));
+        let asked = newest.clone();
+        let (permit, slot) =
+            slots.first_run_slot(Some(Arc::new(move || asked.load(Ordering::SeqCst))));
+        assert!(
+            permit.is_none(),
+            "the newest slot's permit is the slot's own"
+        );
+        let Slot::Newest(newest_slot) = &slot else {
+            panic!("one of the newest takes one of their slots");
+        };
+        assert!(slot.held());
+        assert_eq!(
+            slots.newest.available_permits(),
+            pacing::NEWEST_ACCOUNTS - 1
+        );
+        // No longer one of the newest: the slot is given up, for the next one, and for good.
+        let given_up = newest_slot.give_up_when_no_longer_newest();
+        tokio::pin!(given_up);
+        tokio::select! {
+            _ = &mut given_up => panic!("given up while its grower is one of the newest"),
+            _ = tokio::time::sleep(NEWEST_SLOT_CHECK * 3) => {}
+        }
+        newest.store(false, Ordering::SeqCst);
+        tokio::time::timeout(Duration::from_secs(5), given_up)
+            .await
+            .expect("given up once its grower is no longer one of the newest");
+        assert_eq!(slots.newest.available_permits(), pacing::NEWEST_ACCOUNTS);
+        newest.store(true, Ordering::SeqCst);
+        assert!(!slot.held());
     }
 
     #[test]
