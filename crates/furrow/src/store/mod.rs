@@ -208,11 +208,9 @@ pub async fn ahead<F: std::future::Future>(work: F) -> F::Output {
 }
 
 /// Runs `work` ahead of everyone else's at the database (as [`ahead`]) while `still` holds,
-/// asked at each statement; afterwards as everyone else's. A grower's first sync is ahead
-/// while it is one of the newest: decided once for its whole first run, every one of 500
-/// growers connected at once kept going ahead through its first part, and a grower connected
-/// just after them queued behind their statements (0.4 s for one write of its first fields on
-/// PostgreSQL, where they had taken half of all writes).
+/// asked at each statement; afterwards as everyone else's. A grower's sync work is ahead while
+/// it is one of the newest: decided once per job, a grower that was one of them when its job
+/// began stayed ahead to the job's end however many growers connected after it.
 pub async fn ahead_while<F: std::future::Future>(
     still: impl Fn() -> bool + Send + Sync + 'static,
     work: F,

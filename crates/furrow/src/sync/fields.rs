@@ -190,6 +190,12 @@ impl<'a> Run<'a> {
         })
     }
 
+    /// Whether this first part ran in one of the newest growers' slots and the slot was given
+    /// up (its grower no longer one of them).
+    fn newest_slot_given_up(&self) -> bool {
+        self.newest_slot.as_ref().is_some_and(|slot| !slot.held())
+    }
+
     /// Items read so far (what the sync status shows as a part's progress).
     fn items(&self) -> usize {
         let c = &self.counts;
@@ -447,7 +453,7 @@ impl<'a> Run<'a> {
         links: &BTreeMap<String, String>,
     ) -> Result<(), SyncError> {
         let user = self.cred.leaf_user_id.clone();
-        if self.newest_slot.as_ref().is_some_and(|slot| !slot.held()) {
+        if self.newest_slot_given_up() {
             return Err(SyncError::HandedBack); // nothing read yet
         }
         let OrgLists {
@@ -495,7 +501,7 @@ impl<'a> Run<'a> {
         // One write for the lists: a new grower's first fields wait for the write lock once.
         // A part whose slot was given up stores the grower's first data without the lists'
         // signatures: when it runs again it reads them whole (three requests), and counts them.
-        let hand_back = self.newest_slot.as_ref().is_some_and(|slot| !slot.held());
+        let hand_back = self.newest_slot_given_up();
         if hand_back {
             write.signatures.clear();
         }

@@ -10,7 +10,6 @@ use tracing::Instrument;
 
 use crate::app::AppState;
 use crate::store::{now_ms, Lane};
-use crate::sync::pacing::Standing;
 
 pub mod alerts;
 pub mod assets;
@@ -266,9 +265,9 @@ async fn start_first_runs(
 /// its parts left to them. Claimed already (here or at another replica), it is left to that
 /// claim.
 async fn first_run(state: AppState, slots: SyncSlots, asked: FirstRun) {
-    let newest = state.deere.standing(&asked.client_key, &asked.account) == Standing::Newest;
     let still_newest: Arc<dyn Fn() -> bool + Send + Sync> =
         Arc::new(state.deere.still_newest(&asked.client_key, &asked.account));
+    let newest = still_newest();
     let slot_check = still_newest.clone();
     let run = async move {
         let lease_until = now_ms() + (state.settings.lease_secs * 1000) as i64;
@@ -301,9 +300,9 @@ async fn first_run(state: AppState, slots: SyncSlots, asked: FirstRun) {
         }
         drop(permit);
     };
-    // The newest grower's claim and run go ahead at the database, as its later work does: right
-    // after 500 growers were connected, its claim queued behind their first runs' statements
-    // for a connection (up to 0.13 s on PostgreSQL; its first data took 0.12 s alone).
+    // The newest grower's claim and run go ahead at the database, as its later work does: the
+    // claim of a grower connected right after 500 others would otherwise queue behind their
+    // first runs' statements for a connection.
     if newest {
         crate::store::ahead_while(move || still_newest(), run).await;
     } else {
