@@ -285,6 +285,7 @@ pub async fn create(
     leaf_user_id: &str,
     input: NewCredential,
 ) -> Result<CredentialRecord, CredentialError> {
+    state.deere.connecting(&input.client_key, leaf_user_id);
     let session = state.deere.session(
         input.environment,
         &input.client_key,
@@ -319,6 +320,7 @@ pub async fn store_new(
     input: NewCredential,
     outcome: Result<TokenResponse, DeereError>,
 ) -> Result<CredentialRecord, CredentialError> {
+    state.deere.connecting(&input.client_key, leaf_user_id);
     let unsubscribe = Unsubscribe::prepare(state, leaf_user_id).await;
     store_new_replacing(state, leaf_user_id, session, input, outcome, unsubscribe).await
 }
@@ -403,6 +405,11 @@ async fn store_new_replacing(
     // Its first sync job is due once stored: a run claimed before the check has stored the
     // organizations waits for them.
     let tokens_obtained = tokens.is_some();
+    if !tokens_obtained {
+        state
+            .deere
+            .release_hold(&record.client_key, &record.leaf_user_id);
+    }
     let check = tokens_obtained.then(|| state.checks.start(&record.id));
     let replaced_subscriptions = state
         .store

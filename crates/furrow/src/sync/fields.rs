@@ -506,6 +506,9 @@ impl<'a> Run<'a> {
             write.signatures.clear();
         }
         let stored = self.store_lists(org_id, &write, &live).await?;
+        if !live.is_empty() {
+            self.state.deere.release_hold(&self.cred.client_key, &user);
+        }
         if hand_back {
             return Err(SyncError::HandedBack);
         }

@@ -78,6 +78,17 @@ impl DeereHosts {
         self.budgets.standing(client_key, account)
     }
 
+    /// `account` is connecting with `client_key` (see [`RateBudgets::connecting`]).
+    pub fn connecting(&self, client_key: &str, account: &str) {
+        self.budgets.connecting(client_key, account);
+    }
+
+    /// `account`'s first data is stored, or it will have none (see
+    /// [`RateBudgets::release_hold`]).
+    pub fn release_hold(&self, client_key: &str, account: &str) {
+        self.budgets.release_hold(client_key, account);
+    }
+
     /// Asks, each time it is called, whether `account` is still one of the newest accounts
     /// to use `client_key`'s request budget ([`crate::sync::pacing::Standing::Newest`]).
     pub fn still_newest(

@@ -6,6 +6,9 @@
 //! began using the budget last, of those that began within the last seconds, else to the one
 //! given least lately — a 5-field grower's first sync is not queued behind a 5,000-field one's,
 //! nor given one turn in hundreds, nor one in 500 when 500 growers connected just before it.
+//! A grower that connects on its own (not one of many connected together) has the budget to
+//! itself until its first fields are stored, briefly (at most 300 ms, and a quarter of the time
+//! at most), so that its first data comes as fast as it would alone.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -80,30 +83,57 @@ impl RateBudgets {
     /// The pacer for `account`'s requests with `client_key` (an account is a Leaf user), or
     /// `None` when that key is not paced.
     pub fn pacer(&self, client_key: &str, account: &str) -> Option<SharedPacer> {
+        Some(Arc::new(AccountPacer {
+            budget: self.budget(client_key)?,
+            account: account.to_string(),
+        }))
+    }
+
+    /// `account` (a grower) is connecting: on its own, it has this replica's share of
+    /// `client_key`'s budget to itself until [`RateBudgets::release_hold`], for at most
+    /// [`FIRST_DATA_HOLD`] (see [`Waiting::hold_for_first_data`]).
+    pub fn connecting(&self, client_key: &str, account: &str) {
+        if let Some(budget) = self.budget(client_key) {
+            let mut waiting = budget.waiting.lock().unwrap_or_else(|e| e.into_inner());
+            waiting.hold_for_first_data(account, Instant::now());
+            // A hold it ended may have the dispatcher waiting.
+            budget.arrived.notify_one();
+        }
+    }
+
+    /// `account`'s first data is stored, or it will have none: the others' requests go again.
+    pub fn release_hold(&self, client_key: &str, account: &str) {
+        let budgets = self.budgets.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(budget) = budgets.get(client_key) else {
+            return;
+        };
+        let mut waiting = budget.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        if waiting.hold.as_ref().is_some_and(|h| h.account == account) {
+            waiting.end_hold(Instant::now());
+            budget.arrived.notify_one();
+        }
+    }
+
+    /// `client_key`'s budget, made at its first use, or `None` when that key is not paced.
+    fn budget(&self, client_key: &str) -> Option<Arc<ClientBudget>> {
         let ceiling = self
             .overrides
             .get(client_key)
             .copied()
             .unwrap_or(self.default)?;
         let mut budgets = self.budgets.lock().unwrap_or_else(|e| e.into_inner());
-        let budget = budgets
-            .entry(client_key.to_string())
-            .or_insert_with(|| {
-                Arc::new(ClientBudget {
-                    client_key: client_key.to_string(),
-                    ceiling,
-                    store: self.store.clone(),
-                    reserved: tokio::sync::Mutex::new(Reserved::new(ceiling)),
-                    waiting: Mutex::default(),
-                    arrived: tokio::sync::Notify::new(),
-                    refusals: AtomicU64::new(0),
-                })
+        let budget = budgets.entry(client_key.to_string()).or_insert_with(|| {
+            Arc::new(ClientBudget {
+                client_key: client_key.to_string(),
+                ceiling,
+                store: self.store.clone(),
+                reserved: tokio::sync::Mutex::new(Reserved::new(ceiling)),
+                waiting: Mutex::default(),
+                arrived: tokio::sync::Notify::new(),
+                refusals: AtomicU64::new(0),
             })
-            .clone();
-        Some(Arc::new(AccountPacer {
-            budget,
-            account: account.to_string(),
-        }))
+        });
+        Some(budget.clone())
     }
 }
 
@@ -178,6 +208,28 @@ struct Waiting {
     served: HashMap<String, Served>,
     /// Whether a dispatcher is handing out requests now.
     dispatching: bool,
+    /// The grower that connected on its own, on its way to its first data, with the budget to
+    /// itself (on this replica).
+    hold: Option<Hold>,
+    /// When the last grower connected.
+    last_connected: Option<Instant>,
+    /// No hold begins before this (see [`HOLD_SHARE`]).
+    next_hold_after: Option<Instant>,
+}
+
+/// A grower's hold on the budget until its first data is stored.
+struct Hold {
+    account: String,
+    since: Instant,
+    until: Instant,
+}
+
+/// Whose request goes next.
+enum NextTurn {
+    Account(String),
+    /// Only growers on their way to their first data are served until then (or until one of
+    /// their requests comes), and none waits now.
+    HeldUntil(Instant),
 }
 
 /// Requests an account was given, decaying by half every [`SERVED_HALF_LIFE`], and since when
@@ -198,6 +250,25 @@ const SERVED_HALF_LIFE: Duration = Duration::from_secs(30);
 /// equal shares of 2,000 requests/s among 500 accounts are 4 requests/s each. A large account
 /// gets the same head start, then shares evenly.
 const NEWCOMER_WINDOW: Duration = Duration::from_secs(5);
+
+/// A grower that connects on its own has the budget to itself until its first fields are
+/// stored, for at most this long. Alone, its first data takes about 0.1 s; beside 500 growers'
+/// first sync it took up to two to four times that, every step (token exchange, check, lists
+/// read and written) slower on two cores kept busy by furrow, its database and John Deere's
+/// simulator, whatever turn the budget gave its requests. Holding the others' requests back
+/// meanwhile frees the machine for it; what the budget accrues meanwhile is theirs afterwards
+/// (the shared bucket keeps half a second of the rate). A grower with no fields holds the
+/// budget this long.
+const FIRST_DATA_HOLD: Duration = Duration::from_millis(300);
+/// A grower connects "on its own" at least this long after the grower before it. Growers
+/// connected together (an application onboarding hundreds, one every few milliseconds) share
+/// the budget as newcomers instead: each holding the others back in turn would stall their
+/// sync. The next grower to connect ends a hold.
+const LONE_GAP: Duration = Duration::from_millis(50);
+/// The next hold begins no sooner after one began than this many times its length: growers
+/// connecting on their own one after another hold the others back a quarter of the time at
+/// most.
+const HOLD_SHARE: u32 = 4;
 
 /// How many accounts, the last to begin using a budget within [`NEWCOMER_WINDOW`], count as
 /// the newest ([`Standing::Newest`]).
@@ -233,10 +304,12 @@ impl Waiting {
     /// the budget with all 500 (its first fields in 0.7–1.0 s against 0.12 s alone); served
     /// first, its few requests for its first data go at once, and each of the 500 had the same
     /// turn as it arrived.
-    fn next_account(&self, now: Instant) -> Option<String> {
-        self.queues
+    fn next_account(&self, now: Instant) -> Option<NextTurn> {
+        let hold = self.hold.as_ref().filter(|h| h.until > now);
+        let next = self
+            .queues
             .iter()
-            .filter(|(_, q)| !q.is_empty())
+            .filter(|(account, q)| !q.is_empty() && hold.is_none_or(|h| h.account == **account))
             .map(|(account, _)| {
                 let served = self.served.get(account);
                 let newcomer = self.newcomer(account, now);
@@ -248,7 +321,34 @@ impl Waiting {
                 (account, !newcomer, rank)
             })
             .min_by(|a, b| a.1.cmp(&b.1).then(a.2.total_cmp(&b.2)))
-            .map(|(account, _, _)| account.clone())
+            .map(|(account, _, _)| NextTurn::Account(account.clone()));
+        next.or_else(|| hold.map(|h| NextTurn::HeldUntil(h.until)))
+    }
+
+    /// `account` connected at `now`: on its own, it holds the others' requests back until its
+    /// first data is stored, for at most [`FIRST_DATA_HOLD`]; any other's hold ends.
+    fn hold_for_first_data(&mut self, account: &str, now: Instant) {
+        let since = |at: Option<Instant>, apart: Duration| {
+            at.is_none_or(|at| now.duration_since(at) >= apart)
+        };
+        self.end_hold(now);
+        let alone = since(self.last_connected, LONE_GAP)
+            && self.next_hold_after.is_none_or(|after| now >= after);
+        self.hold = alone.then(|| Hold {
+            account: account.to_string(),
+            since: now,
+            until: now + FIRST_DATA_HOLD,
+        });
+        self.last_connected = Some(now);
+    }
+
+    /// Ends the hold (its grower's first data stored, or another grower connecting, or its
+    /// time up), and puts off the next by [`HOLD_SHARE`] times its length.
+    fn end_hold(&mut self, now: Instant) {
+        if let Some(hold) = self.hold.take() {
+            let end = now.min(hold.until);
+            self.next_hold_after = Some(hold.since + (end - hold.since) * HOLD_SHARE);
+        }
     }
 
     /// Whether `account` began using the budget within [`NEWCOMER_WINDOW`] of `now`, or has
@@ -394,33 +494,61 @@ impl ClientBudget {
                 continue;
             }
             if reserved.next_at > now {
-                let next_at = reserved.next_at.into();
-                match drawing.as_mut() {
-                    Some(draw) => tokio::select! {
-                        drawn = draw => {
-                            drawing = None;
-                            self.received(&mut reserved, drawn);
+                let next_at = tokio::time::sleep_until(reserved.next_at.into());
+                self.wait_or_receive(&mut reserved, &mut drawing, next_at)
+                    .await;
+                continue;
+            }
+            let held_until = {
+                let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+                match waiting.next_account(now) {
+                    Some(NextTurn::Account(account)) => {
+                        let waiter = waiting
+                            .queues
+                            .get_mut(&account)
+                            .and_then(VecDeque::pop_front);
+                        // A cancelled request's turn goes to the next.
+                        if let Some(Ok(())) = waiter.map(|w| w.send(())) {
+                            waiting.count(&account, now);
+                            reserved.handed_out(now);
                         }
-                        _ = tokio::time::sleep_until(next_at) => {}
-                    },
-                    None => tokio::time::sleep_until(next_at).await,
+                        None
+                    }
+                    Some(NextTurn::HeldUntil(until)) => Some(until),
+                    // Everyone gave up meanwhile: the request is kept for the next one.
+                    None => None,
                 }
-                continue;
-            }
-            let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-            let Some(account) = waiting.next_account(now) else {
-                // Everyone gave up meanwhile: the request is kept for the next one.
-                continue;
             };
-            let waiter = waiting
-                .queues
-                .get_mut(&account)
-                .and_then(VecDeque::pop_front);
-            // A cancelled request's turn goes to the next.
-            if let Some(Ok(())) = waiter.map(|w| w.send(())) {
-                waiting.count(&account, now);
-                reserved.handed_out(now);
+            if let Some(until) = held_until {
+                let wake = async {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(until.into()) => {}
+                        _ = self.arrived.notified() => {}
+                    }
+                };
+                self.wait_or_receive(&mut reserved, &mut drawing, wake)
+                    .await;
             }
+        }
+    }
+
+    /// Waits for `wake`, or for the draw under way should it end first (what it drew is
+    /// received).
+    async fn wait_or_receive(
+        &self,
+        reserved: &mut Reserved,
+        drawing: &mut Option<BoxFuture<'static, Draw>>,
+        wake: impl std::future::Future<Output = ()>,
+    ) {
+        match drawing.as_mut() {
+            Some(draw) => tokio::select! {
+                drawn = draw => {
+                    *drawing = None;
+                    self.received(reserved, drawn);
+                }
+                _ = wake => {}
+            },
+            None => wake.await,
         }
     }
 
@@ -553,14 +681,19 @@ mod tests {
         RateBudgets::from_settings(&settings, store)
     }
 
-    #[tokio::test]
-    async fn a_new_accounts_request_waits_a_turn_not_for_another_accounts_queue() {
-        let store = crate::store::temp_sqlite_store("pacing").await;
+    /// Budgets at `rate` requests/s, drawn from a database of their own.
+    async fn paced(name: &str, rate: f64) -> RateBudgets {
+        let store = crate::store::temp_sqlite_store(name).await;
         let settings = Settings {
-            deere_rate_limit: 100.0,
+            deere_rate_limit: rate,
             ..Settings::default()
         };
-        let budgets = RateBudgets::from_settings(&settings, store).unwrap();
+        RateBudgets::from_settings(&settings, store).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_new_accounts_request_waits_a_turn_not_for_another_accounts_queue() {
+        let budgets = paced("pacing", 100.0).await;
         let large = budgets.pacer("k", "large").unwrap();
         let small = budgets.pacer("k", "small").unwrap();
         let granted = Arc::new(Mutex::new(Vec::new()));
@@ -632,6 +765,14 @@ mod tests {
         assert_eq!(waiting.standing("unseen", now), Standing::New);
     }
 
+    /// The account whose request goes next, if one is served now.
+    fn next(waiting: &Waiting, now: Instant) -> Option<String> {
+        match waiting.next_account(now)? {
+            NextTurn::Account(account) => Some(account),
+            NextTurn::HeldUntil(_) => None,
+        }
+    }
+
     #[test]
     fn accounts_new_to_the_budget_go_first_youngest_first_then_the_one_given_least() {
         let now = Instant::now();
@@ -655,7 +796,7 @@ mod tests {
         waiting.served.insert("old-heavy".into(), served(500.0, 60));
         // Given more than old-light lately, but within its first seconds.
         waiting.served.insert("new".into(), served(20.0, 1));
-        assert_eq!(waiting.next_account(now).as_deref(), Some("new"));
+        assert_eq!(next(&waiting, now), Some("new".into()));
         // Of two newcomers, the one that began last, however little the other was given.
         let (tx, _newest) = oneshot::channel();
         waiting
@@ -664,20 +805,134 @@ mod tests {
             .or_default()
             .push_back(tx);
         waiting.served.insert("newest".into(), served(30.0, 0));
-        assert_eq!(waiting.next_account(now).as_deref(), Some("newest"));
+        assert_eq!(next(&waiting, now), Some("newest".into()));
         waiting.queues.remove("newest");
         waiting.served.remove("newest");
         // Past its window it queues by use like the others.
         let later = now + NEWCOMER_WINDOW;
-        assert_eq!(waiting.next_account(later).as_deref(), Some("old-light"));
+        assert_eq!(next(&waiting, later), Some("old-light".into()));
         waiting.queues.remove("old-light");
-        assert_eq!(waiting.next_account(later).as_deref(), Some("new"));
+        assert_eq!(next(&waiting, later), Some("new".into()));
         // An account counted for the first time begins its window then.
         waiting.count("fresh", later);
         let fresh = waiting.served["fresh"];
         assert_eq!(fresh.since, later);
         waiting.count("new", later);
         assert_eq!(waiting.served["new"].since, now - Duration::from_secs(1));
+    }
+
+    /// Waiting with a request queued for each of `accounts`.
+    fn queued(accounts: &[&str]) -> (Waiting, Vec<oneshot::Receiver<()>>) {
+        let mut waiting = Waiting::default();
+        let receivers = accounts
+            .iter()
+            .map(|account| {
+                let (tx, rx) = oneshot::channel();
+                waiting
+                    .queues
+                    .entry(account.to_string())
+                    .or_default()
+                    .push_back(tx);
+                rx
+            })
+            .collect();
+        (waiting, receivers)
+    }
+
+    /// A grower connecting on its own is the only one served until its first data is stored
+    /// (or its time is up); one connecting right after another ends the other's hold and has
+    /// none; and holds take a quarter of the time at most.
+    #[test]
+    fn a_grower_connecting_on_its_own_has_the_budget_to_itself_until_its_first_data() {
+        let start = Instant::now();
+        let ms = |n: u64| start + Duration::from_millis(n);
+        let (mut waiting, _receivers) = queued(&["old", "lone"]);
+        waiting.served.insert(
+            "old".into(),
+            Served {
+                requests: 1.0,
+                at: start,
+                since: start,
+            },
+        );
+        waiting.hold_for_first_data("lone", start);
+        assert_eq!(next(&waiting, ms(1)).as_deref(), Some("lone"));
+        // With none of its own waiting, nobody is served until the hold ends.
+        waiting.queues.remove("lone");
+        assert!(matches!(
+            waiting.next_account(ms(1)),
+            Some(NextTurn::HeldUntil(until)) if until == start + FIRST_DATA_HOLD
+        ));
+        // Past its time, the others go again.
+        assert_eq!(
+            next(&waiting, start + FIRST_DATA_HOLD).as_deref(),
+            Some("old")
+        );
+
+        // Having held the budget its whole 300 ms, a grower holds it again only 1.2 s after it
+        // began.
+        waiting.hold_for_first_data("next", ms(1_100));
+        assert_eq!(next(&waiting, ms(1_101)).as_deref(), Some("old"));
+        // Its first data stored after 100 ms: the others go at once, and no grower holds the
+        // budget again before 400 ms after it began.
+        waiting.hold_for_first_data("lone", ms(1_200));
+        assert_eq!(next(&waiting, ms(1_250)), None);
+        waiting.end_hold(ms(1_300));
+        assert_eq!(next(&waiting, ms(1_300)).as_deref(), Some("old"));
+        waiting.hold_for_first_data("too-soon", ms(1_500));
+        assert_eq!(next(&waiting, ms(1_501)).as_deref(), Some("old"));
+        waiting.hold_for_first_data("in-time", ms(1_600));
+        assert_eq!(next(&waiting, ms(1_601)), None);
+
+        // A grower connecting within LONE_GAP of it (growers connected together) ends its hold
+        // and has none.
+        let together = ms(1_600) + LONE_GAP / 2;
+        waiting.hold_for_first_data("together", together);
+        assert_eq!(next(&waiting, together).as_deref(), Some("old"));
+    }
+
+    /// Through the dispatcher: the others' requests stop while a grower connecting on its own
+    /// is served, and go again once its first data is stored.
+    #[tokio::test]
+    async fn the_others_requests_wait_while_a_connecting_grower_holds_the_budget() {
+        let budgets = paced("pacing-hold", 200.0).await;
+        let old = budgets.pacer("k", "old").unwrap();
+        let granted = Arc::new(AtomicU64::new(0));
+        let mut queue = tokio::task::JoinSet::new();
+        for _ in 0..400 {
+            let (pacer, granted) = (old.clone(), granted.clone());
+            queue.spawn(async move {
+                pacer.acquire().await;
+                granted.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+        while granted.load(Ordering::SeqCst) < 120 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let connected = Instant::now();
+        budgets.connecting("k", "lone");
+        // Its own request goes while hundreds of the other's wait.
+        budgets.pacer("k", "lone").unwrap().acquire().await;
+        let before = granted.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let during = granted.load(Ordering::SeqCst) - before;
+        // At 300 requests/s handed out, 100 ms would give the other about 30.
+        if connected.elapsed() < FIRST_DATA_HOLD {
+            assert!(
+                during <= 2,
+                "{during} of the other's requests went during the hold"
+            );
+        }
+        budgets.release_hold("k", "lone");
+        let released = Instant::now();
+        while granted.load(Ordering::SeqCst) < before + during + 10 {
+            assert!(
+                released.elapsed() < Duration::from_secs(5),
+                "the other's requests did not go again"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        queue.shutdown().await;
     }
 
     #[tokio::test]
