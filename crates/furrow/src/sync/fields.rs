@@ -1351,7 +1351,15 @@ pub async fn sync_credential(
         }
         state.store.enable_preview_fields(&user, None).await
     };
+    // A grower holding the budget (connected on its own, see `RateBudgets::connecting`) goes
+    // on with its first part whatever the slots: the others' parts, holding every slot, wait
+    // for the budget until its first data is stored. Left to a claim, its part waited for the
+    // hold to run out (first fields 0.49 s after the `POST`, against 0.12 s alone).
+    let holds_budget = state.deere.holds_budget(&cred.client_key, &user);
     let others_waiting = async {
+        if holds_budget {
+            return Ok(false);
+        }
         if !slot.held() {
             return Ok(true);
         }

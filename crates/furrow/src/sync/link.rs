@@ -83,6 +83,11 @@ impl DeereHosts {
         self.budgets.connecting(client_key, account);
     }
 
+    /// Whether `account` holds `client_key`'s budget now (see [`RateBudgets::holds`]).
+    pub fn holds_budget(&self, client_key: &str, account: &str) -> bool {
+        self.budgets.holds(client_key, account)
+    }
+
     /// `account`'s first data is stored, or it will have none (see
     /// [`RateBudgets::release_hold`]).
     pub fn release_hold(&self, client_key: &str, account: &str) {

@@ -114,6 +114,18 @@ impl RateBudgets {
         }
     }
 
+    /// Whether `account` holds `client_key`'s budget now (see [`RateBudgets::connecting`]).
+    pub fn holds(&self, client_key: &str, account: &str) -> bool {
+        let budgets = self.budgets.lock().unwrap_or_else(|e| e.into_inner());
+        budgets.get(client_key).is_some_and(|budget| {
+            let waiting = budget.waiting.lock().unwrap_or_else(|e| e.into_inner());
+            waiting
+                .hold
+                .as_ref()
+                .is_some_and(|h| h.account == account && h.until > Instant::now())
+        })
+    }
+
     /// `client_key`'s budget, made at its first use, or `None` when that key is not paced.
     fn budget(&self, client_key: &str) -> Option<Arc<ClientBudget>> {
         let ceiling = self
