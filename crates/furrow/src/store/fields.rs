@@ -803,12 +803,13 @@ impl Store {
                 .await?;
             return Ok(found.map(|_| Default::default()));
         }
-        let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
-        // A row per matching signature, or one with no URL: none at all when the credential
+        // A row per URL, its signature NULL when it has none; none at all when the credential
         // is gone.
-        let sql = "SELECT s.url, s.signature FROM jd_credentials c LEFT JOIN deere_signatures s \
-                   ON s.credential_id = c.id AND s.url IN ({list}) WHERE c.id = $1";
-        let rows = super::fetch_in(&mut conn, sql, &[credential_id], &urls).await?;
+        let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+        let sql = "SELECT v.column1 AS url, (SELECT s.signature FROM deere_signatures s \
+                   WHERE s.credential_id = c.id AND s.url = v.column1) AS signature \
+                   FROM (VALUES {keys}) AS v, jd_credentials c WHERE c.id = {after}";
+        let rows = super::fetch_each(&mut conn, sql, &urls, credential_id).await?;
         if rows.is_empty() {
             return Ok(None);
         }
@@ -1211,10 +1212,14 @@ async fn field_ids_for_upsert_in(
             .filter(|f| f.user == user)
             .map(|f| f.provider_id)
             .collect();
-        let sql = "SELECT id, provider_field_id FROM fields WHERE leaf_user_id = $1 AND provider_field_id IN ({list})";
-        for row in super::fetch_in(conn, sql, &[user], &ids).await? {
-            let provider: String = row.try_get("provider_field_id")?;
-            by_provider.insert((user, provider), row.try_get::<String, _>("id")?);
+        let sql = "SELECT v.column1 AS provider_field_id, (SELECT f.id FROM fields f \
+                   WHERE f.leaf_user_id = {after} AND f.provider_field_id = v.column1) AS id \
+                   FROM (VALUES {keys}) AS v";
+        for row in super::fetch_each(conn, sql, &ids, user).await? {
+            if let Some(id) = row.try_get::<Option<String>, _>("id")? {
+                let provider: String = row.try_get("provider_field_id")?;
+                by_provider.insert((user, provider), id);
+            }
         }
     }
     // The user's own fields waiting for John Deere's ids, by (user, organization, name).

@@ -767,6 +767,34 @@ pub(crate) async fn fetch_in(
     Ok(rows)
 }
 
+/// The rows of `sql` for `keys`, a batch of [`MAX_BOUND`] at a time: `{keys}` in `sql` is where
+/// a `(VALUES …)` of them goes (bound first; a key is `column1` of it) and `{after}` the
+/// placeholder of `after` (bound last). For a lookup of each key on a whole unique key, in a
+/// subquery per key: with `IN (…)` beside the key's leading column, PostgreSQL planned by that
+/// column alone while the table's statistics were still those of an empty table (a new
+/// install's first large sync) and compared every row it matched with the list — 50-90 ms a
+/// batch of 64 under load, where a lookup per key takes about 1 ms for them all.
+pub(crate) async fn fetch_each(
+    conn: &mut sqlx::AnyConnection,
+    sql: &str,
+    keys: &[&str],
+    after: &str,
+) -> StoreResult<Vec<AnyRow>> {
+    let mut rows = Vec::new();
+    for chunk in keys.chunks(MAX_BOUND - 1) {
+        let sql = sql
+            .replace("{keys}", &value_rows(chunk.len(), 1, |v| v[0].clone()))
+            .replace("{after}", &format!("${}", chunk.len() + 1));
+        let sql = positional(conn, &sql);
+        let mut query = sqlx::query(&sql);
+        for key in chunk {
+            query = query.bind(*key);
+        }
+        rows.extend(query.bind(after).fetch_all(&mut *conn).await?);
+    }
+    Ok(rows)
+}
+
 /// The positions of `keys` whose key does not come again later, in order: what a multi-row
 /// upsert writes when a batch holds an item twice (the last read wins; PostgreSQL refuses to
 /// upsert one row twice in a statement).

@@ -322,13 +322,16 @@ async fn stored_ids_in(
     user: &str,
     provider_ids: &[&str],
 ) -> StoreResult<std::collections::HashMap<String, String>> {
-    let sql = "SELECT id, provider_operation_id FROM operations \
-               WHERE leaf_user_id = $1 AND provider_operation_id IN ({list})";
-    super::fetch_in(conn, sql, &[user], provider_ids)
-        .await?
-        .iter()
-        .map(|r| Ok((r.try_get("provider_operation_id")?, r.try_get("id")?)))
-        .collect()
+    let sql = "SELECT v.column1 AS provider_operation_id, (SELECT o.id FROM operations o \
+               WHERE o.leaf_user_id = {after} AND o.provider_operation_id = v.column1) AS id \
+               FROM (VALUES {keys}) AS v";
+    let mut stored = std::collections::HashMap::new();
+    for r in super::fetch_each(conn, sql, provider_ids, user).await? {
+        if let Some(id) = r.try_get::<Option<String>, _>("id")? {
+            stored.insert(r.try_get("provider_operation_id")?, id);
+        }
+    }
+    Ok(stored)
 }
 
 /// The live operations of these fields: `(field id, John Deere id)`.

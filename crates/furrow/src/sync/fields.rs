@@ -386,24 +386,77 @@ impl<'a> Run<'a> {
     /// Before reads: stops if the credentials were deleted, and pairs each link with its URL,
     /// its signature key and the stored signature.
     async fn prepare_reads(&self, uris: &[String]) -> Result<Vec<PreparedRead>, SyncError> {
-        // The signature belongs to the collection, whatever page size reads it.
-        let urls = uris
-            .iter()
-            .map(|uri| self.api.link_url(uri))
-            .collect::<Result<Vec<_>, _>>()?;
-        let keys: Vec<String> = urls.iter().map(|u| u.as_str().to_string()).collect();
-        // Deleting the credentials (or the user) stops a running sync before its next request.
-        let Some(stored) = self.state.store.signatures(&self.cred.id, &keys).await? else {
-            return Err(SyncError::NotReady("deleted".into()));
-        };
-        Ok(urls
-            .into_iter()
-            .zip(keys)
-            .map(|(url, key)| {
-                let signature = stored.get(&key).cloned();
-                (url, key, signature)
-            })
-            .collect())
+        self.reader().prepare(uris).await
+    }
+
+    /// What reads need apart from the run, so that they can go on while the run stores.
+    fn reader(&self) -> Reader<'a> {
+        Reader {
+            state: self.state,
+            cred_id: &self.cred.id,
+            client_key: &self.cred.client_key,
+            account: &self.cred.leaf_user_id,
+            api: self.api.clone(),
+            token: self.token.clone(),
+        }
+    }
+
+    /// Reads collections a chunk of links at a time and hands each chunk's reads over in order
+    /// once they are all in, several reads at once across chunks ([`Reader::reads_wanted`]):
+    /// the part stores one chunk while the next ones are read, instead of waiting on John
+    /// Deere and on the database in turn. The returned future does the reading; run it beside the one that takes
+    /// the chunks ([`Run::ready_chunks`]).
+    fn read_ahead<T: DeserializeOwned + Send + 'static>(
+        &self,
+        chunks: Vec<Vec<String>>,
+    ) -> (impl std::future::Future<Output = ()> + 'a, ReadChunks<T>) {
+        let (sender, receiver) = tokio::sync::mpsc::channel(MOST_CHUNKS_PER_WRITE);
+        (self.reader().read_chunks(chunks, sender), receiver)
+    }
+
+    /// The reads of the chunks [`Run::read_ahead`] has ready, counted — the next one (waited
+    /// for) and those already in behind it, up to [`Run::chunks_per_write`] — with the items
+    /// they were read for, taken off the front of `left` (the part's items in chunks of
+    /// [`READ_CHUNK`]). The part stores them together.
+    async fn ready_chunks<'l, X, T>(
+        &mut self,
+        chunks: &mut ReadChunks<T>,
+        left: &mut &'l [X],
+    ) -> Result<(&'l [X], Vec<Read<T>>), SyncError> {
+        let first = chunks
+            .recv()
+            .await
+            .expect("the reader sends every chunk or stops at an error it sends")?;
+        let mut ready = vec![first];
+        while ready.len() < self.chunks_per_write() {
+            match chunks.try_recv() {
+                Ok(reads) => ready.push(reads?),
+                Err(_) => break, // none in yet
+            }
+        }
+        let (batch, rest) = left.split_at((ready.len() * READ_CHUNK).min(left.len()));
+        *left = rest;
+        let mut out = Vec::new();
+        for (read, pages) in ready.into_iter().flatten() {
+            self.count_read(&read, pages);
+            out.push(read);
+        }
+        self.report_progress().await?;
+        Ok((batch, out))
+    }
+
+    /// Chunks of reads stored in one write at most. On PostgreSQL, where a commit waits for
+    /// its flush to disk (100-150 ms each under a large first sync, measured) and growers'
+    /// writes go on side by side, what came in meanwhile goes in one write: the writes grow
+    /// instead of holding the reads back. On SQLite, whose commits do not wait for the disk
+    /// (write-ahead log, `synchronous = NORMAL`) and whose one writer every grower waits for,
+    /// a write stays one chunk: a grower just connected waited up to 0.3 s for its first
+    /// fields behind the longer writes (measured).
+    fn chunks_per_write(&self) -> usize {
+        match self.state.store.backend() {
+            crate::store::Backend::Postgres => MOST_CHUNKS_PER_WRITE,
+            crate::store::Backend::Sqlite => 1,
+        }
     }
 
     /// Counts a read's requests (`pages`), and whether John Deere answered "not modified".
@@ -545,18 +598,25 @@ impl<'a> Run<'a> {
                 .store
                 .field_operation_links(&user, org_id)
                 .await?;
-            for chunk in links.chunks(READ_CHUNK) {
-                let uris: Vec<String> = chunk
-                    .iter()
-                    .map(|(_, uri)| with_embed(uri, "measurementTypes"))
-                    .collect();
-                let reads = self.read_many::<FieldOperation>(&uris).await?;
-                let reads = chunk
-                    .iter()
-                    .map(|(field_id, _)| field_id.as_str())
-                    .zip(reads);
-                self.apply_operations(reads, since).await?;
-            }
+            let uris = links
+                .chunks(READ_CHUNK)
+                .map(|chunk| {
+                    let uri = |(_, uri): &(String, String)| with_embed(uri, "measurementTypes");
+                    chunk.iter().map(uri).collect()
+                })
+                .collect();
+            let (reading, chunks) = self.read_ahead::<FieldOperation>(uris);
+            let storing = async {
+                let mut chunks = chunks; // dropped on an error: the reading stops
+                let mut left = links.as_slice();
+                while !left.is_empty() {
+                    let (batch, reads) = self.ready_chunks(&mut chunks, &mut left).await?;
+                    let ids = batch.iter().map(|(field_id, _)| field_id.as_str());
+                    self.apply_operations(ids.zip(reads), since).await?;
+                }
+                Ok::<_, SyncError>(())
+            };
+            tokio::join!(reading, storing).1?;
         }
         Ok(())
     }
@@ -574,40 +634,49 @@ impl<'a> Run<'a> {
             return self.commit(then).await;
         }
         let mut then = then.0;
-        let chunks = fields.len().div_ceil(READ_CHUNK);
-        for (n, chunk) in fields.chunks(READ_CHUNK).enumerate() {
-            let uris: Vec<String> = chunk.iter().filter_map(|(_, uri, _)| uri.clone()).collect();
-            let mut reads = self.read_many::<Boundary>(&uris).await?.into_iter();
-            let ids: Vec<&str> = chunk.iter().map(|(id, _, _)| id.as_str()).collect();
-            let mut before = self.state.store.boundaries_of_fields(&ids).await?;
-            let mut write = BoundariesWrite::default();
-            for (field_id, uri, waiting) in chunk {
-                if uri.is_some() {
-                    let read = reads.next().expect("one read per link");
-                    if let Read::Items(boundaries, _, Pending(signature)) = read {
-                        let before = before.remove(field_id).unwrap_or_default();
-                        self.plan_boundaries(&mut write, field_id, &before, &boundaries);
-                        write.signatures.extend(signature);
+        let uris = fields
+            .chunks(READ_CHUNK)
+            .map(|chunk| chunk.iter().filter_map(|(_, uri, _)| uri.clone()).collect())
+            .collect();
+        let (reading, chunks) = self.read_ahead::<Boundary>(uris);
+        let storing = async {
+            let mut chunks = chunks; // dropped on an error: the reading stops
+            let mut left = fields.as_slice();
+            while !left.is_empty() {
+                let (batch, reads) = self.ready_chunks(&mut chunks, &mut left).await?;
+                let mut reads = reads.into_iter();
+                let ids: Vec<&str> = batch.iter().map(|(id, _, _)| id.as_str()).collect();
+                let mut before = self.state.store.boundaries_of_fields(&ids).await?;
+                let mut write = BoundariesWrite::default();
+                for (field_id, uri, waiting) in batch {
+                    if uri.is_some() {
+                        let read = reads.next().expect("one read per link");
+                        if let Read::Items(boundaries, _, Pending(signature)) = read {
+                            let before = before.remove(field_id).unwrap_or_default();
+                            self.plan_boundaries(&mut write, field_id, &before, &boundaries);
+                            write.signatures.extend(signature);
+                        }
+                    }
+                    if *waiting {
+                        write.processed.push(field_id.clone());
                     }
                 }
-                if *waiting {
-                    write.processed.push(field_id.clone());
+                if left.is_empty() {
+                    write.signatures.extend(then.take());
+                }
+                if !(write.changes.is_empty()
+                    && write.processed.is_empty()
+                    && write.signatures.is_empty())
+                {
+                    self.state
+                        .store
+                        .write_boundaries(&self.cred.id, &write)
+                        .await?;
                 }
             }
-            if n + 1 == chunks {
-                write.signatures.extend(then.take());
-            }
-            if !(write.changes.is_empty()
-                && write.processed.is_empty()
-                && write.signatures.is_empty())
-            {
-                self.state
-                    .store
-                    .write_boundaries(&self.cred.id, &write)
-                    .await?;
-            }
-        }
-        Ok(())
+            Ok::<_, SyncError>(())
+        };
+        tokio::join!(reading, storing).1
     }
 
     async fn files(&mut self, org_id: &str, uri: &str) -> Result<(), SyncError> {
@@ -1099,9 +1168,127 @@ impl<'a> Run<'a> {
     }
 }
 
+/// One chunk of reads as [`Run::read_ahead`] hands it over: each read with its requests.
+type ReadChunk<T> = Result<Vec<(Read<T>, u32)>, SyncError>;
+/// Where [`Run::read_ahead`] hands the chunks over.
+type ReadChunks<T> = tokio::sync::mpsc::Receiver<ReadChunk<T>>;
+
+/// Everything a run's reads need: the signatures' store, the credential, the API and token.
+struct Reader<'a> {
+    state: &'a AppState,
+    cred_id: &'a str,
+    /// Whose budget the reads draw from: the client key's, as this account (a Leaf user).
+    client_key: &'a str,
+    account: &'a str,
+    api: ApiClient,
+    token: AccessToken,
+}
+
+impl Reader<'_> {
+    /// Stops if the credentials were deleted, and pairs each link with its URL, its signature
+    /// key and the stored signature.
+    async fn prepare(&self, uris: &[String]) -> Result<Vec<PreparedRead>, SyncError> {
+        // The signature belongs to the collection, whatever page size reads it.
+        let urls = uris
+            .iter()
+            .map(|uri| self.api.link_url(uri))
+            .collect::<Result<Vec<_>, _>>()?;
+        let keys: Vec<String> = urls.iter().map(|u| u.as_str().to_string()).collect();
+        // Deleting the credentials (or the user) stops a running sync before its next request.
+        let Some(stored) = self.state.store.signatures(self.cred_id, &keys).await? else {
+            return Err(SyncError::NotReady("deleted".into()));
+        };
+        Ok(urls
+            .into_iter()
+            .zip(keys)
+            .map(|(url, key)| {
+                let signature = stored.get(&key).cloned();
+                (url, key, signature)
+            })
+            .collect())
+    }
+
+    /// How many reads to keep in flight, `in_flight` going now (one just answered):
+    /// `sync_reads_per_part` at least; one more than before while none of the account's
+    /// requests waits for its client key's budget, as many as before while some do, up to
+    /// [`MOST_READS_IN_FLIGHT`]. A fixed number caps an account at that number per John
+    /// Deere's answer time (32 per 30 ms is about 1,100 requests/s) whatever its rate limit;
+    /// this way the budget is the limit, and its turns keep the growers' shares fair.
+    fn reads_wanted(&self, in_flight: usize) -> usize {
+        let at_least = self.state.settings.sync_reads_per_part.max(1) as usize;
+        let more = match self
+            .state
+            .deere
+            .budget_has_waiting(self.client_key, self.account)
+        {
+            Some(false) => 2,
+            Some(true) => 1,
+            None => 0, // not paced: nothing tells how much John Deere allows
+        };
+        (in_flight + more).clamp(at_least, MOST_READS_IN_FLIGHT.max(at_least))
+    }
+
+    /// Reads `chunks` of links in order, several at once across chunks
+    /// ([`Reader::reads_wanted`]), and sends each chunk's reads once they are all in; stops
+    /// at the first error (sent) or when nobody takes the chunks any more.
+    async fn read_chunks<T: DeserializeOwned>(
+        self,
+        chunks: Vec<Vec<String>>,
+        out: tokio::sync::mpsc::Sender<ReadChunk<T>>,
+    ) {
+        let sizes: Vec<usize> = chunks.iter().map(Vec::len).collect();
+        let mut unprepared = chunks.into_iter();
+        let mut prepared = Vec::new().into_iter();
+        let mut in_flight = futures_util::stream::FuturesOrdered::new();
+        for size in sizes {
+            let mut chunk = Vec::with_capacity(size);
+            while chunk.len() < size {
+                // Keep reads going, into the chunks after this one.
+                let wanted = self.reads_wanted(in_flight.len());
+                while in_flight.len() < wanted {
+                    if let Some((url, key, stored)) = prepared.next() {
+                        let (api, token) = (self.api.clone(), self.token.clone());
+                        in_flight.push_back(read_owned::<T>(api, token, url, key, stored));
+                        continue;
+                    }
+                    let Some(uris) = unprepared.next() else {
+                        break;
+                    };
+                    match self.prepare(&uris).await {
+                        Ok(next) => prepared = next.into_iter(),
+                        Err(e) => {
+                            let _ = out.send(Err(e)).await;
+                            return;
+                        }
+                    }
+                }
+                match in_flight.next().await {
+                    Some(Ok(read)) => chunk.push(read),
+                    Some(Err(e)) => {
+                        let _ = out.send(Err(e)).await;
+                        return;
+                    }
+                    None => return, // cannot happen: one read per link
+                }
+            }
+            if out.send(Ok(chunk)).await.is_err() {
+                return; // the part stopped
+            }
+        }
+    }
+}
+
 /// Collections read at once are taken this many links at a time (what one chunk of reads holds
 /// in memory before it is stored).
 const READ_CHUNK: usize = 64;
+
+/// Chunks of reads read ahead of the part's writes at most, and stored in one write at most
+/// (see [`Run::chunks_per_write`]).
+const MOST_CHUNKS_PER_WRITE: usize = 4;
+
+/// One part's reads in flight at most (see [`Reader::reads_wanted`]): 2,000 requests/s at
+/// John Deere's 100 ms.
+const MOST_READS_IN_FLIGHT: usize = 200;
 
 /// `uri` asking John Deere to embed `what` (`?embed=` or `&embed=`).
 fn with_embed(uri: &str, what: &str) -> String {
@@ -1121,6 +1308,17 @@ async fn read_linked<T: DeserializeOwned>(
             .map(Some),
         None => Ok(None),
     }
+}
+
+/// [`read_collection`] owning what it needs, for reads kept going while the part stores.
+async fn read_owned<T: DeserializeOwned>(
+    api: ApiClient,
+    token: AccessToken,
+    url: url::Url,
+    key: String,
+    stored: Option<String>,
+) -> Result<(Read<T>, u32), SyncError> {
+    read_collection(&api, &token, &url, key, stored).await
 }
 
 /// Reads one collection whole (every page), conditionally on its stored signature. Returns the

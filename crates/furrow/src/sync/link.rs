@@ -88,6 +88,12 @@ impl DeereHosts {
         self.budgets.holds(client_key, account)
     }
 
+    /// Whether `account` has requests waiting for `client_key`'s budget now, `None` when the
+    /// key is not paced (see [`RateBudgets::has_waiting`]).
+    pub fn budget_has_waiting(&self, client_key: &str, account: &str) -> Option<bool> {
+        self.budgets.has_waiting(client_key, account)
+    }
+
     /// `account`'s first data is stored, or it will have none (see
     /// [`RateBudgets::release_hold`]).
     pub fn release_hold(&self, client_key: &str, account: &str) {

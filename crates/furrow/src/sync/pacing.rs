@@ -126,6 +126,14 @@ impl RateBudgets {
         })
     }
 
+    /// Whether `account` has requests waiting for `client_key`'s budget now: `None` when that
+    /// key is not paced.
+    pub fn has_waiting(&self, client_key: &str, account: &str) -> Option<bool> {
+        let budget = self.budget(client_key)?;
+        let waiting = budget.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        Some(waiting.queues.get(account).is_some_and(|q| !q.is_empty()))
+    }
+
     /// `client_key`'s budget, made at its first use, or `None` when that key is not paced.
     fn budget(&self, client_key: &str) -> Option<Arc<ClientBudget>> {
         let ceiling = self
