@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{spawn_with, Db, TestApp};
+use common::{spawn_with, spawn_with_world, Db, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -492,6 +492,109 @@ async fn forbidden_org_is_skipped_and_others_sync(db: Db) {
     app.finish().await;
 }
 both_backends!(forbidden_org, forbidden_org_is_skipped_and_others_sync);
+
+/// An organization of 150 fields is read in chunks of 64 (the next read while one is stored,
+/// several stored together on PostgreSQL), reads in flight growing from 4 under a rate limit:
+/// every field ends with its own boundary and its own operations, and an unchanged re-sync
+/// asks each collection once.
+async fn a_large_organization_is_read_in_chunks(db: Db) {
+    let world = deere_sim::WorldSize {
+        growers: 1,
+        connected_orgs_per_grower: 1,
+        unconnected_orgs_per_grower: 0,
+        fields_per_org: 150,
+        operations_per_field: 2,
+        files_per_org: 0,
+        ..deere_sim::WorldSize::default()
+    };
+    let app = spawn_with_world(db, world, |s| {
+        s.health_check_interval_secs = 3600;
+        s.sync_reads_per_part = 4;
+        s.deere_rate_limit = 5000.0;
+    })
+    .await;
+    let user = app.create_user("large").await;
+    // The simulator's seeded operations are from 2022–2024: widen the range to include them.
+    app.call(
+        Method::POST,
+        &format!("/services/config/api/configs/{user}"),
+        Some(json!({"operationsProcessingRange": 120})),
+    )
+    .await;
+    let rt = app.grower_refresh_token("grower001", ALL_SCOPES);
+    app.post_credentials(&user, &rt, "STAGE").await;
+    let status = wait_for_sync(&app, &user, &Value::Null).await;
+    assert_eq!(status["counts"]["fields"], 150, "{status}");
+    assert_eq!(status["counts"]["boundaries"], 150, "{status}");
+    assert_eq!(status["counts"]["operations"], 300, "{status}");
+    let mut fields = app.fields(&user, "").await;
+    fields.extend(app.fields(&user, "&page=1").await);
+    assert_eq!(fields.len(), 150);
+    // John Deere's truth: each field's active boundary and its operations, by field id.
+    let truth: std::collections::HashMap<String, (String, Vec<String>)> = {
+        let state = app.sim.state();
+        let fields = state.world.orgs.values().flat_map(|o| o.fields.iter());
+        fields
+            .map(|f| {
+                let boundary = f.active_boundary().expect("seeded with one").id.clone();
+                let mut ops: Vec<String> = f.operations.iter().map(|o| o.id.clone()).collect();
+                ops.sort();
+                (f.id.clone(), (boundary, ops))
+            })
+            .collect()
+    };
+    for f in &fields {
+        let (boundary_id, op_ids) = &truth[f["providerFieldId"].as_str().unwrap()];
+        assert_eq!(f["status"], "PROCESSED", "{f}");
+        let fid = f["id"].as_str().unwrap();
+        let (_, boundary) = app
+            .call(
+                Method::GET,
+                &format!("/services/fields/api/users/{user}/fields/{fid}/boundary"),
+                None,
+            )
+            .await;
+        // The boundary and operations read for this field, not for another of its chunk.
+        assert_eq!(boundary["providerBoundaryId"], boundary_id.as_str(), "{f}");
+        let (_, ops) = app
+            .call(
+                Method::GET,
+                &format!("/services/operations/api/operations?fieldId={fid}&size=100"),
+                None,
+            )
+            .await;
+        let mut got: Vec<&str> = ops
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["providerOperationId"].as_str().unwrap())
+            .collect();
+        got.sort();
+        assert_eq!(got, *op_ids, "{f}");
+    }
+
+    // Unchanged: one 304 per collection (organizations; clients, farms, fields and files;
+    // each field's operations), none read twice.
+    app.admin(Method::DELETE, "requests", None).await;
+    let (_, queued) = app
+        .call(
+            Method::POST,
+            &format!("/services/fields/api/users/{user}/fields/sync"),
+            None,
+        )
+        .await;
+    wait_for_sync(&app, &user, &queued["finishedTime"]).await;
+    let platform: Vec<_> = app
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|e| e.path.starts_with("/platform"))
+        .collect();
+    assert!(platform.iter().all(|e| e.status == 304), "{platform:?}");
+    assert_eq!(platform.len(), 1 + 4 + 150);
+    app.finish().await;
+}
+both_backends!(large_organization, a_large_organization_is_read_in_chunks);
 
 async fn operations_sync_within_the_processing_range(db: Db) {
     let app = quiet_app(db).await;

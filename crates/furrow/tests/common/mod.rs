@@ -101,12 +101,22 @@ pub async fn spawn(db: Db) -> TestApp {
 }
 
 pub async fn spawn_with(db: Db, adjust: impl FnOnce(&mut Settings)) -> TestApp {
-    let sim = deere_sim::start(
-        deere_sim::SimConfig::default(),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
+    spawn_with_world(db, deere_sim::WorldSize::default(), adjust).await
+}
+
+/// furrow beside a simulator whose seeded world has `world`'s size.
+pub async fn spawn_with_world(
+    db: Db,
+    world: deere_sim::WorldSize,
+    adjust: impl FnOnce(&mut Settings),
+) -> TestApp {
+    let config = deere_sim::SimConfig {
+        world,
+        ..deere_sim::SimConfig::default()
+    };
+    let sim = deere_sim::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
     let (database_url, data_dir) = fresh_database(db).await;
     let mut settings = test_settings(&sim, &database_url, &data_dir);
     adjust(&mut settings);
