@@ -493,6 +493,22 @@ async fn forbidden_org_is_skipped_and_others_sync(db: Db) {
 }
 both_backends!(forbidden_org, forbidden_org_is_skipped_and_others_sync);
 
+/// A new user `name` connected to grower001 with an operations range wide enough for the
+/// simulator's seeded operations (2022–2024): its id and its first sync's status, once done.
+async fn connect_with_seeded_operations(app: &TestApp, name: &str) -> (String, Value) {
+    let user = app.create_user(name).await;
+    app.call(
+        Method::POST,
+        &format!("/services/config/api/configs/{user}"),
+        Some(json!({"operationsProcessingRange": 120})),
+    )
+    .await;
+    let rt = app.grower_refresh_token("grower001", ALL_SCOPES);
+    app.post_credentials(&user, &rt, "STAGE").await;
+    let status = wait_for_sync(app, &user, &Value::Null).await;
+    (user, status)
+}
+
 /// An organization of 150 fields is read in chunks of 64 (the next read while one is stored,
 /// several stored together on PostgreSQL), reads in flight growing from 4 under a rate limit:
 /// every field ends with its own boundary and its own operations, and an unchanged re-sync
@@ -513,17 +529,7 @@ async fn a_large_organization_is_read_in_chunks(db: Db) {
         s.deere_rate_limit = 5000.0;
     })
     .await;
-    let user = app.create_user("large").await;
-    // The simulator's seeded operations are from 2022–2024: widen the range to include them.
-    app.call(
-        Method::POST,
-        &format!("/services/config/api/configs/{user}"),
-        Some(json!({"operationsProcessingRange": 120})),
-    )
-    .await;
-    let rt = app.grower_refresh_token("grower001", ALL_SCOPES);
-    app.post_credentials(&user, &rt, "STAGE").await;
-    let status = wait_for_sync(&app, &user, &Value::Null).await;
+    let (user, status) = connect_with_seeded_operations(&app, "large").await;
     assert_eq!(status["counts"]["fields"], 150, "{status}");
     assert_eq!(status["counts"]["boundaries"], 150, "{status}");
     assert_eq!(status["counts"]["operations"], 300, "{status}");
@@ -598,17 +604,7 @@ both_backends!(large_organization, a_large_organization_is_read_in_chunks);
 
 async fn operations_sync_within_the_processing_range(db: Db) {
     let app = quiet_app(db).await;
-    let user = app.create_user("operator").await;
-    // The simulator's seeded operations are from 2022–2024: widen the range to include them.
-    app.call(
-        Method::POST,
-        &format!("/services/config/api/configs/{user}"),
-        Some(json!({"operationsProcessingRange": 120})),
-    )
-    .await;
-    let rt = app.grower_refresh_token("grower001", ALL_SCOPES);
-    app.post_credentials(&user, &rt, "STAGE").await;
-    let status = wait_for_sync(&app, &user, &Value::Null).await;
+    let (user, status) = connect_with_seeded_operations(&app, "operator").await;
     let world = app.admin(Method::GET, "world", None).await;
     let expected: u64 = world["growers"][0]["organizations"]
         .as_array()
