@@ -11,7 +11,7 @@ use deere::models::{
     Boundary, Client, Farm, Field, FieldOperation, FieldOperationType, File, HasLinks, Organization,
 };
 use deere::{AccessToken, ApiClient, DeereError, Listing};
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
@@ -302,40 +302,17 @@ impl<'a> Run<'a> {
         Ok(self.auth.flush_events(self.state, &self.cred.id).await?)
     }
 
-    pub(super) async fn read<T: DeserializeOwned + Send + 'static>(
+    /// Reads one collection (with its stored signature, every page), counted.
+    pub(super) async fn read<T: DeserializeOwned>(
         &mut self,
         uri: &str,
     ) -> Result<Read<T>, SyncError> {
-        let mut reads = self.read_many::<T>(&[uri.to_string()]).await?;
-        Ok(reads.pop().expect("one read per link"))
-    }
-
-    /// Reads collections (each with its stored signature, every page), up to
-    /// `sync_reads_per_part` at once, and returns them in the order of `uris`: one account's
-    /// fields are many small collections, and read one after another they would wait on John
-    /// Deere's latency instead of its rate limit.
-    async fn read_many<T: DeserializeOwned + Send + 'static>(
-        &mut self,
-        uris: &[String],
-    ) -> Result<Vec<Read<T>>, SyncError> {
-        let requests = self.prepare_reads(uris).await?;
-        let reads_at_once = self.state.settings.sync_reads_per_part.max(1) as usize;
-        let reads: Vec<(Read<T>, u32)> =
-            futures_util::stream::iter(requests.into_iter().map(|(url, key, stored)| {
-                let api = self.api.clone();
-                let token = self.token.clone();
-                async move { read_collection::<T>(&api, &token, &url, key, stored).await }
-            }))
-            .buffered(reads_at_once)
-            .try_collect()
-            .await?;
-        let mut out = Vec::with_capacity(reads.len());
-        for (read, pages) in reads {
-            self.count_read(&read, pages);
-            out.push(read);
-        }
+        let prepared = self.prepare_reads(&[uri.to_string()]).await?.pop();
+        let (url, key, stored) = prepared.expect("one read per link");
+        let (read, pages) = read_collection::<T>(&self.api, &self.token, &url, key, stored).await?;
+        self.count_read(&read, pages);
         self.report_progress().await?;
-        Ok(out)
+        Ok(read)
     }
 
     /// An organization's clients, farms and fields (each when linked), read at once: the
