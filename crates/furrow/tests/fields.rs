@@ -701,6 +701,47 @@ async fn operations_sync_within_the_processing_range(db: Db) {
 }
 both_backends!(operations, operations_sync_within_the_processing_range);
 
+/// A deleted user's synced data goes with it: its fields, boundaries, operations and their
+/// processing records (on PostgreSQL the last two through their field's cascade, with no key
+/// of their own to the user).
+async fn a_deleted_user_takes_its_synced_data_with_it(db: Db) {
+    let app = quiet_app(db).await;
+    let (user, status) = connect_with_seeded_operations(&app, "gone").await;
+    assert_eq!(status["state"], "DONE", "{status}");
+    let pool = app.furrow.state.store.pool().clone();
+    let rows_of = |table: &'static str| {
+        let (pool, user) = (pool.clone(), user.clone());
+        async move {
+            let sql = match table {
+                "boundaries" => "SELECT COUNT(*) FROM boundaries b JOIN fields f ON f.id = b.field_id WHERE f.leaf_user_id = $1".to_string(),
+                _ => format!("SELECT COUNT(*) FROM {table} WHERE leaf_user_id = $1"),
+            };
+            sqlx::query_scalar::<_, i64>(&sql)
+                .bind(user)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let tables = ["fields", "boundaries", "operations", "operation_data"];
+    for table in tables {
+        assert!(rows_of(table).await > 0, "no {table} synced");
+    }
+    let (status, _) = app
+        .call(
+            Method::DELETE,
+            &format!("/services/usermanagement/api/users/{user}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    for table in tables {
+        assert_eq!(rows_of(table).await, 0, "{table} left behind");
+    }
+    app.finish().await;
+}
+both_backends!(deleted_user, a_deleted_user_takes_its_synced_data_with_it);
+
 /// Adds a file to the first grower's first organization in the simulator: the world before,
 /// that organization's id, and the simulator's answer (the file's `id`).
 async fn add_file(app: &TestApp, name: &str, size: u64) -> (Value, String, Value) {

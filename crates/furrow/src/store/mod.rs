@@ -135,7 +135,14 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0022_machine_data_jobs_on_demand",
         include_str!("../../migrations/0022_machine_data_jobs_on_demand.sql"),
     ),
+    (
+        "0023_postgres_fewer_user_checks",
+        include_str!("../../migrations/0023_postgres_fewer_user_checks.sql"),
+    ),
 ];
+
+/// The first line of a migration that only PostgreSQL runs; SQLite records it as applied.
+const POSTGRES_ONLY: &str = "-- PostgreSQL only";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -476,7 +483,8 @@ impl Store {
     }
 
     /// Applies pending migrations (idempotent; safe from several replicas at once because
-    /// each migration and its record commit in one transaction).
+    /// each migration and its record commit in one transaction). A migration whose first line
+    /// is [`POSTGRES_ONLY`] is recorded on SQLite without running.
     pub async fn migrate(&self) -> StoreResult<()> {
         sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
             .execute(&self.pool)
@@ -496,7 +504,11 @@ impl Store {
             };
             let mut tx = self.pool.begin().await.map_err(fail)?;
             // Comments go first: they may contain semicolons.
-            let sql = strip_comments(sql);
+            let sql = if sql.starts_with(POSTGRES_ONLY) && self.backend == Backend::Sqlite {
+                String::new()
+            } else {
+                strip_comments(sql)
+            };
             for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
                 sqlx::query(statement)
                     .execute(&mut *tx)
