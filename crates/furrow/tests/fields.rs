@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{spawn_with, spawn_with_world, Db, TestApp};
+use common::{spawn_with, spawn_with_sim, Db, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -510,26 +510,56 @@ async fn connect_with_seeded_operations(app: &TestApp, name: &str) -> (String, V
 }
 
 /// An organization of 150 fields is read in chunks of 64 (the next read while one is stored,
-/// several stored together on PostgreSQL), reads in flight growing from 4 under a rate limit:
-/// every field ends with its own boundary and its own operations, and an unchanged re-sync
-/// asks each collection once.
+/// several stored together on PostgreSQL), reads in flight growing from 4 while the rate
+/// limit has room: every field ends with its own boundary and its own operations, and an
+/// unchanged re-sync asks each collection once.
 async fn a_large_organization_is_read_in_chunks(db: Db) {
-    let world = deere_sim::WorldSize {
-        growers: 1,
-        connected_orgs_per_grower: 1,
-        unconnected_orgs_per_grower: 0,
-        fields_per_org: 150,
-        operations_per_field: 2,
-        files_per_org: 0,
-        ..deere_sim::WorldSize::default()
+    let mut config = deere_sim::SimConfig {
+        world: deere_sim::WorldSize {
+            growers: 1,
+            connected_orgs_per_grower: 1,
+            unconnected_orgs_per_grower: 0,
+            fields_per_org: 150,
+            operations_per_field: 2,
+            files_per_org: 0,
+            ..deere_sim::WorldSize::default()
+        },
+        ..deere_sim::SimConfig::default()
     };
-    let app = spawn_with_world(db, world, |s| {
+    // Each answer takes a while, so that reads in flight overlap in the simulator's log.
+    config.settings.latency_ms = 30;
+    let reads_per_part = 4;
+    let app = spawn_with_sim(db, config, |s| {
         s.health_check_interval_secs = 3600;
-        s.sync_reads_per_part = 4;
+        s.sync_reads_per_part = reads_per_part;
         s.deere_rate_limit = 5000.0;
     })
     .await;
     let (user, status) = connect_with_seeded_operations(&app, "large").await;
+    // The fields' reads the simulator had under way at once, at most: more than the setting,
+    // which is a floor while the budget has room, and no more than a part ever keeps going.
+    let field_reads: Vec<(u64, u64)> = app
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|e| e.path.contains("/boundaries") || e.path.contains("/fieldOperations"))
+        .map(|e| (e.at_ms, e.at_ms + e.duration_ms))
+        .collect();
+    assert_eq!(field_reads.len(), 300);
+    let most_at_once = field_reads
+        .iter()
+        .map(|&(start, _)| {
+            field_reads
+                .iter()
+                .filter(|&&(s, end)| s <= start && start < end)
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(
+        most_at_once > reads_per_part as usize && most_at_once <= 200,
+        "{most_at_once} reads at once"
+    );
     assert_eq!(status["counts"]["fields"], 150, "{status}");
     assert_eq!(status["counts"]["boundaries"], 150, "{status}");
     assert_eq!(status["counts"]["operations"], 300, "{status}");

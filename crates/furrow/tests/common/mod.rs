@@ -101,19 +101,15 @@ pub async fn spawn(db: Db) -> TestApp {
 }
 
 pub async fn spawn_with(db: Db, adjust: impl FnOnce(&mut Settings)) -> TestApp {
-    spawn_with_world(db, deere_sim::WorldSize::default(), adjust).await
+    spawn_with_sim(db, deere_sim::SimConfig::default(), adjust).await
 }
 
-/// furrow beside a simulator whose seeded world has `world`'s size.
-pub async fn spawn_with_world(
+/// furrow beside a simulator started with `config` (its world's size, its latency).
+pub async fn spawn_with_sim(
     db: Db,
-    world: deere_sim::WorldSize,
+    config: deere_sim::SimConfig,
     adjust: impl FnOnce(&mut Settings),
 ) -> TestApp {
-    let config = deere_sim::SimConfig {
-        world,
-        ..deere_sim::SimConfig::default()
-    };
     let sim = deere_sim::start(config, "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
