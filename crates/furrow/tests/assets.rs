@@ -274,13 +274,7 @@ async fn assets_match_the_simulator(db: Db) {
         Some(json!({"name": "Big Red"})),
     )
     .await;
-    app.call(
-        Method::POST,
-        &format!("/services/fields/api/users/{user}/fields/sync"),
-        None,
-    )
-    .await;
-    assert_eq!(app.wait_for_sync_done(&user).await["state"], "DONE");
+    app.sync_now(&user).await;
     wait_until("machineUpdated", || rx.count("machineUpdated") == 1).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(

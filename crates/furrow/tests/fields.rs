@@ -39,15 +39,7 @@ async fn wait_for_sync(app: &TestApp, user: &str, after: &Value) -> Value {
 /// farms, fields and files of its 2 connected organizations, and operations of their 6 fields.
 async fn unchanged_resync(app: &TestApp, user: &str) -> (Value, Vec<deere_sim::LogEntry>) {
     app.admin(Method::DELETE, "requests", None).await;
-    let (status, queued) = app
-        .call(
-            Method::POST,
-            &format!("/services/fields/api/users/{user}/fields/sync"),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
-    let done = wait_for_sync(app, user, &queued["finishedTime"]).await;
+    let done = app.sync_now(user).await;
     let platform: Vec<_> = app
         .sim
         .requests()
@@ -233,14 +225,7 @@ async fn full_sync_then_incremental(db: Db) {
         .await;
     app.admin(Method::DELETE, &format!("fields/{deleted}"), None)
         .await;
-    let (_, queued) = app
-        .call(
-            Method::POST,
-            &format!("/services/fields/api/users/{user}/fields/sync"),
-            None,
-        )
-        .await;
-    wait_for_sync(&app, &user, &queued["finishedTime"]).await;
+    app.sync_now(&user).await;
 
     let live = app.fields(&user, "").await;
     assert_eq!(live.len(), expected.len() - 1);
@@ -289,14 +274,7 @@ async fn full_sync_then_incremental(db: Db) {
         .execute(app.furrow.state.store.pool())
         .await
         .unwrap();
-    let (_, queued) = app
-        .call(
-            Method::POST,
-            &format!("/services/fields/api/users/{user}/fields/sync"),
-            None,
-        )
-        .await;
-    wait_for_sync(&app, &user, &queued["finishedTime"]).await;
+    app.sync_now(&user).await;
     assert_eq!(dump(&app).await, snapshot);
     app.finish().await;
 }
@@ -400,14 +378,7 @@ async fn selected_only_limits_the_sync(db: Db) {
         .call(Method::PATCH, &format!("/services/usermanagement/api/users/{user}/JohnDeere/organizations/{chosen}/SELECTED"), None)
         .await;
     assert_eq!(status, StatusCode::OK);
-    let (_, queued) = app
-        .call(
-            Method::POST,
-            &format!("/services/fields/api/users/{user}/fields/sync"),
-            None,
-        )
-        .await;
-    wait_for_sync(&app, &user, &queued["finishedTime"]).await;
+    app.sync_now(&user).await;
     let fields = app.fields(&user, "").await;
     assert_eq!(fields.len(), 3);
     assert!(fields
@@ -461,14 +432,7 @@ async fn forbidden_org_is_skipped_and_others_sync(db: Db) {
     );
     // Once the terms are accepted (the fault gone), the next sync clears the mark.
     app.admin(Method::DELETE, "faults", None).await;
-    let before = status["finishedTime"].clone();
-    app.call(
-        Method::POST,
-        &format!("/services/fields/api/users/{user}/fields/sync"),
-        None,
-    )
-    .await;
-    let status = wait_for_sync(&app, &user, &before).await;
+    let status = app.sync_now(&user).await;
     assert_eq!(status["counts"]["organizationsFailed"], json!([]));
     let (_, cleared) = app
         .call(
@@ -612,14 +576,7 @@ async fn a_large_organization_is_read_in_chunks(db: Db) {
     // Unchanged: one 304 per collection (organizations; clients, farms, fields and files;
     // each field's operations), none read twice.
     app.admin(Method::DELETE, "requests", None).await;
-    let (_, queued) = app
-        .call(
-            Method::POST,
-            &format!("/services/fields/api/users/{user}/fields/sync"),
-            None,
-        )
-        .await;
-    wait_for_sync(&app, &user, &queued["finishedTime"]).await;
+    app.sync_now(&user).await;
     let platform: Vec<_> = app
         .sim
         .requests()
@@ -711,14 +668,7 @@ async fn operations_sync_within_the_processing_range(db: Db) {
     let removed = all[0]["providerOperationId"].as_str().unwrap().to_string();
     app.admin(Method::DELETE, &format!("operations/{removed}"), None)
         .await;
-    let (_, queued) = app
-        .call(
-            Method::POST,
-            &format!("/services/fields/api/users/{user}/fields/sync"),
-            None,
-        )
-        .await;
-    wait_for_sync(&app, &user, &queued["finishedTime"]).await;
+    app.sync_now(&user).await;
     let after = list(format!("&leafUserId={user}")).await;
     assert_eq!(after.len(), all.len());
     assert!(after
@@ -730,6 +680,56 @@ async fn operations_sync_within_the_processing_range(db: Db) {
     app.finish().await;
 }
 both_backends!(operations, operations_sync_within_the_processing_range);
+
+/// Widening operationsProcessingRange after a first sync brings the older operations in at the
+/// next sync: the operations lists read under the narrower range are read whole again, not
+/// answered "not modified" for the signatures stored then. Narrowing it keeps what is there.
+async fn a_wider_processing_range_brings_in_older_operations(db: Db) {
+    let app = quiet_app(db).await;
+    let user = app.create_user("widened").await;
+    let rt = app.grower_refresh_token("grower001", ALL_SCOPES);
+    app.post_credentials(&user, &rt, "STAGE").await;
+    // The default range (12 months) holds none of the seeded operations (2022–2024).
+    let first = wait_for_sync(&app, &user, &Value::Null).await;
+    assert_eq!(first["counts"]["operations"], 0, "{first}");
+    let operations = |user: String| {
+        let app = &app;
+        async move {
+            let path = format!("/services/operations/api/operations?leafUserId={user}&size=100");
+            let (status, ops) = app.call(Method::GET, &path, None).await;
+            assert_eq!(status, StatusCode::OK, "{ops}");
+            ops.as_array().unwrap().len()
+        }
+    };
+    assert_eq!(operations(user.clone()).await, 0);
+    let set_range = |months: u32| {
+        let (app, user) = (&app, &user);
+        async move {
+            let path = format!("/services/config/api/configs/{user}");
+            let body = json!({"operationsProcessingRange": months});
+            let (status, config) = app.call(Method::PATCH, &path, Some(body)).await;
+            assert_eq!(status, StatusCode::OK, "{config}");
+        }
+    };
+
+    set_range(120).await;
+    let widened = app.sync_now(&user).await;
+    let seeded = widened["counts"]["operations"].as_u64().unwrap();
+    assert!(seeded > 0, "{widened}");
+    assert_eq!(operations(user.clone()).await as u64, seeded);
+
+    // Back to 12 months: the lists are read under that range again, and the operations
+    // outside it are kept, not deleted.
+    set_range(12).await;
+    let narrowed = app.sync_now(&user).await;
+    assert_eq!(narrowed["counts"]["operationsDeleted"], 0, "{narrowed}");
+    assert_eq!(operations(user.clone()).await as u64, seeded);
+    app.finish().await;
+}
+both_backends!(
+    wider_range,
+    a_wider_processing_range_brings_in_older_operations
+);
 
 /// A deleted user's synced data goes with it: its fields, boundaries, operations and their
 /// processing records (on PostgreSQL the last two through their field's cascade, with no key
@@ -910,14 +910,7 @@ async fn machine_files_arrive_byte_identical(db: Db) {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     app.admin(Method::DELETE, &format!("files/{big_id}"), None)
         .await;
-    let (_, queued) = app
-        .call(
-            Method::POST,
-            &format!("/services/fields/api/users/{user}/fields/sync"),
-            None,
-        )
-        .await;
-    wait_for_sync(&app, &user, &queued["finishedTime"]).await;
+    app.sync_now(&user).await;
     let (_, after) = app
         .call(
             Method::GET,
@@ -953,15 +946,7 @@ async fn without_auto_sync_only_manual_syncs_run(db: Db) {
         .await;
     assert_eq!(s["state"], "IDLE", "no automatic sync: {s}");
     assert!(app.fields(&user, "").await.is_empty());
-    let (status, _) = app
-        .call(
-            Method::POST,
-            &format!("/services/fields/api/users/{user}/fields/sync"),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED);
-    wait_for_sync(&app, &user, &Value::Null).await;
+    app.sync_now(&user).await;
     assert_eq!(app.fields(&user, "").await.len(), 6);
     app.finish().await;
 }

@@ -546,21 +546,6 @@ async fn replay(db: Db) {
         Some(serde_json::json!({"exportPoints": 200})),
     )
     .await;
-    // The operations' range the collection sets later, set first, as an application sets its
-    // defaults before its growers connect: the simulator's operations are older than the
-    // default year, and a first sync that read their collections under the default range
-    // keeps John Deere's signatures for them, so the later sync with the wider range is
-    // answered "not modified" and stores none (a known limitation: the range is not part of
-    // the signature). Whether the first sync's part read the configuration before or after
-    // the collection's PATCH made this test pass or fail by timing.
-    let (status, _) = app
-        .call(
-            Method::PATCH,
-            "/services/config/api/configs",
-            Some(serde_json::json!({"operationsProcessingRange": 120})),
-        )
-        .await;
-    assert_eq!(status, reqwest::StatusCode::OK);
     let (_rx, receiver_url) = receiver().await;
     let mut vars = HashMap::from([
         (

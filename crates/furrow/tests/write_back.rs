@@ -163,15 +163,7 @@ async fn a_field_written_back_exists_once_on_each_side(db: Db) {
         Some(json!({"name": "Back Forty (JD)"})),
     )
     .await;
-    let (status, _) = app
-        .call(
-            Method::POST,
-            &format!("/services/fields/api/users/{user}/fields/sync"),
-            None,
-        )
-        .await;
-    assert!(status.is_success());
-    assert_eq!(app.wait_for_sync_done(&user).await["state"], "DONE");
+    app.sync_now(&user).await;
     let now = app.fields(&user, "").await;
     assert_eq!(
         now.len(),

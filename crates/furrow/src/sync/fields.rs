@@ -111,6 +111,9 @@ pub(super) struct Run<'a> {
     pub(super) counts: SyncCounts,
     /// With operations on: only operations ending after this (ms) are kept.
     pub(super) operations_since_ms: Option<i64>,
+    /// With operations on: operationsProcessingRange (months), which the operations lists'
+    /// signatures are stored under ([`Reader::signature_key`]).
+    operations_range_months: Option<i64>,
     /// The owner's alert webhooks: (id, subscribed events), loaded once per run.
     hooks: Vec<(String, Vec<String>)>,
     /// customDataSync: new fields arrive as PREVIEW.
@@ -181,6 +184,7 @@ impl<'a> Run<'a> {
             auth,
             counts: SyncCounts::default(),
             operations_since_ms: None,
+            operations_range_months: None,
             hooks: Vec::new(),
             custom_data_sync: false,
             asset_sync: Default::default(),
@@ -280,6 +284,7 @@ impl<'a> Run<'a> {
                 .and_then(Value::as_i64)
                 .unwrap_or(12);
             self.operations_since_ms = Some(crate::store::now_ms() - months * 2_630_016_000);
+            self.operations_range_months = Some(months);
         }
         self.custom_data_sync = config
             .get("customDataSync")
@@ -375,6 +380,7 @@ impl<'a> Run<'a> {
             account: &self.cred.leaf_user_id,
             api: self.api.clone(),
             token: self.token.clone(),
+            operations_range_months: self.operations_range_months,
         }
     }
 
@@ -1159,9 +1165,25 @@ struct Reader<'a> {
     account: &'a str,
     api: ApiClient,
     token: AccessToken,
+    operations_range_months: Option<i64>,
 }
 
 impl Reader<'_> {
+    /// The key a collection's signature is stored under: its URL, and for a field's operations
+    /// list also the operationsProcessingRange it was read with. The operations outside the
+    /// range were skipped, so John Deere's "not modified" (or "what changed since") for that
+    /// signature would leave them out for good once the range is widened; under a range of its
+    /// own, the list is read whole once. An older signature kept under a range met again still
+    /// holds: what changed since it is what changed since that range's last read.
+    fn signature_key(&self, url: &url::Url) -> String {
+        match self.operations_range_months {
+            Some(months) if url.path().ends_with("/fieldOperations") => {
+                format!("{url}#operationsProcessingRange={months}")
+            }
+            _ => url.as_str().to_string(),
+        }
+    }
+
     /// Stops if the credentials were deleted, and pairs each link with its URL, its signature
     /// key and the stored signature.
     async fn prepare(&self, uris: &[String]) -> Result<Vec<PreparedRead>, SyncError> {
@@ -1170,7 +1192,7 @@ impl Reader<'_> {
             .iter()
             .map(|uri| self.api.link_url(uri))
             .collect::<Result<Vec<_>, _>>()?;
-        let keys: Vec<String> = urls.iter().map(|u| u.as_str().to_string()).collect();
+        let keys: Vec<String> = urls.iter().map(|u| self.signature_key(u)).collect();
         // Deleting the credentials (or the user) stops a running sync before its next request.
         let Some(stored) = self.state.store.signatures(self.cred_id, &keys).await? else {
             return Err(SyncError::NotReady("deleted".into()));

@@ -274,6 +274,25 @@ impl TestApp {
         sync
     }
 
+    /// Asks for a sync now (`POST …/fields/sync`) and waits (up to 20 s) until a run that
+    /// started after the ask is DONE, not the one already running then or finished before:
+    /// that run's status.
+    pub async fn sync_now(&self, user_id: &str) -> Value {
+        let path = format!("/services/fields/api/users/{user_id}/fields/sync");
+        let (status, asked) = self.call(Method::POST, &path, None).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{asked}");
+        let mut sync = Value::Null;
+        for _ in 0..400 {
+            sync = self.call(Method::GET, &path, None).await.1;
+            assert_ne!(sync["state"], "FAILED", "{sync}");
+            if sync["state"] == "DONE" && sync["startedTime"] != asked["startedTime"] {
+                return sync;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no sync run after the ask finished; last status: {sync}");
+    }
+
     /// The user's fields (up to 100), with more query parameters in `extra` (`&includeDeleted=true`).
     pub async fn fields(&self, user: &str, extra: &str) -> Vec<Value> {
         let (status, fields) = self
