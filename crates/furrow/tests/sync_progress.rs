@@ -1,16 +1,41 @@
 //! Syncs under load: the sync status shows each part's progress while it runs (items and
 //! requests so far and the request rate, then its last figures once it is done), and a small
-//! grower gets its share while a large account syncs.
+//! grower gets its share while a large account syncs, and the newest growers' slots hand their
+//! parts back to run again.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{spawn_with, Db};
+use common::{spawn_with, Db, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 const SCOPES: &[&str] = &["ag1", "ag2", "files", "offline_access"];
+
+/// A grower in the simulator with one organization per entry of `fields` (that many fields,
+/// one operation each, no files), all connected to furrow's app.
+async fn add_grower(app: &TestApp, name: &str, fields: &[u32]) {
+    let orgs: Vec<Value> = fields
+        .iter()
+        .map(|n| json!({"connectedTo": "sim-client", "fields": n, "operationsPerField": 1, "files": 0}))
+        .collect();
+    app.admin(
+        Method::POST,
+        "growers",
+        Some(json!({"userName": name, "organizations": orgs})),
+    )
+    .await;
+}
+
+/// A new Leaf user whose credentials connect simulator grower `name`: its id.
+async fn connect(app: &TestApp, name: &str) -> String {
+    let user = app.create_user(name).await;
+    let rt = app.grower_refresh_token(name, SCOPES);
+    let (status, body) = app.post_credentials(&user, &rt, "STAGE").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    user
+}
 
 /// The `fields` part of the status's only organization.
 fn fields_part(status: &Value) -> Option<Value> {
@@ -24,21 +49,9 @@ fn fields_part(status: &Value) -> Option<Value> {
 async fn progress_shows_while_a_part_runs(db: Db) {
     // Paced at 20 requests/s, the fields part (some 80 requests) runs for a few seconds.
     let app = spawn_with(db, |s| s.deere_rate_limit = 20.0).await;
-    app.admin(
-        Method::POST,
-        "growers",
-        Some(json!({"userName": "wide", "organizations": [
-            {"connectedTo": "sim-client", "fields": 40, "operationsPerField": 1, "files": 0},
-        ]})),
-    )
-    .await;
+    add_grower(&app, "wide", &[40]).await;
     app.sim.state().settings.latency_ms = 40;
-    let user = app.create_user("wide").await;
-    let rt = app.grower_refresh_token("wide", SCOPES);
-    assert_eq!(
-        app.post_credentials(&user, &rt, "STAGE").await.0,
-        StatusCode::CREATED
-    );
+    let user = connect(&app, "wide").await;
     let path = format!("/services/fields/api/users/{user}/fields/sync");
     let mut while_running = None;
     let mut status = Value::Null;
@@ -106,29 +119,10 @@ async fn a_small_grower_is_not_starved_by_a_large_one(db: Db) {
         s.engine_concurrency = 2;
     })
     .await;
-    let org =
-        json!({"connectedTo": "sim-client", "fields": 25, "operationsPerField": 1, "files": 0});
-    app.admin(
-        Method::POST,
-        "growers",
-        Some(json!({"userName": "large", "organizations": [org, org, org, org, org, org]})),
-    )
-    .await;
-    app.admin(
-        Method::POST,
-        "growers",
-        Some(json!({"userName": "small", "organizations": [
-            {"connectedTo": "sim-client", "fields": 2, "operationsPerField": 1, "files": 0},
-        ]})),
-    )
-    .await;
+    add_grower(&app, "large", &[25; 6]).await;
+    add_grower(&app, "small", &[2]).await;
     let status_of = |user: &str| format!("/services/fields/api/users/{user}/fields/sync");
-    let large = app.create_user("large").await;
-    let rt = app.grower_refresh_token("large", SCOPES);
-    assert_eq!(
-        app.post_credentials(&large, &rt, "STAGE").await.0,
-        StatusCode::CREATED
-    );
+    let large = connect(&app, "large").await;
     // The large account's parts hold both job slots.
     for _ in 0..200 {
         let status = app.call(Method::GET, &status_of(&large), None).await.1;
@@ -140,12 +134,7 @@ async fn a_small_grower_is_not_starved_by_a_large_one(db: Db) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let small = app.create_user("small").await;
-    let rt = app.grower_refresh_token("small", SCOPES);
-    assert_eq!(
-        app.post_credentials(&small, &rt, "STAGE").await.0,
-        StatusCode::CREATED
-    );
+    let small = connect(&app, "small").await;
     let fields_parts_done = |status: &Value| {
         let orgs = status["organizations"]
             .as_array()
@@ -192,3 +181,97 @@ async fn a_small_grower_is_not_starved_by_a_large_one(db: Db) {
 }
 
 both_backends!(fair_share, a_small_grower_is_not_starved_by_a_large_one);
+
+/// The newest growers' slots, handed on: ten growers connected at once while a large account's
+/// parts hold both job slots. The first to begin take the four slots kept for the newest
+/// growers, and give them up as later ones begin; a first part stopped then (before its first
+/// request, or once its grower's first data is stored) is queued again and runs to its end in
+/// a slot. Every grower ends with all its fields, and its lists were read again whole by the
+/// part that ran again (their signatures were not stored with the first data), so an unchanged
+/// re-sync of each is one 304 per collection.
+async fn parts_handed_back_by_the_newest_growers_run_again(db: Db) {
+    let app = spawn_with(db, |s| {
+        s.deere_rate_limit = 40.0;
+        s.engine_concurrency = 2;
+        // No health checks: the growers' requests are their syncs'.
+        s.health_check_interval_secs = 3600;
+    })
+    .await;
+    add_grower(&app, "large", &[25; 4]).await;
+    let small: Vec<String> = (0..10).map(|n| format!("small{n}")).collect();
+    for name in &small {
+        add_grower(&app, name, &[2]).await;
+    }
+    app.sim.state().settings.latency_ms = 30;
+    let large = connect(&app, "large").await;
+    let status_of = |user: &str| format!("/services/fields/api/users/{user}/fields/sync");
+    for _ in 0..200 {
+        let status = app.call(Method::GET, &status_of(&large), None).await.1;
+        if status["organizations"].as_array().map_or(0, Vec::len) == 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // One after another: each grower begins while the ones before it are still on their way
+    // to their first data.
+    let mut users = Vec::new();
+    for name in &small {
+        users.push(connect(&app, name).await);
+    }
+    for user in &users {
+        let mut status = Value::Null;
+        for _ in 0..1200 {
+            status = app.call(Method::GET, &status_of(user), None).await.1;
+            if status["state"] == "DONE" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert_eq!(status["state"], "DONE", "{status}");
+        assert_eq!(app.fields(user, "").await.len(), 2, "{status}");
+    }
+    // How many times each small grower's fields list was read whole (200) in its first sync.
+    let log = app.sim.requests();
+    let lists_read: Vec<usize> = small
+        .iter()
+        .map(|name| {
+            log.iter()
+                .filter(|e| e.user.as_deref() == Some(name.as_str()) && e.status == 200)
+                .filter(|e| {
+                    e.path
+                        .split(['?', ';'])
+                        .next()
+                        .is_some_and(|p| p.ends_with("/fields"))
+                })
+                .count()
+        })
+        .collect();
+    assert!(lists_read.iter().all(|n| *n >= 1), "{lists_read:?}");
+    assert!(
+        lists_read.iter().any(|n| *n >= 2),
+        "no first part was handed back after its first data: {lists_read:?}"
+    );
+    // The part that ran again stored every signature: nothing is read whole again.
+    for (name, user) in small.iter().zip(&users) {
+        app.admin(Method::DELETE, "requests", None).await;
+        app.sync_now(user).await;
+        let again: Vec<_> = app
+            .sim
+            .requests()
+            .into_iter()
+            .filter(|e| e.user.as_deref() == Some(name.as_str()) && e.path.starts_with("/platform"))
+            .collect();
+        assert!(
+            !again.is_empty() && again.iter().all(|e| e.status == 304),
+            "{name}: {again:?}"
+        );
+        let paths: std::collections::HashSet<_> = again.iter().map(|e| &e.path).collect();
+        assert_eq!(paths.len(), again.len(), "{name}: read twice: {again:?}");
+    }
+    app.finish().await;
+}
+
+both_backends!(
+    handed_back,
+    parts_handed_back_by_the_newest_growers_run_again
+);
