@@ -11,7 +11,8 @@
 //!
 //! Knobs: FURROW_BENCH_GROWERS (50), FURROW_BENCH_FIELDS (20), FURROW_BENCH_LATENCY_MS (50),
 //! FURROW_BENCH_RATE (100 requests/s per client key), FURROW_BENCH_CONCURRENCY (furrow's default),
-//! FURROW_BENCH_PACED (1; 0: furrow is not told the rate limit), FURROW_BENCH_READS_PER_PART
+//! FURROW_BENCH_PACED (1; 0: furrow is not told the rate limit), FURROW_BENCH_TOLD_RATE (the
+//! rate furrow is told, FURROW_BENCH_RATE unless set), FURROW_BENCH_READS_PER_PART
 //! (furrow's default), FURROW_BENCH_DATABASE_URL, FURROW_BENCH_AHEAD_CONNECTIONS and
 //! FURROW_BENCH_BULK_CONNECTIONS (furrow's defaults).
 
@@ -427,9 +428,10 @@ async fn benchmark(furrow_runtime: tokio::runtime::Handle) {
             Settings::default().engine_concurrency,
         ),
         // furrow is told the rate John Deere gives the client key, as an operator would
-        // (FURROW_BENCH_PACED=0: not told, to compare).
+        // (FURROW_BENCH_PACED=0: not told, to compare; FURROW_BENCH_TOLD_RATE: told another,
+        // as an operator who set it too high would).
         deere_rate_limit: if env_or("FURROW_BENCH_PACED", 1) == 1 {
-            rate
+            env_or("FURROW_BENCH_TOLD_RATE", rate)
         } else {
             0.0
         },
