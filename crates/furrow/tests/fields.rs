@@ -1004,3 +1004,45 @@ both_backends!(
     flaky_download,
     a_failed_download_is_fetched_by_the_parts_retry
 );
+
+/// A part John Deere keeps refusing for the rate limit, beyond the client's retries and more
+/// times than a part's failed attempts allow, goes again after each `Retry-After` until it is
+/// answered: the sync ends DONE with every farm, not FAILED.
+async fn a_part_refused_for_the_rate_limit_goes_again_until_answered(db: Db) {
+    let app = quiet_app(db).await;
+    // Each attempt asks five times (the first try and the client's four retries): 35 refusals
+    // outlast six attempts.
+    app.admin(
+        Method::POST,
+        "faults",
+        Some(json!({"pathContains": "/farms", "times": 35,
+                    "kind": {"type": "rateLimit", "retryAfter": 0}})),
+    )
+    .await;
+    let user = app.create_user("refused").await;
+    let rt = app.grower_refresh_token("grower001", ALL_SCOPES);
+    app.post_credentials(&user, &rt, "STAGE").await;
+    // Seven refused attempts, each put off by a second: up to a minute.
+    let mut status = Value::Null;
+    for _ in 0..3 {
+        status = app.wait_for_sync_done(&user).await;
+        if status["state"] != "RUNNING" && status["state"] != "QUEUED" {
+            break;
+        }
+    }
+    assert_eq!(status["state"], "DONE", "{status}");
+    let refused = app
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|e| e.status == 429)
+        .count();
+    assert_eq!(refused, 35, "every refusal was met");
+    assert_eq!(status["counts"]["farms"], 4, "{status}");
+    assert_eq!(app.fields(&user, "").await.len(), 6);
+    app.finish().await;
+}
+both_backends!(
+    refused_part,
+    a_part_refused_for_the_rate_limit_goes_again_until_answered
+);

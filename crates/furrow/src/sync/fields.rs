@@ -1763,6 +1763,11 @@ async fn sync_part(
 /// A part gives up after this many failed attempts; the run then ends FAILED with its error.
 const PART_MAX_ATTEMPTS: i64 = 6;
 
+/// How long a part refused for the rate limit waits before it goes again (ms): John Deere's
+/// `Retry-After` within these bounds; a second when it gives none (or 0).
+const LEAST_RATE_LIMITED_WAIT_MS: i64 = 1_000;
+const MOST_RATE_LIMITED_WAIT_MS: i64 = 3_600_000;
+
 /// A credential's sync work, as it takes its turn at the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SyncWork {
@@ -1886,6 +1891,27 @@ async fn run_part(
                     now + 30_000,
                     job.attempts,
                     Some(&reason),
+                )
+                .await?;
+            return Ok(());
+        }
+        // Refused for the rate limit after the client's own waits (a key shared with another
+        // program, a rate set too high or not at all): again after John Deere's `Retry-After`,
+        // and not an attempt that failed: a busy key delays a grower's data, never drops it.
+        Err(e @ SyncError::Deere(DeereError::RateLimited { retry_after })) => {
+            let wait = retry_after.map_or(0, |d| {
+                d.as_millis().min(MOST_RATE_LIMITED_WAIT_MS as u128) as i64
+            });
+            let wait = wait.max(LEAST_RATE_LIMITED_WAIT_MS);
+            tracing::info!(part = %name, error = %e, "sync part refused for the rate limit; retried");
+            state
+                .store
+                .reschedule_job(
+                    &job.id,
+                    &state.replica_id,
+                    now + wait,
+                    job.attempts,
+                    Some(&e.to_string()),
                 )
                 .await?;
             return Ok(());
