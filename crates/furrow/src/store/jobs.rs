@@ -104,9 +104,10 @@ impl Store {
     /// leased), so that a claim never takes parts that would have to wait. Then fair share:
     /// jobs of credentials with the fewest jobs running go first; then a credential's own jobs
     /// (which start its sync) before sync parts; then credentials with the least left to do
-    /// (fewest jobs due or running: a small account's two parts before a large one's dozen); then fields parts
-    /// before the others (an account's first data is its fields); then the longest due. A
-    /// grower connected while large accounts sync does not queue behind all of their parts.
+    /// (fewest jobs due or running: a small account's two parts before a large one's dozen);
+    /// then fields parts before the others (an account's first data is its fields); then the
+    /// longest due. A grower connected while large accounts sync does not queue behind all of
+    /// their parts.
     /// Machine data goes in the order it was queued: its lane holds a job per operation, too
     /// many to rank by account on every claim (and exports wait on John Deere, not on us).
     pub async fn claim_jobs(
